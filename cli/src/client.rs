@@ -1,0 +1,276 @@
+//! The client verbs: submit, status, watch, jobs, cancel.
+
+use std::future::Future;
+
+use ferry_common::client::{is_failover_status, Coordinators};
+use ferry_common::proto::job_service_client::JobServiceClient;
+use ferry_common::proto::{CancelJobRequest, GetJobRequest, Job, JobState, ListJobsRequest, SubmitJobRequest};
+use ferry_common::timing::RPC_TIMEOUT;
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+
+use crate::jobspec::Tuning;
+use crate::watch::{follow, summarize};
+use crate::{EXIT_BAD_INPUT, EXIT_JOB_FAILED, EXIT_UNREACHABLE};
+
+/// Where the coordinator is.
+#[derive(clap::Args, Clone, Debug)]
+pub struct CoordinatorArg {
+    /// Coordinator addresses, comma-separated.
+    #[arg(long, env = "FERRY_COORDINATOR", default_value = "http://127.0.0.1:50051")]
+    pub coordinator: String,
+}
+
+/// Flags of `ferry submit`.
+#[derive(clap::Args, Debug)]
+pub struct SubmitArgs {
+    #[command(flatten)]
+    coord: CoordinatorArg,
+    /// Source connection name (FERRY_CONN_<NAME> on coordinator and workers).
+    #[arg(long)]
+    source: String,
+    /// SQL query whose rows are copied.
+    #[arg(long)]
+    query: String,
+    /// Target connection name.
+    #[arg(long)]
+    target: String,
+    /// Target table, schema.table.
+    #[arg(long)]
+    table: String,
+    /// Chunks of this job in flight at once (default MAPPER_MAX_WORKERS).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    max_workers: Option<u32>,
+    /// Idempotency key: submitting the same id again returns the same job.
+    #[arg(long, default_value = "")]
+    request_id: String,
+    /// Follow the job with a progress bar; exit 0 only if it succeeds.
+    #[arg(long)]
+    watch: bool,
+    #[command(flatten)]
+    tuning: Tuning,
+}
+
+/// A job id plus the coordinator.
+#[derive(clap::Args, Debug)]
+pub struct JobArgs {
+    /// Job id.
+    job: String,
+    #[command(flatten)]
+    coord: CoordinatorArg,
+}
+
+/// Flags of `ferry jobs`.
+#[derive(clap::Args, Debug)]
+pub struct ListArgs {
+    #[command(flatten)]
+    coord: CoordinatorArg,
+    /// Most jobs listed (0: all).
+    #[arg(long, default_value_t = 50)]
+    limit: u32,
+}
+
+/// Explains a failed call: unreachable coordinators are named, other errors carry the coordinator's message.
+pub fn describe_status(c: &Coordinators, s: &Status) -> String {
+    match s.code() {
+        Code::Unavailable | Code::DeadlineExceeded => format!(
+            "cannot reach the coordinator at {} ({}): is `ferry coordinator` running there? Set --coordinator or FERRY_COORDINATOR",
+            c.urls().join(","),
+            s.message()
+        ),
+        _ => s.message().to_string(),
+    }
+}
+
+fn exit_code(s: &Status) -> i32 {
+    match s.code() {
+        Code::Unavailable | Code::DeadlineExceeded | Code::Unknown => EXIT_UNREACHABLE,
+        _ => EXIT_BAD_INPUT,
+    }
+}
+
+fn connect(arg: &CoordinatorArg) -> Result<Coordinators, i32> {
+    Coordinators::new(&arg.coordinator, Some(RPC_TIMEOUT)).map_err(|e| {
+        eprintln!("error: {e}");
+        EXIT_BAD_INPUT
+    })
+}
+
+/// Calls the coordinator, trying each address once when one is down or not the leader.
+async fn call<T, F, Fut>(c: &Coordinators, f: F) -> Result<T, i32>
+where
+    F: Fn(JobServiceClient<Channel>) -> Fut,
+    Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+{
+    let mut tries = 0;
+    loop {
+        match f(c.jobs()).await {
+            Ok(r) => return Ok(r.into_inner()),
+            Err(s) if is_failover_status(&s) && tries + 1 < c.len() => {
+                tries += 1;
+                c.rotate();
+            }
+            Err(s) => {
+                eprintln!("error: {}", describe_status(c, &s));
+                return Err(exit_code(&s));
+            }
+        }
+    }
+}
+
+fn job_state(job: &Job) -> JobState {
+    JobState::try_from(job.state).unwrap_or(JobState::Unspecified)
+}
+
+/// `ferry submit`.
+pub async fn submit(a: SubmitArgs) -> i32 {
+    let c = match connect(&a.coord) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let spec = a.tuning.spec(&a.source, &a.query, &a.target, &a.table, a.max_workers);
+    let req = SubmitJobRequest { request_id: a.request_id.clone(), spec: Some(spec) };
+    let resp = match call(&c, |mut j| {
+        let req = req.clone();
+        async move { j.submit_job(req).await }
+    })
+    .await
+    {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    if !resp.created {
+        eprintln!("request id {:?} was submitted before: returning its job", a.request_id);
+    }
+    let code = if a.watch {
+        match follow(&c, &resp.job_id).await {
+            Ok(job) => {
+                summarize(&job);
+                if job_state(&job) == JobState::Succeeded {
+                    0
+                } else {
+                    EXIT_JOB_FAILED
+                }
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                EXIT_UNREACHABLE
+            }
+        }
+    } else {
+        0
+    };
+    println!("{}", resp.job_id);
+    code
+}
+
+/// `ferry status`.
+pub async fn status(a: JobArgs) -> i32 {
+    let c = match connect(&a.coord) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let job = match call(&c, |mut j| {
+        let id = a.job.clone();
+        async move { j.get_job(GetJobRequest { job_id: id }).await }
+    })
+    .await
+    {
+        Ok(j) => j,
+        Err(code) => return code,
+    };
+    let spec = job.spec.clone().unwrap_or_default();
+    println!(
+        "{} {}: {}/{} chunks succeeded, {} failed, {} rows written, {} rejected, {} retries",
+        job_state(&job).label(),
+        job.job_id,
+        job.chunks_succeeded,
+        job.chunks_total,
+        job.chunks_failed,
+        job.rows_written,
+        job.rows_rejected,
+        job.retries
+    );
+    println!("  {} -> {} {}", spec.source, spec.target, spec.table);
+    if !job.plan.is_empty() {
+        println!("  plan: {}", job.plan);
+    }
+    if !job.error.is_empty() {
+        println!("  error: {}", job.error);
+    }
+    for ch in job.chunks.iter().filter(|ch| !ch.last_error.is_empty()) {
+        println!("  chunk {} (attempt {}): {}", ch.chunk_no, ch.attempt, ch.last_error);
+    }
+    0
+}
+
+/// `ferry watch`.
+pub async fn watch(a: JobArgs) -> i32 {
+    let c = match connect(&a.coord) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match follow(&c, &a.job).await {
+        Ok(job) => {
+            summarize(&job);
+            if job_state(&job) == JobState::Succeeded {
+                0
+            } else {
+                EXIT_JOB_FAILED
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            if e.starts_with("cannot reach") {
+                EXIT_UNREACHABLE
+            } else {
+                EXIT_BAD_INPUT
+            }
+        }
+    }
+}
+
+/// `ferry jobs`.
+pub async fn jobs(a: ListArgs) -> i32 {
+    let c = match connect(&a.coord) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let resp = match call(&c, |mut j| async move { j.list_jobs(ListJobsRequest { limit: a.limit }).await }).await {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    println!("{:<13} {:<10} {:>7} {:>14}  TABLE", "JOB", "STATE", "CHUNKS", "ROWS");
+    for job in resp.jobs {
+        let spec = job.spec.clone().unwrap_or_default();
+        println!(
+            "{:<13} {:<10} {:>7} {:>14}  {}",
+            job.job_id,
+            job_state(&job).label(),
+            format!("{}/{}", job.chunks_succeeded, job.chunks_total),
+            job.rows_written,
+            spec.table
+        );
+    }
+    0
+}
+
+/// `ferry cancel`.
+pub async fn cancel(a: JobArgs) -> i32 {
+    let c = match connect(&a.coord) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match call(&c, |mut j| {
+        let id = a.job.clone();
+        async move { j.cancel_job(CancelJobRequest { job_id: id }).await }
+    })
+    .await
+    {
+        Ok(job) => {
+            println!("{} {}", job_state(&job).label(), job.job_id);
+            0
+        }
+        Err(code) => code,
+    }
+}

@@ -1,0 +1,69 @@
+//! Job flags shared by `ferry submit` and `ferry local`.
+
+use ferry_common::proto::{JobSpec, RetryPolicy, WriteMode};
+
+/// How rows are written, as a flag.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum Mode {
+    /// Add rows to what the table holds.
+    Append,
+    /// Truncate the table once, before the first chunk.
+    Truncate,
+}
+
+/// Job tuning flags; unset ones take the coordinator's MAPPER_* defaults.
+#[derive(clap::Args, Clone, Debug)]
+pub struct Tuning {
+    /// Column to split on (default: the primary key of the one table the query reads).
+    #[arg(long)]
+    pub key: Option<String>,
+    /// Rows per chunk (default MAPPER_CHUNK_SIZE, 50,000).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub chunk_size: Option<u64>,
+    /// Below this many rows the job runs as one chunk (default MAPPER_MIN_ROWS_FOR_PARALLEL).
+    #[arg(long)]
+    pub min_rows_for_parallel: Option<u64>,
+    /// Target columns receiving the query's columns in order, comma-separated (default: by name).
+    #[arg(long, value_delimiter = ',')]
+    pub columns: Vec<String>,
+    /// How rows are written.
+    #[arg(long, value_enum, default_value = "append")]
+    pub mode: Mode,
+    /// Retries per chunk after a transient failure (default MAPPER_PARALLEL_MAX_RETRIES).
+    #[arg(long)]
+    pub max_retries: Option<u32>,
+    /// Backoff before the first retry, in milliseconds.
+    #[arg(long)]
+    pub retry_initial_delay_ms: Option<u64>,
+    /// Cap on the retry backoff, in milliseconds.
+    #[arg(long)]
+    pub retry_max_delay_ms: Option<u64>,
+}
+
+impl Tuning {
+    /// The job spec for these flags.
+    pub fn spec(&self, source: &str, query: &str, target: &str, table: &str, max_workers: Option<u32>) -> JobSpec {
+        JobSpec {
+            source: source.to_string(),
+            query: query.to_string(),
+            target: target.to_string(),
+            table: table.to_string(),
+            columns: self.columns.clone(),
+            key_column: self.key.clone().unwrap_or_default(),
+            chunk_size: self.chunk_size,
+            max_workers,
+            min_rows_for_parallel: self.min_rows_for_parallel,
+            retry: Some(RetryPolicy {
+                enabled: None,
+                max_retries: self.max_retries,
+                initial_delay_ms: self.retry_initial_delay_ms,
+                max_delay_ms: self.retry_max_delay_ms,
+            }),
+            mode: match self.mode {
+                Mode::Append => WriteMode::Append,
+                Mode::Truncate => WriteMode::Truncate,
+            } as i32,
+            parallel: None,
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! `ferry`: one binary for the coordinator, the worker, local mode and the client verbs.
+
+mod client;
+mod cmd_coordinator;
+mod cmd_local;
+mod cmd_worker;
+mod jobspec;
+mod watch;
+
+use clap::{Parser, Subcommand};
+
+/// Exit code when a job ended FAILED or CANCELLED.
+pub const EXIT_JOB_FAILED: i32 = 1;
+/// Exit code for invalid input (flags, spec, unknown job).
+pub const EXIT_BAD_INPUT: i32 = 2;
+/// Exit code when no coordinator could be reached.
+pub const EXIT_UNREACHABLE: i32 = 3;
+
+#[derive(Parser)]
+#[command(name = "ferry", version, about = "Parallel, exactly-once query-to-table copies between PostgreSQL databases")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the coordinator: job API, planner, scheduler.
+    Coordinator(cmd_coordinator::Args),
+    /// Run a worker that leases chunks from the coordinator.
+    Worker(cmd_worker::Args),
+    /// Run a coordinator and N workers in this process and copy one job.
+    Local(cmd_local::Args),
+    /// Submit a job; prints its id on the last line of stdout.
+    Submit(client::SubmitArgs),
+    /// Print a job's state (first word, in capitals) and progress.
+    Status(client::JobArgs),
+    /// Follow a job until it ends; exits 0 only if it succeeded.
+    Watch(client::JobArgs),
+    /// List jobs, newest first.
+    Jobs(client::ListArgs),
+    /// Cancel a job: open chunks roll back.
+    Cancel(client::JobArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(EXIT_BAD_INPUT);
+        }
+    };
+    let code = runtime.block_on(async move {
+        match cli.command {
+            Command::Coordinator(a) => cmd_coordinator::run(a).await,
+            Command::Worker(a) => cmd_worker::run(a).await,
+            Command::Local(a) => cmd_local::run(a).await,
+            Command::Submit(a) => client::submit(a).await,
+            Command::Status(a) => client::status(a).await,
+            Command::Watch(a) => client::watch(a).await,
+            Command::Jobs(a) => client::jobs(a).await,
+            Command::Cancel(a) => client::cancel(a).await,
+        }
+    });
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    std::process::exit(code);
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

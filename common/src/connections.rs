@@ -1,0 +1,101 @@
+//! Named connections: jobs say `source: "warehouse"`, the process environment
+//! says `FERRY_CONN_WAREHOUSE=postgres://…`. URLs and passwords never leave here
+//! except to open a connection.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Prefix of the environment variables that define connections.
+pub const ENV_PREFIX: &str = "FERRY_CONN_";
+
+/// A job named a connection this process does not know.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown connection '{name}': set {var}=postgres://… on the coordinator and every worker")]
+pub struct UnknownConnection {
+    /// The name used in the job.
+    pub name: String,
+    /// The variable that would define it.
+    pub var: String,
+}
+
+/// The connections this process can open, by lower-case name.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionRegistry {
+    urls: Arc<BTreeMap<String, String>>,
+}
+
+impl ConnectionRegistry {
+    /// Reads every `FERRY_CONN_<NAME>` variable of the process environment.
+    pub fn from_env() -> Self {
+        Self::from_pairs(std::env::vars().filter_map(|(k, v)| {
+            k.strip_prefix(ENV_PREFIX).map(|name| (name.to_string(), v))
+        }))
+    }
+
+    /// Builds a registry from `(name, url)` pairs.
+    pub fn from_pairs(pairs: impl IntoIterator<Item = (String, String)>) -> Self {
+        let urls = pairs.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect();
+        Self { urls: Arc::new(urls) }
+    }
+
+    /// The URL of a named connection.
+    pub fn url(&self, name: &str) -> Result<&str, UnknownConnection> {
+        self.urls.get(&name.to_ascii_lowercase()).map(String::as_str).ok_or_else(|| {
+            UnknownConnection {
+                name: name.to_string(),
+                var: format!("{ENV_PREFIX}{}", name.to_ascii_uppercase()),
+            }
+        })
+    }
+
+    /// The names known, for start-up logs.
+    pub fn names(&self) -> Vec<String> {
+        self.urls.keys().cloned().collect()
+    }
+}
+
+/// Removes the password from a connection string so it can be logged.
+pub fn redact(url: &str) -> String {
+    if let Some(scheme_end) = url.find("://") {
+        let rest = &url[scheme_end + 3..];
+        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let authority = &rest[..authority_end];
+        if let Some(at) = authority.rfind('@') {
+            let userinfo = &authority[..at];
+            if let Some(colon) = userinfo.find(':') {
+                return format!(
+                    "{}{}:***{}",
+                    &url[..scheme_end + 3],
+                    &userinfo[..colon],
+                    &rest[at..]
+                );
+            }
+        }
+        return url.to_string();
+    }
+    // key=value form: hide password=…
+    url.split_whitespace()
+        .map(|kv| if kv.starts_with("password=") { "password=***" } else { kv })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn looks_up_case_insensitively_and_explains_misses() {
+        let r = ConnectionRegistry::from_pairs([("SRC".to_string(), "postgres://x".to_string())]);
+        assert_eq!(r.url("src").unwrap(), "postgres://x");
+        let e = r.url("wh").unwrap_err().to_string();
+        assert!(e.contains("FERRY_CONN_WH"), "{e}");
+    }
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(redact("postgres://u:secret@h:5/db"), "postgres://u:***@h:5/db");
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact("host=h password=secret"), "host=h password=***");
+    }
+}

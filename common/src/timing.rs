@@ -1,0 +1,85 @@
+//! Every lease time, heartbeat interval and timeout of Ferry, with its derivation.
+//!
+//! Everything derives from the worker lease TTL:
+//! - heartbeat = TTL / 3, as etcd's own client renews, so two heartbeats may be
+//!   lost before the lease runs out;
+//! - a worker fences itself (stops writing, rolls back) when no heartbeat it
+//!   *sent* within the last TTL was acknowledged: it measures from the send time,
+//!   which precedes the coordinator's receipt, so it stops before the coordinator
+//!   can consider it dead and lease its chunks again;
+//! - the coordinator requeues a worker's chunks at last heartbeat received + TTL.
+//!
+//! Correctness never depends on prompt expiry: the fencing token and the
+//! target-side ledger keep a late writer from doubling rows.
+
+use std::time::Duration;
+
+/// Default worker lease TTL.
+pub const DEFAULT_WORKER_LEASE_TTL: Duration = Duration::from_secs(10);
+/// Smallest lease TTL accepted; below it heartbeats would be too frequent.
+pub const MIN_WORKER_LEASE_TTL: Duration = Duration::from_millis(900);
+/// How long AcquireChunk waits for a chunk before answering empty.
+pub const ACQUIRE_LONG_POLL: Duration = Duration::from_millis(1000);
+/// Deadline of one worker-to-coordinator call (shorter than a heartbeat would be pointless).
+pub const RPC_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a chunk's ledger claim waits on another attempt's claim before
+/// terminating older attempts' sessions (a frozen zombie keeps its lock forever).
+pub const LEDGER_CLAIM_LOCK_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often the coordinator logs a progress line while a job runs.
+pub const PROGRESS_LOG_INTERVAL: Duration = Duration::from_secs(2);
+/// How often the scheduler scans for expired leases and finished backoffs.
+pub const SCHEDULER_TICK: Duration = Duration::from_millis(200);
+/// How often WatchJob sends a progress event when anything changed.
+pub const WATCH_INTERVAL: Duration = Duration::from_millis(500);
+/// Connect timeout for source and target databases.
+pub const DB_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The timings of one cluster, derived from its worker lease TTL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timings {
+    /// Worker lease TTL.
+    pub lease_ttl: Duration,
+}
+
+impl Default for Timings {
+    fn default() -> Self {
+        Self { lease_ttl: DEFAULT_WORKER_LEASE_TTL }
+    }
+}
+
+/// A lease TTL that cannot work.
+#[derive(Debug, thiserror::Error)]
+#[error("lease TTL {got:?} is shorter than the minimum {min:?}: raise --lease-ttl-ms")]
+pub struct TimingError {
+    /// The TTL asked for.
+    pub got: Duration,
+    /// The minimum.
+    pub min: Duration,
+}
+
+impl Timings {
+    /// Timings for a lease TTL, rejected when too short for three heartbeats.
+    pub fn new(lease_ttl: Duration) -> Result<Self, TimingError> {
+        if lease_ttl < MIN_WORKER_LEASE_TTL {
+            return Err(TimingError { got: lease_ttl, min: MIN_WORKER_LEASE_TTL });
+        }
+        Ok(Self { lease_ttl })
+    }
+
+    /// Heartbeat interval: TTL / 3.
+    pub fn heartbeat_interval(&self) -> Duration {
+        self.lease_ttl / 3
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heartbeat_is_a_third_of_the_ttl() {
+        let t = Timings::default();
+        assert!(t.heartbeat_interval() * 3 <= t.lease_ttl);
+        assert!(Timings::new(Duration::from_millis(100)).is_err());
+    }
+}

@@ -1,0 +1,93 @@
+//! `ferry.v1.WorkerService`: registration, heartbeats, leases and chunk reports.
+
+use std::sync::Arc;
+
+use ferry_common::errors::ErrorClass;
+use ferry_common::proto::worker_service_server::WorkerService;
+use ferry_common::proto::{
+    self, AcquireChunkRequest, AcquireChunkResponse, CompleteChunkRequest, CompleteChunkResponse,
+    FailChunkRequest, FailChunkResponse, HeartbeatRequest, HeartbeatResponse, RegisterWorkerRequest,
+    RegisterWorkerResponse,
+};
+use tonic::{Request, Response, Status};
+
+use crate::error::CoordinatorError;
+use crate::scheduler::Scheduler;
+
+/// The WorkerService implementation.
+pub struct WorkerApi {
+    scheduler: Arc<Scheduler>,
+}
+
+impl WorkerApi {
+    /// A WorkerService over `scheduler`.
+    pub fn new(scheduler: Arc<Scheduler>) -> Self {
+        Self { scheduler }
+    }
+}
+
+fn missing_chunk() -> Status {
+    CoordinatorError::InvalidArgument("the report names no chunk".into()).into()
+}
+
+#[tonic::async_trait]
+impl WorkerService for WorkerApi {
+    async fn register_worker(
+        &self,
+        request: Request<RegisterWorkerRequest>,
+    ) -> Result<Response<RegisterWorkerResponse>, Status> {
+        let r = request.into_inner();
+        Ok(Response::new(self.scheduler.register_worker(r.worker_id, r.hostname).await?))
+    }
+
+    async fn heartbeat(
+        &self,
+        request: Request<HeartbeatRequest>,
+    ) -> Result<Response<HeartbeatResponse>, Status> {
+        let r = request.into_inner();
+        let abort = self.scheduler.heartbeat(&r.worker_id, r.held).await?;
+        Ok(Response::new(HeartbeatResponse { abort }))
+    }
+
+    async fn acquire_chunk(
+        &self,
+        request: Request<AcquireChunkRequest>,
+    ) -> Result<Response<AcquireChunkResponse>, Status> {
+        let r = request.into_inner();
+        let assignments = self.scheduler.acquire(&r.worker_id, r.slots).await?;
+        Ok(Response::new(AcquireChunkResponse { assignments }))
+    }
+
+    async fn complete_chunk(
+        &self,
+        request: Request<CompleteChunkRequest>,
+    ) -> Result<Response<CompleteChunkResponse>, Status> {
+        let r = request.into_inner();
+        let chunk = r.chunk.ok_or_else(missing_chunk)?;
+        self.scheduler
+            .complete(&r.worker_id, chunk, r.rows_written, r.rows_rejected, r.already_committed)
+            .await?;
+        Ok(Response::new(CompleteChunkResponse {}))
+    }
+
+    async fn fail_chunk(
+        &self,
+        request: Request<FailChunkRequest>,
+    ) -> Result<Response<FailChunkResponse>, Status> {
+        let r = request.into_inner();
+        let chunk = r.chunk.ok_or_else(missing_chunk)?;
+        let (class, aborted) = match proto::ErrorClass::try_from(r.class) {
+            Ok(proto::ErrorClass::Permanent) => (ErrorClass::Permanent, false),
+            Ok(proto::ErrorClass::Data) => (ErrorClass::Data, false),
+            Ok(proto::ErrorClass::Aborted) => (ErrorClass::Transient, true),
+            _ => (ErrorClass::Transient, false),
+        };
+        let message = if r.sqlstate.is_empty() {
+            r.message
+        } else {
+            format!("{} (SQLSTATE {})", r.message, r.sqlstate)
+        };
+        self.scheduler.fail(&r.worker_id, chunk, class, aborted, &message).await?;
+        Ok(Response::new(FailChunkResponse {}))
+    }
+}

@@ -1,0 +1,197 @@
+//! The planner (the guide's ChunkManager): reads the source query and the
+//! target table, checks that they fit, and splits the job into key ranges of
+//! equal row counts.
+
+mod chunk_sql;
+mod describe;
+mod split;
+
+pub use chunk_sql::{ChunkBounds, SelectBuilder};
+pub use split::equal_row_boundaries;
+
+use ferry_common::connections::ConnectionRegistry;
+use ferry_common::db::connect;
+use ferry_common::errors::{DbFailure, ErrorClass};
+use ferry_common::ledger::create_ledger_sql;
+use ferry_common::proto::JobSpec;
+use ferry_common::sql::{parse_ident, parse_table_name, quote_ident};
+
+use describe::{describe_query, describe_target, detect_primary_key};
+
+/// A planning failure, classed like chunk failures (permanent ones fail the job at once).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct PlanError {
+    /// Transient (retry planning) or permanent.
+    pub class: ErrorClass,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+impl PlanError {
+    /// A permanent planning error.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self { class: ErrorClass::Permanent, message: message.into() }
+    }
+}
+
+impl From<DbFailure> for PlanError {
+    fn from(f: DbFailure) -> Self {
+        // a data error while planning (a bad cast in the query) is the user's to fix
+        let class = match f.class {
+            ErrorClass::Transient => ErrorClass::Transient,
+            _ => ErrorClass::Permanent,
+        };
+        Self { class, message: f.message }
+    }
+}
+
+/// One planned chunk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedChunk {
+    /// The SELECT producing its rows.
+    pub source_select: String,
+    /// The key range, for people.
+    pub range: String,
+}
+
+/// The result of planning a job.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Chunks in key order.
+    pub chunks: Vec<PlannedChunk>,
+    /// Rows the source query returns.
+    pub rows: u64,
+    /// How the job was split, for people.
+    pub strategy: String,
+    /// Quoted target table.
+    pub target_table: String,
+    /// Quoted target columns.
+    pub target_columns: Vec<String>,
+}
+
+/// Plans a job: connects to source and target, checks the query against the
+/// target table, ensures the ledger exists, and splits by key.
+pub async fn plan_job(
+    spec: &JobSpec,
+    conns: &ConnectionRegistry,
+    ledger_schema: &str,
+) -> Result<Plan, PlanError> {
+    let source_url = conns.url(&spec.source).map_err(|e| PlanError::invalid(e.to_string()))?;
+    let target_url = conns.url(&spec.target).map_err(|e| PlanError::invalid(e.to_string()))?;
+    let table = parse_table_name(&spec.table).map_err(PlanError::invalid)?;
+    let query = spec.query.trim().trim_end_matches(';').trim();
+    if query.is_empty() {
+        return Err(PlanError::invalid("the query is empty: pass --query 'SELECT …'"));
+    }
+
+    let source = connect(&spec.source, source_url).await?;
+    let target = connect(&spec.target, target_url).await?;
+
+    let query_cols = describe_query(&source, query).await?;
+    let target_cols = describe_target(&target, &spec.target, &table).await?;
+    let mut builder = SelectBuilder::new(query, &query_cols, &target_cols, &spec.columns, &table)?;
+
+    let key = if !spec.key_column.is_empty() {
+        let key = parse_ident(&spec.key_column).map_err(PlanError::invalid)?;
+        Some(builder.key_column(&key)?)
+    } else {
+        match detect_primary_key(&source, &query_cols).await? {
+            Some(k) => Some(builder.key_column(&k)?),
+            None => None,
+        }
+    };
+
+    // Parse, analyse and cast-check the full SELECT before touching any data.
+    check_select(&source, &builder).await?;
+
+    target.batch_execute(&create_ledger_sql(ledger_schema)).await.map_err(|e| {
+        let f = ferry_common::errors::classify_pg(&e);
+        PlanError {
+            class: f.class,
+            message: format!(
+                "cannot create the ledger table {}.ledger in '{}': {}",
+                quote_ident(ledger_schema),
+                spec.target,
+                f.message
+            ),
+        }
+    })?;
+
+    let chunk_size = spec.chunk_size.unwrap_or(50_000).max(1);
+    let parallel = spec.parallel.unwrap_or(true);
+    let min_rows = spec.min_rows_for_parallel.unwrap_or(0);
+    let (rows, chunks, strategy) = match key {
+        Some(key) if parallel => {
+            let sample = split::sample_keys(&source, query, &key, chunk_size).await?;
+            if sample.rows < min_rows || sample.rows <= chunk_size {
+                let why = format!(
+                    "one chunk: {} rows, below min_rows_for_parallel {min_rows} or chunk_size {chunk_size}",
+                    sample.rows
+                );
+                (sample.rows, vec![builder.chunk(&ChunkBounds::All)], why)
+            } else {
+                let bounds = equal_row_boundaries(&sample.keys, sample.non_null_rows, chunk_size);
+                let mut chunks = builder.range_chunks(&bounds);
+                if sample.null_rows > 0 {
+                    chunks.push(builder.chunk(&ChunkBounds::Null));
+                }
+                let why = format!(
+                    "key ranges on {} with equal row counts ({} sampled keys)",
+                    quote_ident(&key.name),
+                    sample.keys.len()
+                );
+                (sample.rows, chunks, why)
+            }
+        }
+        other => {
+            let rows = split::count_rows(&source, query).await?;
+            let why = match other {
+                Some(_) => "one chunk: parallel processing is disabled".to_string(),
+                None => {
+                    if rows >= min_rows && rows > chunk_size {
+                        tracing::warn!(
+                            rows,
+                            "no key column to split on (the query does not read one table with a single-column primary key): copying in one chunk; pass --key COL to run in parallel"
+                        );
+                    }
+                    "one chunk: no key column".to_string()
+                }
+            };
+            (rows, vec![builder.chunk(&ChunkBounds::All)], why)
+        }
+    };
+    Ok(Plan {
+        chunks,
+        rows,
+        strategy,
+        target_table: table.quoted(),
+        target_columns: builder.target_column_list(),
+    })
+}
+
+/// Parses, analyses and cast-checks the full SELECT on the source; a cast the
+/// source cannot do is reported with the column and both types.
+async fn check_select(source: &tokio_postgres::Client, builder: &SelectBuilder) -> Result<(), PlanError> {
+    let Err(e) = source.prepare(&builder.select(&ChunkBounds::All)).await else {
+        return Ok(());
+    };
+    for cast in builder.casts() {
+        let probe = format!(
+            "SELECT src.{}::{} FROM ({}) AS src LIMIT 0",
+            quote_ident(&cast.column),
+            cast.to,
+            builder.query()
+        );
+        if let Err(pe) = source.prepare(&probe).await {
+            return Err(PlanError::invalid(format!(
+                "column '{}' is {} in the source but {} in the target, and there is no conversion: {}; change the target column or cast it in the query",
+                cast.column,
+                cast.from,
+                cast.to,
+                ferry_common::errors::classify_pg(&pe).message
+            )));
+        }
+    }
+    Err(PlanError::from(ferry_common::errors::classify_pg(&e)))
+}

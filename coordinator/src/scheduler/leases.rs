@@ -1,0 +1,218 @@
+//! Worker registration, heartbeats and chunk leases: a chunk is leased by one
+//! store write whose revision is its fencing token; a worker that stops
+//! heartbeating loses its chunks once its lease runs out.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use ferry_common::proto::{
+    ChunkAssignment, ChunkRef, ChunkState, HeldChunk, JobState, RegisterWorkerResponse,
+};
+use ferry_common::timing::ACQUIRE_LONG_POLL;
+
+use super::state::{LiveChunk, State, WorkerEntry};
+use super::Scheduler;
+use crate::error::CoordinatorError;
+
+impl Scheduler {
+    /// Registers a worker (or re-registers one that kept its id) under a fresh lease.
+    pub async fn register_worker(
+        &self,
+        worker_id: String,
+        hostname: String,
+    ) -> Result<RegisterWorkerResponse, CoordinatorError> {
+        let id = if worker_id.is_empty() {
+            let u = uuid::Uuid::new_v4().simple().to_string();
+            format!("w{}", &u[..11])
+        } else {
+            worker_id
+        };
+        let ttl = self.config.timings.lease_ttl;
+        self.store.register_worker(&id, ttl.as_millis() as u64).await?;
+        let mut st = self.state.lock().await;
+        let fresh = st
+            .workers
+            .insert(id.clone(), WorkerEntry { deadline: Instant::now() + ttl, hostname: hostname.clone() })
+            .is_none();
+        if fresh {
+            tracing::info!(worker = %id, host = %hostname, "worker registered");
+        }
+        Ok(RegisterWorkerResponse {
+            worker_id: id,
+            lease_ttl_ms: ttl.as_millis() as u64,
+            heartbeat_interval_ms: self.config.timings.heartbeat_interval().as_millis() as u64,
+        })
+    }
+
+    /// Renews a worker's lease, records its progress, and returns the held
+    /// chunks it must abort (cancelled job, or a token no longer current).
+    pub async fn heartbeat(
+        &self,
+        worker_id: &str,
+        held: Vec<HeldChunk>,
+    ) -> Result<Vec<ChunkRef>, CoordinatorError> {
+        {
+            let st = self.state.lock().await;
+            if !st.workers.contains_key(worker_id) {
+                return Err(CoordinatorError::UnknownWorker(worker_id.to_string()));
+            }
+        }
+        if !self.store.keepalive_worker(worker_id).await? {
+            self.state.lock().await.workers.remove(worker_id);
+            return Err(CoordinatorError::UnknownWorker(worker_id.to_string()));
+        }
+        let mut st = self.state.lock().await;
+        let ttl = self.config.timings.lease_ttl;
+        match st.workers.get_mut(worker_id) {
+            Some(w) => w.deadline = Instant::now() + ttl,
+            None => return Err(CoordinatorError::UnknownWorker(worker_id.to_string())),
+        }
+        let mut abort = Vec::new();
+        for h in held {
+            let Some(r) = h.chunk else { continue };
+            let current = st.jobs.get_mut(&r.job_id).and_then(|job| {
+                let running = job.state() == JobState::Running;
+                let c = job.chunk(r.chunk_no)?;
+                let ok = running
+                    && c.record.state == ChunkState::Leased as i32
+                    && c.record.fencing_token == r.fencing_token
+                    && c.record.worker_id == worker_id;
+                if ok {
+                    let live = job
+                        .live
+                        .entry(r.chunk_no)
+                        .or_insert(LiveChunk { rows: 0, leased_at: Instant::now() });
+                    live.rows = h.rows_so_far;
+                }
+                Some(ok)
+            });
+            if current != Some(true) {
+                abort.push(r);
+            }
+        }
+        Ok(abort)
+    }
+
+    /// Leases up to `slots` chunks to a worker, waiting up to the long-poll
+    /// time when none is ready.
+    pub async fn acquire(
+        self: &Arc<Self>,
+        worker_id: &str,
+        slots: u32,
+    ) -> Result<Vec<ChunkAssignment>, CoordinatorError> {
+        let deadline = tokio::time::Instant::now() + ACQUIRE_LONG_POLL;
+        loop {
+            let notified = self.ready.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let out = {
+                let mut st = self.state.lock().await;
+                if !st.workers.contains_key(worker_id) {
+                    return Err(CoordinatorError::UnknownWorker(worker_id.to_string()));
+                }
+                self.lease_ready(&mut st, worker_id, slots.max(1)).await?
+            };
+            if !out.is_empty() {
+                return Ok(out);
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Ok(Vec::new());
+            }
+        }
+    }
+
+    async fn lease_ready(
+        &self,
+        st: &mut State,
+        worker_id: &str,
+        slots: u32,
+    ) -> Result<Vec<ChunkAssignment>, CoordinatorError> {
+        let mut out = Vec::new();
+        let order = st.order.clone();
+        for job_id in order {
+            let Some(job) = st.jobs.get_mut(&job_id) else { continue };
+            if job.state() != JobState::Running {
+                continue;
+            }
+            let spec = job.record.spec.clone().unwrap_or_default();
+            while (out.len() as u32) < slots && (job.live.len() as u32) < job.max_in_flight() {
+                let Some(n) = job.ready.pop_front() else { break };
+                let Some(c) = job.chunk(n) else { continue };
+                let st_ok = c.record.state == ChunkState::Pending as i32
+                    || c.record.state == ChunkState::RetryWait as i32;
+                if !st_ok {
+                    continue;
+                }
+                let mut rec = c.record.clone();
+                rec.state = ChunkState::Leased as i32;
+                rec.attempt += 1;
+                rec.worker_id = worker_id.to_string();
+                rec.retry_at_ms = 0;
+                let token = match self.store.lease_chunk(&rec, c.version).await {
+                    Ok(t) => t,
+                    Err(e) => {
+                        job.ready.push_front(n);
+                        return Err(e.into());
+                    }
+                };
+                rec.fencing_token = token;
+                let chunks_total = job.chunks.len() as u32;
+                job.live.insert(n, LiveChunk { rows: 0, leased_at: Instant::now() });
+                out.push(ChunkAssignment {
+                    chunk: Some(ChunkRef { job_id: job_id.clone(), chunk_no: n, fencing_token: token }),
+                    attempt: rec.attempt,
+                    source: spec.source.clone(),
+                    target: spec.target.clone(),
+                    source_select: rec.source_select.clone(),
+                    target_table: job.record.target_table.clone(),
+                    target_columns: job.record.target_columns.clone(),
+                    ledger_schema: self.config.ledger_schema.clone(),
+                    chunks_total,
+                });
+                if let Some(c) = job.chunk_mut(n) {
+                    c.record = rec;
+                    c.version = token;
+                }
+            }
+            if out.len() as u32 >= slots {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Drops workers whose lease ran out and requeues their chunks; also
+    /// requeues chunks adopted after a takeover that no live worker claimed.
+    pub(crate) async fn expire_workers(self: &Arc<Self>, now: Instant) -> Result<(), CoordinatorError> {
+        let ttl = self.config.timings.lease_ttl;
+        let mut st = self.state.lock().await;
+        let expired: Vec<String> =
+            st.workers.iter().filter(|(_, w)| w.deadline <= now).map(|(id, _)| id.clone()).collect();
+        for id in &expired {
+            if let Some(w) = st.workers.remove(id) {
+                tracing::warn!(worker = %id, host = %w.hostname, "worker lease expired; its chunks will be leased again");
+            }
+            self.store.remove_worker(id).await?;
+        }
+        let mut lost = Vec::new();
+        for (job_id, job) in st.jobs.iter() {
+            for (n, live) in &job.live {
+                let Some(c) = job.chunk(*n) else { continue };
+                if c.record.state != ChunkState::Leased as i32 {
+                    continue;
+                }
+                let owner_gone = expired.contains(&c.record.worker_id);
+                let orphan = !st.workers.contains_key(&c.record.worker_id) && live.leased_at + ttl <= now;
+                if owner_gone || orphan {
+                    lost.push((job_id.clone(), *n, c.record.fencing_token, c.record.worker_id.clone()));
+                }
+            }
+        }
+        for (job_id, n, token, worker) in lost {
+            let msg = format!("worker {worker} stopped heartbeating (lease expired)");
+            self.record_failure(&mut st, &job_id, n, token, ferry_common::errors::ErrorClass::Transient, &msg, false)
+                .await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,201 @@
+//! The scheduler (the guide's ParallelProcessor): owns every job's chunks,
+//! leases them to workers, renews leases on heartbeats, requeues expired ones,
+//! and retries failed chunks with backoff.
+
+mod leases;
+mod outcomes;
+mod planning;
+pub mod progress;
+mod spec;
+mod state;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use ferry_common::config::JobDefaults;
+use ferry_common::connections::ConnectionRegistry;
+use ferry_common::proto::{self, ChunkState, JobRecord, JobSpec, JobState};
+use ferry_common::timing::{Timings, PROGRESS_LOG_INTERVAL, SCHEDULER_TICK};
+use tokio::sync::{Mutex, Notify};
+
+use crate::error::CoordinatorError;
+use crate::store::StateStore;
+
+pub use spec::resolve_spec;
+use state::{now_ms, JobRuntime, State};
+
+/// Settings of one scheduler.
+#[derive(Clone)]
+pub struct SchedulerConfig {
+    /// Defaults for job fields a spec leaves unset.
+    pub defaults: JobDefaults,
+    /// Named connections the planner may open.
+    pub connections: ConnectionRegistry,
+    /// Lease timings.
+    pub timings: Timings,
+    /// Schema of the ledger table in targets.
+    pub ledger_schema: String,
+}
+
+/// The scheduler; cheap to share behind an `Arc`.
+pub struct Scheduler {
+    store: Arc<dyn StateStore>,
+    config: SchedulerConfig,
+    state: Mutex<State>,
+    /// Woken when chunks become ready to lease.
+    ready: Notify,
+}
+
+impl Scheduler {
+    /// A scheduler over `store`, empty until `recover` or `submit`.
+    pub fn new(store: Arc<dyn StateStore>, config: SchedulerConfig) -> Arc<Self> {
+        Arc::new(Self { store, config, state: Mutex::new(State::default()), ready: Notify::new() })
+    }
+
+    /// The scheduler's settings.
+    pub fn config(&self) -> &SchedulerConfig {
+        &self.config
+    }
+
+    /// Runs the periodic work (lease expiry, backoff expiry, progress lines) until dropped.
+    pub fn spawn_ticker(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(SCHEDULER_TICK);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                interval.tick().await;
+                let Some(s) = weak.upgrade() else { return };
+                if let Err(e) = s.tick().await {
+                    tracing::warn!(error = %e, "scheduler tick failed");
+                }
+            }
+        })
+    }
+
+    /// Submits a job: validates it, stores it (once per request id) and starts planning.
+    pub async fn submit(
+        self: &Arc<Self>,
+        request_id: String,
+        spec: JobSpec,
+    ) -> Result<(String, bool), CoordinatorError> {
+        let spec = resolve_spec(spec, &self.config.defaults, &self.config.connections)
+            .map_err(CoordinatorError::InvalidArgument)?;
+        let record = JobRecord {
+            job_id: new_job_id(),
+            request_id,
+            spec: Some(spec),
+            state: JobState::Pending as i32,
+            created_at_ms: now_ms(),
+            ..Default::default()
+        };
+        let mut st = self.state.lock().await;
+        let (stored, created) = self.store.create_job(&record).await?;
+        if created {
+            st.order.push(stored.job_id.clone());
+            st.jobs.insert(stored.job_id.clone(), JobRuntime::new(stored.clone()));
+            tracing::info!(job = %stored.job_id, table = %record.spec.as_ref().map(|s| s.table.as_str()).unwrap_or(""), "job submitted");
+            self.spawn_planning(stored.job_id.clone());
+        }
+        Ok((stored.job_id, created))
+    }
+
+    /// One job with its chunks.
+    pub async fn get_job(&self, job_id: &str) -> Result<proto::Job, CoordinatorError> {
+        let st = self.state.lock().await;
+        st.jobs
+            .get(job_id)
+            .map(|j| j.to_proto(true))
+            .ok_or_else(|| CoordinatorError::JobNotFound(job_id.to_string()))
+    }
+
+    /// Jobs, newest first, without chunks.
+    pub async fn list_jobs(&self, limit: usize) -> Vec<proto::Job> {
+        let st = self.state.lock().await;
+        let it = st.order.iter().rev().filter_map(|id| st.jobs.get(id)).map(|j| j.to_proto(false));
+        if limit == 0 {
+            it.collect()
+        } else {
+            it.take(limit).collect()
+        }
+    }
+
+    /// Cancels a job: no chunk starts any more, chunks in flight are told to
+    /// roll back at their next heartbeat.
+    pub async fn cancel(&self, job_id: &str) -> Result<proto::Job, CoordinatorError> {
+        let mut st = self.state.lock().await;
+        let job = st
+            .jobs
+            .get_mut(job_id)
+            .ok_or_else(|| CoordinatorError::JobNotFound(job_id.to_string()))?;
+        if !job.state().is_terminal() {
+            job.record.state = JobState::Cancelled as i32;
+            job.record.error = "cancelled by request".into();
+            job.record.finished_at_ms = now_ms();
+            self.store.update_job(&job.record).await?;
+            job.ready.clear();
+            job.delayed.clear();
+            for n in 1..=job.chunks.len() as u32 {
+                let Some(c) = job.chunk(n) else { continue };
+                let s = c.record.state;
+                if s == ChunkState::Pending as i32 || s == ChunkState::RetryWait as i32 {
+                    let mut rec = c.record.clone();
+                    rec.state = ChunkState::Cancelled as i32;
+                    let v = self.store.update_chunk(&rec, c.version).await?;
+                    if let Some(c) = job.chunk_mut(n) {
+                        c.record = rec;
+                        c.version = v;
+                    }
+                }
+            }
+            tracing::warn!(job = %job_id, in_flight = job.live.len(), "job cancelled; chunks in flight roll back");
+        }
+        Ok(job.to_proto(false))
+    }
+
+    async fn tick(self: &Arc<Self>) -> Result<(), CoordinatorError> {
+        let now = Instant::now();
+        self.expire_workers(now).await?;
+        let mut st = self.state.lock().await;
+        let now_unix = now_ms();
+        let mut woke = false;
+        for job in st.jobs.values_mut() {
+            if job.state() != JobState::Running {
+                continue;
+            }
+            let mut i = 0;
+            while i < job.delayed.len() {
+                if job.delayed[i].0 <= now_unix {
+                    let (_, n) = job.delayed.swap_remove(i);
+                    job.ready.push_back(n);
+                    woke = true;
+                } else {
+                    i += 1;
+                }
+            }
+            let due = job.last_progress_log.is_none_or(|t| now - t >= PROGRESS_LOG_INTERVAL);
+            if due {
+                if let Some(started) = job.started {
+                    progress::log_progress(
+                        &job.record.job_id,
+                        job.count(ChunkState::Succeeded),
+                        job.chunks.len() as u32,
+                        job.rows_so_far(),
+                        now - started,
+                    );
+                    job.last_progress_log = Some(now);
+                }
+            }
+        }
+        drop(st);
+        if woke {
+            self.ready.notify_waiters();
+        }
+        Ok(())
+    }
+}
+
+fn new_job_id() -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("j{}", &id[..11])
+}

@@ -1,0 +1,187 @@
+//! What happens when a chunk attempt ends: success lands the chunk; a
+//! transient failure waits out its backoff and runs again; a permanent one
+//! fails the job at once. Reports with a stale fencing token are refused.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use ferry_common::errors::ErrorClass;
+use ferry_common::proto::{ChunkRef, ChunkState, JobState};
+
+use super::progress;
+use super::state::{now_ms, JobRuntime, State};
+use super::Scheduler;
+use crate::error::CoordinatorError;
+
+/// Finds the chunk a report is about and checks the reporter still holds it.
+fn current_chunk<'a>(
+    st: &'a mut State,
+    r: &ChunkRef,
+    worker_id: &str,
+) -> Result<&'a mut JobRuntime, CoordinatorError> {
+    let stale = || CoordinatorError::StaleToken { job_id: r.job_id.clone(), chunk_no: r.chunk_no };
+    let job = st.jobs.get_mut(&r.job_id).ok_or_else(|| CoordinatorError::JobNotFound(r.job_id.clone()))?;
+    let c = job.chunk(r.chunk_no).ok_or_else(stale)?;
+    if c.record.state != ChunkState::Leased as i32
+        || c.record.fencing_token != r.fencing_token
+        || (!worker_id.is_empty() && c.record.worker_id != worker_id)
+    {
+        return Err(stale());
+    }
+    Ok(job)
+}
+
+impl Scheduler {
+    /// Records a chunk committed in the target (or found committed in the ledger).
+    pub async fn complete(
+        self: &Arc<Self>,
+        worker_id: &str,
+        r: ChunkRef,
+        rows_written: u64,
+        rows_rejected: u64,
+        already_committed: bool,
+    ) -> Result<(), CoordinatorError> {
+        let mut st = self.state.lock().await;
+        let job = current_chunk(&mut st, &r, worker_id)?;
+        let Some(c) = job.chunk(r.chunk_no) else { return Ok(()) };
+        let mut rec = c.record.clone();
+        rec.state = ChunkState::Succeeded as i32;
+        rec.rows_written = rows_written;
+        rec.rows_rejected = rows_rejected;
+        rec.last_error.clear();
+        let v = self.store.update_chunk(&rec, c.version).await?;
+        if let Some(c) = job.chunk_mut(r.chunk_no) {
+            c.record = rec;
+            c.version = v;
+        }
+        job.live.remove(&r.chunk_no);
+        if already_committed {
+            tracing::info!(job = %r.job_id, chunk = r.chunk_no, "chunk was already committed by an earlier attempt; not copied again");
+        }
+        progress::log_chunk_completed(&r.job_id, r.chunk_no, rows_written, rows_rejected);
+        let job_id = r.job_id.clone();
+        self.maybe_finish(&mut st, &job_id).await?;
+        drop(st);
+        self.ready.notify_waiters();
+        Ok(())
+    }
+
+    /// Records a failed chunk attempt (rolled back in the target).
+    pub async fn fail(
+        self: &Arc<Self>,
+        worker_id: &str,
+        r: ChunkRef,
+        class: ErrorClass,
+        aborted: bool,
+        message: &str,
+    ) -> Result<(), CoordinatorError> {
+        let mut st = self.state.lock().await;
+        current_chunk(&mut st, &r, worker_id)?;
+        self.record_failure(&mut st, &r.job_id, r.chunk_no, r.fencing_token, class, message, aborted)
+            .await?;
+        drop(st);
+        self.ready.notify_waiters();
+        Ok(())
+    }
+
+    /// Applies a failed attempt: retry after backoff, fail the chunk and job,
+    /// or (aborted on request) cancel or requeue it without counting a retry.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn record_failure(
+        &self,
+        st: &mut State,
+        job_id: &str,
+        chunk_no: u32,
+        token: u64,
+        class: ErrorClass,
+        message: &str,
+        aborted: bool,
+    ) -> Result<(), CoordinatorError> {
+        let Some(job) = st.jobs.get_mut(job_id) else { return Ok(()) };
+        let Some(c) = job.chunk(chunk_no) else { return Ok(()) };
+        if c.record.fencing_token != token || c.record.state != ChunkState::Leased as i32 {
+            return Ok(());
+        }
+        let mut rec = c.record.clone();
+        let version = c.version;
+        job.live.remove(&chunk_no);
+        let retry = job.retry();
+        rec.last_error = message.to_string();
+        let job_state = job.state();
+        let mut fail_job = None;
+        if job_state != JobState::Running {
+            // cancelled or failed meanwhile: the attempt rolled back, the chunk stays undone
+            rec.state = if job_state == JobState::Cancelled {
+                ChunkState::Cancelled as i32
+            } else {
+                ChunkState::Pending as i32
+            };
+        } else if aborted {
+            rec.state = ChunkState::Pending as i32;
+            job.ready.push_front(chunk_no);
+        } else if class == ErrorClass::Transient && rec.attempt <= retry.allowed_retries() {
+            let delay = retry.delay(rec.attempt, &mut rand::rng());
+            rec.state = ChunkState::RetryWait as i32;
+            rec.retry_at_ms = now_ms() + delay.as_millis() as i64;
+            job.delayed.push((rec.retry_at_ms, chunk_no));
+            job.retries += 1;
+            progress::log_chunk_retry(job_id, chunk_no, message, rec.attempt, retry.allowed_retries());
+        } else {
+            rec.state = ChunkState::Failed as i32;
+            let why = match class {
+                ErrorClass::Transient => format!("{} retries exhausted", retry.allowed_retries()),
+                ErrorClass::Permanent => "permanent error".to_string(),
+                ErrorClass::Data => "data error".to_string(),
+            };
+            progress::log_chunk_gave_up(job_id, chunk_no, message, &why);
+            fail_job = Some(format!("chunk {chunk_no} failed ({why}): {message}"));
+        }
+        let v = self.store.update_chunk(&rec, version).await?;
+        if let Some(c) = job.chunk_mut(chunk_no) {
+            c.record = rec;
+            c.version = v;
+        }
+        if let Some(error) = fail_job {
+            self.fail_job(job, error).await?;
+        }
+        Ok(())
+    }
+
+    /// Marks a job FAILED with `error`; chunks in flight are aborted at their next heartbeat.
+    pub(crate) async fn fail_job(&self, job: &mut JobRuntime, error: String) -> Result<(), CoordinatorError> {
+        if job.state().is_terminal() {
+            return Ok(());
+        }
+        job.record.state = JobState::Failed as i32;
+        job.record.error = error.clone();
+        job.record.finished_at_ms = now_ms();
+        self.store.update_job(&job.record).await?;
+        job.ready.clear();
+        job.delayed.clear();
+        let (written, rejected) = job.rows_committed();
+        tracing::error!(
+            job = %job.record.job_id,
+            "Parallel processing failed: {error} ({} rows landed, {} rejected, {}/{} chunks done)",
+            progress::thousands(written),
+            progress::thousands(rejected),
+            job.count(ChunkState::Succeeded),
+            job.chunks.len()
+        );
+        Ok(())
+    }
+
+    async fn maybe_finish(&self, st: &mut State, job_id: &str) -> Result<(), CoordinatorError> {
+        let Some(job) = st.jobs.get_mut(job_id) else { return Ok(()) };
+        if job.state() != JobState::Running || job.count(ChunkState::Succeeded) as usize != job.chunks.len() {
+            return Ok(());
+        }
+        job.record.state = JobState::Succeeded as i32;
+        job.record.finished_at_ms = now_ms();
+        self.store.update_job(&job.record).await?;
+        let (written, rejected) = job.rows_committed();
+        let elapsed = job.started.map(|s| Instant::now() - s).unwrap_or_default();
+        progress::log_progress(job_id, job.chunks.len() as u32, job.chunks.len() as u32, written, elapsed);
+        progress::log_complete(job_id, written, rejected, elapsed);
+        Ok(())
+    }
+}

@@ -1,0 +1,147 @@
+//! Runs the planner for a submitted job, retrying transient failures, then
+//! stores its chunks, runs the one-time truncate and starts the job.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use ferry_common::db::connect;
+use ferry_common::errors::{classify_pg, ErrorClass};
+use ferry_common::proto::{ChunkRecord, ChunkState, JobState, WriteMode};
+
+use super::progress;
+use super::state::{now_ms, ChunkRt};
+use super::Scheduler;
+use crate::error::CoordinatorError;
+use crate::planner::{plan_job, Plan, PlanError};
+
+/// Chunks written to the store per batch (etcd takes ~128 operations per transaction).
+const CHUNK_WRITE_BATCH: usize = 100;
+
+impl Scheduler {
+    /// Starts planning `job_id` in the background.
+    pub(crate) fn spawn_planning(self: &Arc<Self>, job_id: String) {
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            if let Err(e) = me.plan_and_start(&job_id).await {
+                tracing::error!(job = %job_id, error = %e, "planning failed in the state store");
+            }
+        });
+    }
+
+    async fn set_state(&self, job_id: &str, state: JobState) -> Result<bool, CoordinatorError> {
+        let mut st = self.state.lock().await;
+        let Some(job) = st.jobs.get_mut(job_id) else { return Ok(false) };
+        if job.state().is_terminal() {
+            return Ok(false);
+        }
+        job.record.state = state as i32;
+        self.store.update_job(&job.record).await?;
+        Ok(true)
+    }
+
+    async fn plan_and_start(self: &Arc<Self>, job_id: &str) -> Result<(), CoordinatorError> {
+        if !self.set_state(job_id, JobState::Planning).await? {
+            return Ok(());
+        }
+        let (spec, retry) = {
+            let st = self.state.lock().await;
+            let Some(job) = st.jobs.get(job_id) else { return Ok(()) };
+            (job.record.spec.clone().unwrap_or_default(), job.retry())
+        };
+        let mut attempt = 0;
+        let plan = loop {
+            attempt += 1;
+            let result = plan_job(&spec, &self.config.connections, &self.config.ledger_schema).await;
+            let result = match result {
+                Ok(plan) if spec.mode == WriteMode::Truncate as i32 => {
+                    self.truncate_once(job_id, &spec.target, &plan).await.map(|_| plan)
+                }
+                other => other,
+            };
+            match result {
+                Ok(plan) => break plan,
+                Err(e) if e.class == ErrorClass::Transient && attempt <= retry.allowed_retries() => {
+                    let delay = retry.delay(attempt, &mut rand::rng());
+                    tracing::warn!(job = %job_id, "Planning failed with exception: {}, will retry ({attempt}/{})", e.message, retry.allowed_retries());
+                    tokio::time::sleep(delay).await;
+                }
+                Err(e) => {
+                    let mut st = self.state.lock().await;
+                    if let Some(job) = st.jobs.get_mut(job_id) {
+                        self.fail_job(job, format!("planning failed: {}", e.message)).await?;
+                    }
+                    return Ok(());
+                }
+            }
+        };
+        self.start(job_id, plan).await
+    }
+
+    /// Truncates the target once per job; the fact is stored so a new leader never repeats it.
+    async fn truncate_once(&self, job_id: &str, target: &str, plan: &Plan) -> Result<(), PlanError> {
+        {
+            let st = self.state.lock().await;
+            if st.jobs.get(job_id).is_none_or(|j| j.record.truncated) {
+                return Ok(());
+            }
+        }
+        let url = self.config.connections.url(target).map_err(|e| PlanError::invalid(e.to_string()))?;
+        let client = connect(target, url).await?;
+        client
+            .batch_execute(&format!("TRUNCATE {}", plan.target_table))
+            .await
+            .map_err(|e| PlanError::from(classify_pg(&e)))?;
+        let mut st = self.state.lock().await;
+        if let Some(job) = st.jobs.get_mut(job_id) {
+            job.record.truncated = true;
+            self.store
+                .update_job(&job.record)
+                .await
+                .map_err(|e| PlanError { class: ErrorClass::Transient, message: e.to_string() })?;
+        }
+        tracing::info!(job = %job_id, table = %plan.target_table, "target table truncated (mode truncate)");
+        Ok(())
+    }
+
+    async fn start(self: &Arc<Self>, job_id: &str, plan: Plan) -> Result<(), CoordinatorError> {
+        let records: Vec<ChunkRecord> = plan
+            .chunks
+            .iter()
+            .enumerate()
+            .map(|(i, c)| ChunkRecord {
+                job_id: job_id.to_string(),
+                chunk_no: i as u32 + 1,
+                source_select: c.source_select.clone(),
+                range: c.range.clone(),
+                state: ChunkState::Pending as i32,
+                ..Default::default()
+            })
+            .collect();
+        let mut versions = Vec::with_capacity(records.len());
+        for batch in records.chunks(CHUNK_WRITE_BATCH) {
+            versions.extend(self.store.put_chunks(batch).await?);
+        }
+        let mut st = self.state.lock().await;
+        let Some(job) = st.jobs.get_mut(job_id) else { return Ok(()) };
+        if job.state().is_terminal() {
+            return Ok(());
+        }
+        job.record.rows_estimated = plan.rows;
+        job.record.plan = plan.strategy.clone();
+        job.record.target_table = plan.target_table.clone();
+        job.record.target_columns = plan.target_columns.clone();
+        job.record.chunks_total = records.len() as u32;
+        job.record.state = JobState::Running as i32;
+        job.record.started_at_ms = now_ms();
+        self.store.update_job(&job.record).await?;
+        job.chunks = records.into_iter().zip(versions).map(|(record, version)| ChunkRt { record, version }).collect();
+        job.ready = (1..=job.chunks.len() as u32).collect();
+        job.started = Some(Instant::now());
+        let workers = job.max_in_flight().min(job.chunks.len() as u32);
+        tracing::info!(job = %job_id, rows = plan.rows, plan = %plan.strategy, "job planned");
+        progress::log_start(job_id, workers, job.chunks.len() as u32);
+        drop(st);
+        self.ready.notify_waiters();
+        Ok(())
+    }
+}

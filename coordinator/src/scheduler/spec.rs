@@ -1,0 +1,103 @@
+//! Checks a submitted job spec and fills in the coordinator's defaults.
+
+use ferry_common::config::JobDefaults;
+use ferry_common::connections::ConnectionRegistry;
+use ferry_common::proto::{JobSpec, RetryPolicy, WriteMode};
+use ferry_common::sql::{parse_ident, parse_table_name};
+
+/// Validates `spec` without touching any database and resolves its defaults;
+/// the error names the field and the fix.
+pub fn resolve_spec(
+    mut spec: JobSpec,
+    defaults: &JobDefaults,
+    conns: &ConnectionRegistry,
+) -> Result<JobSpec, String> {
+    if spec.source.trim().is_empty() {
+        return Err("the job names no source connection: pass --source NAME".into());
+    }
+    if spec.target.trim().is_empty() {
+        return Err("the job names no target connection: pass --target NAME".into());
+    }
+    if spec.query.trim().trim_end_matches(';').trim().is_empty() {
+        return Err("the job has no query: pass --query 'SELECT …'".into());
+    }
+    conns.url(&spec.source).map_err(|e| e.to_string())?;
+    conns.url(&spec.target).map_err(|e| e.to_string())?;
+    let table = parse_table_name(&spec.table)
+        .map_err(|e| format!("invalid target table: {e}; pass --table schema.table"))?;
+    spec.table = table.to_string();
+    if !spec.key_column.is_empty() {
+        parse_ident(&spec.key_column).map_err(|e| format!("invalid key column: {e}"))?;
+    }
+    for c in &spec.columns {
+        parse_ident(c).map_err(|e| format!("invalid target column: {e}"))?;
+    }
+    match spec.chunk_size {
+        Some(0) => return Err("chunk_size must be greater than 0: pass --chunk-size N".into()),
+        None => spec.chunk_size = Some(defaults.chunk_size),
+        _ => {}
+    }
+    match spec.max_workers {
+        Some(0) => return Err("max_workers must be greater than 0: pass --max-workers N".into()),
+        None => spec.max_workers = Some(defaults.max_workers),
+        _ => {}
+    }
+    spec.min_rows_for_parallel.get_or_insert(defaults.min_rows_for_parallel);
+    spec.parallel.get_or_insert(defaults.parallel);
+    let r = spec.retry.take().unwrap_or_default();
+    let retry = RetryPolicy {
+        enabled: Some(r.enabled.unwrap_or(defaults.retry.enabled)),
+        max_retries: Some(r.max_retries.unwrap_or(defaults.retry.max_retries)),
+        initial_delay_ms: Some(
+            r.initial_delay_ms.unwrap_or(defaults.retry.initial_delay.as_millis() as u64),
+        ),
+        max_delay_ms: Some(r.max_delay_ms.unwrap_or(defaults.retry.max_delay.as_millis() as u64)),
+    };
+    if retry.max_delay_ms < retry.initial_delay_ms {
+        return Err("retry max_delay must not be below initial_delay".into());
+    }
+    spec.retry = Some(retry);
+    if spec.mode == WriteMode::Unspecified as i32 {
+        spec.mode = WriteMode::Append as i32;
+    }
+    Ok(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conns() -> ConnectionRegistry {
+        ConnectionRegistry::from_pairs([
+            ("src".to_string(), "postgres://a".to_string()),
+            ("dst".to_string(), "postgres://b".to_string()),
+        ])
+    }
+
+    fn spec() -> JobSpec {
+        JobSpec {
+            source: "src".into(),
+            target: "dst".into(),
+            query: "select 1".into(),
+            table: "t".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn fills_defaults() {
+        let s = resolve_spec(spec(), &JobDefaults::default(), &conns()).unwrap();
+        assert_eq!(s.chunk_size, Some(50_000));
+        assert_eq!(s.table, "public.t");
+        assert_eq!(s.mode, WriteMode::Append as i32);
+    }
+
+    #[test]
+    fn rejects_bad_specs() {
+        let d = JobDefaults::default();
+        let e = resolve_spec(JobSpec { chunk_size: Some(0), ..spec() }, &d, &conns()).unwrap_err();
+        assert!(e.contains("chunk_size"), "{e}");
+        let e = resolve_spec(JobSpec { source: "nosuch".into(), ..spec() }, &d, &conns()).unwrap_err();
+        assert!(e.contains("FERRY_CONN_NOSUCH"), "{e}");
+    }
+}

@@ -1,0 +1,93 @@
+//! Where the coordinator keeps jobs, chunks and worker registrations: a domain
+//! trait with an in-memory backend (single coordinator, tests) and an etcd
+//! backend (failover).
+
+mod memory;
+
+pub use memory::MemoryStore;
+
+use async_trait::async_trait;
+use ferry_common::proto::{ChunkRecord, JobRecord};
+
+/// A failure of the state store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The record changed since it was read (compare-and-swap failed).
+    #[error("state changed concurrently: {0}")]
+    Conflict(String),
+    /// The call's outcome is unknown (timeout): reload from the store, never guess.
+    #[error("outcome unknown, reload state: {0}")]
+    OutcomeUnknown(String),
+    /// The store cannot be reached.
+    #[error("state store unavailable: {0}")]
+    Unavailable(String),
+    /// This coordinator is no longer the leader; its writes are refused.
+    #[error("not the leader any more")]
+    NotLeader,
+    /// A stored record cannot be decoded.
+    #[error("corrupt record {key}: {reason}")]
+    Corrupt {
+        /// The key.
+        key: String,
+        /// What was wrong.
+        reason: String,
+    },
+}
+
+/// A chunk as loaded from the store, with the revision that last wrote it.
+#[derive(Debug, Clone)]
+pub struct StoredChunk {
+    /// The record.
+    pub record: ChunkRecord,
+    /// Revision of its last write (compare against it to update).
+    pub version: u64,
+}
+
+/// Everything a coordinator needs to rebuild its state after a restart or takeover.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Jobs with their chunks.
+    pub jobs: Vec<(JobRecord, Vec<StoredChunk>)>,
+    /// Chunks whose `assign/…` key still exists, i.e. whose worker's lease is alive.
+    pub live_assignments: Vec<(String, u32)>,
+}
+
+/// The coordinator's state, in domain terms. Every chunk write compares the
+/// chunk's version and returns the new one, which is the fencing token when
+/// the write is a lease.
+#[async_trait]
+pub trait StateStore: Send + Sync + 'static {
+    /// Stores a new job unless `request_id` (when not empty) already names one;
+    /// returns the job stored under that request and whether it is new.
+    async fn create_job(&self, job: &JobRecord) -> Result<(JobRecord, bool), StoreError>;
+
+    /// Overwrites a job record (state transitions, plan results).
+    async fn update_job(&self, job: &JobRecord) -> Result<(), StoreError>;
+
+    /// Stores a job's planned chunks (batched); returns their versions in order.
+    async fn put_chunks(&self, chunks: &[ChunkRecord]) -> Result<Vec<u64>, StoreError>;
+
+    /// Leases a chunk to `chunk.worker_id`: writes it as LEASED if its version is
+    /// still `expected`, and records the assignment under the worker's lease.
+    /// Returns the new version: the fencing token.
+    async fn lease_chunk(&self, chunk: &ChunkRecord, expected: u64) -> Result<u64, StoreError>;
+
+    /// Writes any other chunk transition if its version is still `expected`, and
+    /// drops its assignment; returns the new version.
+    async fn update_chunk(&self, chunk: &ChunkRecord, expected: u64) -> Result<u64, StoreError>;
+
+    /// Registers a worker under a lease of `ttl_ms`.
+    async fn register_worker(&self, worker_id: &str, ttl_ms: u64) -> Result<(), StoreError>;
+
+    /// Renews a worker's lease; false when the lease is already gone.
+    async fn keepalive_worker(&self, worker_id: &str) -> Result<bool, StoreError>;
+
+    /// Drops a worker's registration and lease (its assignments vanish with it).
+    async fn remove_worker(&self, worker_id: &str) -> Result<(), StoreError>;
+
+    /// Loads every job, chunk and live assignment.
+    async fn load(&self) -> Result<Snapshot, StoreError>;
+
+    /// A short description for start-up logs.
+    fn describe(&self) -> String;
+}

@@ -1,0 +1,183 @@
+//! The chunk executor (the guide's ChunkProcessor): streams binary COPY out of
+//! the source straight into binary COPY into the target, in bounded buffers,
+//! inside the transaction that claimed the chunk's ledger row.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use ferry_common::errors::{classify_pg, DbFailure, ErrorClass};
+use ferry_common::proto::ChunkAssignment;
+use futures::{SinkExt, StreamExt};
+use tokio_postgres::Client;
+
+use crate::fault::Faults;
+use crate::held::{ChunkHandle, Held};
+use crate::ledger::{self, Claim};
+use crate::pool::Pool;
+use crate::rowcount::TupleCounter;
+
+/// Bytes gathered before one send to the target; memory per chunk in flight
+/// is bounded by this, not by the chunk's row count.
+pub const SEND_BUFFER: usize = 256 * 1024;
+
+/// How a chunk attempt ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Committed now.
+    Committed {
+        /// Rows landed.
+        rows_written: u64,
+        /// Rows rejected.
+        rows_rejected: u64,
+    },
+    /// An earlier attempt had committed it; nothing was copied.
+    AlreadyCommitted {
+        /// Rows it landed.
+        rows_written: u64,
+        /// Rows it rejected.
+        rows_rejected: u64,
+    },
+    /// Rolled back after a database failure.
+    Failed(DbFailure),
+    /// Rolled back on request (cancel, lost lease).
+    Aborted(String),
+}
+
+/// What a chunk attempt needs besides its assignment.
+pub struct ChunkContext {
+    /// Connections.
+    pub pool: Pool,
+    /// Held chunks and the fence.
+    pub held: Arc<Held>,
+    /// Fault points.
+    pub faults: Faults,
+    /// This worker's id, written to the ledger.
+    pub worker_id: std::sync::Mutex<String>,
+}
+
+enum Stop {
+    Db(DbFailure),
+    Abort(String),
+}
+
+impl From<DbFailure> for Stop {
+    fn from(f: DbFailure) -> Self {
+        Stop::Db(f)
+    }
+}
+
+fn pg(e: tokio_postgres::Error) -> Stop {
+    Stop::Db(classify_pg(&e))
+}
+
+/// Runs one chunk attempt to its end.
+pub async fn process(ctx: &ChunkContext, a: &ChunkAssignment, handle: &ChunkHandle) -> Outcome {
+    let target = match ctx.pool.get(&a.target).await {
+        Ok(c) => c,
+        Err(f) => return Outcome::Failed(f),
+    };
+    let worker_id = ctx.worker_id.lock().map(|w| w.clone()).unwrap_or_default();
+    match ledger::claim(&target, a, &worker_id).await {
+        Ok(Claim::Claimed) => {}
+        Ok(Claim::AlreadyCommitted { rows_written, rows_rejected }) => {
+            ctx.pool.put(&a.target, target);
+            return Outcome::AlreadyCommitted { rows_written, rows_rejected };
+        }
+        Err(f) => return Outcome::Failed(f),
+    }
+    let source = match ctx.pool.get(&a.source).await {
+        Ok(c) => c,
+        Err(f) => return Outcome::Failed(f),
+    };
+    match stream_chunk(ctx, a, handle, &source, &target).await {
+        Ok(rows) => {
+            ctx.faults.after_commit();
+            ctx.pool.put(&a.source, source);
+            ctx.pool.put(&a.target, target);
+            Outcome::Committed { rows_written: rows, rows_rejected: 0 }
+        }
+        Err(stop) => {
+            // Dropping the connections ends their sessions, which rolls the
+            // transaction back even where a ROLLBACK could not be sent.
+            drop(source);
+            drop(target);
+            match stop {
+                Stop::Db(f) => Outcome::Failed(f),
+                Stop::Abort(why) => Outcome::Aborted(why),
+            }
+        }
+    }
+}
+
+fn check_fence(ctx: &ChunkContext, handle: &ChunkHandle) -> Result<(), Stop> {
+    if handle.cancel.is_cancelled() {
+        return Err(Stop::Abort("the coordinator asked to stop (job cancelled or chunk leased again)".into()));
+    }
+    if !ctx.held.lease_valid(Instant::now()) {
+        return Err(Stop::Abort("no heartbeat acknowledged within the lease time: self-fenced".into()));
+    }
+    Ok(())
+}
+
+async fn stream_chunk(
+    ctx: &ChunkContext,
+    a: &ChunkAssignment,
+    handle: &ChunkHandle,
+    source: &Client,
+    target: &Client,
+) -> Result<u64, Stop> {
+    let copy_in = format!(
+        "COPY {} ({}) FROM STDIN (FORMAT binary)",
+        a.target_table,
+        a.target_columns.join(", ")
+    );
+    let copy_out = format!("COPY ({}) TO STDOUT (FORMAT binary)", a.source_select);
+    let sink = target.copy_in::<_, Bytes>(copy_in.as_str()).await.map_err(pg)?;
+    futures::pin_mut!(sink);
+    let stream = source.copy_out(copy_out.as_str()).await.map_err(pg)?;
+    futures::pin_mut!(stream);
+
+    let mut counter = TupleCounter::new();
+    let mut buf = BytesMut::with_capacity(SEND_BUFFER + 64 * 1024);
+    loop {
+        let next = tokio::select! {
+            biased;
+            _ = handle.cancel.cancelled() => None,
+            n = stream.next() => Some(n),
+        };
+        let Some(next) = next else {
+            return Err(Stop::Abort("the coordinator asked to stop (job cancelled or chunk leased again)".into()));
+        };
+        match next {
+            Some(Ok(bytes)) => {
+                counter.feed(&bytes);
+                buf.extend_from_slice(&bytes);
+                if buf.len() >= SEND_BUFFER {
+                    check_fence(ctx, handle)?;
+                    handle.rows.store(counter.rows(), Ordering::Relaxed);
+                    sink.send(buf.split().freeze()).await.map_err(pg)?;
+                }
+            }
+            Some(Err(e)) => return Err(pg(e)),
+            None => break,
+        }
+    }
+    if !buf.is_empty() {
+        sink.send(buf.split().freeze()).await.map_err(pg)?;
+    }
+    let rows = sink.as_mut().finish().await.map_err(pg)?;
+    handle.rows.store(rows, Ordering::Relaxed);
+    if rows != counter.rows() {
+        return Err(Stop::Db(DbFailure {
+            class: ErrorClass::Transient,
+            sqlstate: None,
+            message: format!("target took {rows} rows but the source sent {}", counter.rows()),
+        }));
+    }
+    ledger::record_counts(target, a, rows, 0).await?;
+    check_fence(ctx, handle)?;
+    target.batch_execute("COMMIT").await.map_err(pg)?;
+    Ok(rows)
+}

@@ -1,0 +1,167 @@
+//! Ferry's stateless worker: registers with the coordinator, heartbeats,
+//! leases chunks up to its concurrency and copies each one from source to
+//! target in one transaction guarded by the target-side ledger.
+#![warn(missing_docs)]
+
+pub mod copy;
+pub mod fault;
+pub mod held;
+pub mod ledger;
+pub mod pool;
+pub mod rowcount;
+pub mod session;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ferry_common::client::{is_failover_status, AddressError, Coordinators};
+use ferry_common::connections::ConnectionRegistry;
+use ferry_common::proto::{AcquireChunkRequest, ChunkAssignment, ErrorClass as ProtoClass};
+use ferry_common::timing::{DEFAULT_WORKER_LEASE_TTL, RPC_TIMEOUT};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use copy::{ChunkContext, Outcome};
+use fault::Faults;
+use held::Held;
+use pool::Pool;
+use session::Session;
+
+/// A worker that cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The coordinator address list is unusable.
+    #[error(transparent)]
+    Address(#[from] AddressError),
+    /// A setting is invalid.
+    #[error("{0}")]
+    Config(String),
+}
+
+/// Settings of one worker process.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Comma-separated coordinator addresses.
+    pub coordinator: String,
+    /// Chunks copied at once.
+    pub concurrency: u32,
+    /// Host name reported to the coordinator.
+    pub hostname: String,
+    /// Named connections.
+    pub connections: ConnectionRegistry,
+}
+
+/// Runs a worker until `shutdown` fires; chunks in flight then finish before it returns.
+pub async fn run(cfg: WorkerConfig, shutdown: CancellationToken) -> Result<(), WorkerError> {
+    if cfg.concurrency == 0 {
+        return Err(WorkerError::Config("--concurrency must be at least 1".into()));
+    }
+    let faults = Faults::from_env().map_err(WorkerError::Config)?;
+    // Acquire long-polls, so its deadline must outlast the poll.
+    let coordinators = Coordinators::new(&cfg.coordinator, Some(RPC_TIMEOUT))?;
+    let held = Held::new(DEFAULT_WORKER_LEASE_TTL);
+    let session = Arc::new(Session {
+        coordinators,
+        worker_id: std::sync::Mutex::new(String::new()),
+        hostname: cfg.hostname.clone(),
+        concurrency: cfg.concurrency,
+        held: Arc::clone(&held),
+    });
+    tracing::info!(coordinator = %cfg.coordinator, concurrency = cfg.concurrency, connections = ?cfg.connections.names(), "worker starting");
+    if !session.register(&shutdown).await {
+        return Ok(());
+    }
+    let heartbeat_stop = CancellationToken::new();
+    let ttl = held.ttl();
+    let hb = tokio::spawn(Arc::clone(&session).heartbeat_loop(ttl / 3, heartbeat_stop.clone()));
+    let ctx = Arc::new(ChunkContext {
+        pool: Pool::new(cfg.connections.clone()),
+        held: Arc::clone(&held),
+        faults,
+        worker_id: std::sync::Mutex::new(session.id()),
+    });
+    let slots = Arc::new(Semaphore::new(cfg.concurrency as usize));
+    let mut tasks = JoinSet::new();
+    while !shutdown.is_cancelled() {
+        while tasks.try_join_next().is_some() {}
+        let free = slots.available_permits() as u32;
+        if free == 0 {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tasks.join_next() => {}
+            }
+            continue;
+        }
+        let req = AcquireChunkRequest { worker_id: session.id(), slots: free };
+        let mut client = session.coordinators.workers();
+        let resp = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = client.acquire_chunk(req) => r,
+        };
+        match resp {
+            Ok(r) => {
+                if let Ok(mut w) = ctx.worker_id.lock() {
+                    *w = session.id();
+                }
+                for a in r.into_inner().assignments {
+                    let Ok(permit) = Arc::clone(&slots).acquire_owned().await else { break };
+                    let (ctx, session) = (Arc::clone(&ctx), Arc::clone(&session));
+                    tasks.spawn(async move {
+                        run_chunk(&ctx, &session, a).await;
+                        drop(permit);
+                    });
+                }
+            }
+            Err(s) if s.code() == tonic::Code::NotFound => {
+                session.register(&shutdown).await;
+            }
+            Err(s) => {
+                tracing::warn!(coordinator = %session.coordinators.current_url(), error = %s.message(), "cannot lease chunks");
+                if is_failover_status(&s) {
+                    session.coordinators.rotate();
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                }
+            }
+        }
+    }
+    if !tasks.is_empty() {
+        tracing::info!(in_flight = tasks.len(), "shutting down: finishing chunks in flight");
+    }
+    while tasks.join_next().await.is_some() {}
+    heartbeat_stop.cancel();
+    let _ = hb.await;
+    tracing::info!("worker stopped");
+    Ok(())
+}
+
+async fn run_chunk(ctx: &ChunkContext, session: &Session, a: ChunkAssignment) {
+    let Some(chunk) = a.chunk.clone() else { return };
+    let handle = ctx.held.add(chunk.clone());
+    let started = Instant::now();
+    let outcome = copy::process(ctx, &a, &handle).await;
+    ctx.held.remove(&chunk);
+    let secs = started.elapsed().as_secs_f64();
+    match outcome {
+        Outcome::Committed { rows_written, rows_rejected } => {
+            tracing::info!(job = %chunk.job_id, chunk = chunk.chunk_no, attempt = a.attempt, rows = rows_written, secs, "chunk committed");
+            session.report_complete(chunk, rows_written, rows_rejected, false).await;
+        }
+        Outcome::AlreadyCommitted { rows_written, rows_rejected } => {
+            tracing::info!(job = %chunk.job_id, chunk = chunk.chunk_no, attempt = a.attempt, "chunk already committed by an earlier attempt; not copied again");
+            session.report_complete(chunk, rows_written, rows_rejected, true).await;
+        }
+        Outcome::Failed(f) => {
+            tracing::warn!(job = %chunk.job_id, chunk = chunk.chunk_no, attempt = a.attempt, error = %f.message, "chunk failed and rolled back");
+            let class = f.class.to_proto();
+            session.report_failure(chunk, class, f.message, f.sqlstate.unwrap_or_default()).await;
+        }
+        Outcome::Aborted(why) => {
+            tracing::warn!(job = %chunk.job_id, chunk = chunk.chunk_no, attempt = a.attempt, reason = %why, "chunk stopped and rolled back");
+            session.report_failure(chunk, ProtoClass::Aborted, why, String::new()).await;
+        }
+    }
+}

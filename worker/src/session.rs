@@ -1,0 +1,166 @@
+//! The worker's conversation with the coordinator: registration, heartbeats
+//! and chunk reports, following the leader across coordinator addresses.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ferry_common::client::{is_failover_status, Coordinators};
+use ferry_common::proto::worker_service_client::WorkerServiceClient;
+use ferry_common::proto::{
+    ChunkRef, CompleteChunkRequest, ErrorClass as ProtoClass, FailChunkRequest, HeartbeatRequest,
+    RegisterWorkerRequest,
+};
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+use crate::held::Held;
+
+/// A live registration with the coordinator.
+pub struct Session {
+    /// Coordinator addresses.
+    pub coordinators: Coordinators,
+    /// Worker id, stable across re-registrations.
+    pub worker_id: std::sync::Mutex<String>,
+    /// Host name, for the coordinator's logs.
+    pub hostname: String,
+    /// Chunk slots.
+    pub concurrency: u32,
+    /// Held chunks and the fence.
+    pub held: Arc<Held>,
+}
+
+impl Session {
+    /// The current worker id.
+    pub fn id(&self) -> String {
+        self.worker_id.lock().map(|w| w.clone()).unwrap_or_default()
+    }
+
+    /// Registers (again), trying every coordinator address until one accepts;
+    /// gives up only when `stop` fires.
+    pub async fn register(&self, stop: &CancellationToken) -> bool {
+        let mut delay = Duration::from_millis(200);
+        loop {
+            let req = RegisterWorkerRequest {
+                worker_id: self.id(),
+                hostname: self.hostname.clone(),
+                concurrency: self.concurrency,
+            };
+            let sent = Instant::now();
+            match self.coordinators.workers().register_worker(req).await {
+                Ok(resp) => {
+                    let r = resp.into_inner();
+                    self.held.set_ttl(Duration::from_millis(r.lease_ttl_ms));
+                    self.held.acked(sent);
+                    if let Ok(mut w) = self.worker_id.lock() {
+                        *w = r.worker_id.clone();
+                    }
+                    tracing::info!(worker = %r.worker_id, coordinator = %self.coordinators.current_url(), "registered with coordinator");
+                    return true;
+                }
+                Err(status) => {
+                    tracing::warn!(coordinator = %self.coordinators.current_url(), error = %status.message(), "cannot register with coordinator; retrying");
+                    self.coordinators.rotate();
+                }
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return false,
+                _ = tokio::time::sleep(delay) => {}
+            }
+            delay = (delay * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    /// Heartbeats every interval until `stop`; aborts chunks the coordinator
+    /// disowns and re-registers when the coordinator forgot this worker.
+    pub async fn heartbeat_loop(self: Arc<Self>, interval: Duration, stop: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(interval) => {}
+            }
+            let sent = Instant::now();
+            let req = HeartbeatRequest { worker_id: self.id(), held: self.held.snapshot() };
+            match self.coordinators.workers().heartbeat(req).await {
+                Ok(resp) => {
+                    self.held.acked(sent);
+                    let abort = resp.into_inner().abort;
+                    if !abort.is_empty() {
+                        tracing::warn!(chunks = abort.len(), "coordinator disowned chunks in flight; rolling them back");
+                        self.held.abort(&abort);
+                    }
+                }
+                Err(status) if status.code() == tonic::Code::NotFound => {
+                    tracing::warn!(error = %status.message(), "coordinator does not know this worker; registering again");
+                    self.register(&stop).await;
+                }
+                Err(status) => {
+                    tracing::warn!(coordinator = %self.coordinators.current_url(), error = %status.message(), "heartbeat failed");
+                    if is_failover_status(&status) {
+                        self.coordinators.rotate();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reports a committed chunk, retrying across coordinators for up to a
+    /// lease time; a refusal for a stale token is final.
+    pub async fn report_complete(&self, chunk: ChunkRef, rows_written: u64, rows_rejected: u64, already: bool) {
+        let req = CompleteChunkRequest {
+            worker_id: self.id(),
+            chunk: Some(chunk.clone()),
+            rows_written,
+            rows_rejected,
+            already_committed: already,
+        };
+        self.retrying("complete", &chunk, |mut c| {
+            let req = req.clone();
+            async move { c.complete_chunk(req).await.map(|_| ()) }
+        })
+        .await;
+    }
+
+    /// Reports a failed attempt.
+    pub async fn report_failure(&self, chunk: ChunkRef, class: ProtoClass, message: String, sqlstate: String) {
+        let req = FailChunkRequest {
+            worker_id: self.id(),
+            chunk: Some(chunk.clone()),
+            class: class as i32,
+            message,
+            sqlstate,
+        };
+        self.retrying("failure", &chunk, |mut c| {
+            let req = req.clone();
+            async move { c.fail_chunk(req).await.map(|_| ()) }
+        })
+        .await;
+    }
+
+    async fn retrying<F, Fut>(&self, what: &str, chunk: &ChunkRef, call: F)
+    where
+        F: Fn(WorkerServiceClient<Channel>) -> Fut,
+        Fut: std::future::Future<Output = Result<(), tonic::Status>>,
+    {
+        let give_up = Instant::now() + Duration::from_secs(30);
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match call(self.coordinators.workers()).await {
+                Ok(()) => return,
+                Err(s) if s.code() == tonic::Code::Aborted => {
+                    tracing::warn!(job = %chunk.job_id, chunk = chunk.chunk_no, "coordinator refused the {what} report: the chunk was leased again (stale fencing token)");
+                    return;
+                }
+                Err(s) if is_failover_status(&s) && Instant::now() < give_up => {
+                    tracing::warn!(error = %s.message(), "cannot report chunk {what}; retrying");
+                    self.coordinators.rotate();
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+                Err(s) => {
+                    tracing::error!(job = %chunk.job_id, chunk = chunk.chunk_no, error = %s.message(), "cannot report chunk {what}; the coordinator will lease it again after the lease time");
+                    return;
+                }
+            }
+        }
+    }
+}
