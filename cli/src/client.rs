@@ -4,7 +4,9 @@ use std::future::Future;
 
 use ferry_common::client::{is_failover_status, Coordinators};
 use ferry_common::proto::job_service_client::JobServiceClient;
-use ferry_common::proto::{CancelJobRequest, GetJobRequest, Job, JobState, ListJobsRequest, SubmitJobRequest};
+use ferry_common::proto::{
+    CancelJobRequest, GetJobRequest, Job, JobState, ListJobsRequest, SubmitJobRequest,
+};
 use ferry_common::timing::RPC_TIMEOUT;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
@@ -17,7 +19,11 @@ use crate::{EXIT_BAD_INPUT, EXIT_JOB_FAILED, EXIT_UNREACHABLE};
 #[derive(clap::Args, Clone, Debug)]
 pub struct CoordinatorArg {
     /// Coordinator addresses, comma-separated.
-    #[arg(long, env = "FERRY_COORDINATOR", default_value = "http://127.0.0.1:50051")]
+    #[arg(
+        long,
+        env = "FERRY_COORDINATOR",
+        default_value = "http://127.0.0.1:50051"
+    )]
     pub coordinator: String,
 }
 
@@ -128,8 +134,13 @@ pub async fn submit(a: SubmitArgs) -> i32 {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let spec = a.tuning.spec(&a.source, &a.query, &a.target, &a.table, a.max_workers);
-    let req = SubmitJobRequest { request_id: a.request_id.clone(), spec: Some(spec) };
+    let spec = a
+        .tuning
+        .spec(&a.source, &a.query, &a.target, &a.table, a.max_workers);
+    let req = SubmitJobRequest {
+        request_id: a.request_id.clone(),
+        spec: Some(spec),
+    };
     let resp = match call(&c, |mut j| {
         let req = req.clone();
         async move { j.submit_job(req).await }
@@ -140,7 +151,10 @@ pub async fn submit(a: SubmitArgs) -> i32 {
         Err(code) => return code,
     };
     if !resp.created {
-        eprintln!("request id {:?} was submitted before: returning its job", a.request_id);
+        eprintln!(
+            "request id {:?} was submitted before: returning its job",
+            a.request_id
+        );
     }
     let code = if a.watch {
         match follow(&c, &resp.job_id).await {
@@ -199,7 +213,10 @@ pub async fn status(a: JobArgs) -> i32 {
         println!("  error: {}", job.error);
     }
     for ch in job.chunks.iter().filter(|ch| !ch.last_error.is_empty()) {
-        println!("  chunk {} (attempt {}): {}", ch.chunk_no, ch.attempt, ch.last_error);
+        println!(
+            "  chunk {} (attempt {}): {}",
+            ch.chunk_no, ch.attempt, ch.last_error
+        );
     }
     0
 }
@@ -236,11 +253,18 @@ pub async fn jobs(a: ListArgs) -> i32 {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let resp = match call(&c, |mut j| async move { j.list_jobs(ListJobsRequest { limit: a.limit }).await }).await {
+    let resp = match call(&c, |mut j| async move {
+        j.list_jobs(ListJobsRequest { limit: a.limit }).await
+    })
+    .await
+    {
         Ok(r) => r,
         Err(code) => return code,
     };
-    println!("{:<13} {:<10} {:>7} {:>14}  TABLE", "JOB", "STATE", "CHUNKS", "ROWS");
+    println!(
+        "{:<13} {:<10} {:>7} {:>14}  TABLE",
+        "JOB", "STATE", "CHUNKS", "ROWS"
+    );
     for job in resp.jobs {
         let spec = job.spec.clone().unwrap_or_default();
         println!(

@@ -10,13 +10,14 @@ use ferry_common::connections::ConnectionRegistry;
 use ferry_common::ledger::DEFAULT_LEDGER_SCHEMA;
 use ferry_common::proto::{JobState, SubmitJobRequest};
 use ferry_common::timing::{DEFAULT_WORKER_LEASE_TTL, RPC_TIMEOUT};
+use ferry_coordinator::scheduler::Scheduler;
 use ferry_coordinator::server;
 use ferry_coordinator::store::MemoryStore;
 use ferry_worker::WorkerConfig;
 use tokio_util::sync::CancellationToken;
 
-use crate::cmd_coordinator::build_scheduler;
 use crate::client::describe_status;
+use crate::cmd_coordinator::scheduler_config;
 use crate::jobspec::Tuning;
 use crate::watch::{follow, summarize};
 use crate::{EXIT_BAD_INPUT, EXIT_JOB_FAILED};
@@ -46,20 +47,22 @@ pub struct Args {
 /// Runs one job locally and prints the guide's lines and a summary.
 pub async fn run(args: Args) -> i32 {
     if std::env::var_os("FERRY_LOG").is_none() && std::env::var_os("RUST_LOG").is_none() {
-        std::env::set_var("FERRY_LOG", "info,ferry_worker=warn,h2=warn,tower=warn,hyper=warn");
+        std::env::set_var(
+            "FERRY_LOG",
+            "info,ferry_worker=warn,h2=warn,tower=warn,hyper=warn",
+        );
     }
     ferry_common::telemetry::init_logging();
     let connections = ConnectionRegistry::from_pairs([
         ("source".to_string(), args.source.clone()),
         ("target".to_string(), args.target.clone()),
     ]);
-    let scheduler = match build_scheduler(
-        Arc::new(MemoryStore::new()),
+    let scheduler = match scheduler_config(
         connections.clone(),
         DEFAULT_WORKER_LEASE_TTL,
         DEFAULT_LEDGER_SCHEMA.to_string(),
     ) {
-        Ok(s) => s,
+        Ok(c) => Scheduler::new(Arc::new(MemoryStore::new()), c),
         Err(e) => {
             eprintln!("error: {e}");
             return EXIT_BAD_INPUT;
@@ -74,9 +77,13 @@ pub async fn run(args: Args) -> i32 {
         }
     };
     let _ticker = scheduler.spawn_ticker();
+    let (gate, health) = server::gate();
+    gate.lead(scheduler).await;
     let stop = CancellationToken::new();
     let server_stop = stop.clone();
-    let server = tokio::spawn(server::serve(listener, scheduler, async move { server_stop.cancelled().await }));
+    let server = tokio::spawn(server::serve(listener, gate, health, async move {
+        server_stop.cancelled().await
+    }));
     let url = format!("http://{addr}");
     let mut workers = Vec::new();
     for i in 0..args.workers {
@@ -105,8 +112,21 @@ async fn submit_and_follow(url: &str, args: &Args) -> i32 {
             return EXIT_BAD_INPUT;
         }
     };
-    let spec = args.tuning.spec("source", &args.query, "target", &args.table, Some(args.workers));
-    let resp = match c.jobs().submit_job(SubmitJobRequest { request_id: String::new(), spec: Some(spec) }).await {
+    let spec = args.tuning.spec(
+        "source",
+        &args.query,
+        "target",
+        &args.table,
+        Some(args.workers),
+    );
+    let resp = match c
+        .jobs()
+        .submit_job(SubmitJobRequest {
+            request_id: String::new(),
+            spec: Some(spec),
+        })
+        .await
+    {
         Ok(r) => r.into_inner(),
         Err(s) => {
             eprintln!("error: {}", describe_status(&c, &s));

@@ -10,7 +10,11 @@ use crate::EXIT_BAD_INPUT;
 #[derive(clap::Args)]
 pub struct Args {
     /// Coordinator addresses, comma-separated; the worker follows the leader.
-    #[arg(long, env = "FERRY_COORDINATOR", default_value = "http://127.0.0.1:50051")]
+    #[arg(
+        long,
+        env = "FERRY_COORDINATOR",
+        default_value = "http://127.0.0.1:50051"
+    )]
     coordinator: String,
     /// Chunks copied at once.
     #[arg(long, env = "FERRY_CONCURRENCY", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=256))]

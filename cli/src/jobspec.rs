@@ -42,7 +42,14 @@ pub struct Tuning {
 
 impl Tuning {
     /// The job spec for these flags.
-    pub fn spec(&self, source: &str, query: &str, target: &str, table: &str, max_workers: Option<u32>) -> JobSpec {
+    pub fn spec(
+        &self,
+        source: &str,
+        query: &str,
+        target: &str,
+        table: &str,
+        max_workers: Option<u32>,
+    ) -> JobSpec {
         JobSpec {
             source: source.to_string(),
             query: query.to_string(),

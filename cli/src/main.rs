@@ -17,7 +17,11 @@ pub const EXIT_BAD_INPUT: i32 = 2;
 pub const EXIT_UNREACHABLE: i32 = 3;
 
 #[derive(Parser)]
-#[command(name = "ferry", version, about = "Parallel, exactly-once query-to-table copies between PostgreSQL databases")]
+#[command(
+    name = "ferry",
+    version,
+    about = "Parallel, exactly-once query-to-table copies between PostgreSQL databases"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -45,7 +49,10 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -21,7 +21,11 @@ fn state(job: &Job) -> JobState {
 /// coordinator failover by reconnecting.
 pub async fn follow(coordinators: &Coordinators, job_id: &str) -> Result<Job, String> {
     let tty = std::io::stderr().is_terminal();
-    let bar = if tty { ProgressBar::new(0) } else { ProgressBar::hidden() };
+    let bar = if tty {
+        ProgressBar::new(0)
+    } else {
+        ProgressBar::hidden()
+    };
     bar.set_style(
         ProgressStyle::with_template(
             "{spinner} [{elapsed_precise}] {bar:30.cyan/blue} {human_pos}/{human_len} rows ({per_sec}, ETA {eta}) {msg}",
@@ -33,10 +37,17 @@ pub async fn follow(coordinators: &Coordinators, job_id: &str) -> Result<Job, St
     let mut outage_since: Option<Instant> = None;
     loop {
         let mut client = coordinators.jobs();
-        let stream = client.watch_job(WatchJobRequest { job_id: job_id.to_string() }).await;
+        let stream = client
+            .watch_job(WatchJobRequest {
+                job_id: job_id.to_string(),
+            })
+            .await;
         let mut stream = match stream {
             Ok(s) => s.into_inner(),
-            Err(s) if is_failover_status(&s) && outage_since.is_none_or(|t| t.elapsed() < Duration::from_secs(60)) => {
+            Err(s)
+                if is_failover_status(&s)
+                    && outage_since.is_none_or(|t| t.elapsed() < Duration::from_secs(60)) =>
+            {
                 outage_since.get_or_insert_with(Instant::now);
                 coordinators.rotate();
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -60,7 +71,8 @@ pub async fn follow(coordinators: &Coordinators, job_id: &str) -> Result<Job, St
                         job.chunks_succeeded,
                         job.chunks_total
                     ));
-                    if !tty && (last_plain.elapsed() >= PLAIN_INTERVAL || state(&job).is_terminal()) {
+                    if !tty && (last_plain.elapsed() >= PLAIN_INTERVAL || state(&job).is_terminal())
+                    {
                         last_plain = Instant::now();
                         eprintln!(
                             "{} {}: {}/{} chunks, {} rows",
@@ -98,7 +110,11 @@ pub fn summarize(job: &Job) {
     } else {
         0.0
     };
-    let rate = if secs > 0.0 { job.rows_written as f64 / secs } else { 0.0 };
+    let rate = if secs > 0.0 {
+        job.rows_written as f64 / secs
+    } else {
+        0.0
+    };
     match state(job) {
         JobState::Succeeded => eprintln!(
             "job {} SUCCEEDED: {} rows copied ({} rejected) in {:.1}s, {:.0} rows/s, {} chunks, {} retries",

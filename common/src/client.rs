@@ -29,15 +29,25 @@ pub struct Coordinators {
 impl Coordinators {
     /// Parses a comma-separated address list; channels connect on first use.
     pub fn new(list: &str, request_timeout: Option<Duration>) -> Result<Self, AddressError> {
-        let urls: Vec<String> =
-            list.split(',').map(str::trim).filter(|s| !s.is_empty()).map(normalize).collect();
+        let urls: Vec<String> = list
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(normalize)
+            .collect();
         if urls.is_empty() {
-            return Err(AddressError { url: list.into(), reason: "no address given".into() });
+            return Err(AddressError {
+                url: list.into(),
+                reason: "no address given".into(),
+            });
         }
         let mut channels = Vec::with_capacity(urls.len());
         for url in &urls {
             let mut ep = Endpoint::from_shared(url.clone())
-                .map_err(|e| AddressError { url: url.clone(), reason: e.to_string() })?
+                .map_err(|e| AddressError {
+                    url: url.clone(),
+                    reason: e.to_string(),
+                })?
                 .connect_timeout(Duration::from_secs(3))
                 .tcp_nodelay(true);
             if let Some(t) = request_timeout {
@@ -45,7 +55,11 @@ impl Coordinators {
             }
             channels.push(ep.connect_lazy());
         }
-        Ok(Self { urls, channels, current: AtomicUsize::new(0) })
+        Ok(Self {
+            urls,
+            channels,
+            current: AtomicUsize::new(0),
+        })
     }
 
     /// How many addresses there are.
@@ -101,6 +115,8 @@ fn normalize(url: &str) -> String {
 
 /// Whether a status means "try another coordinator".
 pub fn is_failover_status(status: &tonic::Status) -> bool {
-    matches!(status.code(), tonic::Code::Unavailable | tonic::Code::Unknown)
-        && !status.message().contains("FERRY_CONN_")
+    matches!(
+        status.code(),
+        tonic::Code::Unavailable | tonic::Code::Unknown
+    ) && !status.message().contains("FERRY_CONN_")
 }

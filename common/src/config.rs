@@ -104,7 +104,11 @@ pub fn parse_bool(name: &str, value: &str) -> Result<bool, ConfigError> {
 
 /// Parses a whole number, allowing `_` and `,` as digit separators.
 pub fn parse_u64(name: &str, value: &str) -> Result<u64, ConfigError> {
-    let cleaned: String = value.trim().chars().filter(|c| *c != '_' && *c != ',').collect();
+    let cleaned: String = value
+        .trim()
+        .chars()
+        .filter(|c| *c != '_' && *c != ',')
+        .collect();
     cleaned.parse::<u64>().map_err(|_| ConfigError {
         name: name.into(),
         value: value.into(),
@@ -130,8 +134,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn load(pairs: &[(&str, &str)]) -> Result<JobDefaults, ConfigError> {
-        let map: HashMap<String, String> =
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         JobDefaults::from_lookup(|k| map.get(k).cloned())
     }
 

@@ -27,25 +27,32 @@ pub struct ConnectionRegistry {
 impl ConnectionRegistry {
     /// Reads every `FERRY_CONN_<NAME>` variable of the process environment.
     pub fn from_env() -> Self {
-        Self::from_pairs(std::env::vars().filter_map(|(k, v)| {
-            k.strip_prefix(ENV_PREFIX).map(|name| (name.to_string(), v))
-        }))
+        Self::from_pairs(
+            std::env::vars()
+                .filter_map(|(k, v)| k.strip_prefix(ENV_PREFIX).map(|name| (name.to_string(), v))),
+        )
     }
 
     /// Builds a registry from `(name, url)` pairs.
     pub fn from_pairs(pairs: impl IntoIterator<Item = (String, String)>) -> Self {
-        let urls = pairs.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect();
-        Self { urls: Arc::new(urls) }
+        let urls = pairs
+            .into_iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v))
+            .collect();
+        Self {
+            urls: Arc::new(urls),
+        }
     }
 
     /// The URL of a named connection.
     pub fn url(&self, name: &str) -> Result<&str, UnknownConnection> {
-        self.urls.get(&name.to_ascii_lowercase()).map(String::as_str).ok_or_else(|| {
-            UnknownConnection {
+        self.urls
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
+            .ok_or_else(|| UnknownConnection {
                 name: name.to_string(),
                 var: format!("{ENV_PREFIX}{}", name.to_ascii_uppercase()),
-            }
-        })
+            })
     }
 
     /// The names known, for start-up logs.
@@ -75,7 +82,13 @@ pub fn redact(url: &str) -> String {
     }
     // key=value form: hide password=…
     url.split_whitespace()
-        .map(|kv| if kv.starts_with("password=") { "password=***" } else { kv })
+        .map(|kv| {
+            if kv.starts_with("password=") {
+                "password=***"
+            } else {
+                kv
+            }
+        })
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -94,7 +107,10 @@ mod tests {
 
     #[test]
     fn redacts_passwords() {
-        assert_eq!(redact("postgres://u:secret@h:5/db"), "postgres://u:***@h:5/db");
+        assert_eq!(
+            redact("postgres://u:secret@h:5/db"),
+            "postgres://u:***@h:5/db"
+        );
         assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact("host=h password=secret"), "host=h password=***");
     }

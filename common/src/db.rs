@@ -10,14 +10,21 @@ pub async fn connect(label: &str, url: &str) -> Result<tokio_postgres::Client, D
     let config: tokio_postgres::Config = url.parse().map_err(|e| DbFailure {
         class: ErrorClass::Permanent,
         sqlstate: None,
-        message: format!("connection '{label}' has an invalid URL ({}): {e}", redact(url)),
+        message: format!(
+            "connection '{label}' has an invalid URL ({}): {e}",
+            redact(url)
+        ),
     })?;
     let fut = config.connect(tokio_postgres::NoTls);
     let (client, connection) = match tokio::time::timeout(DB_CONNECT_TIMEOUT, fut).await {
         Ok(Ok(pair)) => pair,
         Ok(Err(e)) => {
             let mut f = classify_pg(&e);
-            f.message = format!("cannot connect to '{label}' ({}): {}", redact(url), f.message);
+            f.message = format!(
+                "cannot connect to '{label}' ({}): {}",
+                redact(url),
+                f.message
+            );
             return Err(f);
         }
         Err(_) => {

@@ -29,8 +29,9 @@ impl ErrorClass {
 /// Classifies a SQLSTATE code.
 pub fn classify_sqlstate(code: &str) -> ErrorClass {
     match code {
-        "40001" | "40P01" | "55P03" | "57014" | "57P01" | "57P02" | "57P03" | "58000"
-        | "58030" => ErrorClass::Transient,
+        "40001" | "40P01" | "55P03" | "57014" | "57P01" | "57P02" | "57P03" | "58000" | "58030" => {
+            ErrorClass::Transient
+        }
         _ => match &code[..code.len().min(2)] {
             // connection exception, insufficient resources, system/internal errors
             "08" | "53" | "XX" | "40" => ErrorClass::Transient,
@@ -69,7 +70,11 @@ pub fn classify_pg(err: &tokio_postgres::Error) -> DbFailure {
             message.push_str(": ");
             message.push_str(detail);
         }
-        return DbFailure { class: classify_sqlstate(&code), sqlstate: Some(code), message };
+        return DbFailure {
+            class: classify_sqlstate(&code),
+            sqlstate: Some(code),
+            message,
+        };
     }
     let mut message = err.to_string();
     let mut source = std::error::Error::source(err);
@@ -78,7 +83,11 @@ pub fn classify_pg(err: &tokio_postgres::Error) -> DbFailure {
         message.push_str(&s.to_string());
         source = s.source();
     }
-    DbFailure { class: ErrorClass::Transient, sqlstate: None, message }
+    DbFailure {
+        class: ErrorClass::Transient,
+        sqlstate: None,
+        message,
+    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,9 @@
 //! Generated code for the `ferry.v1` protocol, plus small conveniences on it.
-#![allow(missing_docs, clippy::doc_lazy_continuation, clippy::large_enum_variant)]
+#![allow(
+    missing_docs,
+    clippy::doc_lazy_continuation,
+    clippy::large_enum_variant
+)]
 
 tonic::include_proto!("ferry.v1");
 
@@ -9,7 +13,10 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("ferr
 impl JobState {
     /// Whether the job can no longer change state.
     pub fn is_terminal(self) -> bool {
-        matches!(self, JobState::Succeeded | JobState::Failed | JobState::Cancelled)
+        matches!(
+            self,
+            JobState::Succeeded | JobState::Failed | JobState::Cancelled
+        )
     }
 
     /// The state's name in capitals, as `ferry status` prints it.

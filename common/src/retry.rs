@@ -79,7 +79,10 @@ mod tests {
 
     #[test]
     fn disabled_means_no_retries() {
-        let cfg = RetryConfig { enabled: false, ..RetryConfig::default() };
+        let cfg = RetryConfig {
+            enabled: false,
+            ..RetryConfig::default()
+        };
         assert_eq!(cfg.allowed_retries(), 0);
     }
 }

@@ -37,8 +37,14 @@ impl std::fmt::Display for TableName {
 pub fn parse_table_name(input: &str) -> Result<TableName, String> {
     let parts = split_ident_path(input.trim())?;
     match parts.as_slice() {
-        [table] => Ok(TableName { schema: "public".into(), table: table.clone() }),
-        [schema, table] => Ok(TableName { schema: schema.clone(), table: table.clone() }),
+        [table] => Ok(TableName {
+            schema: "public".into(),
+            table: table.clone(),
+        }),
+        [schema, table] => Ok(TableName {
+            schema: schema.clone(),
+            table: table.clone(),
+        }),
         _ => Err(format!("table name '{input}' must be schema.table")),
     }
 }
@@ -97,8 +103,14 @@ mod tests {
 
     #[test]
     fn parses_names() {
-        assert_eq!(parse_table_name("Items").unwrap().to_string(), "public.items");
-        assert_eq!(parse_table_name("s.\"Big Table\"").unwrap().table, "Big Table");
+        assert_eq!(
+            parse_table_name("Items").unwrap().to_string(),
+            "public.items"
+        );
+        assert_eq!(
+            parse_table_name("s.\"Big Table\"").unwrap().table,
+            "Big Table"
+        );
         assert!(parse_table_name("a.b.c").is_err());
         assert!(parse_table_name("").is_err());
         assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");

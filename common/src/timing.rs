@@ -31,6 +31,20 @@ pub const PROGRESS_LOG_INTERVAL: Duration = Duration::from_secs(2);
 pub const SCHEDULER_TICK: Duration = Duration::from_millis(200);
 /// How often WatchJob sends a progress event when anything changed.
 pub const WATCH_INTERVAL: Duration = Duration::from_millis(500);
+/// Lease TTL of the coordinator's election key. It must be well under the
+/// worker lease TTL so a takeover after a leader dies (TTL + poll + reload,
+/// about 6 s) completes before workers, which cannot reach a leader meanwhile,
+/// fence themselves (10 s): their chunks then survive the switch.
+pub const ELECTION_TTL: Duration = Duration::from_secs(5);
+/// Election lease renewal: TTL / 3, as etcd's own client renews.
+pub const ELECTION_KEEPALIVE: Duration = Duration::from_millis(5000 / 3);
+/// A leader whose last successful renewal is older than this steps down
+/// before its key can expire under it (TTL minus one renewal of margin).
+pub const ELECTION_STEP_DOWN: Duration = Duration::from_millis(5000 - 5000 / 3);
+/// How often a follower checks whether the leader key is gone.
+pub const ELECTION_POLL: Duration = Duration::from_millis(250);
+/// Deadline of one etcd request; past it the outcome is unknown and state is reloaded.
+pub const ETCD_REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 /// Connect timeout for source and target databases.
 pub const DB_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -43,7 +57,9 @@ pub struct Timings {
 
 impl Default for Timings {
     fn default() -> Self {
-        Self { lease_ttl: DEFAULT_WORKER_LEASE_TTL }
+        Self {
+            lease_ttl: DEFAULT_WORKER_LEASE_TTL,
+        }
     }
 }
 
@@ -61,7 +77,10 @@ impl Timings {
     /// Timings for a lease TTL, rejected when too short for three heartbeats.
     pub fn new(lease_ttl: Duration) -> Result<Self, TimingError> {
         if lease_ttl < MIN_WORKER_LEASE_TTL {
-            return Err(TimingError { got: lease_ttl, min: MIN_WORKER_LEASE_TTL });
+            return Err(TimingError {
+                got: lease_ttl,
+                min: MIN_WORKER_LEASE_TTL,
+            });
         }
         Ok(Self { lease_ttl })
     }
@@ -75,6 +94,13 @@ impl Timings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn election_outpaces_worker_fencing() {
+        assert!(ELECTION_KEEPALIVE * 3 <= ELECTION_TTL);
+        assert!(ELECTION_STEP_DOWN < ELECTION_TTL);
+        assert!(ELECTION_TTL + ELECTION_POLL + ETCD_REQUEST_TIMEOUT < DEFAULT_WORKER_LEASE_TTL);
+    }
 
     #[test]
     fn heartbeat_is_a_third_of_the_ttl() {

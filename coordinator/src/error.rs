@@ -17,7 +17,9 @@ pub enum CoordinatorError {
     #[error("unknown worker '{0}': register again")]
     UnknownWorker(String),
     /// A report for a chunk attempt that no longer holds the lease.
-    #[error("stale fencing token for chunk {chunk_no} of job {job_id}: the chunk was leased again")]
+    #[error(
+        "stale fencing token for chunk {chunk_no} of job {job_id}: the chunk was leased again"
+    )]
     StaleToken {
         /// Job id.
         job_id: String,

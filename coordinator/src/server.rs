@@ -8,9 +8,11 @@ use ferry_common::proto::worker_service_server::WorkerServiceServer;
 use ferry_common::proto::FILE_DESCRIPTOR_SET;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic_health::pb::health_server::HealthServer;
+use tonic_health::server::HealthService;
 
 use crate::api::{JobApi, WorkerApi};
-use crate::scheduler::Scheduler;
+use crate::gate::Gate;
 
 /// A failure to start serving.
 #[derive(Debug, thiserror::Error)]
@@ -33,28 +35,37 @@ pub enum ServeError {
 
 /// Binds `addr`; returns the listener and the address actually bound (port 0 picks one).
 pub async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ServeError> {
-    let listener = TcpListener::bind(addr).await.map_err(|source| ServeError::Bind { addr, source })?;
-    let local = listener.local_addr().map_err(|source| ServeError::Bind { addr, source })?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| ServeError::Bind { addr, source })?;
     Ok((listener, local))
 }
 
-/// Serves JobService, WorkerService, health (SERVING) and reflection until `shutdown` resolves.
+/// A gate (starting as a follower) and the health service it drives.
+pub fn gate() -> (Arc<Gate>, HealthServer<HealthService>) {
+    let reporter = tonic_health::server::HealthReporter::new();
+    let service = HealthServer::new(HealthService::from_health_reporter(reporter.clone()));
+    (Gate::new(reporter), service)
+}
+
+/// Serves JobService, WorkerService, health and reflection until `shutdown` resolves.
 pub async fn serve(
     listener: TcpListener,
-    scheduler: Arc<Scheduler>,
+    gate: Arc<Gate>,
+    health: HealthServer<HealthService>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<JobServiceServer<JobApi>>().await;
-    health.set_serving::<WorkerServiceServer<WorkerApi>>().await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .build_v1()?;
     tonic::transport::Server::builder()
-        .add_service(health_service)
+        .add_service(health)
         .add_service(reflection)
-        .add_service(JobServiceServer::new(JobApi::new(Arc::clone(&scheduler))))
-        .add_service(WorkerServiceServer::new(WorkerApi::new(scheduler)))
+        .add_service(JobServiceServer::new(JobApi::new(Arc::clone(&gate))))
+        .add_service(WorkerServiceServer::new(WorkerApi::new(gate)))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await?;
     Ok(())

@@ -13,10 +13,11 @@ use futures::{SinkExt, StreamExt};
 use tokio_postgres::Client;
 
 use crate::fault::Faults;
-use crate::held::{ChunkHandle, Held};
+use crate::held::ChunkHandle;
 use crate::ledger::{self, Claim};
 use crate::pool::Pool;
 use crate::rowcount::TupleCounter;
+use crate::session::Session;
 
 /// Bytes gathered before one send to the target; memory per chunk in flight
 /// is bounded by this, not by the chunk's row count.
@@ -49,12 +50,10 @@ pub enum Outcome {
 pub struct ChunkContext {
     /// Connections.
     pub pool: Pool,
-    /// Held chunks and the fence.
-    pub held: Arc<Held>,
+    /// The registration: worker id, held chunks, the fence, the coordinator.
+    pub session: Arc<Session>,
     /// Fault points.
     pub faults: Faults,
-    /// This worker's id, written to the ledger.
-    pub worker_id: std::sync::Mutex<String>,
 }
 
 enum Stop {
@@ -78,12 +77,18 @@ pub async fn process(ctx: &ChunkContext, a: &ChunkAssignment, handle: &ChunkHand
         Ok(c) => c,
         Err(f) => return Outcome::Failed(f),
     };
-    let worker_id = ctx.worker_id.lock().map(|w| w.clone()).unwrap_or_default();
+    let worker_id = ctx.session.id();
     match ledger::claim(&target, a, &worker_id).await {
         Ok(Claim::Claimed) => {}
-        Ok(Claim::AlreadyCommitted { rows_written, rows_rejected }) => {
+        Ok(Claim::AlreadyCommitted {
+            rows_written,
+            rows_rejected,
+        }) => {
             ctx.pool.put(&a.target, target);
-            return Outcome::AlreadyCommitted { rows_written, rows_rejected };
+            return Outcome::AlreadyCommitted {
+                rows_written,
+                rows_rejected,
+            };
         }
         Err(f) => return Outcome::Failed(f),
     }
@@ -96,7 +101,10 @@ pub async fn process(ctx: &ChunkContext, a: &ChunkAssignment, handle: &ChunkHand
             ctx.faults.after_commit();
             ctx.pool.put(&a.source, source);
             ctx.pool.put(&a.target, target);
-            Outcome::Committed { rows_written: rows, rows_rejected: 0 }
+            Outcome::Committed {
+                rows_written: rows,
+                rows_rejected: 0,
+            }
         }
         Err(stop) => {
             // Dropping the connections ends their sessions, which rolls the
@@ -113,10 +121,14 @@ pub async fn process(ctx: &ChunkContext, a: &ChunkAssignment, handle: &ChunkHand
 
 fn check_fence(ctx: &ChunkContext, handle: &ChunkHandle) -> Result<(), Stop> {
     if handle.cancel.is_cancelled() {
-        return Err(Stop::Abort("the coordinator asked to stop (job cancelled or chunk leased again)".into()));
+        return Err(Stop::Abort(
+            "the coordinator asked to stop (job cancelled or chunk leased again)".into(),
+        ));
     }
-    if !ctx.held.lease_valid(Instant::now()) {
-        return Err(Stop::Abort("no heartbeat acknowledged within the lease time: self-fenced".into()));
+    if !ctx.session.held.lease_valid(Instant::now()) {
+        return Err(Stop::Abort(
+            "no heartbeat acknowledged within the lease time: self-fenced".into(),
+        ));
     }
     Ok(())
 }
@@ -134,7 +146,10 @@ async fn stream_chunk(
         a.target_columns.join(", ")
     );
     let copy_out = format!("COPY ({}) TO STDOUT (FORMAT binary)", a.source_select);
-    let sink = target.copy_in::<_, Bytes>(copy_in.as_str()).await.map_err(pg)?;
+    let sink = target
+        .copy_in::<_, Bytes>(copy_in.as_str())
+        .await
+        .map_err(pg)?;
     futures::pin_mut!(sink);
     let stream = source.copy_out(copy_out.as_str()).await.map_err(pg)?;
     futures::pin_mut!(stream);
@@ -148,7 +163,9 @@ async fn stream_chunk(
             n = stream.next() => Some(n),
         };
         let Some(next) = next else {
-            return Err(Stop::Abort("the coordinator asked to stop (job cancelled or chunk leased again)".into()));
+            return Err(Stop::Abort(
+                "the coordinator asked to stop (job cancelled or chunk leased again)".into(),
+            ));
         };
         match next {
             Some(Ok(bytes)) => {
@@ -173,11 +190,20 @@ async fn stream_chunk(
         return Err(Stop::Db(DbFailure {
             class: ErrorClass::Transient,
             sqlstate: None,
-            message: format!("target took {rows} rows but the source sent {}", counter.rows()),
+            message: format!(
+                "target took {rows} rows but the source sent {}",
+                counter.rows()
+            ),
         }));
     }
     ledger::record_counts(target, a, rows, 0).await?;
     check_fence(ctx, handle)?;
+    if !ctx.session.still_holds(&handle.chunk, rows).await {
+        return Err(Stop::Abort(
+            "the coordinator asked to stop before the commit (job cancelled or chunk leased again)"
+                .into(),
+        ));
+    }
     target.batch_execute("COMMIT").await.map_err(pg)?;
     Ok(rows)
 }

@@ -13,13 +13,22 @@ pub struct Faults {
 impl Faults {
     /// Reads `FERRY_FAULT`; unknown values are refused so a typo cannot pass silently.
     pub fn from_env() -> Result<Self, String> {
-        let Ok(v) = std::env::var("FERRY_FAULT") else { return Ok(Self::default()) };
+        let Ok(v) = std::env::var("FERRY_FAULT") else {
+            return Ok(Self::default());
+        };
         match v.split_once(':') {
             Some(("die_after_commit", k)) => match k.parse::<u64>() {
-                Ok(k) if k > 0 => Ok(Self { die_after_commit: Some(k), ..Self::default() }),
-                _ => Err(format!("invalid FERRY_FAULT={v:?}: expected die_after_commit:K with K > 0")),
+                Ok(k) if k > 0 => Ok(Self {
+                    die_after_commit: Some(k),
+                    ..Self::default()
+                }),
+                _ => Err(format!(
+                    "invalid FERRY_FAULT={v:?}: expected die_after_commit:K with K > 0"
+                )),
             },
-            _ => Err(format!("invalid FERRY_FAULT={v:?}: expected die_after_commit:K")),
+            _ => Err(format!(
+                "invalid FERRY_FAULT={v:?}: expected die_after_commit:K"
+            )),
         }
     }
 

@@ -45,15 +45,22 @@ impl Held {
 
     /// Registers a chunk attempt as in flight.
     pub fn add(&self, chunk: ChunkRef) -> ChunkHandle {
-        let h = ChunkHandle { chunk, rows: Arc::new(AtomicU64::new(0)), cancel: CancellationToken::new() };
-        self.lock_chunks().insert((h.chunk.job_id.clone(), h.chunk.chunk_no), h.clone());
+        let h = ChunkHandle {
+            chunk,
+            rows: Arc::new(AtomicU64::new(0)),
+            cancel: CancellationToken::new(),
+        };
+        self.lock_chunks()
+            .insert((h.chunk.job_id.clone(), h.chunk.chunk_no), h.clone());
         h
     }
 
     /// Forgets a chunk attempt.
     pub fn remove(&self, chunk: &ChunkRef) {
         let mut m = self.lock_chunks();
-        if m.get(&(chunk.job_id.clone(), chunk.chunk_no)).is_some_and(|h| h.chunk.fencing_token == chunk.fencing_token) {
+        if m.get(&(chunk.job_id.clone(), chunk.chunk_no))
+            .is_some_and(|h| h.chunk.fencing_token == chunk.fencing_token)
+        {
             m.remove(&(chunk.job_id.clone(), chunk.chunk_no));
         }
     }
@@ -62,7 +69,10 @@ impl Held {
     pub fn snapshot(&self) -> Vec<HeldChunk> {
         self.lock_chunks()
             .values()
-            .map(|h| HeldChunk { chunk: Some(h.chunk.clone()), rows_so_far: h.rows.load(Ordering::Relaxed) })
+            .map(|h| HeldChunk {
+                chunk: Some(h.chunk.clone()),
+                rows_so_far: h.rows.load(Ordering::Relaxed),
+            })
             .collect()
     }
 

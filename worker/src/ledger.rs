@@ -32,7 +32,11 @@ fn ledger(a: &ChunkAssignment) -> String {
 /// Opens the chunk's transaction and claims its ledger row. When another
 /// attempt holds the claim (a frozen zombie), terminates the sessions of
 /// *older* attempts of this chunk and claims again.
-pub async fn claim(target: &Client, a: &ChunkAssignment, worker_id: &str) -> Result<Claim, DbFailure> {
+pub async fn claim(
+    target: &Client,
+    a: &ChunkAssignment,
+    worker_id: &str,
+) -> Result<Claim, DbFailure> {
     let r = a.chunk.as_ref().ok_or_else(|| DbFailure {
         class: ErrorClass::Permanent,
         sqlstate: None,
@@ -53,10 +57,22 @@ pub async fn claim(target: &Client, a: &ChunkAssignment, worker_id: &str) -> Res
     let attempt = a.attempt as i32;
     let token = r.fencing_token as i64;
     for _ in 0..CLAIM_TRIES {
-        target.batch_execute(&begin).await.map_err(|e| classify_pg(&e))?;
-        match target.query_opt(&insert, &[&r.job_id, &chunk_no, &attempt, &token, &worker_id]).await {
+        target
+            .batch_execute(&begin)
+            .await
+            .map_err(|e| classify_pg(&e))?;
+        match target
+            .query_opt(
+                &insert,
+                &[&r.job_id, &chunk_no, &attempt, &token, &worker_id],
+            )
+            .await
+        {
             Ok(Some(_)) => {
-                target.batch_execute("SET LOCAL lock_timeout = 0").await.map_err(|e| classify_pg(&e))?;
+                target
+                    .batch_execute("SET LOCAL lock_timeout = 0")
+                    .await
+                    .map_err(|e| classify_pg(&e))?;
                 return Ok(Claim::Claimed);
             }
             Ok(None) => {
@@ -79,7 +95,8 @@ pub async fn claim(target: &Client, a: &ChunkAssignment, worker_id: &str) -> Res
                 if f.sqlstate.as_deref() != Some("55P03") {
                     return Err(f);
                 }
-                let killed = terminate_older_attempts(target, &r.job_id, r.chunk_no, a.attempt).await?;
+                let killed =
+                    terminate_older_attempts(target, &r.job_id, r.chunk_no, a.attempt).await?;
                 tracing::warn!(job = %r.job_id, chunk = r.chunk_no, attempt = a.attempt, killed, "ledger claim blocked by another attempt; terminated older attempts");
             }
         }
@@ -87,7 +104,10 @@ pub async fn claim(target: &Client, a: &ChunkAssignment, worker_id: &str) -> Res
     Err(DbFailure {
         class: ErrorClass::Transient,
         sqlstate: Some("55P03".into()),
-        message: format!("ledger claim of chunk {} stayed blocked by another attempt", r.chunk_no),
+        message: format!(
+            "ledger claim of chunk {} stayed blocked by another attempt",
+            r.chunk_no
+        ),
     })
 }
 

@@ -55,7 +55,9 @@ pub struct WorkerConfig {
 /// Runs a worker until `shutdown` fires; chunks in flight then finish before it returns.
 pub async fn run(cfg: WorkerConfig, shutdown: CancellationToken) -> Result<(), WorkerError> {
     if cfg.concurrency == 0 {
-        return Err(WorkerError::Config("--concurrency must be at least 1".into()));
+        return Err(WorkerError::Config(
+            "--concurrency must be at least 1".into(),
+        ));
     }
     let faults = Faults::from_env().map_err(WorkerError::Config)?;
     // Acquire long-polls, so its deadline must outlast the poll.
@@ -77,9 +79,8 @@ pub async fn run(cfg: WorkerConfig, shutdown: CancellationToken) -> Result<(), W
     let hb = tokio::spawn(Arc::clone(&session).heartbeat_loop(ttl / 3, heartbeat_stop.clone()));
     let ctx = Arc::new(ChunkContext {
         pool: Pool::new(cfg.connections.clone()),
-        held: Arc::clone(&held),
+        session: Arc::clone(&session),
         faults,
-        worker_id: std::sync::Mutex::new(session.id()),
     });
     let slots = Arc::new(Semaphore::new(cfg.concurrency as usize));
     let mut tasks = JoinSet::new();
@@ -93,7 +94,10 @@ pub async fn run(cfg: WorkerConfig, shutdown: CancellationToken) -> Result<(), W
             }
             continue;
         }
-        let req = AcquireChunkRequest { worker_id: session.id(), slots: free };
+        let req = AcquireChunkRequest {
+            worker_id: session.id(),
+            slots: free,
+        };
         let mut client = session.coordinators.workers();
         let resp = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -101,11 +105,10 @@ pub async fn run(cfg: WorkerConfig, shutdown: CancellationToken) -> Result<(), W
         };
         match resp {
             Ok(r) => {
-                if let Ok(mut w) = ctx.worker_id.lock() {
-                    *w = session.id();
-                }
                 for a in r.into_inner().assignments {
-                    let Ok(permit) = Arc::clone(&slots).acquire_owned().await else { break };
+                    let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
+                        break;
+                    };
                     let (ctx, session) = (Arc::clone(&ctx), Arc::clone(&session));
                     tasks.spawn(async move {
                         run_chunk(&ctx, &session, a).await;
@@ -129,7 +132,10 @@ pub async fn run(cfg: WorkerConfig, shutdown: CancellationToken) -> Result<(), W
         }
     }
     if !tasks.is_empty() {
-        tracing::info!(in_flight = tasks.len(), "shutting down: finishing chunks in flight");
+        tracing::info!(
+            in_flight = tasks.len(),
+            "shutting down: finishing chunks in flight"
+        );
     }
     while tasks.join_next().await.is_some() {}
     heartbeat_stop.cancel();
@@ -140,28 +146,42 @@ pub async fn run(cfg: WorkerConfig, shutdown: CancellationToken) -> Result<(), W
 
 async fn run_chunk(ctx: &ChunkContext, session: &Session, a: ChunkAssignment) {
     let Some(chunk) = a.chunk.clone() else { return };
-    let handle = ctx.held.add(chunk.clone());
+    let handle = session.held.add(chunk.clone());
     let started = Instant::now();
     let outcome = copy::process(ctx, &a, &handle).await;
-    ctx.held.remove(&chunk);
+    session.held.remove(&chunk);
     let secs = started.elapsed().as_secs_f64();
     match outcome {
-        Outcome::Committed { rows_written, rows_rejected } => {
+        Outcome::Committed {
+            rows_written,
+            rows_rejected,
+        } => {
             tracing::info!(job = %chunk.job_id, chunk = chunk.chunk_no, attempt = a.attempt, rows = rows_written, secs, "chunk committed");
-            session.report_complete(chunk, rows_written, rows_rejected, false).await;
+            session
+                .report_complete(chunk, rows_written, rows_rejected, false)
+                .await;
         }
-        Outcome::AlreadyCommitted { rows_written, rows_rejected } => {
-            tracing::info!(job = %chunk.job_id, chunk = chunk.chunk_no, attempt = a.attempt, "chunk already committed by an earlier attempt; not copied again");
-            session.report_complete(chunk, rows_written, rows_rejected, true).await;
+        Outcome::AlreadyCommitted {
+            rows_written,
+            rows_rejected,
+        } => {
+            tracing::info!(job = %chunk.job_id, chunk = chunk.chunk_no, attempt = a.attempt, "chunk already committed by another attempt; not copied again");
+            session
+                .report_complete(chunk, rows_written, rows_rejected, true)
+                .await;
         }
         Outcome::Failed(f) => {
             tracing::warn!(job = %chunk.job_id, chunk = chunk.chunk_no, attempt = a.attempt, error = %f.message, "chunk failed and rolled back");
             let class = f.class.to_proto();
-            session.report_failure(chunk, class, f.message, f.sqlstate.unwrap_or_default()).await;
+            session
+                .report_failure(chunk, class, f.message, f.sqlstate.unwrap_or_default())
+                .await;
         }
         Outcome::Aborted(why) => {
             tracing::warn!(job = %chunk.job_id, chunk = chunk.chunk_no, attempt = a.attempt, reason = %why, "chunk stopped and rolled back");
-            session.report_failure(chunk, ProtoClass::Aborted, why, String::new()).await;
+            session
+                .report_failure(chunk, ProtoClass::Aborted, why, String::new())
+                .await;
         }
     }
 }

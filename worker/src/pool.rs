@@ -21,13 +21,21 @@ pub struct Pool {
 impl Pool {
     /// An empty pool over `registry`.
     pub fn new(registry: ConnectionRegistry) -> Self {
-        Self { registry, idle: Mutex::new(HashMap::new()) }
+        Self {
+            registry,
+            idle: Mutex::new(HashMap::new()),
+        }
     }
 
     /// An open connection to `name`: an idle one, or a new one.
     pub async fn get(&self, name: &str) -> Result<Client, DbFailure> {
         loop {
-            let c = self.idle.lock().unwrap_or_else(|p| p.into_inner()).get_mut(name).and_then(Vec::pop);
+            let c = self
+                .idle
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_mut(name)
+                .and_then(Vec::pop);
             match c {
                 Some(c) if !c.is_closed() => return Ok(c),
                 Some(_) => continue,

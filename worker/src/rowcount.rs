@@ -70,14 +70,22 @@ impl TupleCounter {
                             self.partial[17],
                             self.partial[18],
                         ]);
-                        self.state = if ext > 0 { State::Extension(ext) } else { State::TupleStart };
+                        self.state = if ext > 0 {
+                            State::Extension(ext)
+                        } else {
+                            State::TupleStart
+                        };
                     }
                 }
                 State::Extension(n) => {
                     let skip = (n as usize).min(buf.len());
                     buf = &buf[skip..];
                     let rest = n - skip as u32;
-                    self.state = if rest == 0 { State::TupleStart } else { State::Extension(rest) };
+                    self.state = if rest == 0 {
+                        State::TupleStart
+                    } else {
+                        State::Extension(rest)
+                    };
                 }
                 State::TupleStart => {
                     if self.fill(&mut buf, 2) {
@@ -86,8 +94,11 @@ impl TupleCounter {
                             self.state = State::Done;
                         } else {
                             self.rows += 1;
-                            self.state =
-                                if n == 0 { State::TupleStart } else { State::FieldLen { left: n as u16 } };
+                            self.state = if n == 0 {
+                                State::TupleStart
+                            } else {
+                                State::FieldLen { left: n as u16 }
+                            };
                         }
                     }
                 }
@@ -101,7 +112,10 @@ impl TupleCounter {
                         ]);
                         let left = left - 1;
                         self.state = if len > 0 {
-                            State::FieldData { n: len as u32, left }
+                            State::FieldData {
+                                n: len as u32,
+                                left,
+                            }
                         } else {
                             next_field(left)
                         };
@@ -111,7 +125,11 @@ impl TupleCounter {
                     let skip = (n as usize).min(buf.len());
                     buf = &buf[skip..];
                     let rest = n - skip as u32;
-                    self.state = if rest == 0 { next_field(left) } else { State::FieldData { n: rest, left } };
+                    self.state = if rest == 0 {
+                        next_field(left)
+                    } else {
+                        State::FieldData { n: rest, left }
+                    };
                 }
                 State::Done => return,
             }

@@ -8,7 +8,7 @@ use ferry_common::client::{is_failover_status, Coordinators};
 use ferry_common::proto::worker_service_client::WorkerServiceClient;
 use ferry_common::proto::{
     ChunkRef, CompleteChunkRequest, ErrorClass as ProtoClass, FailChunkRequest, HeartbeatRequest,
-    RegisterWorkerRequest,
+    HeldChunk, RegisterWorkerRequest,
 };
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
@@ -79,13 +79,20 @@ impl Session {
                 _ = tokio::time::sleep(interval) => {}
             }
             let sent = Instant::now();
-            let req = HeartbeatRequest { worker_id: self.id(), held: self.held.snapshot() };
+            let req = HeartbeatRequest {
+                worker_id: self.id(),
+                held: self.held.snapshot(),
+                partial: false,
+            };
             match self.coordinators.workers().heartbeat(req).await {
                 Ok(resp) => {
                     self.held.acked(sent);
                     let abort = resp.into_inner().abort;
                     if !abort.is_empty() {
-                        tracing::warn!(chunks = abort.len(), "coordinator disowned chunks in flight; rolling them back");
+                        tracing::warn!(
+                            chunks = abort.len(),
+                            "coordinator disowned chunks in flight; rolling them back"
+                        );
                         self.held.abort(&abort);
                     }
                 }
@@ -103,9 +110,42 @@ impl Session {
         }
     }
 
+    /// Asks the coordinator, just before a commit, whether this attempt still
+    /// holds its chunk; false only on an explicit "abort" (a cancelled job or a
+    /// newer lease). When the coordinator cannot be reached the commit goes
+    /// ahead: the ledger, not this check, keeps rows from doubling.
+    pub async fn still_holds(&self, chunk: &ChunkRef, rows: u64) -> bool {
+        let sent = Instant::now();
+        let req = HeartbeatRequest {
+            worker_id: self.id(),
+            held: vec![HeldChunk {
+                chunk: Some(chunk.clone()),
+                rows_so_far: rows,
+            }],
+            partial: true,
+        };
+        match self.coordinators.workers().heartbeat(req).await {
+            Ok(resp) => {
+                self.held.acked(sent);
+                !resp
+                    .into_inner()
+                    .abort
+                    .iter()
+                    .any(|r| r.chunk_no == chunk.chunk_no && r.job_id == chunk.job_id)
+            }
+            Err(_) => true,
+        }
+    }
+
     /// Reports a committed chunk, retrying across coordinators for up to a
     /// lease time; a refusal for a stale token is final.
-    pub async fn report_complete(&self, chunk: ChunkRef, rows_written: u64, rows_rejected: u64, already: bool) {
+    pub async fn report_complete(
+        &self,
+        chunk: ChunkRef,
+        rows_written: u64,
+        rows_rejected: u64,
+        already: bool,
+    ) {
         let req = CompleteChunkRequest {
             worker_id: self.id(),
             chunk: Some(chunk.clone()),
@@ -121,7 +161,13 @@ impl Session {
     }
 
     /// Reports a failed attempt.
-    pub async fn report_failure(&self, chunk: ChunkRef, class: ProtoClass, message: String, sqlstate: String) {
+    pub async fn report_failure(
+        &self,
+        chunk: ChunkRef,
+        class: ProtoClass,
+        message: String,
+        sqlstate: String,
+    ) {
         let req = FailChunkRequest {
             worker_id: self.id(),
             chunk: Some(chunk.clone()),

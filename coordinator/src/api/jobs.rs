@@ -13,17 +13,17 @@ use futures::Stream;
 use tonic::{Request, Response, Status};
 
 use crate::error::CoordinatorError;
-use crate::scheduler::Scheduler;
+use crate::gate::Gate;
 
 /// The JobService implementation.
 pub struct JobApi {
-    scheduler: Arc<Scheduler>,
+    gate: Arc<Gate>,
 }
 
 impl JobApi {
-    /// A JobService over `scheduler`.
-    pub fn new(scheduler: Arc<Scheduler>) -> Self {
-        Self { scheduler }
+    /// A JobService behind `gate`.
+    pub fn new(gate: Arc<Gate>) -> Self {
+        Self { gate }
     }
 }
 
@@ -36,22 +36,31 @@ impl JobService for JobApi {
         request: Request<SubmitJobRequest>,
     ) -> Result<Response<SubmitJobResponse>, Status> {
         let req = request.into_inner();
-        let spec = req
-            .spec
-            .ok_or_else(|| CoordinatorError::InvalidArgument("the request has no job spec".into()))?;
-        let (job_id, created) = self.scheduler.submit(req.request_id, spec).await?;
+        let spec = req.spec.ok_or_else(|| {
+            CoordinatorError::InvalidArgument("the request has no job spec".into())
+        })?;
+        let (job_id, created) = self.gate.scheduler()?.submit(req.request_id, spec).await?;
         Ok(Response::new(SubmitJobResponse { job_id, created }))
     }
 
     async fn get_job(&self, request: Request<GetJobRequest>) -> Result<Response<Job>, Status> {
-        Ok(Response::new(self.scheduler.get_job(&request.into_inner().job_id).await?))
+        Ok(Response::new(
+            self.gate
+                .scheduler()?
+                .get_job(&request.into_inner().job_id)
+                .await?,
+        ))
     }
 
     async fn list_jobs(
         &self,
         request: Request<ListJobsRequest>,
     ) -> Result<Response<ListJobsResponse>, Status> {
-        let jobs = self.scheduler.list_jobs(request.into_inner().limit as usize).await;
+        let jobs = self
+            .gate
+            .scheduler()?
+            .list_jobs(request.into_inner().limit as usize)
+            .await;
         Ok(Response::new(ListJobsResponse { jobs }))
     }
 
@@ -62,34 +71,49 @@ impl JobService for JobApi {
         request: Request<WatchJobRequest>,
     ) -> Result<Response<Self::WatchJobStream>, Status> {
         let job_id = request.into_inner().job_id;
-        let first = self.scheduler.get_job(&job_id).await?;
-        let scheduler = Arc::clone(&self.scheduler);
-        let stream = async_stream(scheduler, job_id, first);
+        let first = self.gate.scheduler()?.get_job(&job_id).await?;
+        let stream = job_events(Arc::clone(&self.gate), job_id, first);
         Ok(Response::new(Box::pin(stream)))
     }
 
-    async fn cancel_job(&self, request: Request<CancelJobRequest>) -> Result<Response<Job>, Status> {
-        Ok(Response::new(self.scheduler.cancel(&request.into_inner().job_id).await?))
+    async fn cancel_job(
+        &self,
+        request: Request<CancelJobRequest>,
+    ) -> Result<Response<Job>, Status> {
+        Ok(Response::new(
+            self.gate
+                .scheduler()?
+                .cancel(&request.into_inner().job_id)
+                .await?,
+        ))
     }
 }
 
 /// Sends the job now and then every watch interval while it changes, ending
 /// after the terminal state has been sent.
-fn async_stream(
-    scheduler: Arc<Scheduler>,
+fn job_events(
+    gate: Arc<Gate>,
     job_id: String,
     first: Job,
 ) -> impl Stream<Item = Result<JobEvent, Status>> + Send + 'static {
-    futures::stream::unfold(Some((scheduler, job_id, first, true)), |state| async move {
-        let (scheduler, job_id, last, send_last) = state?;
+    futures::stream::unfold(Some((gate, job_id, first, true)), |state| async move {
+        let (gate, job_id, last, send_last) = state?;
         if send_last {
             let done = JobState::try_from(last.state).is_ok_and(|s| s.is_terminal());
-            let next = if done { None } else { Some((scheduler, job_id, last.clone(), false)) };
+            let next = if done {
+                None
+            } else {
+                Some((gate, job_id, last.clone(), false))
+            };
             return Some((Ok(JobEvent { job: Some(last) }), next));
         }
         loop {
             tokio::time::sleep(WATCH_INTERVAL).await;
-            match scheduler.get_job(&job_id).await {
+            let job = match gate.scheduler() {
+                Ok(s) => s.get_job(&job_id).await,
+                Err(e) => Err(e),
+            };
+            match job {
                 Ok(mut job) => {
                     job.chunks.clear();
                     let changed = job.state != last.state
@@ -98,7 +122,11 @@ fn async_stream(
                         || job.chunks_total != last.chunks_total;
                     if changed {
                         let done = JobState::try_from(job.state).is_ok_and(|s| s.is_terminal());
-                        let next = if done { None } else { Some((scheduler, job_id, job.clone(), false)) };
+                        let next = if done {
+                            None
+                        } else {
+                            Some((gate, job_id, job.clone(), false))
+                        };
                         return Some((Ok(JobEvent { job: Some(job) }), next));
                     }
                 }

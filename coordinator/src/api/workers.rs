@@ -6,23 +6,23 @@ use ferry_common::errors::ErrorClass;
 use ferry_common::proto::worker_service_server::WorkerService;
 use ferry_common::proto::{
     self, AcquireChunkRequest, AcquireChunkResponse, CompleteChunkRequest, CompleteChunkResponse,
-    FailChunkRequest, FailChunkResponse, HeartbeatRequest, HeartbeatResponse, RegisterWorkerRequest,
-    RegisterWorkerResponse,
+    FailChunkRequest, FailChunkResponse, HeartbeatRequest, HeartbeatResponse,
+    RegisterWorkerRequest, RegisterWorkerResponse,
 };
 use tonic::{Request, Response, Status};
 
 use crate::error::CoordinatorError;
-use crate::scheduler::Scheduler;
+use crate::gate::Gate;
 
 /// The WorkerService implementation.
 pub struct WorkerApi {
-    scheduler: Arc<Scheduler>,
+    gate: Arc<Gate>,
 }
 
 impl WorkerApi {
-    /// A WorkerService over `scheduler`.
-    pub fn new(scheduler: Arc<Scheduler>) -> Self {
-        Self { scheduler }
+    /// A WorkerService behind `gate`.
+    pub fn new(gate: Arc<Gate>) -> Self {
+        Self { gate }
     }
 }
 
@@ -37,7 +37,12 @@ impl WorkerService for WorkerApi {
         request: Request<RegisterWorkerRequest>,
     ) -> Result<Response<RegisterWorkerResponse>, Status> {
         let r = request.into_inner();
-        Ok(Response::new(self.scheduler.register_worker(r.worker_id, r.hostname).await?))
+        Ok(Response::new(
+            self.gate
+                .scheduler()?
+                .register_worker(r.worker_id, r.hostname, r.concurrency)
+                .await?,
+        ))
     }
 
     async fn heartbeat(
@@ -45,7 +50,11 @@ impl WorkerService for WorkerApi {
         request: Request<HeartbeatRequest>,
     ) -> Result<Response<HeartbeatResponse>, Status> {
         let r = request.into_inner();
-        let abort = self.scheduler.heartbeat(&r.worker_id, r.held).await?;
+        let abort = self
+            .gate
+            .scheduler()?
+            .heartbeat(&r.worker_id, r.held, r.partial)
+            .await?;
         Ok(Response::new(HeartbeatResponse { abort }))
     }
 
@@ -54,7 +63,11 @@ impl WorkerService for WorkerApi {
         request: Request<AcquireChunkRequest>,
     ) -> Result<Response<AcquireChunkResponse>, Status> {
         let r = request.into_inner();
-        let assignments = self.scheduler.acquire(&r.worker_id, r.slots).await?;
+        let assignments = self
+            .gate
+            .scheduler()?
+            .acquire(&r.worker_id, r.slots)
+            .await?;
         Ok(Response::new(AcquireChunkResponse { assignments }))
     }
 
@@ -64,8 +77,15 @@ impl WorkerService for WorkerApi {
     ) -> Result<Response<CompleteChunkResponse>, Status> {
         let r = request.into_inner();
         let chunk = r.chunk.ok_or_else(missing_chunk)?;
-        self.scheduler
-            .complete(&r.worker_id, chunk, r.rows_written, r.rows_rejected, r.already_committed)
+        self.gate
+            .scheduler()?
+            .complete(
+                &r.worker_id,
+                chunk,
+                r.rows_written,
+                r.rows_rejected,
+                r.already_committed,
+            )
             .await?;
         Ok(Response::new(CompleteChunkResponse {}))
     }
@@ -87,7 +107,10 @@ impl WorkerService for WorkerApi {
         } else {
             format!("{} (SQLSTATE {})", r.message, r.sqlstate)
         };
-        self.scheduler.fail(&r.worker_id, chunk, class, aborted, &message).await?;
+        self.gate
+            .scheduler()?
+            .fail(&r.worker_id, chunk, class, aborted, &message)
+            .await?;
         Ok(Response::new(FailChunkResponse {}))
     }
 }

@@ -93,7 +93,10 @@ impl SelectBuilder {
                     names(query_cols.iter().map(|c| c.name.as_str()))
                 )));
             }
-            explicit.iter().map(|c| parse_ident(c).map_err(PlanError::invalid)).collect::<Result<_, _>>()?
+            explicit
+                .iter()
+                .map(|c| parse_ident(c).map_err(PlanError::invalid))
+                .collect::<Result<_, _>>()?
         };
         let mut select = Vec::with_capacity(query_cols.len());
         let mut target_columns = Vec::with_capacity(query_cols.len());
@@ -143,7 +146,10 @@ impl SelectBuilder {
                 col.base_type
             )));
         }
-        let key = KeyColumn { name: name.to_string(), type_name: col.base_type.clone() };
+        let key = KeyColumn {
+            name: name.to_string(),
+            type_name: col.base_type.clone(),
+        };
         self.key = Some(key.clone());
         Ok(key)
     }
@@ -200,7 +206,10 @@ impl SelectBuilder {
                 hi.as_deref().unwrap_or("+inf")
             ),
         };
-        PlannedChunk { source_select: self.select(bounds), range }
+        PlannedChunk {
+            source_select: self.select(bounds),
+            range,
+        }
     }
 
     /// Half-open chunks between consecutive boundaries, open at both ends, so
@@ -209,7 +218,10 @@ impl SelectBuilder {
         let mut out = Vec::with_capacity(boundaries.len() + 1);
         let mut lo: Option<String> = None;
         for b in boundaries {
-            out.push(self.chunk(&ChunkBounds::Range { lo: lo.clone(), hi: Some(b.clone()) }));
+            out.push(self.chunk(&ChunkBounds::Range {
+                lo: lo.clone(),
+                hi: Some(b.clone()),
+            }));
             lo = Some(b.clone());
         }
         out.push(self.chunk(&ChunkBounds::Range { lo, hi: None }));
@@ -236,11 +248,18 @@ mod tests {
     }
 
     fn tc(name: &str, ty: &str) -> TargetColumn {
-        TargetColumn { name: name.into(), base_type: ty.into(), full_type: ty.into() }
+        TargetColumn {
+            name: name.into(),
+            base_type: ty.into(),
+            full_type: ty.into(),
+        }
     }
 
     fn table() -> TableName {
-        TableName { schema: "public".into(), table: "t".into() }
+        TableName {
+            schema: "public".into(),
+            table: "t".into(),
+        }
     }
 
     #[test]
@@ -260,8 +279,12 @@ mod tests {
             chunks[1].source_select,
             "SELECT src.\"id\", src.\"v\"::bigint FROM (SELECT * FROM t) AS src WHERE src.\"id\" >= '10'::bigint AND src.\"id\" < '20'::bigint"
         );
-        assert!(chunks[0].source_select.ends_with("WHERE src.\"id\" < '10'::bigint"));
-        assert!(chunks[2].source_select.ends_with("WHERE src.\"id\" >= '20'::bigint"));
+        assert!(chunks[0]
+            .source_select
+            .ends_with("WHERE src.\"id\" < '10'::bigint"));
+        assert!(chunks[2]
+            .source_select
+            .ends_with("WHERE src.\"id\" >= '20'::bigint"));
         assert_eq!(b.casts().len(), 1);
     }
 
@@ -276,8 +299,14 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.message.contains("'extra'"), "{}", e.message);
-        let mut b =
-            SelectBuilder::new("q", &[qc("id", "bigint")], &[tc("id", "bigint")], &[], &table()).unwrap();
+        let mut b = SelectBuilder::new(
+            "q",
+            &[qc("id", "bigint")],
+            &[tc("id", "bigint")],
+            &[],
+            &table(),
+        )
+        .unwrap();
         let e = b.key_column("nokey").unwrap_err();
         assert!(e.message.contains("nokey"), "{}", e.message);
     }

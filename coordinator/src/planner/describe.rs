@@ -34,12 +34,18 @@ pub struct TargetColumn {
 
 fn db_err(context: &str, e: &tokio_postgres::Error) -> PlanError {
     let f = classify_pg(e);
-    PlanError { class: f.class, message: format!("{context}: {}", f.message) }
+    PlanError {
+        class: f.class,
+        message: format!("{context}: {}", f.message),
+    }
 }
 
 /// Describes the query's output columns without running it.
 pub async fn describe_query(source: &Client, query: &str) -> Result<Vec<QueryColumn>, PlanError> {
-    let stmt = source.prepare(query).await.map_err(|e| db_err("source query is invalid", &e))?;
+    let stmt = source
+        .prepare(query)
+        .await
+        .map_err(|e| db_err("source query is invalid", &e))?;
     if stmt.columns().is_empty() {
         return Err(PlanError::invalid("the source query returns no columns"));
     }
@@ -106,7 +112,11 @@ pub async fn describe_target(
         .map_err(|e| db_err("cannot read target columns", &e))?;
     Ok(rows
         .into_iter()
-        .map(|r| TargetColumn { name: r.get(0), base_type: r.get(1), full_type: r.get(2) })
+        .map(|r| TargetColumn {
+            name: r.get(0),
+            base_type: r.get(1),
+            full_type: r.get(2),
+        })
         .collect())
 }
 

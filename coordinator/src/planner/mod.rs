@@ -31,7 +31,10 @@ pub struct PlanError {
 impl PlanError {
     /// A permanent planning error.
     pub fn invalid(message: impl Into<String>) -> Self {
-        Self { class: ErrorClass::Permanent, message: message.into() }
+        Self {
+            class: ErrorClass::Permanent,
+            message: message.into(),
+        }
     }
 }
 
@@ -42,7 +45,10 @@ impl From<DbFailure> for PlanError {
             ErrorClass::Transient => ErrorClass::Transient,
             _ => ErrorClass::Permanent,
         };
-        Self { class, message: f.message }
+        Self {
+            class,
+            message: f.message,
+        }
     }
 }
 
@@ -77,12 +83,18 @@ pub async fn plan_job(
     conns: &ConnectionRegistry,
     ledger_schema: &str,
 ) -> Result<Plan, PlanError> {
-    let source_url = conns.url(&spec.source).map_err(|e| PlanError::invalid(e.to_string()))?;
-    let target_url = conns.url(&spec.target).map_err(|e| PlanError::invalid(e.to_string()))?;
+    let source_url = conns
+        .url(&spec.source)
+        .map_err(|e| PlanError::invalid(e.to_string()))?;
+    let target_url = conns
+        .url(&spec.target)
+        .map_err(|e| PlanError::invalid(e.to_string()))?;
     let table = parse_table_name(&spec.table).map_err(PlanError::invalid)?;
     let query = spec.query.trim().trim_end_matches(';').trim();
     if query.is_empty() {
-        return Err(PlanError::invalid("the query is empty: pass --query 'SELECT …'"));
+        return Err(PlanError::invalid(
+            "the query is empty: pass --query 'SELECT …'",
+        ));
     }
 
     let source = connect(&spec.source, source_url).await?;
@@ -105,18 +117,21 @@ pub async fn plan_job(
     // Parse, analyse and cast-check the full SELECT before touching any data.
     check_select(&source, &builder).await?;
 
-    target.batch_execute(&create_ledger_sql(ledger_schema)).await.map_err(|e| {
-        let f = ferry_common::errors::classify_pg(&e);
-        PlanError {
-            class: f.class,
-            message: format!(
-                "cannot create the ledger table {}.ledger in '{}': {}",
-                quote_ident(ledger_schema),
-                spec.target,
-                f.message
-            ),
-        }
-    })?;
+    target
+        .batch_execute(&create_ledger_sql(ledger_schema))
+        .await
+        .map_err(|e| {
+            let f = ferry_common::errors::classify_pg(&e);
+            PlanError {
+                class: f.class,
+                message: format!(
+                    "cannot create the ledger table {}.ledger in '{}': {}",
+                    quote_ident(ledger_schema),
+                    spec.target,
+                    f.message
+                ),
+            }
+        })?;
 
     let chunk_size = spec.chunk_size.unwrap_or(50_000).max(1);
     let parallel = spec.parallel.unwrap_or(true);
@@ -172,7 +187,10 @@ pub async fn plan_job(
 
 /// Parses, analyses and cast-checks the full SELECT on the source; a cast the
 /// source cannot do is reported with the column and both types.
-async fn check_select(source: &tokio_postgres::Client, builder: &SelectBuilder) -> Result<(), PlanError> {
+async fn check_select(
+    source: &tokio_postgres::Client,
+    builder: &SelectBuilder,
+) -> Result<(), PlanError> {
     let Err(e) = source.prepare(&builder.select(&ChunkBounds::All)).await else {
         return Ok(());
     };

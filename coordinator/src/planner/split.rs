@@ -31,7 +31,10 @@ pub struct KeySample {
 
 fn db_err(context: &str, e: &tokio_postgres::Error) -> PlanError {
     let f = classify_pg(e);
-    PlanError { class: f.class, message: format!("{context}: {}", f.message) }
+    PlanError {
+        class: f.class,
+        message: format!("{context}: {}", f.message),
+    }
 }
 
 /// Counts the query's rows.
@@ -49,7 +52,10 @@ async fn estimate_rows(source: &Client, query: &str) -> Result<u64, PlanError> {
         .await
         .map_err(|e| db_err("cannot estimate source rows", &e))?;
     let plan: serde_json::Value = row.try_get(0).unwrap_or(serde_json::Value::Null);
-    let est = plan.get(0).and_then(|v| v.get("Plan")?.get("Plan Rows")?.as_f64()).unwrap_or(0.0);
+    let est = plan
+        .get(0)
+        .and_then(|v| v.get("Plan")?.get("Plan Rows")?.as_f64())
+        .unwrap_or(0.0);
     Ok(est.max(0.0) as u64)
 }
 
@@ -93,9 +99,16 @@ pub async fn sample_keys(
             fraction = better;
             continue;
         }
-        return Ok(KeySample { rows, non_null_rows: rows - null_rows, null_rows, keys });
+        return Ok(KeySample {
+            rows,
+            non_null_rows: rows - null_rows,
+            null_rows,
+            keys,
+        });
     }
-    Err(PlanError::invalid("the source query returned a different row count on each scan: is it deterministic?"))
+    Err(PlanError::invalid(
+        "the source query returned a different row count on each scan: is it deterministic?",
+    ))
 }
 
 /// Boundaries that cut `rows` keys, of which `sample` is a sorted uniform
@@ -132,7 +145,10 @@ mod tests {
         let b = equal_row_boundaries(&sample, 1000, 100);
         assert!(b.len() >= 8, "{b:?}");
         // most boundaries fall inside the dense region
-        assert!(b.iter().filter(|k| k.as_str() < "00100").count() >= 7, "{b:?}");
+        assert!(
+            b.iter().filter(|k| k.as_str() < "00100").count() >= 7,
+            "{b:?}"
+        );
     }
 
     #[test]

@@ -8,7 +8,10 @@ use std::time::Instant;
 use ferry_common::proto::{
     ChunkAssignment, ChunkRef, ChunkState, HeldChunk, JobState, RegisterWorkerResponse,
 };
-use ferry_common::timing::ACQUIRE_LONG_POLL;
+use std::collections::HashSet;
+
+use ferry_common::errors::ErrorClass;
+use ferry_common::timing::{ACQUIRE_LONG_POLL, RPC_TIMEOUT};
 
 use super::state::{LiveChunk, State, WorkerEntry};
 use super::Scheduler;
@@ -20,6 +23,7 @@ impl Scheduler {
         &self,
         worker_id: String,
         hostname: String,
+        concurrency: u32,
     ) -> Result<RegisterWorkerResponse, CoordinatorError> {
         let id = if worker_id.is_empty() {
             let u = uuid::Uuid::new_v4().simple().to_string();
@@ -28,11 +32,20 @@ impl Scheduler {
             worker_id
         };
         let ttl = self.config.timings.lease_ttl;
-        self.store.register_worker(&id, ttl.as_millis() as u64).await?;
+        self.store
+            .register_worker(&id, ttl.as_millis() as u64)
+            .await?;
         let mut st = self.state.lock().await;
         let fresh = st
             .workers
-            .insert(id.clone(), WorkerEntry { deadline: Instant::now() + ttl, hostname: hostname.clone() })
+            .insert(
+                id.clone(),
+                WorkerEntry {
+                    deadline: Instant::now() + ttl,
+                    hostname: hostname.clone(),
+                    concurrency,
+                },
+            )
             .is_none();
         if fresh {
             tracing::info!(worker = %id, host = %hostname, "worker registered");
@@ -46,10 +59,13 @@ impl Scheduler {
 
     /// Renews a worker's lease, records its progress, and returns the held
     /// chunks it must abort (cancelled job, or a token no longer current).
+    /// A full heartbeat (not `partial`) also gives back chunks the worker
+    /// should hold but does not list.
     pub async fn heartbeat(
         &self,
         worker_id: &str,
         held: Vec<HeldChunk>,
+        partial: bool,
     ) -> Result<Vec<ChunkRef>, CoordinatorError> {
         {
             let st = self.state.lock().await;
@@ -68,6 +84,11 @@ impl Scheduler {
             None => return Err(CoordinatorError::UnknownWorker(worker_id.to_string())),
         }
         let mut abort = Vec::new();
+        let reported: HashSet<(String, u32)> = held
+            .iter()
+            .filter_map(|h| h.chunk.as_ref())
+            .map(|r| (r.job_id.clone(), r.chunk_no))
+            .collect();
         for h in held {
             let Some(r) = h.chunk else { continue };
             let current = st.jobs.get_mut(&r.job_id).and_then(|job| {
@@ -78,10 +99,10 @@ impl Scheduler {
                     && c.record.fencing_token == r.fencing_token
                     && c.record.worker_id == worker_id;
                 if ok {
-                    let live = job
-                        .live
-                        .entry(r.chunk_no)
-                        .or_insert(LiveChunk { rows: 0, leased_at: Instant::now() });
+                    let live = job.live.entry(r.chunk_no).or_insert(LiveChunk {
+                        rows: 0,
+                        leased_at: Instant::now(),
+                    });
                     live.rows = h.rows_so_far;
                 }
                 Some(ok)
@@ -90,7 +111,44 @@ impl Scheduler {
                 abort.push(r);
             }
         }
+        if !partial {
+            self.requeue_unheld(&mut st, worker_id, &reported).await?;
+        }
         Ok(abort)
+    }
+
+    /// Requeues chunks leased to `worker_id` that its heartbeat does not list
+    /// although the lease is older than the grace time: the lease response
+    /// never reached it (say, the leader died while answering).
+    async fn requeue_unheld(
+        &self,
+        st: &mut State,
+        worker_id: &str,
+        reported: &HashSet<(String, u32)>,
+    ) -> Result<(), CoordinatorError> {
+        let grace = self.config.timings.heartbeat_interval() * 2 + RPC_TIMEOUT;
+        let now = Instant::now();
+        let mut unheld = Vec::new();
+        for (job_id, job) in &st.jobs {
+            for (n, live) in &job.live {
+                let Some(c) = job.chunk(*n) else { continue };
+                if c.record.state == ChunkState::Leased as i32
+                    && c.record.worker_id == worker_id
+                    && live.leased_at + grace <= now
+                    && !reported.contains(&(job_id.clone(), *n))
+                {
+                    unheld.push((job_id.clone(), *n, c.record.fencing_token));
+                }
+            }
+        }
+        for (job_id, n, token) in unheld {
+            let msg =
+                format!("worker {worker_id} does not hold chunk {n} (its lease response was lost)");
+            tracing::warn!(job = %job_id, chunk = n, worker = %worker_id, "leased chunk not held by its worker; leasing it again");
+            self.record_failure(st, &job_id, n, token, ErrorClass::Transient, &msg, true)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Leases up to `slots` chunks to a worker, waiting up to the long-poll
@@ -130,13 +188,17 @@ impl Scheduler {
         let mut out = Vec::new();
         let order = st.order.clone();
         for job_id in order {
-            let Some(job) = st.jobs.get_mut(&job_id) else { continue };
+            let Some(job) = st.jobs.get_mut(&job_id) else {
+                continue;
+            };
             if job.state() != JobState::Running {
                 continue;
             }
             let spec = job.record.spec.clone().unwrap_or_default();
             while (out.len() as u32) < slots && (job.live.len() as u32) < job.max_in_flight() {
-                let Some(n) = job.ready.pop_front() else { break };
+                let Some(n) = job.ready.pop_front() else {
+                    break;
+                };
                 let Some(c) = job.chunk(n) else { continue };
                 let st_ok = c.record.state == ChunkState::Pending as i32
                     || c.record.state == ChunkState::RetryWait as i32;
@@ -157,9 +219,19 @@ impl Scheduler {
                 };
                 rec.fencing_token = token;
                 let chunks_total = job.chunks.len() as u32;
-                job.live.insert(n, LiveChunk { rows: 0, leased_at: Instant::now() });
+                job.live.insert(
+                    n,
+                    LiveChunk {
+                        rows: 0,
+                        leased_at: Instant::now(),
+                    },
+                );
                 out.push(ChunkAssignment {
-                    chunk: Some(ChunkRef { job_id: job_id.clone(), chunk_no: n, fencing_token: token }),
+                    chunk: Some(ChunkRef {
+                        job_id: job_id.clone(),
+                        chunk_no: n,
+                        fencing_token: token,
+                    }),
                     attempt: rec.attempt,
                     source: spec.source.clone(),
                     target: spec.target.clone(),
@@ -183,11 +255,18 @@ impl Scheduler {
 
     /// Drops workers whose lease ran out and requeues their chunks; also
     /// requeues chunks adopted after a takeover that no live worker claimed.
-    pub(crate) async fn expire_workers(self: &Arc<Self>, now: Instant) -> Result<(), CoordinatorError> {
+    pub(crate) async fn expire_workers(
+        self: &Arc<Self>,
+        now: Instant,
+    ) -> Result<(), CoordinatorError> {
         let ttl = self.config.timings.lease_ttl;
         let mut st = self.state.lock().await;
-        let expired: Vec<String> =
-            st.workers.iter().filter(|(_, w)| w.deadline <= now).map(|(id, _)| id.clone()).collect();
+        let expired: Vec<String> = st
+            .workers
+            .iter()
+            .filter(|(_, w)| w.deadline <= now)
+            .map(|(id, _)| id.clone())
+            .collect();
         for id in &expired {
             if let Some(w) = st.workers.remove(id) {
                 tracing::warn!(worker = %id, host = %w.hostname, "worker lease expired; its chunks will be leased again");
@@ -202,17 +281,91 @@ impl Scheduler {
                     continue;
                 }
                 let owner_gone = expired.contains(&c.record.worker_id);
-                let orphan = !st.workers.contains_key(&c.record.worker_id) && live.leased_at + ttl <= now;
+                let orphan =
+                    !st.workers.contains_key(&c.record.worker_id) && live.leased_at + ttl <= now;
                 if owner_gone || orphan {
-                    lost.push((job_id.clone(), *n, c.record.fencing_token, c.record.worker_id.clone()));
+                    lost.push((
+                        job_id.clone(),
+                        *n,
+                        c.record.fencing_token,
+                        c.record.worker_id.clone(),
+                    ));
                 }
             }
         }
         for (job_id, n, token, worker) in lost {
             let msg = format!("worker {worker} stopped heartbeating (lease expired)");
-            self.record_failure(&mut st, &job_id, n, token, ferry_common::errors::ErrorClass::Transient, &msg, false)
-                .await?;
+            self.record_failure(
+                &mut st,
+                &job_id,
+                n,
+                token,
+                ErrorClass::Transient,
+                &msg,
+                false,
+            )
+            .await?;
         }
         Ok(())
+    }
+}
+
+impl Scheduler {
+    /// An assignment key vanished (its worker's etcd lease expired): requeues
+    /// the chunk if that attempt still holds it.
+    pub async fn assignment_lost(
+        self: &Arc<Self>,
+        job_id: &str,
+        chunk_no: u32,
+        worker: &str,
+        attempt: u32,
+    ) {
+        let mut st = self.state.lock().await;
+        let token = st
+            .jobs
+            .get(job_id)
+            .and_then(|j| j.chunk(chunk_no))
+            .and_then(|c| {
+                let held = c.record.state == ChunkState::Leased as i32
+                    && c.record.worker_id == worker
+                    && c.record.attempt == attempt;
+                held.then_some(c.record.fencing_token)
+            });
+        let Some(token) = token else { return };
+        let msg = format!("worker {worker} lease expired in etcd");
+        let class = ErrorClass::Transient;
+        if let Err(e) = self
+            .record_failure(&mut st, job_id, chunk_no, token, class, &msg, false)
+            .await
+        {
+            tracing::warn!(error = %e, "cannot requeue a chunk whose assignment vanished");
+        }
+        drop(st);
+        self.ready.notify_waiters();
+    }
+
+    /// After a re-list: chunks LEASED in memory whose assignment key is gone
+    /// and whose worker is not alive here are requeued.
+    pub async fn reconcile_assignments(
+        self: &Arc<Self>,
+        live: &std::collections::HashSet<(String, u32)>,
+    ) {
+        let st = self.state.lock().await;
+        let mut lost = Vec::new();
+        for (job_id, job) in &st.jobs {
+            for c in &job.chunks {
+                let key = (job_id.clone(), c.record.chunk_no);
+                if c.record.state == ChunkState::Leased as i32
+                    && !live.contains(&key)
+                    && !st.workers.contains_key(&c.record.worker_id)
+                {
+                    lost.push((key, c.record.worker_id.clone(), c.record.attempt));
+                }
+            }
+        }
+        drop(st);
+        for ((job, n), worker, attempt) in lost {
+            self.assignment_lost(&job, n, &worker, attempt).await;
+        }
     }
 }

@@ -6,6 +6,7 @@ mod leases;
 mod outcomes;
 mod planning;
 pub mod progress;
+mod recovery;
 mod spec;
 mod state;
 
@@ -21,6 +22,7 @@ use tokio::sync::{Mutex, Notify};
 use crate::error::CoordinatorError;
 use crate::store::StateStore;
 
+pub use recovery::RecoverySummary;
 pub use spec::resolve_spec;
 use state::{now_ms, JobRuntime, State};
 
@@ -49,7 +51,12 @@ pub struct Scheduler {
 impl Scheduler {
     /// A scheduler over `store`, empty until `recover` or `submit`.
     pub fn new(store: Arc<dyn StateStore>, config: SchedulerConfig) -> Arc<Self> {
-        Arc::new(Self { store, config, state: Mutex::new(State::default()), ready: Notify::new() })
+        Arc::new(Self {
+            store,
+            config,
+            state: Mutex::new(State::default()),
+            ready: Notify::new(),
+        })
     }
 
     /// The scheduler's settings.
@@ -93,7 +100,8 @@ impl Scheduler {
         let (stored, created) = self.store.create_job(&record).await?;
         if created {
             st.order.push(stored.job_id.clone());
-            st.jobs.insert(stored.job_id.clone(), JobRuntime::new(stored.clone()));
+            st.jobs
+                .insert(stored.job_id.clone(), JobRuntime::new(stored.clone()));
             tracing::info!(job = %stored.job_id, table = %record.spec.as_ref().map(|s| s.table.as_str()).unwrap_or(""), "job submitted");
             self.spawn_planning(stored.job_id.clone());
         }
@@ -112,7 +120,12 @@ impl Scheduler {
     /// Jobs, newest first, without chunks.
     pub async fn list_jobs(&self, limit: usize) -> Vec<proto::Job> {
         let st = self.state.lock().await;
-        let it = st.order.iter().rev().filter_map(|id| st.jobs.get(id)).map(|j| j.to_proto(false));
+        let it = st
+            .order
+            .iter()
+            .rev()
+            .filter_map(|id| st.jobs.get(id))
+            .map(|j| j.to_proto(false));
         if limit == 0 {
             it.collect()
         } else {
@@ -173,7 +186,9 @@ impl Scheduler {
                     i += 1;
                 }
             }
-            let due = job.last_progress_log.is_none_or(|t| now - t >= PROGRESS_LOG_INTERVAL);
+            let due = job
+                .last_progress_log
+                .is_none_or(|t| now - t >= PROGRESS_LOG_INTERVAL);
             if due {
                 if let Some(started) = job.started {
                     progress::log_progress(

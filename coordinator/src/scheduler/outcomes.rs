@@ -19,8 +19,14 @@ fn current_chunk<'a>(
     r: &ChunkRef,
     worker_id: &str,
 ) -> Result<&'a mut JobRuntime, CoordinatorError> {
-    let stale = || CoordinatorError::StaleToken { job_id: r.job_id.clone(), chunk_no: r.chunk_no };
-    let job = st.jobs.get_mut(&r.job_id).ok_or_else(|| CoordinatorError::JobNotFound(r.job_id.clone()))?;
+    let stale = || CoordinatorError::StaleToken {
+        job_id: r.job_id.clone(),
+        chunk_no: r.chunk_no,
+    };
+    let job = st
+        .jobs
+        .get_mut(&r.job_id)
+        .ok_or_else(|| CoordinatorError::JobNotFound(r.job_id.clone()))?;
     let c = job.chunk(r.chunk_no).ok_or_else(stale)?;
     if c.record.state != ChunkState::Leased as i32
         || c.record.fencing_token != r.fencing_token
@@ -43,7 +49,9 @@ impl Scheduler {
     ) -> Result<(), CoordinatorError> {
         let mut st = self.state.lock().await;
         let job = current_chunk(&mut st, &r, worker_id)?;
-        let Some(c) = job.chunk(r.chunk_no) else { return Ok(()) };
+        let Some(c) = job.chunk(r.chunk_no) else {
+            return Ok(());
+        };
         let mut rec = c.record.clone();
         rec.state = ChunkState::Succeeded as i32;
         rec.rows_written = rows_written;
@@ -56,7 +64,7 @@ impl Scheduler {
         }
         job.live.remove(&r.chunk_no);
         if already_committed {
-            tracing::info!(job = %r.job_id, chunk = r.chunk_no, "chunk was already committed by an earlier attempt; not copied again");
+            tracing::info!(job = %r.job_id, chunk = r.chunk_no, "chunk was already committed by another attempt; not copied again");
         }
         progress::log_chunk_completed(&r.job_id, r.chunk_no, rows_written, rows_rejected);
         let job_id = r.job_id.clone();
@@ -77,8 +85,16 @@ impl Scheduler {
     ) -> Result<(), CoordinatorError> {
         let mut st = self.state.lock().await;
         current_chunk(&mut st, &r, worker_id)?;
-        self.record_failure(&mut st, &r.job_id, r.chunk_no, r.fencing_token, class, message, aborted)
-            .await?;
+        self.record_failure(
+            &mut st,
+            &r.job_id,
+            r.chunk_no,
+            r.fencing_token,
+            class,
+            message,
+            aborted,
+        )
+        .await?;
         drop(st);
         self.ready.notify_waiters();
         Ok(())
@@ -97,8 +113,12 @@ impl Scheduler {
         message: &str,
         aborted: bool,
     ) -> Result<(), CoordinatorError> {
-        let Some(job) = st.jobs.get_mut(job_id) else { return Ok(()) };
-        let Some(c) = job.chunk(chunk_no) else { return Ok(()) };
+        let Some(job) = st.jobs.get_mut(job_id) else {
+            return Ok(());
+        };
+        let Some(c) = job.chunk(chunk_no) else {
+            return Ok(());
+        };
         if c.record.fencing_token != token || c.record.state != ChunkState::Leased as i32 {
             return Ok(());
         }
@@ -125,7 +145,13 @@ impl Scheduler {
             rec.retry_at_ms = now_ms() + delay.as_millis() as i64;
             job.delayed.push((rec.retry_at_ms, chunk_no));
             job.retries += 1;
-            progress::log_chunk_retry(job_id, chunk_no, message, rec.attempt, retry.allowed_retries());
+            progress::log_chunk_retry(
+                job_id,
+                chunk_no,
+                message,
+                rec.attempt,
+                retry.allowed_retries(),
+            );
         } else {
             rec.state = ChunkState::Failed as i32;
             let why = match class {
@@ -148,7 +174,11 @@ impl Scheduler {
     }
 
     /// Marks a job FAILED with `error`; chunks in flight are aborted at their next heartbeat.
-    pub(crate) async fn fail_job(&self, job: &mut JobRuntime, error: String) -> Result<(), CoordinatorError> {
+    pub(crate) async fn fail_job(
+        &self,
+        job: &mut JobRuntime,
+        error: String,
+    ) -> Result<(), CoordinatorError> {
         if job.state().is_terminal() {
             return Ok(());
         }
@@ -171,8 +201,12 @@ impl Scheduler {
     }
 
     async fn maybe_finish(&self, st: &mut State, job_id: &str) -> Result<(), CoordinatorError> {
-        let Some(job) = st.jobs.get_mut(job_id) else { return Ok(()) };
-        if job.state() != JobState::Running || job.count(ChunkState::Succeeded) as usize != job.chunks.len() {
+        let Some(job) = st.jobs.get_mut(job_id) else {
+            return Ok(());
+        };
+        if job.state() != JobState::Running
+            || job.count(ChunkState::Succeeded) as usize != job.chunks.len()
+        {
             return Ok(());
         }
         job.record.state = JobState::Succeeded as i32;
@@ -180,7 +214,13 @@ impl Scheduler {
         self.store.update_job(&job.record).await?;
         let (written, rejected) = job.rows_committed();
         let elapsed = job.started.map(|s| Instant::now() - s).unwrap_or_default();
-        progress::log_progress(job_id, job.chunks.len() as u32, job.chunks.len() as u32, written, elapsed);
+        progress::log_progress(
+            job_id,
+            job.chunks.len() as u32,
+            job.chunks.len() as u32,
+            written,
+            elapsed,
+        );
         progress::log_complete(job_id, written, rejected, elapsed);
         Ok(())
     }

@@ -30,7 +30,9 @@ impl Scheduler {
 
     async fn set_state(&self, job_id: &str, state: JobState) -> Result<bool, CoordinatorError> {
         let mut st = self.state.lock().await;
-        let Some(job) = st.jobs.get_mut(job_id) else { return Ok(false) };
+        let Some(job) = st.jobs.get_mut(job_id) else {
+            return Ok(false);
+        };
         if job.state().is_terminal() {
             return Ok(false);
         }
@@ -45,22 +47,28 @@ impl Scheduler {
         }
         let (spec, retry) = {
             let st = self.state.lock().await;
-            let Some(job) = st.jobs.get(job_id) else { return Ok(()) };
+            let Some(job) = st.jobs.get(job_id) else {
+                return Ok(());
+            };
             (job.record.spec.clone().unwrap_or_default(), job.retry())
         };
         let mut attempt = 0;
         let plan = loop {
             attempt += 1;
-            let result = plan_job(&spec, &self.config.connections, &self.config.ledger_schema).await;
+            let result =
+                plan_job(&spec, &self.config.connections, &self.config.ledger_schema).await;
             let result = match result {
-                Ok(plan) if spec.mode == WriteMode::Truncate as i32 => {
-                    self.truncate_once(job_id, &spec.target, &plan).await.map(|_| plan)
-                }
+                Ok(plan) if spec.mode == WriteMode::Truncate as i32 => self
+                    .truncate_once(job_id, &spec.target, &plan)
+                    .await
+                    .map(|_| plan),
                 other => other,
             };
             match result {
                 Ok(plan) => break plan,
-                Err(e) if e.class == ErrorClass::Transient && attempt <= retry.allowed_retries() => {
+                Err(e)
+                    if e.class == ErrorClass::Transient && attempt <= retry.allowed_retries() =>
+                {
                     let delay = retry.delay(attempt, &mut rand::rng());
                     tracing::warn!(job = %job_id, "Planning failed with exception: {}, will retry ({attempt}/{})", e.message, retry.allowed_retries());
                     tokio::time::sleep(delay).await;
@@ -68,7 +76,8 @@ impl Scheduler {
                 Err(e) => {
                     let mut st = self.state.lock().await;
                     if let Some(job) = st.jobs.get_mut(job_id) {
-                        self.fail_job(job, format!("planning failed: {}", e.message)).await?;
+                        self.fail_job(job, format!("planning failed: {}", e.message))
+                            .await?;
                     }
                     return Ok(());
                 }
@@ -78,14 +87,23 @@ impl Scheduler {
     }
 
     /// Truncates the target once per job; the fact is stored so a new leader never repeats it.
-    async fn truncate_once(&self, job_id: &str, target: &str, plan: &Plan) -> Result<(), PlanError> {
+    async fn truncate_once(
+        &self,
+        job_id: &str,
+        target: &str,
+        plan: &Plan,
+    ) -> Result<(), PlanError> {
         {
             let st = self.state.lock().await;
             if st.jobs.get(job_id).is_none_or(|j| j.record.truncated) {
                 return Ok(());
             }
         }
-        let url = self.config.connections.url(target).map_err(|e| PlanError::invalid(e.to_string()))?;
+        let url = self
+            .config
+            .connections
+            .url(target)
+            .map_err(|e| PlanError::invalid(e.to_string()))?;
         let client = connect(target, url).await?;
         client
             .batch_execute(&format!("TRUNCATE {}", plan.target_table))
@@ -97,7 +115,10 @@ impl Scheduler {
             self.store
                 .update_job(&job.record)
                 .await
-                .map_err(|e| PlanError { class: ErrorClass::Transient, message: e.to_string() })?;
+                .map_err(|e| PlanError {
+                    class: ErrorClass::Transient,
+                    message: e.to_string(),
+                })?;
         }
         tracing::info!(job = %job_id, table = %plan.target_table, "target table truncated (mode truncate)");
         Ok(())
@@ -122,7 +143,10 @@ impl Scheduler {
             versions.extend(self.store.put_chunks(batch).await?);
         }
         let mut st = self.state.lock().await;
-        let Some(job) = st.jobs.get_mut(job_id) else { return Ok(()) };
+        let slots: u32 = st.workers.values().map(|w| w.concurrency).sum();
+        let Some(job) = st.jobs.get_mut(job_id) else {
+            return Ok(());
+        };
         if job.state().is_terminal() {
             return Ok(());
         }
@@ -134,10 +158,17 @@ impl Scheduler {
         job.record.state = JobState::Running as i32;
         job.record.started_at_ms = now_ms();
         self.store.update_job(&job.record).await?;
-        job.chunks = records.into_iter().zip(versions).map(|(record, version)| ChunkRt { record, version }).collect();
+        job.chunks = records
+            .into_iter()
+            .zip(versions)
+            .map(|(record, version)| ChunkRt { record, version })
+            .collect();
         job.ready = (1..=job.chunks.len() as u32).collect();
         job.started = Some(Instant::now());
-        let workers = job.max_in_flight().min(job.chunks.len() as u32);
+        let mut workers = job.max_in_flight().min(job.chunks.len() as u32);
+        if slots > 0 {
+            workers = workers.min(slots);
+        }
         tracing::info!(job = %job_id, rows = plan.rows, plan = %plan.strategy, "job planned");
         progress::log_start(job_id, workers, job.chunks.len() as u32);
         drop(st);

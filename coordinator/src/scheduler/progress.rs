@@ -8,7 +8,7 @@ pub fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::with_capacity(s.len() + s.len() / 3);
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -23,9 +23,17 @@ pub fn log_start(job: &str, workers: u32, chunks: u32) {
 
 /// `Parallel Processing: X% complete (a/b chunks, R rows, Ts elapsed, ~Ts remaining)`.
 pub fn log_progress(job: &str, done: u32, total: u32, rows: u64, elapsed: Duration) {
-    let pct = if total == 0 { 100.0 } else { done as f64 * 100.0 / total as f64 };
+    let pct = if total == 0 {
+        100.0
+    } else {
+        done as f64 * 100.0 / total as f64
+    };
     let secs = elapsed.as_secs_f64();
-    let remaining = if done == 0 { 0.0 } else { secs * (total - done) as f64 / done as f64 };
+    let remaining = if done == 0 {
+        0.0
+    } else {
+        secs * (total - done) as f64 / done as f64
+    };
     tracing::info!(
         job = %job,
         "Parallel Processing: {pct:.1}% complete ({done}/{total} chunks, {} rows, {secs:.1}s elapsed, ~{remaining:.1}s remaining)",

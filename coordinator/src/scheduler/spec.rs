@@ -42,16 +42,21 @@ pub fn resolve_spec(
         None => spec.max_workers = Some(defaults.max_workers),
         _ => {}
     }
-    spec.min_rows_for_parallel.get_or_insert(defaults.min_rows_for_parallel);
+    spec.min_rows_for_parallel
+        .get_or_insert(defaults.min_rows_for_parallel);
     spec.parallel.get_or_insert(defaults.parallel);
     let r = spec.retry.take().unwrap_or_default();
     let retry = RetryPolicy {
         enabled: Some(r.enabled.unwrap_or(defaults.retry.enabled)),
         max_retries: Some(r.max_retries.unwrap_or(defaults.retry.max_retries)),
         initial_delay_ms: Some(
-            r.initial_delay_ms.unwrap_or(defaults.retry.initial_delay.as_millis() as u64),
+            r.initial_delay_ms
+                .unwrap_or(defaults.retry.initial_delay.as_millis() as u64),
         ),
-        max_delay_ms: Some(r.max_delay_ms.unwrap_or(defaults.retry.max_delay.as_millis() as u64)),
+        max_delay_ms: Some(
+            r.max_delay_ms
+                .unwrap_or(defaults.retry.max_delay.as_millis() as u64),
+        ),
     };
     if retry.max_delay_ms < retry.initial_delay_ms {
         return Err("retry max_delay must not be below initial_delay".into());
@@ -95,9 +100,25 @@ mod tests {
     #[test]
     fn rejects_bad_specs() {
         let d = JobDefaults::default();
-        let e = resolve_spec(JobSpec { chunk_size: Some(0), ..spec() }, &d, &conns()).unwrap_err();
+        let e = resolve_spec(
+            JobSpec {
+                chunk_size: Some(0),
+                ..spec()
+            },
+            &d,
+            &conns(),
+        )
+        .unwrap_err();
         assert!(e.contains("chunk_size"), "{e}");
-        let e = resolve_spec(JobSpec { source: "nosuch".into(), ..spec() }, &d, &conns()).unwrap_err();
+        let e = resolve_spec(
+            JobSpec {
+                source: "nosuch".into(),
+                ..spec()
+            },
+            &d,
+            &conns(),
+        )
+        .unwrap_err();
         assert!(e.contains("FERRY_CONN_NOSUCH"), "{e}");
     }
 }

@@ -54,19 +54,35 @@ impl JobRuntime {
 
     /// The job's retry settings.
     pub fn retry(&self) -> RetryConfig {
-        let r = self.record.spec.as_ref().and_then(|s| s.retry.clone()).unwrap_or_default();
+        let r = self
+            .record
+            .spec
+            .as_ref()
+            .and_then(|s| s.retry)
+            .unwrap_or_default();
         let d = RetryConfig::default();
         RetryConfig {
             enabled: r.enabled.unwrap_or(d.enabled),
             max_retries: r.max_retries.unwrap_or(d.max_retries),
-            initial_delay: r.initial_delay_ms.map(Duration::from_millis).unwrap_or(d.initial_delay),
-            max_delay: r.max_delay_ms.map(Duration::from_millis).unwrap_or(d.max_delay),
+            initial_delay: r
+                .initial_delay_ms
+                .map(Duration::from_millis)
+                .unwrap_or(d.initial_delay),
+            max_delay: r
+                .max_delay_ms
+                .map(Duration::from_millis)
+                .unwrap_or(d.max_delay),
         }
     }
 
     /// Chunks of this job allowed in flight at once.
     pub fn max_in_flight(&self) -> u32 {
-        self.record.spec.as_ref().and_then(|s| s.max_workers).unwrap_or(4).max(1)
+        self.record
+            .spec
+            .as_ref()
+            .and_then(|s| s.max_workers)
+            .unwrap_or(4)
+            .max(1)
     }
 
     /// The chunk numbered `n`, if planned.
@@ -81,7 +97,10 @@ impl JobRuntime {
 
     /// Chunks in `state`.
     pub fn count(&self, state: ChunkState) -> u32 {
-        self.chunks.iter().filter(|c| c.record.state == state as i32).count() as u32
+        self.chunks
+            .iter()
+            .filter(|c| c.record.state == state as i32)
+            .count() as u32
     }
 
     /// Rows landed by finished chunks.
@@ -89,7 +108,9 @@ impl JobRuntime {
         self.chunks
             .iter()
             .filter(|c| c.record.state == ChunkState::Succeeded as i32)
-            .fold((0, 0), |(w, r), c| (w + c.record.rows_written, r + c.record.rows_rejected))
+            .fold((0, 0), |(w, r), c| {
+                (w + c.record.rows_written, r + c.record.rows_rejected)
+            })
     }
 
     /// Rows landed plus rows streamed by chunks in flight.
@@ -152,6 +173,8 @@ pub(crate) struct WorkerEntry {
     pub deadline: Instant,
     /// Host name, for logs.
     pub hostname: String,
+    /// Chunks it runs at once (0 when unknown, after a takeover).
+    pub concurrency: u32,
 }
 
 /// Everything the scheduler knows.

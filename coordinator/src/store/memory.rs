@@ -44,7 +44,10 @@ fn check_version(
             "chunk {}/{} is at version {v}, expected {expected}",
             key.0, key.1
         ))),
-        None => Err(StoreError::Conflict(format!("chunk {}/{} does not exist", key.0, key.1))),
+        None => Err(StoreError::Conflict(format!(
+            "chunk {}/{} does not exist",
+            key.0, key.1
+        ))),
     }
 }
 
@@ -58,7 +61,8 @@ impl StateStore for MemoryStore {
                     return Ok((j.clone(), false));
                 }
             }
-            s.requests.insert(job.request_id.clone(), job.job_id.clone());
+            s.requests
+                .insert(job.request_id.clone(), job.job_id.clone());
         }
         s.revision += 1;
         s.jobs.insert(job.job_id.clone(), job.clone());
@@ -77,7 +81,8 @@ impl StateStore for MemoryStore {
         s.revision += 1;
         let rev = s.revision;
         for c in chunks {
-            s.chunks.insert((c.job_id.clone(), c.chunk_no), (c.clone(), rev));
+            s.chunks
+                .insert((c.job_id.clone(), c.chunk_no), (c.clone(), rev));
         }
         Ok(vec![rev; chunks.len()])
     }
@@ -87,7 +92,10 @@ impl StateStore for MemoryStore {
         let key = (chunk.job_id.clone(), chunk.chunk_no);
         check_version(&s.chunks, &key, expected)?;
         if !s.workers.contains(&chunk.worker_id) {
-            return Err(StoreError::Conflict(format!("worker {} has no lease", chunk.worker_id)));
+            return Err(StoreError::Conflict(format!(
+                "worker {} has no lease",
+                chunk.worker_id
+            )));
         }
         s.revision += 1;
         let rev = s.revision;
@@ -135,13 +143,21 @@ impl StateStore for MemoryStore {
                 let chunks = s
                     .chunks
                     .range((j.job_id.clone(), 0)..=(j.job_id.clone(), u32::MAX))
-                    .map(|(_, (c, v))| StoredChunk { record: c.clone(), version: *v })
+                    .map(|(_, (c, v))| StoredChunk {
+                        record: c.clone(),
+                        version: *v,
+                    })
                     .collect();
                 (j.clone(), chunks)
             })
             .collect();
         let live_assignments = s.assignments.keys().cloned().collect();
-        Ok(Snapshot { jobs, live_assignments })
+        let workers = s.workers.iter().cloned().collect();
+        Ok(Snapshot {
+            jobs,
+            live_assignments,
+            workers,
+        })
     }
 
     fn describe(&self) -> String {

@@ -2,9 +2,13 @@
 //! trait with an in-memory backend (single coordinator, tests) and an etcd
 //! backend (failover).
 
+mod etcd;
 mod memory;
+mod tripwire;
 
+pub use etcd::{map_err as map_etcd_error, EtcdStore, LeaderFence};
 pub use memory::MemoryStore;
+pub use tripwire::Tripwire;
 
 use async_trait::async_trait;
 use ferry_common::proto::{ChunkRecord, JobRecord};
@@ -50,6 +54,8 @@ pub struct Snapshot {
     pub jobs: Vec<(JobRecord, Vec<StoredChunk>)>,
     /// Chunks whose `assign/…` key still exists, i.e. whose worker's lease is alive.
     pub live_assignments: Vec<(String, u32)>,
+    /// Workers whose registration (and lease) still exists.
+    pub workers: Vec<String>,
 }
 
 /// The coordinator's state, in domain terms. Every chunk write compares the

@@ -1,0 +1,114 @@
+//! The coordinator's life with etcd: campaign, take over (rebuild from etcd),
+//! serve while leading, step down and campaign again when leadership or the
+//! store's trust is lost.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use etcd_client::{Client, ConnectOptions};
+use ferry_common::timing::ETCD_REQUEST_TIMEOUT;
+use tokio_util::sync::CancellationToken;
+
+use crate::assignments;
+use crate::election::{campaign, current_leader};
+use crate::gate::Gate;
+use crate::scheduler::{Scheduler, SchedulerConfig};
+use crate::store::{map_etcd_error, EtcdStore, StateStore, StoreError, Tripwire};
+
+/// Where etcd is and how this replica is reached.
+#[derive(Debug, Clone)]
+pub struct EtcdOptions {
+    /// etcd client endpoints.
+    pub endpoints: Vec<String>,
+    /// Key prefix.
+    pub prefix: String,
+    /// The address workers and clients reach this coordinator at.
+    pub advertise: String,
+}
+
+/// Connects to etcd with Ferry's request deadline.
+pub async fn connect_etcd(endpoints: &[String]) -> Result<Client, StoreError> {
+    let opts = ConnectOptions::new()
+        .with_timeout(ETCD_REQUEST_TIMEOUT)
+        .with_connect_timeout(ETCD_REQUEST_TIMEOUT)
+        .with_keep_alive(std::time::Duration::from_secs(2), ETCD_REQUEST_TIMEOUT);
+    Client::connect(endpoints, Some(opts))
+        .await
+        .map_err(map_etcd_error)
+}
+
+/// Campaigns and leads until `stop`; each term rebuilds the scheduler from etcd.
+pub async fn run(
+    gate: Arc<Gate>,
+    config: SchedulerConfig,
+    opts: EtcdOptions,
+    stop: CancellationToken,
+) -> Result<(), StoreError> {
+    let client = connect_etcd(&opts.endpoints).await?;
+    while !stop.is_cancelled() {
+        gate.follow(current_leader(&client, &opts.prefix).await)
+            .await;
+        let campaign_started = Instant::now();
+        let leadership = match campaign(&client, &opts.prefix, &opts.advertise, &stop, |l| {
+            gate.set_leader(l)
+        })
+        .await
+        {
+            Ok(Some(l)) => l,
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                tracing::warn!(error = %e, "election failed; retrying");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let took_over = Instant::now();
+        let tripped = CancellationToken::new();
+        let store = Tripwire::new(
+            EtcdStore::new(client.clone(), &opts.prefix, Some(leadership.fence.clone())),
+            tripped.clone(),
+        );
+        let snapshot = match store.load().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot load state after winning the election; stepping down");
+                leadership.lost.cancel();
+                let _ = client.clone().lease_revoke(leadership.lease_id).await;
+                continue;
+            }
+        };
+        let store: Arc<dyn StateStore> = Arc::new(store);
+        let scheduler = Scheduler::new(store, config.clone());
+        let summary = scheduler.recover(snapshot).await;
+        let ticker = scheduler.spawn_ticker();
+        let term = stop.child_token();
+        tokio::spawn(assignments::watch(
+            client.clone(),
+            opts.prefix.clone(),
+            Arc::clone(&scheduler),
+            term.clone(),
+        ));
+        gate.lead(Arc::clone(&scheduler)).await;
+        tracing::info!(
+            advertise = %opts.advertise,
+            jobs = summary.jobs,
+            running = summary.running,
+            in_flight = summary.in_flight,
+            waited_s = format!("{:.1}", (took_over - campaign_started).as_secs_f64()),
+            load_ms = took_over.elapsed().as_millis() as u64,
+            "became the leader coordinator; state rebuilt from etcd"
+        );
+        tokio::select! {
+            _ = stop.cancelled() => {}
+            _ = leadership.lost.cancelled() => tracing::error!("lost leadership: stepping down"),
+            _ = tripped.cancelled() => tracing::error!("state store refused a write: stepping down to rebuild from etcd"),
+        }
+        ticker.abort();
+        term.cancel();
+        scheduler.shutdown();
+        gate.follow(None).await;
+        leadership.lost.cancel();
+        let _ = client.clone().lease_revoke(leadership.lease_id).await;
+    }
+    Ok(())
+}

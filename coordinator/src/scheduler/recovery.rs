@@ -1,0 +1,127 @@
+//! Takeover: a new leader rebuilds its view from the store. Chunks in flight
+//! get a fresh deadline (unknown is not dead): their workers re-attach with
+//! their fencing tokens at the next heartbeat, or the chunks are leased again
+//! after a lease time.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ferry_common::proto::{ChunkState, JobState};
+
+use super::state::{now_ms, ChunkRt, JobRuntime, LiveChunk, WorkerEntry};
+use super::Scheduler;
+use crate::store::Snapshot;
+
+/// What a takeover found.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RecoverySummary {
+    /// Jobs loaded.
+    pub jobs: usize,
+    /// Jobs still running.
+    pub running: usize,
+    /// Chunks in flight, given a fresh deadline.
+    pub in_flight: usize,
+}
+
+impl Scheduler {
+    /// Rebuilds jobs, chunks and workers from a store snapshot; restarts
+    /// planning for jobs that were not planned yet.
+    pub async fn recover(self: &Arc<Self>, snapshot: Snapshot) -> RecoverySummary {
+        let now = Instant::now();
+        let now_unix = now_ms();
+        let ttl = self.config.timings.lease_ttl;
+        let mut summary = RecoverySummary::default();
+        let mut replan = Vec::new();
+        let mut st = self.state.lock().await;
+        for id in snapshot.workers {
+            st.workers.insert(
+                id,
+                WorkerEntry {
+                    deadline: now + ttl,
+                    hostname: "(before takeover)".into(),
+                    concurrency: 0,
+                },
+            );
+        }
+        let mut jobs = snapshot.jobs;
+        jobs.sort_by_key(|(j, _)| j.created_at_ms);
+        for (record, chunks) in jobs {
+            let mut job = JobRuntime::new(record);
+            let total = job.record.chunks_total as usize;
+            let state = job.state();
+            summary.jobs += 1;
+            if matches!(state, JobState::Pending | JobState::Planning) {
+                replan.push(job.record.job_id.clone());
+            } else {
+                job.chunks = chunks
+                    .into_iter()
+                    .filter(|c| (c.record.chunk_no as usize) <= total && c.record.chunk_no > 0)
+                    .map(|c| {
+                        let mut record = c.record;
+                        if record.state == ChunkState::Leased as i32 {
+                            // the lease write's revision is the token
+                            record.fencing_token = c.version;
+                        }
+                        ChunkRt {
+                            record,
+                            version: c.version,
+                        }
+                    })
+                    .collect();
+                job.chunks.sort_by_key(|c| c.record.chunk_no);
+                if state == JobState::Running {
+                    summary.running += 1;
+                    let elapsed =
+                        Duration::from_millis((now_unix - job.record.started_at_ms).max(0) as u64);
+                    job.started = Some(now.checked_sub(elapsed).unwrap_or(now));
+                    for c in &job.chunks {
+                        let n = c.record.chunk_no;
+                        match ChunkState::try_from(c.record.state) {
+                            Ok(ChunkState::Pending) => job.ready.push_back(n),
+                            Ok(ChunkState::RetryWait) => {
+                                job.delayed.push((c.record.retry_at_ms, n))
+                            }
+                            Ok(ChunkState::Leased) => {
+                                job.live.insert(
+                                    n,
+                                    LiveChunk {
+                                        rows: 0,
+                                        leased_at: now,
+                                    },
+                                );
+                                summary.in_flight += 1;
+                            }
+                            _ => {}
+                        }
+                    }
+                } else {
+                    // a terminal job may still hear from workers that were mid-chunk
+                    for c in &job.chunks {
+                        if c.record.state == ChunkState::Leased as i32 {
+                            job.live.insert(
+                                c.record.chunk_no,
+                                LiveChunk {
+                                    rows: 0,
+                                    leased_at: now,
+                                },
+                            );
+                        }
+                    }
+                }
+            }
+            st.order.push(job.record.job_id.clone());
+            st.jobs.insert(job.record.job_id.clone(), job);
+        }
+        drop(st);
+        for id in replan {
+            self.spawn_planning(id);
+        }
+        self.ready.notify_waiters();
+        summary
+    }
+
+    /// Stops this term's work: wakes long-polls so they return.
+    pub fn shutdown(&self) {
+        self.ready.notify_waiters();
+    }
+}
