@@ -1,0 +1,200 @@
+//! The client side of the CLI contract: submitting, states, log lines, the ledger.
+
+use std::ffi::OsStr;
+use std::time::{Duration, Instant};
+
+use tokio_postgres::Client;
+
+use crate::ferry::{run_cli, CliOutput};
+use crate::sync::blocking;
+
+/// Job states as `ferry status` prints them.
+pub const JOB_STATES: [&str; 6] = [
+    "PENDING",
+    "PLANNING",
+    "RUNNING",
+    "SUCCEEDED",
+    "FAILED",
+    "CANCELLED",
+];
+
+/// States a job never leaves.
+pub const TERMINAL_STATES: [&str; 3] = ["SUCCEEDED", "FAILED", "CANCELLED"];
+
+/// Timeout for short client verbs (status, jobs, cancel, submit without --watch).
+pub const CLI_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Arguments of `ferry submit` from connection `src` to connection `dst`,
+/// followed by `extra` (e.g. `--chunk-size 50000 --watch`).
+pub fn submit_args(coordinator: &str, query: &str, table: &str, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "submit",
+        "--coordinator",
+        coordinator,
+        "--source",
+        "src",
+        "--query",
+        query,
+        "--target",
+        "dst",
+        "--table",
+        table,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+/// The job id a successful `ferry submit` printed (its last stdout line).
+pub fn job_id(out: &CliOutput) -> String {
+    assert!(out.success(), "submit failed: {out}");
+    out.last_line()
+        .unwrap_or_else(|| panic!("submit printed no job id: {out}"))
+        .to_string()
+}
+
+/// Runs `ferry VERB JOB --coordinator URL` (status, watch, cancel…).
+pub fn job_verb(verb: &str, coordinator: &str, job: &str, timeout: Duration) -> CliOutput {
+    run_cli::<_, &str, &str>(&[verb, job, "--coordinator", coordinator], &[], timeout)
+}
+
+/// The state `ferry status JOB` prints as its first word, or the failed
+/// command's output as the error.
+pub fn job_state(coordinator: &str, job: &str) -> Result<String, String> {
+    let out = job_verb("status", coordinator, job, CLI_TIMEOUT);
+    if !out.success() {
+        return Err(out.to_string());
+    }
+    out.stdout
+        .split_whitespace()
+        .next()
+        .map(|w| w.trim_matches(|c: char| !c.is_ascii_alphanumeric() && c != '_'))
+        .map(str::to_string)
+        .ok_or_else(|| format!("status printed nothing: {out}"))
+}
+
+/// Polls `ferry status` every 500 ms until the state is one of `wanted` or
+/// `timeout` passes; returns the last state seen (or the last error).
+pub fn wait_for_state(coordinator: &str, job: &str, wanted: &[&str], timeout: Duration) -> String {
+    blocking(|| {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let seen = match job_state(coordinator, job) {
+                Ok(state) => state,
+                Err(e) => format!("<status failed: {e}>"),
+            };
+            if wanted.contains(&seen.as_str()) || Instant::now() >= deadline {
+                return seen;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    })
+}
+
+/// Runs `ferry submit … --watch` with `env` (watch timeout `timeout`).
+pub fn submit_watch<K, V>(
+    coordinator: &str,
+    query: &str,
+    table: &str,
+    extra: &[&str],
+    env: &[(K, V)],
+    timeout: Duration,
+) -> CliOutput
+where
+    K: AsRef<OsStr>,
+    V: AsRef<OsStr>,
+{
+    let mut extra = extra.to_vec();
+    extra.push("--watch");
+    run_cli(
+        &submit_args(coordinator, query, table, &extra),
+        env,
+        timeout,
+    )
+}
+
+/// Parses a number that may carry thousands separators (`1,000,000`).
+fn parse_count(text: &str) -> Option<u64> {
+    text.trim_matches(|c: char| !c.is_ascii_digit())
+        .replace([',', '_'], "")
+        .parse()
+        .ok()
+}
+
+/// `(workers, chunks)` from the coordinator's first
+/// `Starting parallel processing with N workers, M chunks` line.
+pub fn parse_start_line(log: &str) -> Option<(u64, u64)> {
+    let rest = log
+        .lines()
+        .find_map(|l| l.split_once("Starting parallel processing with "))?
+        .1;
+    let (workers, rest) = rest.split_once(" workers, ")?;
+    let chunks = rest.split_whitespace().next()?;
+    Some((parse_count(workers)?, parse_count(chunks)?))
+}
+
+/// True for a coordinator line `Chunk N completed: …`.
+pub fn is_chunk_completed_line(line: &str) -> bool {
+    line.split_once("Chunk ")
+        .map(|(_, rest)| rest.contains(" completed"))
+        .unwrap_or(false)
+}
+
+/// What the target's `ferry.ledger` says about one job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerSummary {
+    /// Ledger rows for the job.
+    pub rows: i64,
+    /// Distinct chunk numbers among them.
+    pub distinct_chunks: i64,
+    /// Sum of `rows_written`.
+    pub rows_written: i64,
+    /// Largest `rows_written` of any one chunk.
+    pub max_rows_written: i64,
+    /// Sum of `rows_rejected`.
+    pub rows_rejected: i64,
+}
+
+/// Reads the ledger summary for `job` from the target database.
+pub async fn ledger_summary(target: &Client, job: &str) -> LedgerSummary {
+    let sql = "SELECT count(*), count(DISTINCT chunk_no), \
+               coalesce(sum(rows_written), 0)::bigint, coalesce(max(rows_written), 0)::bigint, \
+               coalesce(sum(rows_rejected), 0)::bigint \
+               FROM ferry.ledger WHERE job_id = $1";
+    let row = target
+        .query_one(sql, &[&job])
+        .await
+        .unwrap_or_else(|e| panic!("reading ferry.ledger for job {job}: {e}"));
+    LedgerSummary {
+        rows: row.get(0),
+        distinct_chunks: row.get(1),
+        rows_written: row.get(2),
+        max_rows_written: row.get(3),
+        rows_rejected: row.get(4),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_start_line_with_separators() {
+        let log =
+            "2024 INFO ferry: Starting parallel processing with 2 workers, 1,020 chunks job=x\n";
+        assert_eq!(parse_start_line(log), Some((2, 1020)));
+        assert_eq!(parse_start_line("nothing here"), None);
+    }
+
+    #[test]
+    fn recognizes_chunk_completed_lines() {
+        assert!(is_chunk_completed_line(
+            "INFO Chunk 5 completed: 50,000 rows, 49,950 successful, 50 failed"
+        ));
+        assert!(!is_chunk_completed_line(
+            "INFO Parallel processing complete: 1 rows"
+        ));
+    }
+}

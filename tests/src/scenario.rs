@@ -1,0 +1,115 @@
+//! The databases of one end-to-end test: `src` and `dst`, in one cluster or two.
+
+use tokio_postgres::Client;
+
+use crate::data::{create_items_table, fill_items, fill_skewed, table_checksum};
+use crate::postgres::PgCluster;
+
+/// Name of the source database and of its connection (`FERRY_CONN_SRC`).
+pub const SRC_DB: &str = "src";
+/// Name of the target database and of its connection (`FERRY_CONN_DST`).
+pub const DST_DB: &str = "dst";
+
+/// The test table, in both databases.
+pub const ITEMS_TABLE: &str = "public.items";
+/// The job query over the source's test table.
+pub const ITEMS_QUERY: &str = "SELECT * FROM items";
+
+/// Source database `src` and target database `dst`, either in one cluster or
+/// each in its own (for tests that restart the target alone).
+pub struct Databases {
+    source: PgCluster,
+    target: Option<PgCluster>,
+}
+
+impl Databases {
+    /// One cluster holding both `src` and `dst`.
+    pub async fn one_cluster() -> Self {
+        let source = PgCluster::start();
+        source.create_db(SRC_DB).await;
+        source.create_db(DST_DB).await;
+        Databases {
+            source,
+            target: None,
+        }
+    }
+
+    /// `src` and `dst` in two separate clusters.
+    pub async fn two_clusters() -> Self {
+        let source = PgCluster::start();
+        let target = PgCluster::start();
+        source.create_db(SRC_DB).await;
+        target.create_db(DST_DB).await;
+        Databases {
+            source,
+            target: Some(target),
+        }
+    }
+
+    /// The cluster holding `src`.
+    pub fn source_cluster(&self) -> &PgCluster {
+        &self.source
+    }
+
+    /// The cluster holding `dst` (the source's when there is only one).
+    pub fn target_cluster(&self) -> &PgCluster {
+        self.target.as_ref().unwrap_or(&self.source)
+    }
+
+    /// URL of `src`.
+    pub fn source_url(&self) -> String {
+        self.source.url(SRC_DB)
+    }
+
+    /// URL of `dst`.
+    pub fn target_url(&self) -> String {
+        self.target_cluster().url(DST_DB)
+    }
+
+    /// A client of `src`.
+    pub async fn source(&self) -> Client {
+        self.source.client(SRC_DB).await
+    }
+
+    /// A client of `dst`.
+    pub async fn target(&self) -> Client {
+        self.target_cluster().client(DST_DB).await
+    }
+
+    /// The named-connection environment for coordinator and workers:
+    /// `FERRY_CONN_SRC` and `FERRY_CONN_DST`.
+    pub fn conn_env(&self) -> Vec<(String, String)> {
+        vec![
+            ("FERRY_CONN_SRC".to_string(), self.source_url()),
+            ("FERRY_CONN_DST".to_string(), self.target_url()),
+        ]
+    }
+
+    /// Creates `public.items` in both databases and fills the source's with
+    /// `rows` sequential-key rows; the target's stays empty.
+    pub async fn prepare_items(&self, rows: u64) {
+        let source = self.source().await;
+        create_items_table(&source, "public.items").await;
+        create_items_table(&self.target().await, "public.items").await;
+        fill_items(&source, "public.items", rows).await;
+    }
+
+    /// Like `prepare_items`, with the skewed keys of `data::fill_skewed`.
+    pub async fn prepare_skewed_items(&self, rows: u64) {
+        let source = self.source().await;
+        create_items_table(&source, "public.items").await;
+        create_items_table(&self.target().await, "public.items").await;
+        fill_skewed(&source, "public.items", rows).await;
+    }
+
+    /// Panics unless `table` has the same row count and checksum in `dst` as
+    /// in `src`: every source row landed exactly once, unchanged.
+    pub async fn assert_copied_exactly(&self, table: &str) {
+        let source = table_checksum(&self.source().await, table).await;
+        let target = table_checksum(&self.target().await, table).await;
+        assert_eq!(
+            target, source,
+            "target (count, checksum) differs from the source's for {table}"
+        );
+    }
+}
