@@ -1,0 +1,235 @@
+//! One conformance suite, the same test functions, run against `MemoryStore`
+//! and against `EtcdStore` on a real etcd member.
+
+use std::time::Duration;
+
+use ferry_common::proto::{ChunkRecord, ChunkState, JobRecord, JobState};
+use ferry_coordinator::election::campaign;
+use ferry_coordinator::leader::connect_etcd;
+use ferry_coordinator::store::{EtcdStore, LeaderFence, MemoryStore, StateStore, StoreError};
+use ferry_tests::etcd::EtcdCluster;
+use tokio_util::sync::CancellationToken;
+
+fn job(id: &str, request: &str) -> JobRecord {
+    JobRecord {
+        job_id: id.into(),
+        request_id: request.into(),
+        state: JobState::Running as i32,
+        chunks_total: 3,
+        ..Default::default()
+    }
+}
+
+fn chunk(job: &str, n: u32) -> ChunkRecord {
+    ChunkRecord {
+        job_id: job.into(),
+        chunk_no: n,
+        source_select: format!("SELECT {n}"),
+        state: ChunkState::Pending as i32,
+        ..Default::default()
+    }
+}
+
+fn leased(mut c: ChunkRecord, worker: &str) -> ChunkRecord {
+    c.state = ChunkState::Leased as i32;
+    c.attempt += 1;
+    c.worker_id = worker.into();
+    c
+}
+
+/// The same request id gives the same job; another gives a new one.
+async fn idempotent_submit(store: &dyn StateStore) {
+    let (a, created) = store.create_job(&job("j1", "req-1")).await.expect("create");
+    assert!(created);
+    let (b, created) = store
+        .create_job(&job("j2", "req-1"))
+        .await
+        .expect("create again");
+    assert!(!created, "the same request id must not create a second job");
+    assert_eq!(a.job_id, b.job_id);
+    let (c, created) = store
+        .create_job(&job("j3", ""))
+        .await
+        .expect("create without request id");
+    assert!(created);
+    assert_eq!(c.job_id, "j3");
+}
+
+/// Leases compare versions; the lease's version is the fencing token; stale writes fail.
+async fn leases_are_fenced(store: &dyn StateStore) {
+    store.create_job(&job("jl", "")).await.expect("job");
+    let versions = store
+        .put_chunks(&[chunk("jl", 1), chunk("jl", 2)])
+        .await
+        .expect("chunks");
+    assert_eq!(versions.len(), 2);
+    let v0 = versions[0];
+    store.register_worker("w1", 10_000).await.expect("register");
+
+    let token = store
+        .lease_chunk(&leased(chunk("jl", 1), "w1"), v0)
+        .await
+        .expect("lease");
+    assert!(
+        token > v0,
+        "the fencing token {token} must exceed the version {v0} it replaced"
+    );
+
+    let again = store.lease_chunk(&leased(chunk("jl", 1), "w1"), v0).await;
+    assert!(
+        matches!(again, Err(StoreError::Conflict(_))),
+        "a second lease on a stale version must conflict: {again:?}"
+    );
+
+    let mut done = leased(chunk("jl", 1), "w1");
+    done.state = ChunkState::Succeeded as i32;
+    let stale = store.update_chunk(&done, v0).await;
+    assert!(
+        matches!(stale, Err(StoreError::Conflict(_))),
+        "an update with a stale token must conflict: {stale:?}"
+    );
+    let v2 = store
+        .update_chunk(&done, token)
+        .await
+        .expect("update with the current token");
+    assert!(v2 > token);
+
+    let nobody = store
+        .lease_chunk(&leased(chunk("jl", 2), "ghost"), versions[1])
+        .await;
+    assert!(
+        matches!(nobody, Err(StoreError::Conflict(_))),
+        "a worker without a lease cannot lease: {nobody:?}"
+    );
+}
+
+/// A snapshot holds jobs, chunks with their versions, live assignments and workers;
+/// removing a worker drops its assignments.
+async fn snapshot_round_trip(store: &dyn StateStore) {
+    store.create_job(&job("js", "")).await.expect("job");
+    let versions = store
+        .put_chunks(&[chunk("js", 1), chunk("js", 2), chunk("js", 3)])
+        .await
+        .expect("chunks");
+    store.register_worker("w2", 10_000).await.expect("register");
+    let token = store
+        .lease_chunk(&leased(chunk("js", 2), "w2"), versions[1])
+        .await
+        .expect("lease");
+    assert!(store.keepalive_worker("w2").await.expect("keepalive"));
+
+    let snap = store.load().await.expect("load");
+    let (j, chunks) = snap
+        .jobs
+        .iter()
+        .find(|(j, _)| j.job_id == "js")
+        .expect("job in snapshot");
+    assert_eq!(j.chunks_total, 3);
+    assert_eq!(
+        chunks.iter().map(|c| c.record.chunk_no).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    let c2 = &chunks[1];
+    assert_eq!(c2.record.state, ChunkState::Leased as i32);
+    assert_eq!(
+        c2.version, token,
+        "a leased chunk's version is its fencing token"
+    );
+    assert!(snap.live_assignments.contains(&("js".to_string(), 2)));
+    assert!(snap.workers.contains(&"w2".to_string()));
+
+    store.remove_worker("w2").await.expect("remove");
+    assert!(!store
+        .keepalive_worker("w2")
+        .await
+        .expect("keepalive after removal"));
+    let snap = store.load().await.expect("load after removal");
+    assert!(
+        !snap.live_assignments.contains(&("js".to_string(), 2)),
+        "a removed worker's assignments vanish"
+    );
+}
+
+async fn run_suite(store: &dyn StateStore) {
+    idempotent_submit(store).await;
+    leases_are_fenced(store).await;
+    snapshot_round_trip(store).await;
+}
+
+#[tokio::test]
+async fn memory_store_conforms() {
+    run_suite(&MemoryStore::new()).await;
+}
+
+async fn leader_store(etcd: &EtcdCluster, prefix: &str) -> (EtcdStore, LeaderFence) {
+    let client = connect_etcd(&etcd.endpoints()).await.expect("connect etcd");
+    let stop = CancellationToken::new();
+    let lead = campaign(&client, prefix, "test", &stop, |_| {})
+        .await
+        .expect("campaign")
+        .expect("won");
+    (
+        EtcdStore::new(client, prefix, Some(lead.fence.clone())),
+        lead.fence,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_store_conforms() {
+    let etcd = EtcdCluster::start(1);
+    let (store, _) = leader_store(&etcd, "/conformance").await;
+    run_suite(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_refuses_a_deposed_leader() {
+    let etcd = EtcdCluster::start(1);
+    let (_, fence) = leader_store(&etcd, "/deposed").await;
+    let client = connect_etcd(&etcd.endpoints()).await.expect("connect etcd");
+    let stale = LeaderFence {
+        key: fence.key.clone(),
+        create_revision: fence.create_revision - 1,
+    };
+    let store = EtcdStore::new(client, "/deposed", Some(stale));
+    let r = store.create_job(&job("jx", "")).await;
+    assert!(
+        matches!(r, Err(StoreError::NotLeader)),
+        "a write under a stale election key must fail: {r:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_assignments_vanish_with_the_worker_lease() {
+    let etcd = EtcdCluster::start(1);
+    let (store, _) = leader_store(&etcd, "/expiry").await;
+    store.create_job(&job("je", "")).await.expect("job");
+    let v = store.put_chunks(&[chunk("je", 1)]).await.expect("chunks");
+    store
+        .register_worker("w3", 1_000)
+        .await
+        .expect("register with a 1 s lease");
+    store
+        .lease_chunk(&leased(chunk("je", 1), "w3"), v[0])
+        .await
+        .expect("lease");
+    assert!(store
+        .load()
+        .await
+        .expect("load")
+        .live_assignments
+        .contains(&("je".to_string(), 1)));
+    // no keepalive: etcd expires the lease (it may do so late; allow a margin)
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let snap = store.load().await.expect("load");
+        if !snap.live_assignments.contains(&("je".to_string(), 1)) {
+            assert!(!snap.workers.contains(&"w3".to_string()));
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the assignment outlived its worker's lease"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
