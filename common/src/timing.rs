@@ -29,8 +29,10 @@ pub const LEDGER_CLAIM_LOCK_TIMEOUT: Duration = Duration::from_secs(2);
 pub const PROGRESS_LOG_INTERVAL: Duration = Duration::from_secs(2);
 /// How often the scheduler scans for expired leases and finished backoffs.
 pub const SCHEDULER_TICK: Duration = Duration::from_millis(200);
-/// How often WatchJob sends a progress event when anything changed.
-pub const WATCH_INTERVAL: Duration = Duration::from_millis(500);
+/// Least time between two WatchJob events of one job (throttles the stream).
+pub const WATCH_INTERVAL: Duration = Duration::from_millis(100);
+/// Longest WatchJob waits for a change before looking again anyway.
+pub const WATCH_IDLE: Duration = Duration::from_secs(1);
 /// Lease TTL of the coordinator's election key. It must be well under the
 /// worker lease TTL so a takeover after a leader dies (TTL + poll + reload,
 /// about 6 s) completes before workers, which cannot reach a leader meanwhile,

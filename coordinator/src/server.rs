@@ -7,7 +7,7 @@ use ferry_common::proto::job_service_server::JobServiceServer;
 use ferry_common::proto::worker_service_server::WorkerServiceServer;
 use ferry_common::proto::FILE_DESCRIPTOR_SET;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 use tonic_health::pb::health_server::HealthServer;
 use tonic_health::server::HealthService;
 
@@ -66,7 +66,10 @@ pub async fn serve(
         .add_service(reflection)
         .add_service(JobServiceServer::new(JobApi::new(Arc::clone(&gate))))
         .add_service(WorkerServiceServer::new(WorkerApi::new(gate)))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        )
         .await?;
     Ok(())
 }

@@ -8,7 +8,7 @@ use ferry_common::proto::{
     CancelJobRequest, GetJobRequest, Job, JobEvent, JobState, ListJobsRequest, ListJobsResponse,
     SubmitJobRequest, SubmitJobResponse, WatchJobRequest,
 };
-use ferry_common::timing::WATCH_INTERVAL;
+use ferry_common::timing::{WATCH_IDLE, WATCH_INTERVAL};
 use futures::Stream;
 use tonic::{Request, Response, Status};
 
@@ -89,49 +89,57 @@ impl JobService for JobApi {
     }
 }
 
-/// Sends the job now and then every watch interval while it changes, ending
-/// after the terminal state has been sent.
+/// Sends the job now, then whenever it changes (at most every watch interval),
+/// ending after the terminal state has been sent. Ends with UNAVAILABLE when
+/// this coordinator stops leading, so the client moves to the new leader.
 fn job_events(
     gate: Arc<Gate>,
     job_id: String,
     first: Job,
 ) -> impl Stream<Item = Result<JobEvent, Status>> + Send + 'static {
-    futures::stream::unfold(Some((gate, job_id, first, true)), |state| async move {
-        let (gate, job_id, last, send_last) = state?;
-        if send_last {
-            let done = JobState::try_from(last.state).is_ok_and(|s| s.is_terminal());
-            let next = if done {
-                None
-            } else {
-                Some((gate, job_id, last.clone(), false))
-            };
-            return Some((Ok(JobEvent { job: Some(last) }), next));
-        }
-        loop {
-            tokio::time::sleep(WATCH_INTERVAL).await;
-            let job = match gate.scheduler() {
-                Ok(s) => s.get_job(&job_id).await,
-                Err(e) => Err(e),
-            };
-            match job {
-                Ok(mut job) => {
-                    job.chunks.clear();
-                    let changed = job.state != last.state
-                        || job.rows_written != last.rows_written
-                        || job.chunks_succeeded != last.chunks_succeeded
-                        || job.chunks_total != last.chunks_total;
-                    if changed {
-                        let done = JobState::try_from(job.state).is_ok_and(|s| s.is_terminal());
-                        let next = if done {
-                            None
-                        } else {
-                            Some((gate, job_id, job.clone(), false))
-                        };
-                        return Some((Ok(JobEvent { job: Some(job) }), next));
-                    }
-                }
-                Err(e) => return Some((Err(Status::from(e)), None)),
+    let changes = gate.scheduler().ok().map(|s| s.subscribe());
+    futures::stream::unfold(
+        Some((gate, job_id, first, true, changes)),
+        |state| async move {
+            let (gate, job_id, last, send_last, mut changes) = state?;
+            if send_last {
+                let done = JobState::try_from(last.state).is_ok_and(|s| s.is_terminal());
+                let next = if done {
+                    None
+                } else {
+                    Some((gate, job_id, last.clone(), false, changes))
+                };
+                return Some((Ok(JobEvent { job: Some(last) }), next));
             }
-        }
-    })
+            loop {
+                tokio::time::sleep(WATCH_INTERVAL).await;
+                if let Some(rx) = changes.as_mut() {
+                    // wait for a change, but re-check now and then (leadership may move)
+                    let _ = tokio::time::timeout(WATCH_IDLE, rx.changed()).await;
+                }
+                let job = match gate.scheduler() {
+                    Ok(s) => s.job_summary(&job_id).await,
+                    Err(e) => Err(e),
+                };
+                match job {
+                    Ok(job) => {
+                        let changed = job.state != last.state
+                            || job.rows_written != last.rows_written
+                            || job.chunks_succeeded != last.chunks_succeeded
+                            || job.chunks_total != last.chunks_total;
+                        if changed {
+                            let done = JobState::try_from(job.state).is_ok_and(|s| s.is_terminal());
+                            let next = if done {
+                                None
+                            } else {
+                                Some((gate, job_id, job.clone(), false, changes))
+                            };
+                            return Some((Ok(JobEvent { job: Some(job) }), next));
+                        }
+                    }
+                    Err(e) => return Some((Err(Status::from(e)), None)),
+                }
+            }
+        },
+    )
 }

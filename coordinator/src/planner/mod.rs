@@ -76,6 +76,25 @@ pub struct Plan {
     pub target_columns: Vec<String>,
 }
 
+impl Plan {
+    /// A plan of `chunks` chunks that select nothing, for benchmarks and tests
+    /// of the scheduler that need no database.
+    pub fn synthetic(chunks: u32) -> Self {
+        Self {
+            chunks: (1..=chunks)
+                .map(|n| PlannedChunk {
+                    source_select: format!("SELECT {n} WHERE false"),
+                    range: format!("synthetic chunk {n}"),
+                })
+                .collect(),
+            rows: 0,
+            strategy: format!("synthetic: {chunks} chunks"),
+            target_table: "\"public\".\"synthetic\"".into(),
+            target_columns: vec!["\"id\"".into()],
+        }
+    }
+}
+
 /// Plans a job: connects to source and target, checks the query against the
 /// target table, ensures the ledger exists, and splits by key.
 pub async fn plan_job(

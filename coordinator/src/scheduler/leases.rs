@@ -114,6 +114,8 @@ impl Scheduler {
         if !partial {
             self.requeue_unheld(&mut st, worker_id, &reported).await?;
         }
+        drop(st);
+        self.changed();
         Ok(abort)
     }
 
@@ -342,6 +344,7 @@ impl Scheduler {
         }
         drop(st);
         self.ready.notify_waiters();
+        self.changed();
     }
 
     /// After a re-list: chunks LEASED in memory whose assignment key is gone

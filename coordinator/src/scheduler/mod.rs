@@ -46,6 +46,8 @@ pub struct Scheduler {
     state: Mutex<State>,
     /// Woken when chunks become ready to lease.
     ready: Notify,
+    /// Bumped whenever a job's progress or state changes (WatchJob follows it).
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 impl Scheduler {
@@ -56,6 +58,7 @@ impl Scheduler {
             config,
             state: Mutex::new(State::default()),
             ready: Notify::new(),
+            changes: tokio::sync::watch::channel(0).0,
         })
     }
 
@@ -106,6 +109,60 @@ impl Scheduler {
             self.spawn_planning(stored.job_id.clone());
         }
         Ok((stored.job_id, created))
+    }
+
+    /// Submits a job whose chunks are already planned (benchmarks, tests,
+    /// tools that split work themselves): no database is read; the job starts
+    /// running at once.
+    pub async fn submit_planned(
+        self: &Arc<Self>,
+        request_id: String,
+        spec: JobSpec,
+        plan: crate::planner::Plan,
+    ) -> Result<String, CoordinatorError> {
+        let spec = resolve_spec(spec, &self.config.defaults, &self.config.connections)
+            .map_err(CoordinatorError::InvalidArgument)?;
+        let record = JobRecord {
+            job_id: new_job_id(),
+            request_id,
+            spec: Some(spec),
+            state: JobState::Planning as i32,
+            created_at_ms: now_ms(),
+            ..Default::default()
+        };
+        let (stored, created) = {
+            let mut st = self.state.lock().await;
+            let (stored, created) = self.store.create_job(&record).await?;
+            if created {
+                st.order.push(stored.job_id.clone());
+                st.jobs
+                    .insert(stored.job_id.clone(), JobRuntime::new(stored.clone()));
+            }
+            (stored, created)
+        };
+        if created {
+            self.start(&stored.job_id, plan).await?;
+        }
+        Ok(stored.job_id)
+    }
+
+    /// A receiver that changes whenever any job progresses or changes state.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Tells watchers that something changed.
+    pub(crate) fn changed(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// One job without its chunks (cheap, for progress).
+    pub async fn job_summary(&self, job_id: &str) -> Result<proto::Job, CoordinatorError> {
+        let st = self.state.lock().await;
+        st.jobs
+            .get(job_id)
+            .map(|j| j.to_proto(false))
+            .ok_or_else(|| CoordinatorError::JobNotFound(job_id.to_string()))
     }
 
     /// One job with its chunks.
@@ -162,6 +219,7 @@ impl Scheduler {
                 }
             }
             tracing::warn!(job = %job_id, in_flight = job.live.len(), "job cancelled; chunks in flight roll back");
+            self.changed();
         }
         Ok(job.to_proto(false))
     }
@@ -205,6 +263,7 @@ impl Scheduler {
         drop(st);
         if woke {
             self.ready.notify_waiters();
+            self.changed();
         }
         Ok(())
     }

@@ -71,6 +71,7 @@ impl Scheduler {
         self.maybe_finish(&mut st, &job_id).await?;
         drop(st);
         self.ready.notify_waiters();
+        self.changed();
         Ok(())
     }
 
@@ -97,6 +98,7 @@ impl Scheduler {
         .await?;
         drop(st);
         self.ready.notify_waiters();
+        self.changed();
         Ok(())
     }
 
@@ -184,6 +186,7 @@ impl Scheduler {
         }
         job.record.state = JobState::Failed as i32;
         job.record.error = error.clone();
+        self.changed();
         job.record.finished_at_ms = now_ms();
         self.store.update_job(&job.record).await?;
         job.ready.clear();

@@ -38,6 +38,7 @@ impl Scheduler {
         }
         job.record.state = state as i32;
         self.store.update_job(&job.record).await?;
+        self.changed();
         Ok(true)
     }
 
@@ -124,7 +125,11 @@ impl Scheduler {
         Ok(())
     }
 
-    async fn start(self: &Arc<Self>, job_id: &str, plan: Plan) -> Result<(), CoordinatorError> {
+    pub(crate) async fn start(
+        self: &Arc<Self>,
+        job_id: &str,
+        plan: Plan,
+    ) -> Result<(), CoordinatorError> {
         let records: Vec<ChunkRecord> = plan
             .chunks
             .iter()
@@ -173,6 +178,7 @@ impl Scheduler {
         progress::log_start(job_id, workers, job.chunks.len() as u32);
         drop(st);
         self.ready.notify_waiters();
+        self.changed();
         Ok(())
     }
 }
