@@ -5,7 +5,8 @@ use std::future::Future;
 use ferry_common::client::{is_failover_status, Coordinators};
 use ferry_common::proto::job_service_client::JobServiceClient;
 use ferry_common::proto::{
-    CancelJobRequest, GetJobRequest, Job, JobState, ListJobsRequest, SubmitJobRequest,
+    CancelJobRequest, GetJobRequest, Job, JobState, ListJobsRequest, ListRejectsRequest,
+    RepairJobRequest, ResumeJobRequest, SubmitJobRequest, VerifyJobRequest,
 };
 use ferry_common::timing::RPC_TIMEOUT;
 use tonic::transport::Channel;
@@ -296,5 +297,177 @@ pub async fn cancel(a: JobArgs) -> i32 {
             0
         }
         Err(code) => code,
+    }
+}
+
+/// Flags of `ferry rejects`.
+#[derive(clap::Args, Debug)]
+pub struct RejectsArgs {
+    /// Job id.
+    job: String,
+    #[command(flatten)]
+    coord: CoordinatorArg,
+    /// Most rows listed.
+    #[arg(long, default_value_t = 100)]
+    limit: u32,
+}
+
+/// Flags of `ferry repair`.
+#[derive(clap::Args, Debug)]
+pub struct RepairArgs {
+    /// Job id.
+    job: String,
+    #[command(flatten)]
+    coord: CoordinatorArg,
+    /// Chunks to copy again (default: those `verify` finds differing).
+    #[arg(long, value_delimiter = ',')]
+    chunks: Vec<u32>,
+    /// Return at once instead of following the repair.
+    #[arg(long)]
+    no_watch: bool,
+}
+
+/// A coordinator list for calls that may run long (verify scans both databases).
+fn connect_long(arg: &CoordinatorArg) -> Result<Coordinators, i32> {
+    Coordinators::new(&arg.coordinator, None).map_err(|e| {
+        eprintln!("error: {e}");
+        EXIT_BAD_INPUT
+    })
+}
+
+/// `ferry rejects`.
+pub async fn rejects(a: RejectsArgs) -> i32 {
+    let c = match connect(&a.coord) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let req = ListRejectsRequest {
+        job_id: a.job.clone(),
+        limit: a.limit,
+    };
+    let resp = match call(&c, |mut j| {
+        let req = req.clone();
+        async move { j.list_rejects(req).await }
+    })
+    .await
+    {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    println!("{} rejected rows in job {}", resp.total, a.job);
+    for r in &resp.rejects {
+        println!(
+            "chunk {}\tkey {}\t{}\t{}\t{}",
+            r.chunk_no, r.key, r.sqlstate, r.message, r.row
+        );
+    }
+    if (resp.rejects.len() as u64) < resp.total {
+        println!(
+            "… {} more (raise --limit)",
+            resp.total - resp.rejects.len() as u64
+        );
+    }
+    0
+}
+
+/// `ferry verify`: exits 0 when every chunk matches, 1 otherwise.
+pub async fn verify(a: JobArgs) -> i32 {
+    let c = match connect_long(&a.coord) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let resp = match call(&c, |mut j| {
+        let id = a.job.clone();
+        async move { j.verify_job(VerifyJobRequest { job_id: id }).await }
+    })
+    .await
+    {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let bad: Vec<_> = resp.chunks.iter().filter(|c| !c.matches).collect();
+    for ch in &bad {
+        println!(
+            "chunk {} differs: source {} rows, target {} rows, {} rejected ({})",
+            ch.chunk_no, ch.source_rows, ch.target_rows, ch.rejected_rows, ch.range
+        );
+    }
+    if bad.is_empty() {
+        println!("all {} chunks match", resp.chunks.len());
+        0
+    } else {
+        println!(
+            "{} of {} chunks differ: `ferry repair {}` copies them again",
+            bad.len(),
+            resp.chunks.len(),
+            a.job
+        );
+        EXIT_JOB_FAILED
+    }
+}
+
+/// `ferry repair`: copies differing chunks again and follows the job.
+pub async fn repair(a: RepairArgs) -> i32 {
+    let c = match connect_long(&a.coord) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let req = RepairJobRequest {
+        job_id: a.job.clone(),
+        chunks: a.chunks.clone(),
+    };
+    let job = match call(&c, |mut j| {
+        let req = req.clone();
+        async move { j.repair_job(req).await }
+    })
+    .await
+    {
+        Ok(j) => j,
+        Err(code) => return code,
+    };
+    finish_rerun(&c, job, a.no_watch).await
+}
+
+/// `ferry resume`: runs the unfinished chunks of a failed or cancelled job.
+pub async fn resume(a: JobArgs) -> i32 {
+    let c = match connect(&a.coord) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let job = match call(&c, |mut j| {
+        let id = a.job.clone();
+        async move { j.resume_job(ResumeJobRequest { job_id: id }).await }
+    })
+    .await
+    {
+        Ok(j) => j,
+        Err(code) => return code,
+    };
+    finish_rerun(&c, job, false).await
+}
+
+async fn finish_rerun(c: &Coordinators, job: Job, no_watch: bool) -> i32 {
+    if no_watch || job_state(&job).is_terminal() {
+        println!("{} {}", job_state(&job).label(), job.job_id);
+        return if job_state(&job) == JobState::Failed {
+            EXIT_JOB_FAILED
+        } else {
+            0
+        };
+    }
+    match follow(c, &job.job_id).await {
+        Ok(job) => {
+            summarize(&job);
+            println!("{} {}", job_state(&job).label(), job.job_id);
+            if job_state(&job) == JobState::Succeeded {
+                0
+            } else {
+                EXIT_JOB_FAILED
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            EXIT_UNREACHABLE
+        }
     }
 }

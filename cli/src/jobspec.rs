@@ -9,6 +9,10 @@ pub enum Mode {
     Append,
     /// Truncate the table once, before the first chunk.
     Truncate,
+    /// Insert, or update rows whose --upsert-key exists.
+    Upsert,
+    /// Load a new table, index it once, swap it in at the end.
+    Replace,
 }
 
 /// Job tuning flags; unset ones take the coordinator's MAPPER_* defaults.
@@ -29,6 +33,15 @@ pub struct Tuning {
     /// How rows are written.
     #[arg(long, value_enum, default_value = "append")]
     pub mode: Mode,
+    /// Target columns identifying a row, for --mode upsert (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub upsert_key: Vec<String>,
+    /// Fail the job once more rows than this are rejected.
+    #[arg(long)]
+    pub max_failed_rows: Option<u64>,
+    /// Fail the job once rejected rows pass this share of its rows (0..1).
+    #[arg(long, value_parser = parse_ratio)]
+    pub max_failed_ratio: Option<f64>,
     /// Retries per chunk after a transient failure (default MAPPER_PARALLEL_MAX_RETRIES).
     #[arg(long)]
     pub max_retries: Option<u32>,
@@ -69,8 +82,21 @@ impl Tuning {
             mode: match self.mode {
                 Mode::Append => WriteMode::Append,
                 Mode::Truncate => WriteMode::Truncate,
+                Mode::Upsert => WriteMode::Upsert,
+                Mode::Replace => WriteMode::Replace,
             } as i32,
             parallel: None,
+            upsert_key: self.upsert_key.clone(),
+            max_failed_rows: self.max_failed_rows,
+            max_failed_ratio: self.max_failed_ratio,
         }
+    }
+}
+
+/// Parses a share between 0 and 1.
+fn parse_ratio(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!("'{s}' is not a share between 0 and 1 (e.g. 0.001)")),
     }
 }

@@ -45,6 +45,14 @@ enum Command {
     Jobs(client::ListArgs),
     /// Cancel a job: open chunks roll back.
     Cancel(client::JobArgs),
+    /// Run again the chunks of a failed or cancelled job that did not land.
+    Resume(client::JobArgs),
+    /// List the rows a job's target refused.
+    Rejects(client::RejectsArgs),
+    /// Compare each chunk's rows in source and target; exit 1 if any differ.
+    Verify(client::JobArgs),
+    /// Copy again the chunks that differ (delete the range and copy, in one transaction).
+    Repair(client::RepairArgs),
 }
 
 fn main() {
@@ -69,6 +77,10 @@ fn main() {
             Command::Watch(a) => client::watch(a).await,
             Command::Jobs(a) => client::jobs(a).await,
             Command::Cancel(a) => client::cancel(a).await,
+            Command::Resume(a) => client::resume(a).await,
+            Command::Rejects(a) => client::rejects(a).await,
+            Command::Verify(a) => client::verify(a).await,
+            Command::Repair(a) => client::repair(a).await,
         }
     });
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));

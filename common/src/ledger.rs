@@ -20,7 +20,18 @@ pub fn create_ledger_sql(schema: &str) -> String {
              rows_rejected bigint NOT NULL DEFAULT 0,
              committed_at timestamptz NOT NULL DEFAULT now(),
              PRIMARY KEY (job_id, chunk_no)
-         );"
+         );
+         CREATE TABLE IF NOT EXISTS {s}.rejects (
+             id bigserial PRIMARY KEY,
+             job_id text NOT NULL,
+             chunk_no integer NOT NULL,
+             key text,
+             row_text text NOT NULL,
+             sqlstate text NOT NULL,
+             message text NOT NULL,
+             rejected_at timestamptz NOT NULL DEFAULT now()
+         );
+         CREATE INDEX IF NOT EXISTS rejects_job_idx ON {s}.rejects (job_id, chunk_no);"
     )
 }
 

@@ -32,6 +32,9 @@ pub enum CoordinatorError {
         /// The leader's address, when known.
         leader: Option<String>,
     },
+    /// A source or target database could not answer (verify, rejects).
+    #[error("{0}")]
+    Database(String),
     /// The state store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -44,6 +47,7 @@ impl From<CoordinatorError> for Status {
             CoordinatorError::JobNotFound(_) | CoordinatorError::UnknownWorker(_) => Code::NotFound,
             CoordinatorError::StaleToken { .. } => Code::Aborted,
             CoordinatorError::NotLeader { .. } => Code::Unavailable,
+            CoordinatorError::Database(_) => Code::FailedPrecondition,
             CoordinatorError::Store(StoreError::Conflict(_)) => Code::Aborted,
             CoordinatorError::Store(StoreError::NotLeader) => Code::Unavailable,
             CoordinatorError::Store(StoreError::Unavailable(_) | StoreError::OutcomeUnknown(_)) => {

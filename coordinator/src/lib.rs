@@ -12,3 +12,4 @@ pub mod planner;
 pub mod scheduler;
 pub mod server;
 pub mod store;
+pub mod verify;

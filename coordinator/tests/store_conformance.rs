@@ -24,7 +24,7 @@ fn chunk(job: &str, n: u32) -> ChunkRecord {
     ChunkRecord {
         job_id: job.into(),
         chunk_no: n,
-        source_select: format!("SELECT {n}"),
+        predicate: format!("{{key}} = {n}"),
         state: ChunkState::Pending as i32,
         ..Default::default()
     }

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use ferry_common::errors::{classify_pg, DbFailure, ErrorClass};
-use ferry_common::proto::ChunkAssignment;
+use ferry_common::proto::{ChunkAssignment, WriteMode};
 use futures::{SinkExt, StreamExt};
 use tokio_postgres::Client;
 
@@ -16,6 +16,7 @@ use crate::fault::Faults;
 use crate::held::ChunkHandle;
 use crate::ledger::{self, Claim};
 use crate::pool::Pool;
+use crate::rejects;
 use crate::rowcount::TupleCounter;
 use crate::session::Session;
 
@@ -97,13 +98,13 @@ pub async fn process(ctx: &ChunkContext, a: &ChunkAssignment, handle: &ChunkHand
         Err(f) => return Outcome::Failed(f),
     };
     match stream_chunk(ctx, a, handle, &source, &target).await {
-        Ok(rows) => {
+        Ok((rows_written, rows_rejected)) => {
             ctx.faults.after_commit();
             ctx.pool.put(&a.source, source);
             ctx.pool.put(&a.target, target);
             Outcome::Committed {
-                rows_written: rows,
-                rows_rejected: 0,
+                rows_written,
+                rows_rejected,
             }
         }
         Err(stop) => {
@@ -133,16 +134,115 @@ fn check_fence(ctx: &ChunkContext, handle: &ChunkHandle) -> Result<(), Stop> {
     Ok(())
 }
 
+/// The temporary table an upsert chunk loads before merging.
+const STAGE: &str = "pg_temp.ferry_stage";
+
+async fn exec(target: &Client, sql: &str) -> Result<(), Stop> {
+    target.batch_execute(sql).await.map_err(pg)
+}
+
+/// Inside the claimed transaction: (repair) delete the range, copy fast, fall
+/// back to the row-isolating path on a data error, merge (upsert), record
+/// rejects and counts, and commit unless the coordinator says stop.
 async fn stream_chunk(
     ctx: &ChunkContext,
     a: &ChunkAssignment,
     handle: &ChunkHandle,
     source: &Client,
     target: &Client,
+) -> Result<(u64, u64), Stop> {
+    if !a.repair_delete.is_empty() {
+        exec(
+            target,
+            &format!("DELETE FROM {} WHERE {}", a.target_table, a.repair_delete),
+        )
+        .await?;
+    }
+    let upsert = a.mode == WriteMode::Upsert as i32;
+    let load_into = if upsert {
+        exec(
+            target,
+            &format!(
+                "CREATE TEMP TABLE ferry_stage (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP",
+                a.target_table
+            ),
+        )
+        .await?;
+        STAGE.to_string()
+    } else {
+        a.target_table.clone()
+    };
+    exec(target, "SAVEPOINT ferry_chunk").await?;
+    let (copied, rejected) = match fast_copy(ctx, a, handle, source, target, &load_into).await {
+        Ok(n) => (n, Vec::new()),
+        Err(Stop::Db(f)) if f.class == ErrorClass::Data => {
+            exec(target, "ROLLBACK TO SAVEPOINT ferry_chunk").await?;
+            let r = a.chunk.as_ref();
+            tracing::info!(
+                job = r.map(|c| c.job_id.as_str()).unwrap_or(""),
+                chunk = r.map(|c| c.chunk_no).unwrap_or(0),
+                error = %f.message,
+                "data error in chunk: isolating the rows the target refuses"
+            );
+            let slow = rejects::copy_isolating(source, target, a, &load_into).await?;
+            (slow.written, slow.rejected)
+        }
+        Err(e) => return Err(e),
+    };
+    let written = if upsert {
+        merge(target, a).await?
+    } else {
+        copied
+    };
+    rejects::record(target, a, &rejected).await?;
+    let rejected = rejected.len() as u64;
+    handle.rows.store(written + rejected, Ordering::Relaxed);
+    ledger::record_counts(target, a, written, rejected).await?;
+    check_fence(ctx, handle)?;
+    if !ctx.session.still_holds(&handle.chunk, written).await {
+        return Err(Stop::Abort(
+            "the coordinator asked to stop before the commit (job cancelled or chunk leased again)"
+                .into(),
+        ));
+    }
+    exec(target, "COMMIT").await?;
+    Ok((written, rejected))
+}
+
+/// Merges the staged rows into the target: insert, or update on the upsert key.
+async fn merge(target: &Client, a: &ChunkAssignment) -> Result<u64, Stop> {
+    let cols = a.target_columns.join(", ");
+    let keys = a.upsert_keys.join(", ");
+    let updates: Vec<String> = a
+        .target_columns
+        .iter()
+        .filter(|c| !a.upsert_keys.contains(c))
+        .map(|c| format!("{c} = EXCLUDED.{c}"))
+        .collect();
+    let action = if updates.is_empty() {
+        "DO NOTHING".to_string()
+    } else {
+        format!("DO UPDATE SET {}", updates.join(", "))
+    };
+    let sql = format!(
+        "INSERT INTO {} ({cols}) SELECT {cols} FROM {STAGE} ON CONFLICT ({keys}) {action}",
+        a.target_table
+    );
+    target.execute(sql.as_str(), &[]).await.map_err(pg)
+}
+
+/// The fast path: binary COPY out of the source straight into binary COPY
+/// into `table`, in bounded buffers.
+async fn fast_copy(
+    ctx: &ChunkContext,
+    a: &ChunkAssignment,
+    handle: &ChunkHandle,
+    source: &Client,
+    target: &Client,
+    table: &str,
 ) -> Result<u64, Stop> {
     let copy_in = format!(
-        "COPY {} ({}) FROM STDIN (FORMAT binary)",
-        a.target_table,
+        "COPY {table} ({}) FROM STDIN (FORMAT binary)",
         a.target_columns.join(", ")
     );
     let copy_out = format!("COPY ({}) TO STDOUT (FORMAT binary)", a.source_select);
@@ -196,14 +296,5 @@ async fn stream_chunk(
             ),
         }));
     }
-    ledger::record_counts(target, a, rows, 0).await?;
-    check_fence(ctx, handle)?;
-    if !ctx.session.still_holds(&handle.chunk, rows).await {
-        return Err(Stop::Abort(
-            "the coordinator asked to stop before the commit (job cancelled or chunk leased again)"
-                .into(),
-        ));
-    }
-    target.batch_execute("COMMIT").await.map_err(pg)?;
     Ok(rows)
 }

@@ -48,9 +48,19 @@ pub async fn claim(
         quote_literal(&app),
         LEDGER_CLAIM_LOCK_TIMEOUT.as_millis()
     );
+    // A repair replaces the chunk's earlier ledger row; a newer attempt's row wins.
+    let on_conflict = if a.repair_delete.is_empty() {
+        "DO NOTHING".to_string()
+    } else {
+        format!(
+            "DO UPDATE SET attempt = EXCLUDED.attempt, fencing_token = EXCLUDED.fencing_token, worker = EXCLUDED.worker
+             WHERE {}.fencing_token < EXCLUDED.fencing_token",
+            ledger(a)
+        )
+    };
     let insert = format!(
         "INSERT INTO {} (job_id, chunk_no, attempt, fencing_token, worker) VALUES ($1, $2, $3, $4, $5)
-         ON CONFLICT (job_id, chunk_no) DO NOTHING RETURNING 1",
+         ON CONFLICT (job_id, chunk_no) {on_conflict} RETURNING 1",
         ledger(a)
     );
     let chunk_no = r.chunk_no as i32;

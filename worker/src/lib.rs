@@ -8,6 +8,7 @@ pub mod fault;
 pub mod held;
 pub mod ledger;
 pub mod pool;
+pub mod rejects;
 pub mod rowcount;
 pub mod session;
 

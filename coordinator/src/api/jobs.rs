@@ -6,7 +6,8 @@ use std::sync::Arc;
 use ferry_common::proto::job_service_server::JobService;
 use ferry_common::proto::{
     CancelJobRequest, GetJobRequest, Job, JobEvent, JobState, ListJobsRequest, ListJobsResponse,
-    SubmitJobRequest, SubmitJobResponse, WatchJobRequest,
+    ListRejectsRequest, ListRejectsResponse, RepairJobRequest, ResumeJobRequest, SubmitJobRequest,
+    SubmitJobResponse, VerifyJobRequest, VerifyJobResponse, WatchJobRequest,
 };
 use ferry_common::timing::{WATCH_IDLE, WATCH_INTERVAL};
 use futures::Stream;
@@ -74,6 +75,49 @@ impl JobService for JobApi {
         let first = self.gate.scheduler()?.get_job(&job_id).await?;
         let stream = job_events(Arc::clone(&self.gate), job_id, first);
         Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn resume_job(
+        &self,
+        request: Request<ResumeJobRequest>,
+    ) -> Result<Response<Job>, Status> {
+        Ok(Response::new(
+            self.gate
+                .scheduler()?
+                .resume(&request.into_inner().job_id)
+                .await?,
+        ))
+    }
+
+    async fn list_rejects(
+        &self,
+        request: Request<ListRejectsRequest>,
+    ) -> Result<Response<ListRejectsResponse>, Status> {
+        let r = request.into_inner();
+        let (rejects, total) = self.gate.scheduler()?.rejects(&r.job_id, r.limit).await?;
+        Ok(Response::new(ListRejectsResponse { rejects, total }))
+    }
+
+    async fn verify_job(
+        &self,
+        request: Request<VerifyJobRequest>,
+    ) -> Result<Response<VerifyJobResponse>, Status> {
+        let chunks = self
+            .gate
+            .scheduler()?
+            .verify(&request.into_inner().job_id)
+            .await?;
+        Ok(Response::new(VerifyJobResponse { chunks }))
+    }
+
+    async fn repair_job(
+        &self,
+        request: Request<RepairJobRequest>,
+    ) -> Result<Response<Job>, Status> {
+        let r = request.into_inner();
+        Ok(Response::new(
+            self.gate.scheduler()?.repair(&r.job_id, r.chunks).await?,
+        ))
     }
 
     async fn cancel_job(

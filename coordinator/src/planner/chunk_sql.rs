@@ -24,6 +24,13 @@ const KEY_TYPES: &[&str] = &[
     "uuid",
 ];
 
+/// Type pairs whose binary COPY forms are the same, so no cast is needed (a
+/// cast to `varchar(n)` would truncate silently where the target must refuse).
+fn binary_compatible(source: &str, target: &str) -> bool {
+    const TEXTUAL: &[&str] = &["text", "character varying"];
+    source == target || (TEXTUAL.contains(&source) && TEXTUAL.contains(&target))
+}
+
 /// Which rows of the key domain a chunk covers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChunkBounds {
@@ -60,11 +67,25 @@ pub struct Cast {
     pub to: String,
 }
 
+/// The placeholder for the key expression in a chunk predicate.
+pub const KEY: &str = "{key}";
+
+/// A chunk's full SELECT: `select` filtered by `predicate` with `{key}` replaced by `key`.
+pub fn compose(select: &str, predicate: &str, key: &str) -> String {
+    if predicate.is_empty() {
+        select.to_string()
+    } else {
+        format!("{select} WHERE {}", predicate.replace(KEY, key))
+    }
+}
+
 /// Builds per-chunk SELECTs for one job.
 #[derive(Debug, Clone)]
 pub struct SelectBuilder {
     query: String,
     select_list: String,
+    text_list: String,
+    verify_list: String,
     target_columns: Vec<String>,
     query_columns: Vec<QueryColumn>,
     casts: Vec<Cast>,
@@ -99,6 +120,8 @@ impl SelectBuilder {
                 .collect::<Result<_, _>>()?
         };
         let mut select = Vec::with_capacity(query_cols.len());
+        let mut text = Vec::with_capacity(query_cols.len());
+        let mut verify = Vec::with_capacity(query_cols.len());
         let mut target_columns = Vec::with_capacity(query_cols.len());
         let mut casts = Vec::new();
         for (qc, tname) in query_cols.iter().zip(&wanted) {
@@ -110,7 +133,9 @@ impl SelectBuilder {
                 )));
             };
             let src = format!("src.{}", quote_ident(&qc.name));
-            if qc.base_type == tc.base_type {
+            text.push(src.clone());
+            verify.push(format!("{src}::{}", tc.full_type));
+            if binary_compatible(&qc.base_type, &tc.base_type) {
                 select.push(src);
             } else {
                 casts.push(Cast {
@@ -125,6 +150,8 @@ impl SelectBuilder {
         Ok(Self {
             query: query.to_string(),
             select_list: select.join(", "),
+            text_list: text.join(", "),
+            verify_list: verify.join(", "),
             target_columns,
             query_columns: query_cols.to_vec(),
             casts,
@@ -169,29 +196,78 @@ impl SelectBuilder {
         self.target_columns.clone()
     }
 
-    /// The SELECT for `bounds`.
-    pub fn select(&self, bounds: &ChunkBounds) -> String {
-        let base = format!("SELECT {} FROM ({}) AS src", self.select_list, self.query);
-        match (bounds, &self.key) {
-            (ChunkBounds::All, _) | (_, None) => base,
-            (ChunkBounds::Null, Some(k)) => {
-                format!("{base} WHERE src.{} IS NULL", quote_ident(&k.name))
-            }
-            (ChunkBounds::Range { lo, hi }, Some(k)) => {
-                let col = format!("src.{}", quote_ident(&k.name));
+    /// `SELECT <columns cast to the target's types> FROM (<query>) AS src`.
+    pub fn select_binary(&self) -> String {
+        format!("SELECT {} FROM ({}) AS src", self.select_list, self.query)
+    }
+
+    /// The same select list without casts, for text COPY.
+    pub fn select_text(&self) -> String {
+        format!("SELECT {} FROM ({}) AS src", self.text_list, self.query)
+    }
+
+    /// Every column cast to the target's exact type, so a hash over it equals
+    /// a hash over the target's rows (verify).
+    pub fn select_verify(&self) -> String {
+        format!("SELECT {} FROM ({}) AS src", self.verify_list, self.query)
+    }
+
+    /// The key as the SELECTs name it, if a key was chosen.
+    pub fn key_source(&self) -> String {
+        self.key
+            .as_ref()
+            .map(|k| format!("src.{}", quote_ident(&k.name)))
+            .unwrap_or_default()
+    }
+
+    /// The key's position in the select list, -1 without one.
+    pub fn key_index(&self) -> i32 {
+        self.key
+            .as_ref()
+            .and_then(|k| self.query_columns.iter().position(|c| c.name == k.name))
+            .map(|i| i as i32)
+            .unwrap_or(-1)
+    }
+
+    /// The target column the key lands in, quoted, if a key was chosen.
+    pub fn key_target(&self) -> String {
+        usize::try_from(self.key_index())
+            .ok()
+            .and_then(|i| self.target_columns.get(i).cloned())
+            .unwrap_or_default()
+    }
+
+    /// The predicate selecting `bounds`, with `{key}` for the key expression.
+    pub fn predicate(&self, bounds: &ChunkBounds) -> String {
+        let Some(k) = &self.key else {
+            return String::new();
+        };
+        match bounds {
+            ChunkBounds::All => String::new(),
+            ChunkBounds::Null => format!("{KEY} IS NULL"),
+            ChunkBounds::Range { lo, hi } => {
                 let mut conds = Vec::new();
                 if let Some(lo) = lo {
-                    conds.push(format!("{col} >= {}::{}", quote_literal(lo), k.type_name));
+                    conds.push(format!("{KEY} >= {}::{}", quote_literal(lo), k.type_name));
                 }
                 if let Some(hi) = hi {
-                    conds.push(format!("{col} < {}::{}", quote_literal(hi), k.type_name));
+                    conds.push(format!("{KEY} < {}::{}", quote_literal(hi), k.type_name));
                 }
                 if conds.is_empty() {
-                    conds.push(format!("{col} IS NOT NULL"));
+                    conds.push(format!("{KEY} IS NOT NULL"));
                 }
-                format!("{base} WHERE {}", conds.join(" AND "))
+                conds.join(" AND ")
             }
         }
+    }
+
+    /// The full binary SELECT for `bounds`.
+    pub fn select(&self, bounds: &ChunkBounds) -> String {
+        compose(
+            &self.select_binary(),
+            &self.predicate(bounds),
+            &self.key_source(),
+        )
     }
 
     /// A planned chunk for `bounds`.
@@ -207,7 +283,7 @@ impl SelectBuilder {
             ),
         };
         PlannedChunk {
-            source_select: self.select(bounds),
+            predicate: self.predicate(bounds),
             range,
         }
     }
@@ -275,16 +351,13 @@ mod tests {
         b.key_column("id").unwrap();
         let chunks = b.range_chunks(&["10".into(), "20".into()]);
         assert_eq!(chunks.len(), 3);
+        let sel = |c: &PlannedChunk| compose(&b.select_binary(), &c.predicate, &b.key_source());
         assert_eq!(
-            chunks[1].source_select,
+            sel(&chunks[1]),
             "SELECT src.\"id\", src.\"v\"::bigint FROM (SELECT * FROM t) AS src WHERE src.\"id\" >= '10'::bigint AND src.\"id\" < '20'::bigint"
         );
-        assert!(chunks[0]
-            .source_select
-            .ends_with("WHERE src.\"id\" < '10'::bigint"));
-        assert!(chunks[2]
-            .source_select
-            .ends_with("WHERE src.\"id\" >= '20'::bigint"));
+        assert!(sel(&chunks[0]).ends_with("WHERE src.\"id\" < '10'::bigint"));
+        assert!(sel(&chunks[2]).ends_with("WHERE src.\"id\" >= '20'::bigint"));
         assert_eq!(b.casts().len(), 1);
     }
 

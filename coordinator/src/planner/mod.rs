@@ -4,16 +4,17 @@
 
 mod chunk_sql;
 mod describe;
+pub mod replace;
 mod split;
 
-pub use chunk_sql::{ChunkBounds, SelectBuilder};
+pub use chunk_sql::{compose, ChunkBounds, SelectBuilder, KEY};
 pub use split::equal_row_boundaries;
 
 use ferry_common::connections::ConnectionRegistry;
 use ferry_common::db::connect;
 use ferry_common::errors::{DbFailure, ErrorClass};
 use ferry_common::ledger::create_ledger_sql;
-use ferry_common::proto::JobSpec;
+use ferry_common::proto::{JobSpec, WriteMode};
 use ferry_common::sql::{parse_ident, parse_table_name, quote_ident};
 
 use describe::{describe_query, describe_target, detect_primary_key};
@@ -55,8 +56,8 @@ impl From<DbFailure> for PlanError {
 /// One planned chunk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlannedChunk {
-    /// The SELECT producing its rows.
-    pub source_select: String,
+    /// Its rows as a condition on `{key}` (empty: every row).
+    pub predicate: String,
     /// The key range, for people.
     pub range: String,
 }
@@ -74,6 +75,18 @@ pub struct Plan {
     pub target_table: String,
     /// Quoted target columns.
     pub target_columns: Vec<String>,
+    /// `SELECT <cast columns> FROM (<query>) AS src`.
+    pub select_binary: String,
+    /// The same without casts.
+    pub select_text: String,
+    /// Every column cast to the target's exact type (verify).
+    pub select_verify: String,
+    /// The key expression in those SELECTs (empty without a key).
+    pub key_source: String,
+    /// The key's target column, quoted (empty when not copied).
+    pub key_target: String,
+    /// The key's position in the select list, -1 without one.
+    pub key_index: i32,
 }
 
 impl Plan {
@@ -83,7 +96,7 @@ impl Plan {
         Self {
             chunks: (1..=chunks)
                 .map(|n| PlannedChunk {
-                    source_select: format!("SELECT {n} WHERE false"),
+                    predicate: format!("{KEY} = {n}"),
                     range: format!("synthetic chunk {n}"),
                 })
                 .collect(),
@@ -91,6 +104,12 @@ impl Plan {
             strategy: format!("synthetic: {chunks} chunks"),
             target_table: "\"public\".\"synthetic\"".into(),
             target_columns: vec!["\"id\"".into()],
+            select_binary: "SELECT 1 AS id WHERE false".into(),
+            select_text: "SELECT 1 AS id WHERE false".into(),
+            select_verify: "SELECT 1 AS id WHERE false".into(),
+            key_source: "1".into(),
+            key_target: "\"id\"".into(),
+            key_index: 0,
         }
     }
 }
@@ -201,6 +220,12 @@ pub async fn plan_job(
         strategy,
         target_table: table.quoted(),
         target_columns: builder.target_column_list(),
+        select_binary: builder.select_binary(),
+        select_text: builder.select_text(),
+        select_verify: builder.select_verify(),
+        key_source: builder.key_source(),
+        key_target: builder.key_target(),
+        key_index: builder.key_index(),
     })
 }
 
@@ -231,4 +256,84 @@ async fn check_select(
         }
     }
     Err(PlanError::from(ferry_common::errors::classify_pg(&e)))
+}
+
+/// What a write mode needs prepared in the target before chunks run.
+#[derive(Debug, Clone, Default)]
+pub struct TargetPrep {
+    /// Quoted table the chunks load into.
+    pub load_table: String,
+    /// Quoted upsert key columns (mode upsert).
+    pub upsert_keys: Vec<String>,
+}
+
+/// Prepares the target for the job's write mode: checks the upsert key has a
+/// unique index, or creates the table a replace job loads into.
+pub async fn prepare_target(
+    spec: &JobSpec,
+    job_id: &str,
+    conns: &ConnectionRegistry,
+    plan: &Plan,
+) -> Result<TargetPrep, PlanError> {
+    let mode = WriteMode::try_from(spec.mode).unwrap_or(WriteMode::Append);
+    let table = parse_table_name(&spec.table).map_err(PlanError::invalid)?;
+    let mut prep = TargetPrep {
+        load_table: plan.target_table.clone(),
+        upsert_keys: Vec::new(),
+    };
+    if !matches!(mode, WriteMode::Upsert | WriteMode::Replace) {
+        if !spec.upsert_key.is_empty() {
+            return Err(PlanError::invalid(
+                "--upsert-key only applies to --mode upsert",
+            ));
+        }
+        return Ok(prep);
+    }
+    let url = conns
+        .url(&spec.target)
+        .map_err(|e| PlanError::invalid(e.to_string()))?;
+    let target = connect(&spec.target, url).await?;
+    if mode == WriteMode::Replace {
+        let load = replace::load_table(&table, job_id);
+        replace::create_load_table(&target, &table, &load).await?;
+        prep.load_table = load.quoted();
+        return Ok(prep);
+    }
+    if spec.upsert_key.is_empty() {
+        return Err(PlanError::invalid(
+            "mode upsert needs --upsert-key COL[,COL]: the target columns that identify a row",
+        ));
+    }
+    let mut keys = Vec::new();
+    for k in &spec.upsert_key {
+        let k = parse_ident(k).map_err(PlanError::invalid)?;
+        if !plan.target_columns.contains(&quote_ident(&k)) {
+            return Err(PlanError::invalid(format!(
+                "upsert key column '{k}' is not one of the columns copied into {table}"
+            )));
+        }
+        keys.push(k);
+    }
+    let mut sorted = keys.clone();
+    sorted.sort();
+    let row = target
+        .query_one(
+            "SELECT EXISTS (
+                SELECT 1 FROM pg_index x
+                 WHERE x.indrelid = $1::regclass AND x.indisunique AND x.indpred IS NULL
+                   AND (SELECT array_agg(a.attname::text ORDER BY a.attname::text) FROM pg_attribute a
+                         WHERE a.attrelid = x.indrelid AND a.attnum = ANY (x.indkey)) = $2::text[]
+                   AND x.indnkeyatts = cardinality($2::text[]))",
+            &[&table.quoted(), &sorted],
+        )
+        .await
+        .map_err(|e| PlanError::from(ferry_common::errors::classify_pg(&e)))?;
+    if !row.get::<_, bool>(0) {
+        return Err(PlanError::invalid(format!(
+            "mode upsert needs a unique index or primary key on ({}) in {table}: create one, or pick --upsert-key columns that have one",
+            keys.join(", ")
+        )));
+    }
+    prep.upsert_keys = keys.iter().map(|k| quote_ident(k)).collect();
+    Ok(prep)
 }

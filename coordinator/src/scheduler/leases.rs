@@ -16,6 +16,7 @@ use ferry_common::timing::{ACQUIRE_LONG_POLL, RPC_TIMEOUT};
 use super::state::{LiveChunk, State, WorkerEntry};
 use super::Scheduler;
 use crate::error::CoordinatorError;
+use crate::planner::{compose, KEY};
 
 impl Scheduler {
     /// Registers a worker (or re-registers one that kept its id) under a fresh lease.
@@ -237,8 +238,27 @@ impl Scheduler {
                     attempt: rec.attempt,
                     source: spec.source.clone(),
                     target: spec.target.clone(),
-                    source_select: rec.source_select.clone(),
-                    target_table: job.record.target_table.clone(),
+                    source_select: compose(
+                        &job.record.select_binary,
+                        &rec.predicate,
+                        &job.record.key_source,
+                    ),
+                    text_select: compose(
+                        &job.record.select_text,
+                        &rec.predicate,
+                        &job.record.key_source,
+                    ),
+                    key_index: job.record.key_index,
+                    mode: spec.mode,
+                    upsert_keys: job.record.upsert_keys.clone(),
+                    repair_delete: if rec.repair && !job.record.key_target.is_empty() {
+                        rec.predicate.replace(KEY, &job.record.key_target)
+                    } else if rec.repair {
+                        "true".to_string()
+                    } else {
+                        String::new()
+                    },
+                    target_table: job.record.load_table.clone(),
                     target_columns: job.record.target_columns.clone(),
                     ledger_schema: self.config.ledger_schema.clone(),
                     chunks_total,

@@ -7,6 +7,7 @@ mod outcomes;
 mod planning;
 pub mod progress;
 mod recovery;
+mod resume;
 mod spec;
 mod state;
 

@@ -5,13 +5,16 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use ferry_common::db::connect;
 use ferry_common::errors::ErrorClass;
-use ferry_common::proto::{ChunkRef, ChunkState, JobState};
+use ferry_common::proto::{ChunkRef, ChunkState, JobState, WriteMode};
+use ferry_common::sql::{parse_table_name, TableName};
 
 use super::progress;
 use super::state::{now_ms, JobRuntime, State};
 use super::Scheduler;
 use crate::error::CoordinatorError;
+use crate::planner::replace;
 
 /// Finds the chunk a report is about and checks the reporter still holds it.
 fn current_chunk<'a>(
@@ -37,6 +40,33 @@ fn current_chunk<'a>(
     Ok(job)
 }
 
+/// Whether the job's rejected rows passed its `max_failed_rows` or
+/// `max_failed_ratio`; the message says which and by how much.
+fn rejects_over_limit(job: &JobRuntime) -> Option<String> {
+    let spec = job.record.spec.as_ref()?;
+    let (written, rejected) = job.rows_committed();
+    if let Some(max) = spec.max_failed_rows {
+        if rejected > max {
+            return Some(format!(
+                "{rejected} rows rejected, more than max_failed_rows {max}: see `ferry rejects {}`, fix the data or raise --max-failed-rows",
+                job.record.job_id
+            ));
+        }
+    }
+    if let Some(ratio) = spec.max_failed_ratio {
+        let total = job.record.rows_estimated.max(written + rejected).max(1);
+        let share = rejected as f64 / total as f64;
+        if share > ratio {
+            return Some(format!(
+                "{rejected} of {total} rows rejected ({:.4}%), more than max_failed_ratio {ratio}: see `ferry rejects {}`",
+                share * 100.0,
+                job.record.job_id
+            ));
+        }
+    }
+    None
+}
+
 impl Scheduler {
     /// Records a chunk committed in the target (or found committed in the ledger).
     pub async fn complete(
@@ -56,6 +86,7 @@ impl Scheduler {
         rec.state = ChunkState::Succeeded as i32;
         rec.rows_written = rows_written;
         rec.rows_rejected = rows_rejected;
+        rec.repair = false;
         rec.last_error.clear();
         let v = self.store.update_chunk(&rec, c.version).await?;
         if let Some(c) = job.chunk_mut(r.chunk_no) {
@@ -67,6 +98,9 @@ impl Scheduler {
             tracing::info!(job = %r.job_id, chunk = r.chunk_no, "chunk was already committed by another attempt; not copied again");
         }
         progress::log_chunk_completed(&r.job_id, r.chunk_no, rows_written, rows_rejected);
+        if let Some(error) = rejects_over_limit(job) {
+            self.fail_job(job, error).await?;
+        }
         let job_id = r.job_id.clone();
         self.maybe_finish(&mut st, &job_id).await?;
         drop(st);
@@ -141,8 +175,9 @@ impl Scheduler {
         } else if aborted {
             rec.state = ChunkState::Pending as i32;
             job.ready.push_front(chunk_no);
-        } else if class == ErrorClass::Transient && rec.attempt <= retry.allowed_retries() {
-            let delay = retry.delay(rec.attempt, &mut rand::rng());
+        } else if class == ErrorClass::Transient && rec.retries < retry.allowed_retries() {
+            rec.retries += 1;
+            let delay = retry.delay(rec.retries, &mut rand::rng());
             rec.state = ChunkState::RetryWait as i32;
             rec.retry_at_ms = now_ms() + delay.as_millis() as i64;
             job.delayed.push((rec.retry_at_ms, chunk_no));
@@ -203,7 +238,13 @@ impl Scheduler {
         Ok(())
     }
 
-    async fn maybe_finish(&self, st: &mut State, job_id: &str) -> Result<(), CoordinatorError> {
+    /// Ends a running job whose chunks all landed: SUCCEEDED, after the
+    /// one-time index build and swap of mode replace.
+    pub(crate) async fn maybe_finish(
+        self: &Arc<Self>,
+        st: &mut State,
+        job_id: &str,
+    ) -> Result<(), CoordinatorError> {
         let Some(job) = st.jobs.get_mut(job_id) else {
             return Ok(());
         };
@@ -212,19 +253,86 @@ impl Scheduler {
         {
             return Ok(());
         }
+        let replace = job
+            .record
+            .spec
+            .as_ref()
+            .is_some_and(|s| s.mode == WriteMode::Replace as i32);
+        if replace && !job.record.replaced {
+            if !job.finalizing {
+                job.finalizing = true;
+                let me = Arc::clone(self);
+                let id = job_id.to_string();
+                tokio::spawn(async move { me.finalize_replace(id).await });
+            }
+            return Ok(());
+        }
+        self.succeed(job).await
+    }
+
+    /// Marks a job SUCCEEDED and logs the guide's closing lines.
+    async fn succeed(&self, job: &mut JobRuntime) -> Result<(), CoordinatorError> {
         job.record.state = JobState::Succeeded as i32;
         job.record.finished_at_ms = now_ms();
         self.store.update_job(&job.record).await?;
+        self.changed();
         let (written, rejected) = job.rows_committed();
         let elapsed = job.started.map(|s| Instant::now() - s).unwrap_or_default();
-        progress::log_progress(
-            job_id,
-            job.chunks.len() as u32,
-            job.chunks.len() as u32,
-            written,
-            elapsed,
-        );
-        progress::log_complete(job_id, written, rejected, elapsed);
+        let total = job.chunks.len() as u32;
+        progress::log_progress(&job.record.job_id, total, total, written, elapsed);
+        progress::log_complete(&job.record.job_id, written, rejected, elapsed);
         Ok(())
+    }
+
+    /// Builds the indexes of a replace job's new table and swaps it in, then
+    /// finishes the job; the swap is recorded so it never runs twice.
+    async fn finalize_replace(self: Arc<Self>, job_id: String) {
+        let spec = {
+            let st = self.state.lock().await;
+            let Some(job) = st.jobs.get(&job_id) else {
+                return;
+            };
+            job.record.spec.clone().unwrap_or_default()
+        };
+        tracing::info!(job = %job_id, table = %spec.table, "all chunks landed: building indexes on the new table and swapping it in");
+        let result = async {
+            let table = parse_table_name(&spec.table).map_err(|e| e.to_string())?;
+            let load = TableName {
+                schema: table.schema.clone(),
+                table: replace::load_table(&table, &job_id).table,
+            };
+            let url = self
+                .config
+                .connections
+                .url(&spec.target)
+                .map_err(|e| e.to_string())?;
+            let mut client = connect(&spec.target, url).await.map_err(|e| e.message)?;
+            replace::finalize(&mut client, &table, &load)
+                .await
+                .map_err(|e| e.message)?;
+            Ok::<_, String>(table.quoted())
+        }
+        .await;
+        let mut st = self.state.lock().await;
+        let Some(job) = st.jobs.get_mut(&job_id) else {
+            return;
+        };
+        job.finalizing = false;
+        let outcome = match result {
+            Ok(table) => {
+                job.record.replaced = true;
+                job.record.load_table = table;
+                tracing::info!(job = %job_id, "new table swapped in");
+                if job.state() == JobState::Running {
+                    self.succeed(job).await
+                } else {
+                    Ok(())
+                }
+            }
+            Err(e) => self.fail_job(job, format!("replace failed while building indexes or swapping: {e}; `ferry resume {job_id}` tries again")).await,
+        };
+        if let Err(e) = outcome {
+            tracing::error!(job = %job_id, error = %e, "cannot record the end of a replace job");
+        }
     }
 }

@@ -12,7 +12,7 @@ use super::progress;
 use super::state::{now_ms, ChunkRt};
 use super::Scheduler;
 use crate::error::CoordinatorError;
-use crate::planner::{plan_job, Plan, PlanError};
+use crate::planner::{plan_job, prepare_target, Plan, PlanError};
 
 /// Chunks written to the store per batch (etcd takes ~128 operations per transaction).
 const CHUNK_WRITE_BATCH: usize = 100;
@@ -65,8 +65,21 @@ impl Scheduler {
                     .map(|_| plan),
                 other => other,
             };
+            let result = match result {
+                Ok(plan) => prepare_target(&spec, job_id, &self.config.connections, &plan)
+                    .await
+                    .map(|prep| (plan, prep)),
+                Err(e) => Err(e),
+            };
             match result {
-                Ok(plan) => break plan,
+                Ok((plan, prep)) => {
+                    let mut st = self.state.lock().await;
+                    if let Some(job) = st.jobs.get_mut(job_id) {
+                        job.record.load_table = prep.load_table;
+                        job.record.upsert_keys = prep.upsert_keys;
+                    }
+                    break plan;
+                }
                 Err(e)
                     if e.class == ErrorClass::Transient && attempt <= retry.allowed_retries() =>
                 {
@@ -137,7 +150,7 @@ impl Scheduler {
             .map(|(i, c)| ChunkRecord {
                 job_id: job_id.to_string(),
                 chunk_no: i as u32 + 1,
-                source_select: c.source_select.clone(),
+                predicate: c.predicate.clone(),
                 range: c.range.clone(),
                 state: ChunkState::Pending as i32,
                 ..Default::default()
@@ -159,6 +172,15 @@ impl Scheduler {
         job.record.plan = plan.strategy.clone();
         job.record.target_table = plan.target_table.clone();
         job.record.target_columns = plan.target_columns.clone();
+        job.record.select_binary = plan.select_binary.clone();
+        job.record.select_text = plan.select_text.clone();
+        job.record.select_verify = plan.select_verify.clone();
+        job.record.key_source = plan.key_source.clone();
+        job.record.key_target = plan.key_target.clone();
+        job.record.key_index = plan.key_index;
+        if job.record.load_table.is_empty() {
+            job.record.load_table = plan.target_table.clone();
+        }
         job.record.chunks_total = records.len() as u32;
         job.record.state = JobState::Running as i32;
         job.record.started_at_ms = now_ms();

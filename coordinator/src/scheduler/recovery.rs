@@ -112,6 +112,18 @@ impl Scheduler {
             st.order.push(job.record.job_id.clone());
             st.jobs.insert(job.record.job_id.clone(), job);
         }
+        let running: Vec<String> = st
+            .jobs
+            .iter()
+            .filter(|(_, j)| j.state() == JobState::Running)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in running {
+            // a job whose chunks all landed before the takeover (replace: not yet swapped) ends now
+            if let Err(e) = self.maybe_finish(&mut st, &id).await {
+                tracing::warn!(job = %id, error = %e, "cannot finish a recovered job");
+            }
+        }
         drop(st);
         for id in replan {
             self.spawn_planning(id);

@@ -35,6 +35,8 @@ pub(crate) struct JobRuntime {
     pub retries: u32,
     pub started: Option<Instant>,
     pub last_progress_log: Option<Instant>,
+    /// A replace job's index build and swap is running.
+    pub finalizing: bool,
 }
 
 impl JobRuntime {
@@ -49,6 +51,7 @@ impl JobRuntime {
             retries: 0,
             started: None,
             last_progress_log: None,
+            finalizing: false,
         }
     }
 

@@ -1,0 +1,170 @@
+//! Running a finished job again: `resume` re-runs the chunks that did not
+//! land (the ledger decides what did), `repair` re-copies chunks whose target
+//! rows differ, and verify/rejects read a job's chunks.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use ferry_common::proto::{self, ChunkCheck, ChunkState, JobState, Reject};
+
+use super::state::now_ms;
+use super::Scheduler;
+use crate::error::CoordinatorError;
+
+impl Scheduler {
+    /// Resumes a FAILED or CANCELLED job: its unfinished chunks run again with
+    /// a fresh retry budget; a job that never planned plans again.
+    pub async fn resume(self: &Arc<Self>, job_id: &str) -> Result<proto::Job, CoordinatorError> {
+        self.rerun(job_id, None).await
+    }
+
+    /// Copies the given chunks again (delete the range, copy, one transaction);
+    /// with no chunks given, those that verify finds differing.
+    pub async fn repair(
+        self: &Arc<Self>,
+        job_id: &str,
+        chunks: Vec<u32>,
+    ) -> Result<proto::Job, CoordinatorError> {
+        let chunks = if chunks.is_empty() {
+            self.verify(job_id)
+                .await?
+                .into_iter()
+                .filter(|c| !c.matches)
+                .map(|c| c.chunk_no)
+                .collect()
+        } else {
+            chunks
+        };
+        if chunks.is_empty() {
+            return self.get_job(job_id).await;
+        }
+        self.rerun(job_id, Some(chunks)).await
+    }
+
+    async fn rerun(
+        self: &Arc<Self>,
+        job_id: &str,
+        repair: Option<Vec<u32>>,
+    ) -> Result<proto::Job, CoordinatorError> {
+        let mut st = self.state.lock().await;
+        let job = st
+            .jobs
+            .get_mut(job_id)
+            .ok_or_else(|| CoordinatorError::JobNotFound(job_id.to_string()))?;
+        let state = job.state();
+        let allowed = match repair {
+            None => matches!(state, JobState::Failed | JobState::Cancelled),
+            Some(_) => state.is_terminal(),
+        };
+        if !allowed || job.finalizing {
+            return Err(CoordinatorError::InvalidArgument(format!(
+                "job {job_id} is {}: {}",
+                state.label(),
+                if repair.is_some() {
+                    "repair a job once it has ended"
+                } else {
+                    "only FAILED or CANCELLED jobs resume"
+                }
+            )));
+        }
+        if repair.is_some() && job.record.key_target.is_empty() && job.chunks.len() > 1 {
+            return Err(CoordinatorError::InvalidArgument(
+                "repair deletes key ranges, but the key column is not copied into the target"
+                    .into(),
+            ));
+        }
+        job.record.error.clear();
+        job.record.finished_at_ms = 0;
+        if job.chunks.is_empty() {
+            job.record.state = JobState::Pending as i32;
+            self.store.update_job(&job.record).await?;
+            drop(st);
+            self.spawn_planning(job_id.to_string());
+            return self.get_job(job_id).await;
+        }
+        let mut rerun = 0;
+        for n in 1..=job.chunks.len() as u32 {
+            let Some(c) = job.chunk(n) else { continue };
+            let pick = match &repair {
+                None => {
+                    c.record.state != ChunkState::Succeeded as i32
+                        && c.record.state != ChunkState::Leased as i32
+                }
+                Some(list) => list.contains(&n) && c.record.state != ChunkState::Leased as i32,
+            };
+            if !pick {
+                continue;
+            }
+            let mut rec = c.record.clone();
+            rec.state = ChunkState::Pending as i32;
+            rec.retries = 0;
+            rec.repair = repair.is_some();
+            let v = self.store.update_chunk(&rec, c.version).await?;
+            if let Some(c) = job.chunk_mut(n) {
+                c.record = rec;
+                c.version = v;
+            }
+            job.ready.push_back(n);
+            rerun += 1;
+        }
+        job.record.state = JobState::Running as i32;
+        job.record.started_at_ms = now_ms();
+        job.started = Some(Instant::now());
+        self.store.update_job(&job.record).await?;
+        let what = if repair.is_some() { "repair" } else { "resume" };
+        tracing::info!(job = %job_id, chunks = rerun, "job {what}: running {rerun} chunks again");
+        if rerun > 0 {
+            progress::log_start(job_id, job.max_in_flight().min(rerun), rerun);
+        }
+        let job_id = job_id.to_string();
+        self.maybe_finish(&mut st, &job_id).await?;
+        drop(st);
+        self.ready.notify_waiters();
+        self.changed();
+        self.get_job(&job_id).await
+    }
+
+    /// Compares every chunk of a planned job in source and target.
+    pub async fn verify(&self, job_id: &str) -> Result<Vec<ChunkCheck>, CoordinatorError> {
+        let (record, chunks) = {
+            let st = self.state.lock().await;
+            let job = st
+                .jobs
+                .get(job_id)
+                .ok_or_else(|| CoordinatorError::JobNotFound(job_id.to_string()))?;
+            (
+                job.record.clone(),
+                job.chunks
+                    .iter()
+                    .map(|c| c.record.clone())
+                    .collect::<Vec<_>>(),
+            )
+        };
+        crate::verify::verify(&self.config.connections, &record, &chunks).await
+    }
+
+    /// The rows a job's target refused.
+    pub async fn rejects(
+        &self,
+        job_id: &str,
+        limit: u32,
+    ) -> Result<(Vec<Reject>, u64), CoordinatorError> {
+        let record = {
+            let st = self.state.lock().await;
+            st.jobs
+                .get(job_id)
+                .ok_or_else(|| CoordinatorError::JobNotFound(job_id.to_string()))?
+                .record
+                .clone()
+        };
+        crate::verify::list_rejects(
+            &self.config.connections,
+            &self.config.ledger_schema,
+            &record,
+            limit,
+        )
+        .await
+    }
+}
+
+use super::progress;
