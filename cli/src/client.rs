@@ -158,20 +158,7 @@ pub async fn submit(a: SubmitArgs) -> i32 {
         );
     }
     let code = if a.watch {
-        match follow(&c, &resp.job_id).await {
-            Ok(job) => {
-                summarize(&job);
-                if job_state(&job) == JobState::Succeeded {
-                    0
-                } else {
-                    EXIT_JOB_FAILED
-                }
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                EXIT_UNREACHABLE
-            }
-        }
+        follow_to_exit(&c, &resp.job_id).await
     } else {
         0
     };
@@ -224,11 +211,15 @@ pub async fn status(a: JobArgs) -> i32 {
 
 /// `ferry watch`.
 pub async fn watch(a: JobArgs) -> i32 {
-    let c = match connect(&a.coord) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    match follow(&c, &a.job).await {
+    match connect(&a.coord) {
+        Ok(c) => follow_to_exit(&c, &a.job).await,
+        Err(code) => code,
+    }
+}
+
+/// Follows a job to its end, prints the summary, and maps the outcome to an exit code.
+async fn follow_to_exit(c: &Coordinators, job_id: &str) -> i32 {
+    match follow(c, job_id).await {
         Ok(job) => {
             summarize(&job);
             if job_state(&job) == JobState::Succeeded {
@@ -447,27 +438,15 @@ pub async fn resume(a: JobArgs) -> i32 {
 }
 
 async fn finish_rerun(c: &Coordinators, job: Job, no_watch: bool) -> i32 {
-    if no_watch || job_state(&job).is_terminal() {
-        println!("{} {}", job_state(&job).label(), job.job_id);
-        return if job_state(&job) == JobState::Failed {
+    let code = if no_watch || job_state(&job).is_terminal() {
+        if job_state(&job) == JobState::Failed {
             EXIT_JOB_FAILED
         } else {
             0
-        };
-    }
-    match follow(c, &job.job_id).await {
-        Ok(job) => {
-            summarize(&job);
-            println!("{} {}", job_state(&job).label(), job.job_id);
-            if job_state(&job) == JobState::Succeeded {
-                0
-            } else {
-                EXIT_JOB_FAILED
-            }
         }
-        Err(e) => {
-            eprintln!("error: {e}");
-            EXIT_UNREACHABLE
-        }
-    }
+    } else {
+        follow_to_exit(c, &job.job_id).await
+    };
+    println!("{}", job.job_id);
+    code
 }

@@ -90,26 +90,11 @@ impl Scheduler {
         request_id: String,
         spec: JobSpec,
     ) -> Result<(String, bool), CoordinatorError> {
-        let spec = resolve_spec(spec, &self.config.defaults, &self.config.connections)
-            .map_err(CoordinatorError::InvalidArgument)?;
-        let record = JobRecord {
-            job_id: new_job_id(),
-            request_id,
-            spec: Some(spec),
-            state: JobState::Pending as i32,
-            created_at_ms: now_ms(),
-            ..Default::default()
-        };
-        let mut st = self.state.lock().await;
-        let (stored, created) = self.store.create_job(&record).await?;
+        let (job_id, created) = self.create(request_id, spec, JobState::Pending).await?;
         if created {
-            st.order.push(stored.job_id.clone());
-            st.jobs
-                .insert(stored.job_id.clone(), JobRuntime::new(stored.clone()));
-            tracing::info!(job = %stored.job_id, table = %record.spec.as_ref().map(|s| s.table.as_str()).unwrap_or(""), "job submitted");
-            self.spawn_planning(stored.job_id.clone());
+            self.spawn_planning(job_id.clone());
         }
-        Ok((stored.job_id, created))
+        Ok((job_id, created))
     }
 
     /// Submits a job whose chunks are already planned (benchmarks, tests,
@@ -121,30 +106,39 @@ impl Scheduler {
         spec: JobSpec,
         plan: crate::planner::Plan,
     ) -> Result<String, CoordinatorError> {
+        let (job_id, created) = self.create(request_id, spec, JobState::Planning).await?;
+        if created {
+            self.start(&job_id, plan).await?;
+        }
+        Ok(job_id)
+    }
+
+    /// Validates and stores a new job (or finds the one stored under `request_id`).
+    async fn create(
+        &self,
+        request_id: String,
+        spec: JobSpec,
+        state: JobState,
+    ) -> Result<(String, bool), CoordinatorError> {
         let spec = resolve_spec(spec, &self.config.defaults, &self.config.connections)
             .map_err(CoordinatorError::InvalidArgument)?;
         let record = JobRecord {
             job_id: new_job_id(),
             request_id,
             spec: Some(spec),
-            state: JobState::Planning as i32,
+            state: state as i32,
             created_at_ms: now_ms(),
             ..Default::default()
         };
-        let (stored, created) = {
-            let mut st = self.state.lock().await;
-            let (stored, created) = self.store.create_job(&record).await?;
-            if created {
-                st.order.push(stored.job_id.clone());
-                st.jobs
-                    .insert(stored.job_id.clone(), JobRuntime::new(stored.clone()));
-            }
-            (stored, created)
-        };
+        let mut st = self.state.lock().await;
+        let (stored, created) = self.store.create_job(&record).await?;
         if created {
-            self.start(&stored.job_id, plan).await?;
+            st.order.push(stored.job_id.clone());
+            st.jobs
+                .insert(stored.job_id.clone(), JobRuntime::new(stored.clone()));
+            tracing::info!(job = %stored.job_id, table = %record.spec.as_ref().map(|s| s.table.as_str()).unwrap_or(""), "job submitted");
         }
-        Ok(stored.job_id)
+        Ok((stored.job_id, created))
     }
 
     /// A receiver that changes whenever any job progresses or changes state.
