@@ -320,7 +320,7 @@ pub async fn prepare_target(
         .query_one(
             "SELECT EXISTS (
                 SELECT 1 FROM pg_index x
-                 WHERE x.indrelid = $1::regclass AND x.indisunique AND x.indpred IS NULL
+                 WHERE x.indrelid = $1::text::regclass AND x.indisunique AND x.indpred IS NULL
                    AND (SELECT array_agg(a.attname::text ORDER BY a.attname::text) FROM pg_attribute a
                          WHERE a.attrelid = x.indrelid AND a.attnum = ANY (x.indkey)) = $2::text[]
                    AND x.indnkeyatts = cardinality($2::text[]))",

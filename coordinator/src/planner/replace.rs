@@ -71,7 +71,7 @@ pub async fn finalize(
                FROM pg_index x
                JOIN pg_class i ON i.oid = x.indexrelid
                LEFT JOIN pg_constraint c ON c.conindid = x.indexrelid AND c.conrelid = x.indrelid AND c.contype IN ('p', 'u')
-              WHERE x.indrelid = $1::regclass",
+              WHERE x.indrelid = $1::text::regclass",
             &[&table.quoted()],
         )
         .await
