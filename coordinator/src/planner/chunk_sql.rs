@@ -65,6 +65,10 @@ pub struct Cast {
     pub from: String,
     /// Target type.
     pub to: String,
+    /// Source type without modifier.
+    pub from_base: String,
+    /// Target type without modifier.
+    pub to_base: String,
 }
 
 /// The placeholder for the key expression in a chunk predicate.
@@ -142,6 +146,8 @@ impl SelectBuilder {
                     column: qc.name.clone(),
                     from: qc.full_type.clone(),
                     to: tc.full_type.clone(),
+                    from_base: qc.base_type.clone(),
+                    to_base: tc.base_type.clone(),
                 });
                 select.push(format!("{src}::{}", tc.full_type));
             }

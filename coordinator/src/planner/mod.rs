@@ -7,7 +7,7 @@ mod describe;
 pub mod replace;
 mod split;
 
-pub use chunk_sql::{compose, ChunkBounds, SelectBuilder, KEY};
+pub use chunk_sql::{compose, Cast, ChunkBounds, SelectBuilder, KEY};
 pub use split::equal_row_boundaries;
 
 use ferry_common::connections::ConnectionRegistry;
@@ -235,6 +235,9 @@ async fn check_select(
     source: &tokio_postgres::Client,
     builder: &SelectBuilder,
 ) -> Result<(), PlanError> {
+    for cast in builder.casts() {
+        check_assignable(source, cast).await?;
+    }
     let Err(e) = source.prepare(&builder.select(&ChunkBounds::All)).await else {
         return Ok(());
     };
@@ -256,6 +259,38 @@ async fn check_select(
         }
     }
     Err(PlanError::from(ferry_common::errors::classify_pg(&e)))
+}
+
+/// String types: values convert to and from them through text input and
+/// output, the way an INSERT of text would, so a bad value is a bad row.
+const STRING_TYPES: &[&str] = &["text", "character varying", "character"];
+
+/// Refuses a type pair PostgreSQL would not convert on assignment (an INSERT):
+/// only an explicit cast exists (jsonb to integer) or none at all. Strings
+/// convert through text input (bad values become rejected rows).
+async fn check_assignable(source: &tokio_postgres::Client, cast: &Cast) -> Result<(), PlanError> {
+    if STRING_TYPES.contains(&cast.from_base.as_str())
+        || STRING_TYPES.contains(&cast.to_base.as_str())
+    {
+        return Ok(());
+    }
+    let row = source
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_cast
+                             WHERE castsource = to_regtype($1) AND casttarget = to_regtype($2)
+                               AND castcontext IN ('i', 'a'))
+                    OR (to_regtype($1) = to_regtype($2))",
+            &[&cast.from_base, &cast.to_base],
+        )
+        .await
+        .map_err(|e| PlanError::from(ferry_common::errors::classify_pg(&e)))?;
+    if row.get::<_, bool>(0) {
+        return Ok(());
+    }
+    Err(PlanError::invalid(format!(
+        "column '{}' is {} in the source but {} in the target, and there is no conversion PostgreSQL applies on insert: change the target column's type or convert the column in the query",
+        cast.column, cast.from, cast.to
+    )))
 }
 
 /// What a write mode needs prepared in the target before chunks run.
