@@ -8,7 +8,7 @@ use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp, TxnOpRespo
 use ferry_common::timing::{ELECTION_KEEPALIVE, ELECTION_POLL, ELECTION_STEP_DOWN, ELECTION_TTL};
 use tokio_util::sync::CancellationToken;
 
-use crate::store::{map_etcd_error, LeaderFence, StoreError};
+use crate::store::{map_etcd_error, with_retry, LeaderFence, StoreError};
 
 /// A won election: the fence to compare in every write, and a token that is
 /// cancelled when leadership is lost.
@@ -70,7 +70,13 @@ pub async fn campaign(
                 Some(PutOptions::new().with_lease(lease_id)),
             )])
             .or_else(vec![TxnOp::get(key.clone(), None)]);
-        let resp = client.clone().txn(txn).await.map_err(map_etcd_error)?;
+        let resp = with_retry(|| {
+            let mut c = client.clone();
+            let t = txn.clone();
+            async move { c.txn(t).await }
+        })
+        .await
+        .map_err(map_etcd_error)?;
         if resp.succeeded() {
             let create_revision = resp.header().map(|h| h.revision()).unwrap_or(0);
             let fence = LeaderFence {
@@ -84,7 +90,13 @@ pub async fn campaign(
                 _ => return Err(StoreError::NotLeader),
             }
             let lost = CancellationToken::new();
-            tokio::spawn(keep_leading(keeper, stream, lost.clone(), stop.clone()));
+            tokio::spawn(keep_leading(
+                client.clone(),
+                lease_id,
+                (keeper, stream),
+                lost.clone(),
+                stop.clone(),
+            ));
             return Ok(Some(Leadership {
                 fence,
                 lease_id,
@@ -124,39 +136,60 @@ pub async fn campaign(
     }
 }
 
-/// Renews the election lease every keepalive interval; cancels `lost` when a
-/// renewal fails or the last success is older than the step-down time.
+/// Renews the election lease every keepalive interval, reopening the
+/// keepalive stream (perhaps on another etcd member) when it breaks; cancels
+/// `lost` when the lease is gone or the last success is older than the
+/// step-down time.
 async fn keep_leading(
-    mut keeper: etcd_client::LeaseKeeper,
-    mut stream: etcd_client::LeaseKeepAliveStream,
+    client: Client,
+    lease_id: i64,
+    first: (etcd_client::LeaseKeeper, etcd_client::LeaseKeepAliveStream),
     lost: CancellationToken,
     stop: CancellationToken,
 ) {
+    let mut pair = Some(first);
     let mut last_ok = Instant::now();
+    let mut wait = ELECTION_KEEPALIVE;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = lost.cancelled() => return,
-            _ = tokio::time::sleep(ELECTION_KEEPALIVE) => {}
+            _ = tokio::time::sleep(wait) => {}
         }
-        let renewed = async {
-            keeper.keep_alive().await.ok()?;
-            let r = stream.message().await.ok()??;
-            (r.ttl() > 0).then_some(())
-        };
         let budget = ELECTION_STEP_DOWN
             .saturating_sub(last_ok.elapsed())
             .max(Duration::from_millis(1));
+        let renewed = async {
+            if pair.is_none() {
+                pair = Some(client.clone().lease_keep_alive(lease_id).await.ok()?);
+            }
+            let (keeper, stream) = pair.as_mut()?;
+            keeper.keep_alive().await.ok()?;
+            let r = stream.message().await.ok()??;
+            Some(r.ttl())
+        };
         match tokio::time::timeout(budget, renewed).await {
-            Ok(Some(())) => last_ok = Instant::now(),
-            _ if last_ok.elapsed() < ELECTION_STEP_DOWN => {}
-            _ => {
-                tracing::error!(
-                    since_ms = last_ok.elapsed().as_millis() as u64,
-                    "election lease renewal is late: stepping down"
-                );
+            Ok(Some(ttl)) if ttl > 0 => {
+                last_ok = Instant::now();
+                wait = ELECTION_KEEPALIVE;
+            }
+            Ok(Some(_)) => {
+                tracing::error!("election lease expired: stepping down");
                 lost.cancel();
                 return;
+            }
+            _ => {
+                pair = None;
+                wait = ELECTION_POLL;
+                if last_ok.elapsed() >= ELECTION_STEP_DOWN {
+                    tracing::error!(
+                        since_ms = last_ok.elapsed().as_millis() as u64,
+                        "election lease renewal is late: stepping down"
+                    );
+                    lost.cancel();
+                    return;
+                }
+                tracing::warn!("election lease renewal failed; retrying on a fresh stream");
             }
         }
     }

@@ -258,7 +258,12 @@ impl Scheduler {
                     } else {
                         String::new()
                     },
-                    target_table: job.record.load_table.clone(),
+                    // records written before load_table existed load into the target
+                    target_table: if job.record.load_table.is_empty() {
+                        job.record.target_table.clone()
+                    } else {
+                        job.record.load_table.clone()
+                    },
                     target_columns: job.record.target_columns.clone(),
                     ledger_schema: self.config.ledger_schema.clone(),
                     chunks_total,

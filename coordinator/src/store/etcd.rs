@@ -75,6 +75,41 @@ pub fn map_err(e: etcd_client::Error) -> StoreError {
     }
 }
 
+/// Whether an etcd error means the request never reached a member (a dead
+/// endpoint refused the connection): then trying again is safe, and every
+/// write compares revisions anyway.
+fn not_sent(e: &etcd_client::Error) -> bool {
+    match e {
+        etcd_client::Error::TransportError(_) => true,
+        etcd_client::Error::GRpcStatus(s) => {
+            s.code() == tonic::Code::Unavailable
+                && (s.message().contains("connect") || s.message().contains("transport"))
+        }
+        _ => false,
+    }
+}
+
+/// Runs an etcd call, again (up to four times) when it was not sent.
+pub async fn with_retry<T, F, Fut>(mut call: F) -> Result<T, etcd_client::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+{
+    let mut delay = std::time::Duration::from_millis(50);
+    let mut tries = 0;
+    loop {
+        match call().await {
+            Err(e) if not_sent(&e) && tries < 4 => {
+                tries += 1;
+                tracing::debug!(error = %e, "etcd call not sent; trying another member");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+            other => return other,
+        }
+    }
+}
+
 impl EtcdStore {
     /// A store over `client` under `prefix`, writing only while `fence` holds.
     pub fn new(client: Client, prefix: &str, fence: Option<LeaderFence>) -> Self {
@@ -124,7 +159,13 @@ impl EtcdStore {
         if let Some(f) = &self.fence {
             txn = txn.or_else(vec![TxnOp::get(f.key.clone(), None)]);
         }
-        let resp = self.client.clone().txn(txn).await.map_err(map_err)?;
+        let resp = with_retry(|| {
+            let mut c = self.client.clone();
+            let a0 = txn.clone();
+            async move { c.txn(a0).await }
+        })
+        .await
+        .map_err(map_err)?;
         let rev = resp.header().map(|h| h.revision()).unwrap_or(0);
         if resp.succeeded() {
             return Ok(rev);
@@ -155,12 +196,7 @@ impl EtcdStore {
             if revision > 0 {
                 opts = opts.with_revision(revision);
             }
-            let resp = self
-                .client
-                .clone()
-                .get(from.clone(), Some(opts))
-                .await
-                .map_err(map_err)?;
+            let resp = self.get(from.clone(), Some(opts)).await?;
             if revision == 0 {
                 revision = resp.header().map(|h| h.revision()).unwrap_or(0);
             }
@@ -175,6 +211,21 @@ impl EtcdStore {
                 return Ok(out);
             }
         }
+    }
+
+    /// A read, tried again on another member when not sent.
+    async fn get(
+        &self,
+        key: Vec<u8>,
+        opts: Option<GetOptions>,
+    ) -> Result<etcd_client::GetResponse, StoreError> {
+        with_retry(|| {
+            let mut c = self.client.clone();
+            let (k, o) = (key.clone(), opts.clone());
+            async move { c.get(k, o).await }
+        })
+        .await
+        .map_err(map_err)
     }
 
     async fn lease_of(&self, worker: &str) -> Option<Arc<Mutex<WorkerLease>>> {
@@ -222,23 +273,13 @@ impl StateStore for EtcdStore {
         match self.guarded(cmp, ops, "create job").await {
             Ok(_) => Ok((job.clone(), true)),
             Err(StoreError::Conflict(_)) => {
-                let resp = self
-                    .client
-                    .clone()
-                    .get(req_key.clone(), None)
-                    .await
-                    .map_err(map_err)?;
+                let resp = self.get(req_key.clone().into_bytes(), None).await?;
                 let id = resp
                     .kvs()
                     .first()
                     .map(|kv| String::from_utf8_lossy(kv.value()).into_owned())
                     .unwrap_or_default();
-                let resp = self
-                    .client
-                    .clone()
-                    .get(self.job_key(&id), None)
-                    .await
-                    .map_err(map_err)?;
+                let resp = self.get(self.job_key(&id).into_bytes(), None).await?;
                 let kv = resp
                     .kvs()
                     .first()
@@ -323,12 +364,12 @@ impl StateStore for EtcdStore {
             }
         }
         let ttl = ttl_ms.div_ceil(1000).max(1) as i64;
-        let grant = self
-            .client
-            .clone()
-            .lease_grant(ttl, None)
-            .await
-            .map_err(map_err)?;
+        let grant = with_retry(|| {
+            let mut c = self.client.clone();
+            async move { c.lease_grant(ttl, None).await }
+        })
+        .await
+        .map_err(map_err)?;
         let op = TxnOp::put(
             self.key(&format!("workers/{worker_id}")),
             grant.id().to_string(),
@@ -375,8 +416,23 @@ impl StateStore for EtcdStore {
                 Ok(false)
             }
             Err(e) => {
+                // the stream's member may be gone: reopen (on another member) and try once more
                 l.keeper = None;
-                Err(map_err(e))
+                let id = l.id;
+                let (mut keeper, mut stream) = with_retry(|| {
+                    let mut c = self.client.clone();
+                    async move { c.lease_keep_alive(id).await }
+                })
+                .await
+                .map_err(|_| map_err(e))?;
+                keeper.keep_alive().await.map_err(map_err)?;
+                let alive = stream
+                    .message()
+                    .await
+                    .map_err(map_err)?
+                    .is_some_and(|r| r.ttl() > 0);
+                l.keeper = Some((keeper, stream));
+                Ok(alive)
             }
         }
     }

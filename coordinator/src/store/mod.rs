@@ -6,7 +6,7 @@ mod etcd;
 mod memory;
 mod tripwire;
 
-pub use etcd::{map_err as map_etcd_error, EtcdStore, LeaderFence};
+pub use etcd::{map_err as map_etcd_error, with_retry, EtcdStore, LeaderFence};
 pub use memory::MemoryStore;
 pub use tripwire::Tripwire;
 
