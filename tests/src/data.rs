@@ -10,6 +10,46 @@ pub const ITEMS_COLUMNS: &str = "id bigint primary key, \
      note text, \
      created_at timestamptz not null";
 
+/// The `items` columns without the primary key: a target table on which a
+/// chunk landing twice shows up as duplicate rows instead of a key violation.
+pub fn items_columns_without_key() -> String {
+    ITEMS_COLUMNS.replace(" primary key", "")
+}
+
+/// Creates `schema_table` with the `items` columns but no primary key (nor
+/// any other unique constraint).
+pub async fn create_items_table_without_key(client: &Client, schema_table: &str) {
+    let sql = format!(
+        "CREATE TABLE {schema_table} ({})",
+        items_columns_without_key()
+    );
+    client
+        .batch_execute(&sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+/// Makes every insert statement into `schema_table` (each COPY of a chunk)
+/// take `ms` longer, like a slow or busy target: an `AFTER INSERT … FOR EACH
+/// STATEMENT` trigger sleeps once the rows are in, inside the chunk's
+/// transaction, before it commits. Chaos tests use it so a multi-million-row
+/// job lasts long enough for faults to land mid-job and mid-chunk without
+/// burning CPU. Rows are not touched.
+pub async fn slow_down_inserts(client: &Client, schema_table: &str, ms: u64) {
+    let name = schema_table.replace('.', "_");
+    let sql = format!(
+        "CREATE FUNCTION ferry_test_slow_{name}() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN PERFORM pg_sleep({secs}); RETURN NULL; END $$; \
+         CREATE TRIGGER ferry_test_slow AFTER INSERT ON {schema_table} \
+         FOR EACH STATEMENT EXECUTE FUNCTION ferry_test_slow_{name}()",
+        secs = ms as f64 / 1000.0
+    );
+    client
+        .batch_execute(&sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
 /// Creates `schema_table` (e.g. `public.items`) with the `items` columns.
 pub async fn create_items_table(client: &Client, schema_table: &str) {
     let sql = format!("CREATE TABLE {schema_table} ({ITEMS_COLUMNS})");

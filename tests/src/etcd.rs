@@ -170,6 +170,28 @@ impl EtcdCluster {
             .unwrap_or(false)
     }
 
+    /// Which member is the Raft leader right now, as member `i` sees it
+    /// (`POST /v3/maintenance/status`); `None` if no running member knows.
+    pub fn leader(&self) -> Option<usize> {
+        let mut ids = Vec::new();
+        let mut leader = None;
+        for m in &self.members {
+            let status = http_request(m.client_port, "POST", "/v3/maintenance/status", "{}");
+            let member_id = status
+                .as_deref()
+                .and_then(|b| json_string_field(b, "member_id"));
+            if leader.is_none() {
+                leader = status
+                    .as_deref()
+                    .and_then(|b| json_string_field(b, "leader"));
+            }
+            ids.push(member_id);
+        }
+        let leader = leader?;
+        ids.iter()
+            .position(|id| id.as_deref() == Some(leader.as_str()))
+    }
+
     /// Waits until member `i` is healthy; panics with its log on timeout or exit.
     pub fn wait_healthy(&self, i: usize) {
         blocking(|| {
@@ -248,6 +270,21 @@ impl Drop for EtcdCluster {
 /// A minimal HTTP/1.0 GET to `127.0.0.1:port`; returns the body, or `None`
 /// when the server does not answer with a 200 within a second.
 pub fn http_get(port: u16, path: &str) -> Option<String> {
+    http_request(port, "GET", path, "")
+}
+
+/// The string value of `"key":"value"` (or `"key":number`) in flat JSON text.
+fn json_string_field(body: &str, key: &str) -> Option<String> {
+    let needle = format!("\"{key}\":");
+    let rest = body.split_once(&needle)?.1.trim_start();
+    let rest = rest.strip_prefix('"').unwrap_or(rest);
+    let end = rest.find(['"', ',', '}'])?;
+    Some(rest[..end].to_string())
+}
+
+/// A minimal HTTP/1.0 request with a JSON `body` to `127.0.0.1:port`;
+/// returns the response body, or `None` unless it is a 200 within a second.
+pub fn http_request(port: u16, method: &str, path: &str, body: &str) -> Option<String> {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
@@ -256,7 +293,9 @@ pub fn http_get(port: u16, path: &str) -> Option<String> {
         .ok()?;
     write!(
         stream,
-        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n"
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
     )
     .ok()?;
     let mut response = String::new();

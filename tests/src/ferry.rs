@@ -254,6 +254,15 @@ impl Drop for FerryProcess {
     fn drop(&mut self) {
         self.signal(libc::SIGCONT);
         self.kill();
+        // FERRY_TEST_KEEP_LOGS=DIR keeps every process log (as NAME-PID.log).
+        if let Some(dir) = std::env::var_os("FERRY_TEST_KEEP_LOGS") {
+            let dir = PathBuf::from(dir);
+            let _ = std::fs::create_dir_all(&dir);
+            let _ = std::fs::copy(
+                &self.log_path,
+                dir.join(format!("{}-{}.log", self.name, self.pid)),
+            );
+        }
         if std::thread::panicking() || std::env::var_os("FERRY_TEST_SHOW_LOGS").is_some() {
             eprintln!(
                 "--- {} (pid {}) log, last lines ---\n{}",
@@ -273,7 +282,20 @@ where
     K: AsRef<OsStr>,
     V: AsRef<OsStr>,
 {
-    let port = free_port();
+    start_coordinator_on(free_port(), extra_args, env)
+}
+
+/// Like `start_coordinator`, on a given port: restarts a killed coordinator
+/// at the address its workers and clients already know.
+pub fn start_coordinator_on<K, V>(
+    port: u16,
+    extra_args: &[&str],
+    env: &[(K, V)],
+) -> (FerryProcess, String)
+where
+    K: AsRef<OsStr>,
+    V: AsRef<OsStr>,
+{
     let listen = format!("127.0.0.1:{port}");
     let mut args = vec!["coordinator", "--listen", listen.as_str()];
     args.extend_from_slice(extra_args);

@@ -9,8 +9,10 @@
 pub mod data;
 pub mod etcd;
 pub mod ferry;
+pub mod issue5;
 pub mod job;
 pub mod net;
 pub mod postgres;
+pub mod report;
 pub mod scenario;
 mod sync;

@@ -2,7 +2,9 @@
 
 use tokio_postgres::Client;
 
-use crate::data::{create_items_table, fill_items, fill_skewed, table_checksum};
+use crate::data::{
+    create_items_table, create_items_table_without_key, fill_items, fill_skewed, table_checksum,
+};
 use crate::postgres::PgCluster;
 
 /// Name of the source database and of its connection (`FERRY_CONN_SRC`).
@@ -91,6 +93,16 @@ impl Databases {
         let source = self.source().await;
         create_items_table(&source, "public.items").await;
         create_items_table(&self.target().await, "public.items").await;
+        fill_items(&source, "public.items", rows).await;
+    }
+
+    /// Like `prepare_items`, but the target's table has no primary key, so a
+    /// chunk that lands twice leaves duplicate rows to count (with a key, the
+    /// second copy would fail on the key instead).
+    pub async fn prepare_items_keyless_target(&self, rows: u64) {
+        let source = self.source().await;
+        create_items_table(&source, "public.items").await;
+        create_items_table_without_key(&self.target().await, "public.items").await;
         fill_items(&source, "public.items", rows).await;
     }
 
