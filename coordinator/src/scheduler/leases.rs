@@ -268,10 +268,7 @@ impl Scheduler {
                     ledger_schema: self.config.ledger_schema.clone(),
                     chunks_total,
                 });
-                if let Some(c) = job.chunk_mut(n) {
-                    c.record = rec;
-                    c.version = token;
-                }
+                job.set_chunk(n, rec, token);
             }
             if out.len() as u32 >= slots {
                 break;

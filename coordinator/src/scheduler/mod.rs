@@ -207,10 +207,7 @@ impl Scheduler {
                     let mut rec = c.record.clone();
                     rec.state = ChunkState::Cancelled as i32;
                     let v = self.store.update_chunk(&rec, c.version).await?;
-                    if let Some(c) = job.chunk_mut(n) {
-                        c.record = rec;
-                        c.version = v;
-                    }
+                    job.set_chunk(n, rec, v);
                 }
             }
             tracing::warn!(job = %job_id, in_flight = job.live.len(), "job cancelled; chunks in flight roll back");
@@ -246,7 +243,7 @@ impl Scheduler {
                 if let Some(started) = job.started {
                     progress::log_progress(
                         &job.record.job_id,
-                        job.count(ChunkState::Succeeded),
+                        job.succeeded(),
                         job.chunks.len() as u32,
                         job.rows_so_far(),
                         now - started,

@@ -89,10 +89,7 @@ impl Scheduler {
         rec.repair = false;
         rec.last_error.clear();
         let v = self.store.update_chunk(&rec, c.version).await?;
-        if let Some(c) = job.chunk_mut(r.chunk_no) {
-            c.record = rec;
-            c.version = v;
-        }
+        job.set_chunk(r.chunk_no, rec, v);
         job.live.remove(&r.chunk_no);
         if already_committed {
             tracing::info!(job = %r.job_id, chunk = r.chunk_no, "chunk was already committed by another attempt; not copied again");
@@ -200,10 +197,7 @@ impl Scheduler {
             fail_job = Some(format!("chunk {chunk_no} failed ({why}): {message}"));
         }
         let v = self.store.update_chunk(&rec, version).await?;
-        if let Some(c) = job.chunk_mut(chunk_no) {
-            c.record = rec;
-            c.version = v;
-        }
+        job.set_chunk(chunk_no, rec, v);
         if let Some(error) = fail_job {
             self.fail_job(job, error).await?;
         }
@@ -232,7 +226,7 @@ impl Scheduler {
             "Parallel processing failed: {error} ({} rows landed, {} rejected, {}/{} chunks done)",
             progress::thousands(written),
             progress::thousands(rejected),
-            job.count(ChunkState::Succeeded),
+            job.succeeded(),
             job.chunks.len()
         );
         Ok(())
@@ -248,9 +242,7 @@ impl Scheduler {
         let Some(job) = st.jobs.get_mut(job_id) else {
             return Ok(());
         };
-        if job.state() != JobState::Running
-            || job.count(ChunkState::Succeeded) as usize != job.chunks.len()
-        {
+        if job.state() != JobState::Running || job.succeeded() as usize != job.chunks.len() {
             return Ok(());
         }
         let replace = job

@@ -190,6 +190,7 @@ impl Scheduler {
             .zip(versions)
             .map(|(record, version)| ChunkRt { record, version })
             .collect();
+        job.recount();
         job.ready = (1..=job.chunks.len() as u32).collect();
         job.started = Some(Instant::now());
         let mut workers = job.max_in_flight().min(job.chunks.len() as u32);

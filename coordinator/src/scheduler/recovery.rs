@@ -69,6 +69,7 @@ impl Scheduler {
                     })
                     .collect();
                 job.chunks.sort_by_key(|c| c.record.chunk_no);
+                job.recount();
                 if state == JobState::Running {
                     summary.running += 1;
                     let elapsed =

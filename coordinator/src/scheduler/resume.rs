@@ -100,10 +100,7 @@ impl Scheduler {
             rec.retries = 0;
             rec.repair = repair.is_some();
             let v = self.store.update_chunk(&rec, c.version).await?;
-            if let Some(c) = job.chunk_mut(n) {
-                c.record = rec;
-                c.version = v;
-            }
+            job.set_chunk(n, rec, v);
             job.ready.push_back(n);
             rerun += 1;
         }

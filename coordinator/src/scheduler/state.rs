@@ -23,6 +23,27 @@ pub(crate) struct LiveChunk {
     pub leased_at: Instant,
 }
 
+/// Running totals over a job's chunks.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Totals {
+    pub succeeded: u32,
+    pub failed: u32,
+    pub rows_written: u64,
+    pub rows_rejected: u64,
+}
+
+impl Totals {
+    fn apply(&mut self, r: &ChunkRecord, sign: i64) {
+        if r.state == ChunkState::Succeeded as i32 {
+            self.succeeded = (self.succeeded as i64 + sign) as u32;
+            self.rows_written = (self.rows_written as i64 + sign * r.rows_written as i64) as u64;
+            self.rows_rejected = (self.rows_rejected as i64 + sign * r.rows_rejected as i64) as u64;
+        } else if r.state == ChunkState::Failed as i32 {
+            self.failed = (self.failed as i64 + sign) as u32;
+        }
+    }
+}
+
 /// One job as the scheduler runs it.
 pub(crate) struct JobRuntime {
     pub record: JobRecord,
@@ -33,6 +54,9 @@ pub(crate) struct JobRuntime {
     pub delayed: Vec<(i64, u32)>,
     pub live: HashMap<u32, LiveChunk>,
     pub retries: u32,
+    /// Kept in step with `chunks` by `set_chunk`/`recount`, so progress and
+    /// finishing never scan every chunk (jobs may have 100,000).
+    pub totals: Totals,
     pub started: Option<Instant>,
     pub last_progress_log: Option<Instant>,
     /// A replace job's index build and swap is running.
@@ -49,6 +73,7 @@ impl JobRuntime {
             delayed: Vec::new(),
             live: HashMap::new(),
             retries: 0,
+            totals: Totals::default(),
             started: None,
             last_progress_log: None,
             finalizing: false,
@@ -89,31 +114,41 @@ impl JobRuntime {
     }
 
     /// The chunk numbered `n`, if planned.
-    pub fn chunk_mut(&mut self, n: u32) -> Option<&mut ChunkRt> {
-        self.chunks.get_mut(n.checked_sub(1)? as usize)
-    }
-
-    /// The chunk numbered `n`, if planned.
     pub fn chunk(&self, n: u32) -> Option<&ChunkRt> {
         self.chunks.get(n.checked_sub(1)? as usize)
     }
 
-    /// Chunks in `state`.
-    pub fn count(&self, state: ChunkState) -> u32 {
-        self.chunks
-            .iter()
-            .filter(|c| c.record.state == state as i32)
-            .count() as u32
+    /// Replaces chunk `n`'s record and version, keeping the totals in step.
+    pub fn set_chunk(&mut self, n: u32, record: ChunkRecord, version: u64) {
+        let Some(i) = n.checked_sub(1).map(|i| i as usize) else {
+            return;
+        };
+        let Some(c) = self.chunks.get_mut(i) else {
+            return;
+        };
+        self.totals.apply(&c.record, -1);
+        self.totals.apply(&record, 1);
+        c.record = record;
+        c.version = version;
     }
 
-    /// Rows landed by finished chunks.
+    /// Recomputes the totals after `chunks` was replaced wholesale.
+    pub fn recount(&mut self) {
+        let mut t = Totals::default();
+        for c in &self.chunks {
+            t.apply(&c.record, 1);
+        }
+        self.totals = t;
+    }
+
+    /// Chunks that landed.
+    pub fn succeeded(&self) -> u32 {
+        self.totals.succeeded
+    }
+
+    /// Rows landed and rejected by finished chunks.
     pub fn rows_committed(&self) -> (u64, u64) {
-        self.chunks
-            .iter()
-            .filter(|c| c.record.state == ChunkState::Succeeded as i32)
-            .fold((0, 0), |(w, r), c| {
-                (w + c.record.rows_written, r + c.record.rows_rejected)
-            })
+        (self.totals.rows_written, self.totals.rows_rejected)
     }
 
     /// Rows landed plus rows streamed by chunks in flight.
@@ -135,8 +170,8 @@ impl JobRuntime {
             state: self.record.state,
             error: self.record.error.clone(),
             chunks_total: self.chunks.len() as u32,
-            chunks_succeeded: self.count(ChunkState::Succeeded),
-            chunks_failed: self.count(ChunkState::Failed),
+            chunks_succeeded: self.totals.succeeded,
+            chunks_failed: self.totals.failed,
             rows_written: self.rows_so_far(),
             rows_rejected: rejected,
             rows_estimated: self.record.rows_estimated,
