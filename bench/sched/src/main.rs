@@ -1,1 +1,233 @@
-fn main() {}
+//! Ferry's scheduler benchmark (issue 4, part 2): a real coordinator gRPC
+//! server in this process, one synthetic job of `--chunks` chunks, and
+//! `--workers` simulated workers in a child process (`--role workers`) that
+//! lease and complete chunks over gRPC as fast as the coordinator lets them.
+//! No database. Run with MemoryStore, with EtcdStore (a throwaway etcd), or both;
+//! prints leases/s, coordinator CPU per chunk and etcd writes per chunk.
+
+mod coord;
+mod etcd;
+mod report;
+mod sys;
+mod workers;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::{Parser, ValueEnum};
+
+use coord::{RunOpts, StoreKind};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Role {
+    /// Run the benchmark (coordinator in this process, workers in a child).
+    Coordinator,
+    /// Internal: the simulated workers.
+    Workers,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Store {
+    Memory,
+    Etcd,
+    Both,
+}
+
+#[derive(Parser, Debug)]
+#[command(about = "Scheduler benchmark: chunk leases over real gRPC, no database")]
+struct Args {
+    /// Chunks of the one job.
+    #[arg(long, default_value_t = 100_000)]
+    chunks: u32,
+    /// Simulated workers (each leases one chunk at a time).
+    #[arg(long, default_value_t = 1_000)]
+    workers: u32,
+    /// gRPC connections the workers share; 0 = one per worker (as separate worker processes have).
+    #[arg(long, default_value_t = 0)]
+    channels: u32,
+    /// Which state store(s) to run.
+    #[arg(long, value_enum, default_value_t = Store::Both)]
+    store: Store,
+    /// etcd 3.4 binary for the EtcdStore run.
+    #[arg(long, default_value = "/usr/bin/etcd")]
+    etcd_bin: PathBuf,
+    /// Write the results section into this Markdown file (between its markers).
+    #[arg(long)]
+    results: Option<PathBuf>,
+    /// Coordinator logging off (default: on at `info` like `ferry coordinator`, into a file).
+    #[arg(long)]
+    no_log: bool,
+    /// Keep the temporary directory (etcd data and log, coordinator log).
+    #[arg(long)]
+    keep: bool,
+    /// Give up on a run after this many seconds.
+    #[arg(long, default_value_t = 1800)]
+    timeout_s: u64,
+    /// Save etcd's CPU profile (Go pprof, `--enable-pprof`) over this many seconds after submit.
+    #[arg(long, default_value_t = 0)]
+    etcd_pprof_s: u64,
+    #[arg(long, value_enum, default_value_t = Role::Coordinator, hide = true)]
+    role: Role,
+    /// Coordinator URL (role workers).
+    #[arg(long, hide = true)]
+    url: Option<String>,
+}
+
+fn init_log(path: &std::path::Path) -> Result<()> {
+    // the filter and format of `ferry coordinator` (ferry_common::telemetry),
+    // into a file instead of stderr so the terminal keeps the table
+    let filter = std::env::var("FERRY_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info,h2=warn,tower=warn,hyper=warn,tokio_postgres=warn".into());
+    let file = std::fs::File::create(path)?;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_target(false)
+        .with_ansi(false)
+        .with_writer(std::sync::Mutex::new(file))
+        .try_init();
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match args.role {
+        Role::Workers => {
+            let url = args
+                .url
+                .clone()
+                .ok_or_else(|| anyhow::anyhow!("--role workers needs --url"))?;
+            rt.block_on(workers::run(
+                url,
+                args.workers,
+                args.chunks as u64,
+                args.channels,
+            ))
+        }
+        Role::Coordinator => rt.block_on(bench(args)),
+    }
+}
+
+async fn bench(args: Args) -> Result<()> {
+    let tmp = std::env::temp_dir().join(format!("ferry-sched-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp)?;
+    let log_path = tmp.join("coordinator.log");
+    if !args.no_log {
+        init_log(&log_path)?;
+    }
+    let stores: &[StoreKind] = match args.store {
+        Store::Memory => &[StoreKind::Memory],
+        Store::Etcd => &[StoreKind::Etcd],
+        Store::Both => &[StoreKind::Memory, StoreKind::Etcd],
+    };
+    println!(
+        "scheduler benchmark: {} chunks, {} workers, {} connection(s), coordinator log {}",
+        args.chunks,
+        args.workers,
+        if args.channels == 0 {
+            "one per worker".to_string()
+        } else {
+            args.channels.to_string()
+        },
+        if args.no_log {
+            "off".to_string()
+        } else {
+            log_path.display().to_string()
+        }
+    );
+    let mut results = Vec::new();
+    for &store in stores {
+        let o = RunOpts {
+            store,
+            chunks: args.chunks,
+            workers: args.workers,
+            channels: args.channels,
+            etcd_bin: args.etcd_bin.clone(),
+            tmp: tmp.clone(),
+            keep: args.keep,
+            timeout: Duration::from_secs(args.timeout_s),
+            etcd_pprof_s: args.etcd_pprof_s,
+        };
+        println!("{}:", store.name());
+        let r = coord::run(&o, &log_path).await?;
+        println!(
+            "  {}: {:.0} leases/s, {:.0} µs coordinator CPU per chunk",
+            r.store,
+            r.leases_per_s(),
+            r.cpu_per_chunk_us()
+        );
+        results.push(r);
+    }
+
+    let table = report::table(&results);
+    let goals = report::goals(&results);
+    let details = report::details(&results);
+    let etcd: String = results.iter().map(report::etcd_details).collect();
+    println!("\n{table}\n{goals}\n{details}");
+    if !etcd.is_empty() {
+        println!("{etcd}");
+    }
+    if let Some(path) = &args.results {
+        let mut machine = machine();
+        if stores.contains(&StoreKind::Etcd) {
+            machine.push_str(&format!(", {}", etcd_version(&args.etcd_bin)));
+        }
+        let body = format!(
+            "Measured {} on {machine}; command: `{}`; coordinator logging {}.\n\n{table}\nGoals of issue 4 (reported, not asserted):\n\n{goals}\nMore figures:\n\n{details}\n{etcd}\n",
+            today(),
+            std::env::args().collect::<Vec<_>>().join(" "),
+            if args.no_log { "off" } else { "on (info, to a file)" },
+        );
+        report::write_section(path, &body)?;
+        println!("wrote {}", path.display());
+    }
+    if !args.keep {
+        let _ = std::fs::remove_dir_all(&tmp);
+    } else {
+        println!("kept {}", tmp.display());
+    }
+    Ok(())
+}
+
+fn machine() -> String {
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, m)| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "?".into());
+    format!("{cpus} CPUs ({model})")
+}
+
+fn etcd_version(bin: &std::path::Path) -> String {
+    std::process::Command::new(bin)
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .map(|l| l.trim().to_string())
+        })
+        .unwrap_or_else(|| "etcd ?".into())
+}
+
+fn today() -> String {
+    std::process::Command::new("date")
+        .arg("+%Y-%m-%d %H:%M")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}

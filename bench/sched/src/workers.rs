@@ -1,0 +1,353 @@
+//! `--role workers`: N simulated workers in one process. Each registers, keeps
+//! its lease alive with heartbeats at the interval RegisterWorker returns, and
+//! loops AcquireChunk(slots=1) -> CompleteChunk(token) until the job's chunks
+//! are all completed. Nothing is copied: a chunk completes as soon as it is leased.
+//!
+//! Talks to the parent on stdout, one line each:
+//! `registered workers=N ms=T`, `progress completes=N`, `done key=value …`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use ferry_common::proto::worker_service_client::WorkerServiceClient;
+use ferry_common::proto::{
+    AcquireChunkRequest, ChunkRef, CompleteChunkRequest, HeartbeatRequest, HeldChunk,
+    RegisterWorkerRequest,
+};
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::sys;
+
+#[derive(Default)]
+struct Stats {
+    acquire_calls: AtomicU64,
+    acquire_empty: AtomicU64,
+    leased: AtomicU64,
+    completes: AtomicU64,
+    aborted: AtomicU64,
+    heartbeats: AtomicU64,
+    heartbeat_aborts: AtomicU64,
+    errors: AtomicU64,
+    reregistered: AtomicU64,
+}
+
+/// Latency samples of one worker, merged at the end.
+#[derive(Default)]
+struct Lat {
+    acquire_us: Vec<u32>,
+    complete_us: Vec<u32>,
+}
+
+fn us(d: Duration) -> u32 {
+    d.as_micros().min(u32::MAX as u128) as u32
+}
+
+fn pct(v: &mut [u32], p: f64) -> u32 {
+    if v.is_empty() {
+        return 0;
+    }
+    v.sort_unstable();
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[i.min(v.len() - 1)]
+}
+
+async fn channel(url: &str) -> Result<Channel> {
+    Endpoint::from_shared(url.to_string())?
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(5))
+        // the deadline `ferry worker` puts on every call
+        .timeout(ferry_common::timing::RPC_TIMEOUT)
+        .connect()
+        .await
+        .with_context(|| format!("connect to {url}"))
+}
+
+/// Runs `workers` simulated workers against `url` until `chunks` completions.
+pub async fn run(url: String, workers: u32, chunks: u64, channels: u32) -> Result<()> {
+    let started = Instant::now();
+    // one connection per worker (channels = 0), like real worker processes,
+    // or `channels` connections shared round-robin (HTTP/2 multiplexing)
+    let n_channels = if channels == 0 {
+        workers
+    } else {
+        channels.min(workers)
+    };
+    let mut chans = Vec::with_capacity(n_channels as usize);
+    for _ in 0..n_channels {
+        chans.push(channel(&url).await?);
+    }
+    let stats = Arc::new(Stats::default());
+    let stop = CancellationToken::new();
+    let registered = Arc::new(tokio::sync::Barrier::new(workers as usize + 1));
+    let mut tasks = Vec::with_capacity(workers as usize);
+    for i in 0..workers {
+        let ch = chans[(i % n_channels) as usize].clone();
+        tasks.push(tokio::spawn(worker(
+            i,
+            ch,
+            chunks,
+            Arc::clone(&stats),
+            stop.clone(),
+            Arc::clone(&registered),
+        )));
+    }
+    registered.wait().await;
+    let cpu_registered = sys::self_usage().cpu;
+    println!(
+        "registered workers={workers} channels={n_channels} ms={}",
+        started.elapsed().as_millis()
+    );
+
+    // progress lines for the parent, until done
+    let progress = {
+        let stats = Arc::clone(&stats);
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                }
+                println!(
+                    "progress completes={}",
+                    stats.completes.load(Ordering::Relaxed)
+                );
+            }
+        })
+    };
+
+    let mut lat = Lat::default();
+    let mut failed = None;
+    for t in tasks {
+        match t.await {
+            Ok(Ok(l)) => {
+                lat.acquire_us.extend(l.acquire_us);
+                lat.complete_us.extend(l.complete_us);
+            }
+            Ok(Err(e)) => {
+                stop.cancel();
+                failed.get_or_insert(e);
+            }
+            Err(e) => {
+                stop.cancel();
+                failed.get_or_insert(anyhow::anyhow!("worker task panicked: {e}"));
+            }
+        }
+    }
+    progress.abort();
+    if let Some(e) = failed {
+        println!("error {e:#}");
+        return Err(e);
+    }
+    let u = sys::self_usage();
+    let s = &stats;
+    println!(
+        "done completes={} leased={} acquire_calls={} acquire_empty={} aborted={} heartbeats={} heartbeat_aborts={} errors={} reregistered={} acquire_p50_us={} acquire_p99_us={} complete_p50_us={} complete_p99_us={} cpu_us={} cpu_after_register_us={} max_rss_kib={}",
+        s.completes.load(Ordering::Relaxed),
+        s.leased.load(Ordering::Relaxed),
+        s.acquire_calls.load(Ordering::Relaxed),
+        s.acquire_empty.load(Ordering::Relaxed),
+        s.aborted.load(Ordering::Relaxed),
+        s.heartbeats.load(Ordering::Relaxed),
+        s.heartbeat_aborts.load(Ordering::Relaxed),
+        s.errors.load(Ordering::Relaxed),
+        s.reregistered.load(Ordering::Relaxed),
+        pct(&mut lat.acquire_us, 0.5),
+        pct(&mut lat.acquire_us, 0.99),
+        pct(&mut lat.complete_us, 0.5),
+        pct(&mut lat.complete_us, 0.99),
+        u.cpu.as_micros(),
+        (u.cpu.saturating_sub(cpu_registered)).as_micros(),
+        u.max_rss_kib,
+    );
+    Ok(())
+}
+
+/// Registers (again, keeping the id, as `ferry worker` does) until accepted or stopped.
+async fn register(
+    client: &mut WorkerServiceClient<Channel>,
+    i: u32,
+    id: &Mutex<String>,
+    stop: &CancellationToken,
+) -> Result<Duration> {
+    let mut tries = 0;
+    loop {
+        let req = RegisterWorkerRequest {
+            worker_id: id.lock().unwrap().clone(),
+            hostname: format!("sim-{i}"),
+            concurrency: 1,
+        };
+        match client.register_worker(req).await {
+            Ok(r) => {
+                let r = r.into_inner();
+                *id.lock().unwrap() = r.worker_id;
+                return Ok(Duration::from_millis(r.heartbeat_interval_ms.max(100)));
+            }
+            Err(s) => {
+                tries += 1;
+                if tries >= 60 || stop.is_cancelled() {
+                    return Err(anyhow::anyhow!("RegisterWorker: {s}"));
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
+/// Counts an RPC error; prints the first few.
+fn note(stats: &Stats, i: u32, what: &str, s: &tonic::Status) {
+    let n = stats.errors.fetch_add(1, Ordering::Relaxed);
+    if n < 10 {
+        eprintln!("  worker {i}: {what}: {:?}: {}", s.code(), s.message());
+    } else if n == 10 {
+        eprintln!("  (more worker errors are counted, not printed)");
+    }
+}
+
+async fn worker(
+    i: u32,
+    ch: Channel,
+    chunks: u64,
+    stats: Arc<Stats>,
+    stop: CancellationToken,
+    registered: Arc<tokio::sync::Barrier>,
+) -> Result<Lat> {
+    let mut client = WorkerServiceClient::new(ch);
+    let id = Arc::new(Mutex::new(String::new()));
+    let every = register(&mut client, i, &id, &stop).await?;
+    let held: Arc<Mutex<Option<ChunkRef>>> = Arc::new(Mutex::new(None));
+    let hb = tokio::spawn(heartbeats(
+        client.clone(),
+        i,
+        Arc::clone(&id),
+        every,
+        Arc::clone(&held),
+        Arc::clone(&stats),
+        stop.clone(),
+    ));
+    registered.wait().await;
+
+    let mut lat = Lat::default();
+    while !stop.is_cancelled() {
+        stats.acquire_calls.fetch_add(1, Ordering::Relaxed);
+        let t = Instant::now();
+        let worker_id = id.lock().unwrap().clone();
+        let resp = tokio::select! {
+            _ = stop.cancelled() => break,
+            r = client.acquire_chunk(AcquireChunkRequest { worker_id, slots: 1 }) => r,
+        };
+        let assignments = match resp {
+            Ok(r) => r.into_inner().assignments,
+            Err(s) if s.code() == tonic::Code::NotFound => {
+                // the coordinator forgot this worker (a new leader term): register again
+                stats.reregistered.fetch_add(1, Ordering::Relaxed);
+                register(&mut client, i, &id, &stop).await?;
+                continue;
+            }
+            Err(s) => {
+                note(&stats, i, "AcquireChunk", &s);
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        if assignments.is_empty() {
+            stats.acquire_empty.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        lat.acquire_us.push(us(t.elapsed()));
+        for a in assignments {
+            stats.leased.fetch_add(1, Ordering::Relaxed);
+            let Some(chunk) = a.chunk else { continue };
+            *held.lock().unwrap() = Some(chunk.clone());
+            let t = Instant::now();
+            // report until acknowledged or refused, as `ferry worker` does
+            let mut tries = 0;
+            loop {
+                let worker_id = id.lock().unwrap().clone();
+                let r = client
+                    .complete_chunk(CompleteChunkRequest {
+                        worker_id,
+                        chunk: Some(chunk.clone()),
+                        rows_written: 0,
+                        rows_rejected: 0,
+                        already_committed: false,
+                    })
+                    .await;
+                match r {
+                    Ok(_) => {
+                        lat.complete_us.push(us(t.elapsed()));
+                        let n = stats.completes.fetch_add(1, Ordering::Relaxed) + 1;
+                        if n >= chunks {
+                            stop.cancel();
+                        }
+                        break;
+                    }
+                    Err(s) if s.code() == tonic::Code::Aborted => {
+                        stats.aborted.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                    Err(s) => {
+                        note(&stats, i, "CompleteChunk", &s);
+                        tries += 1;
+                        if tries >= 20 || stop.is_cancelled() {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+            }
+            *held.lock().unwrap() = None;
+        }
+    }
+    let _ = hb.await;
+    Ok(lat)
+}
+
+async fn heartbeats(
+    mut client: WorkerServiceClient<Channel>,
+    i: u32,
+    id: Arc<Mutex<String>>,
+    every: Duration,
+    held: Arc<Mutex<Option<ChunkRef>>>,
+    stats: Arc<Stats>,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let chunk = held.lock().unwrap().clone();
+        let req = HeartbeatRequest {
+            worker_id: id.lock().unwrap().clone(),
+            held: chunk
+                .map(|c| HeldChunk {
+                    chunk: Some(c),
+                    rows_so_far: 0,
+                })
+                .into_iter()
+                .collect(),
+            partial: false,
+        };
+        match client.heartbeat(req).await {
+            Ok(r) => {
+                stats.heartbeats.fetch_add(1, Ordering::Relaxed);
+                let n = r.into_inner().abort.len() as u64;
+                stats.heartbeat_aborts.fetch_add(n, Ordering::Relaxed);
+            }
+            Err(s) if s.code() == tonic::Code::NotFound => {
+                stats.reregistered.fetch_add(1, Ordering::Relaxed);
+                if register(&mut client, i, &id, &stop).await.is_err() {
+                    return;
+                }
+            }
+            Err(s) => {
+                note(&stats, i, "Heartbeat", &s);
+            }
+        }
+    }
+}
