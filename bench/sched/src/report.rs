@@ -220,7 +220,7 @@ pub fn write_section(path: &Path, body: &str) -> Result<()> {
             )
         }
         _ if old.is_empty() => format!("# Scheduler benchmark\n\n{block}"),
-        _ => format!("{}\n{block}", old.trim_end()),
+        _ => format!("{}\n\n{block}", old.trim_end()),
     };
     std::fs::write(path, new)?;
     Ok(())

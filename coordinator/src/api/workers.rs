@@ -26,6 +26,17 @@ impl WorkerApi {
     }
 }
 
+/// Runs a state change in its own task, so it completes even when the gRPC
+/// call that asked for it is cancelled (a client deadline drops the handler).
+async fn detached<T: Send + 'static>(
+    f: impl std::future::Future<Output = Result<T, CoordinatorError>> + Send + 'static,
+) -> Result<T, Status> {
+    match tokio::spawn(f).await {
+        Ok(r) => r.map_err(Status::from),
+        Err(e) => Err(Status::internal(format!("scheduler task failed: {e}"))),
+    }
+}
+
 fn missing_chunk() -> Status {
     CoordinatorError::InvalidArgument("the report names no chunk".into()).into()
 }
@@ -63,11 +74,11 @@ impl WorkerService for WorkerApi {
         request: Request<AcquireChunkRequest>,
     ) -> Result<Response<AcquireChunkResponse>, Status> {
         let r = request.into_inner();
-        let assignments = self
-            .gate
-            .scheduler()?
-            .acquire(&r.worker_id, r.slots)
-            .await?;
+        let scheduler = self.gate.scheduler()?;
+        // Run to the end even if the caller gives up: a lease half-written when
+        // the call is dropped would leave its chunk neither queued nor in flight.
+        let assignments =
+            detached(async move { scheduler.acquire(&r.worker_id, r.slots).await }).await?;
         Ok(Response::new(AcquireChunkResponse { assignments }))
     }
 
@@ -77,16 +88,19 @@ impl WorkerService for WorkerApi {
     ) -> Result<Response<CompleteChunkResponse>, Status> {
         let r = request.into_inner();
         let chunk = r.chunk.ok_or_else(missing_chunk)?;
-        self.gate
-            .scheduler()?
-            .complete(
-                &r.worker_id,
-                chunk,
-                r.rows_written,
-                r.rows_rejected,
-                r.already_committed,
-            )
-            .await?;
+        let scheduler = self.gate.scheduler()?;
+        detached(async move {
+            scheduler
+                .complete(
+                    &r.worker_id,
+                    chunk,
+                    r.rows_written,
+                    r.rows_rejected,
+                    r.already_committed,
+                )
+                .await
+        })
+        .await?;
         Ok(Response::new(CompleteChunkResponse {}))
     }
 
@@ -107,10 +121,14 @@ impl WorkerService for WorkerApi {
         } else {
             format!("{} (SQLSTATE {})", r.message, r.sqlstate)
         };
-        self.gate
-            .scheduler()?
-            .fail(&r.worker_id, chunk, class, aborted, &message)
-            .await?;
+        let scheduler = self.gate.scheduler()?;
+        let worker = r.worker_id;
+        detached(async move {
+            scheduler
+                .fail(&worker, chunk, class, aborted, &message)
+                .await
+        })
+        .await?;
         Ok(Response::new(FailChunkResponse {}))
     }
 }
