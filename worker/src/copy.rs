@@ -9,7 +9,7 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 use ferry_common::errors::{classify_pg, DbFailure, ErrorClass};
 use ferry_common::proto::{ChunkAssignment, WriteMode};
-use futures::{SinkExt, StreamExt};
+use futures::{FutureExt, SinkExt, StreamExt};
 use tokio_postgres::Client;
 
 use crate::fault::Faults;
@@ -97,10 +97,18 @@ pub async fn process(ctx: &ChunkContext, a: &ChunkAssignment, handle: &ChunkHand
         Ok(c) => c,
         Err(f) => return Outcome::Failed(f),
     };
-    match stream_chunk(ctx, a, handle, &source, &target).await {
+    let result = match source_scan(&source, a, true).await {
+        Ok(()) => stream_chunk(ctx, a, handle, &source, &target).await,
+        Err(stop) => Err(stop),
+    };
+    match result {
         Ok((rows_written, rows_rejected)) => {
             ctx.faults.after_commit();
-            ctx.pool.put(&a.source, source);
+            // The chunk is committed: a source that cannot take the RESET is
+            // dropped rather than pooled with the setting still on.
+            if source_scan(&source, a, false).await.is_ok() {
+                ctx.pool.put(&a.source, source);
+            }
             ctx.pool.put(&a.target, target);
             Outcome::Committed {
                 rows_written,
@@ -118,6 +126,20 @@ pub async fn process(ctx: &ChunkContext, a: &ChunkAssignment, handle: &ChunkHand
             }
         }
     }
+}
+
+/// Turns index scans off on the source session for a chunk the planner marked
+/// for a bitmap heap scan (`on`), and back to the session default after it.
+async fn source_scan(source: &Client, a: &ChunkAssignment, on: bool) -> Result<(), Stop> {
+    if !a.source_bitmap_scan {
+        return Ok(());
+    }
+    let sql = if on {
+        "SET enable_indexscan = off"
+    } else {
+        "RESET enable_indexscan"
+    };
+    source.batch_execute(sql).await.map_err(pg)
 }
 
 fn check_fence(ctx: &ChunkContext, handle: &ChunkHandle) -> Result<(), Stop> {
@@ -257,10 +279,16 @@ async fn fast_copy(
     let mut counter = TupleCounter::new();
     let mut buf = BytesMut::with_capacity(SEND_BUFFER + 64 * 1024);
     loop {
-        let next = tokio::select! {
-            biased;
-            _ = handle.cancel.cancelled() => None,
-            n = stream.next() => Some(n),
+        // Rows the source already sent are taken without arming the cancel
+        // future (a row is one message: this loop runs once per row); only
+        // when the source has nothing ready does the wait also watch cancel.
+        let next = match stream.next().now_or_never() {
+            Some(n) => Some(n),
+            None => tokio::select! {
+                biased;
+                _ = handle.cancel.cancelled() => None,
+                n = stream.next() => Some(n),
+            },
         };
         let Some(next) = next else {
             return Err(Stop::Abort(

@@ -61,6 +61,9 @@ impl TupleCounter {
     /// Feeds the next bytes of the stream.
     pub fn feed(&mut self, mut buf: &[u8]) {
         while !buf.is_empty() {
+            if self.have == 0 && self.skim(&mut buf) {
+                continue;
+            }
             match self.state {
                 State::Header => {
                     if self.fill(&mut buf, 19) {
@@ -137,6 +140,46 @@ impl TupleCounter {
     }
 }
 
+impl TupleCounter {
+    /// The fast path: walks whole tuples lying in `buf` without copying their
+    /// framing into `partial`. Returns false when it made no progress (a tuple's
+    /// framing straddles the end of `buf`, or the state is not a tuple's).
+    fn skim(&mut self, buf: &mut &[u8]) -> bool {
+        let start = buf.len();
+        loop {
+            match self.state {
+                State::TupleStart if buf.len() >= 2 => {
+                    let n = i16::from_be_bytes([buf[0], buf[1]]);
+                    *buf = &buf[2..];
+                    if n < 0 {
+                        self.state = State::Done;
+                        break;
+                    }
+                    self.rows += 1;
+                    self.state = next_field(n as u16);
+                }
+                State::FieldLen { left } if buf.len() >= 4 => {
+                    let len = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
+                    *buf = &buf[4..];
+                    let left = left - 1;
+                    if len > 0 {
+                        let skip = (len as usize).min(buf.len());
+                        *buf = &buf[skip..];
+                        let rest = len as u32 - skip as u32;
+                        if rest > 0 {
+                            self.state = State::FieldData { n: rest, left };
+                            break;
+                        }
+                    }
+                    self.state = next_field(left);
+                }
+                _ => break,
+            }
+        }
+        buf.len() != start
+    }
+}
+
 fn next_field(left: u16) -> State {
     if left == 0 {
         State::TupleStart
@@ -173,6 +216,32 @@ mod tests {
             }
             assert_eq!(c.rows(), 1000, "step {step}");
             assert!(c.finished());
+        }
+    }
+
+    #[test]
+    fn counts_mixed_field_sizes_across_any_split() {
+        let mut s = b"PGCOPY\n\xff\r\n\0".to_vec();
+        s.extend_from_slice(&0u32.to_be_bytes());
+        s.extend_from_slice(&3u32.to_be_bytes());
+        s.extend_from_slice(b"ext");
+        for i in 0..500usize {
+            s.extend_from_slice(&3i16.to_be_bytes());
+            let big = vec![b'x'; i * 7 % 3000];
+            s.extend_from_slice(&(big.len() as i32).to_be_bytes());
+            s.extend_from_slice(&big);
+            s.extend_from_slice(&0i32.to_be_bytes());
+            s.extend_from_slice(&(-1i32).to_be_bytes());
+        }
+        s.extend_from_slice(&0i16.to_be_bytes());
+        s.extend_from_slice(&(-1i16).to_be_bytes());
+        for step in [1, 2, 5, 13, 255, 4096, 65536, s.len()] {
+            let mut c = TupleCounter::new();
+            for part in s.chunks(step) {
+                c.feed(part);
+            }
+            assert_eq!(c.rows(), 501, "step {step}");
+            assert!(c.finished(), "step {step}");
         }
     }
 }
