@@ -178,6 +178,7 @@ async fn replace_keeps_the_old_table_readable_until_the_swap() {
             "ALTER TABLE public.items ADD CONSTRAINT amount_not_negative CHECK (amount >= 0);
              CREATE INDEX items_customer_idx ON public.items (customer_id);
              CREATE UNIQUE INDEX items_created_uidx ON public.items (created_at, id);
+             ALTER TABLE public.items SET (fillfactor = 80, autovacuum_vacuum_scale_factor = 0.05);
              INSERT INTO public.items (id, customer_id, amount, status, note, created_at)
              SELECT g, 1, 1, 'old', 'old row', now() FROM generate_series(1, {OLD_ROWS}) AS g"
         ),
@@ -312,6 +313,33 @@ async fn replace_keeps_the_old_table_readable_until_the_swap() {
         unique_ok.is_err(),
         "the swapped-in table accepted a duplicate primary key"
     );
+    // The target's storage options survive; autovacuum, off while loading, is
+    // back to the target's setting; the new table has statistics.
+    let options: Vec<String> = target
+        .query_one(
+            "SELECT coalesce(reloptions, '{}') FROM pg_class WHERE oid = 'public.items'::regclass",
+            &[],
+        )
+        .await
+        .expect("read reloptions")
+        .get(0);
+    assert_eq!(
+        options,
+        vec![
+            "fillfactor=80".to_string(),
+            "autovacuum_vacuum_scale_factor=0.05".to_string()
+        ],
+        "storage options of the swapped-in table"
+    );
+    let analyzed = query_i64(
+        &target,
+        "SELECT count(*) FROM pg_stats WHERE schemaname = 'public' AND tablename = 'items'",
+    )
+    .await;
+    assert!(
+        analyzed >= 6,
+        "the swapped-in table has no statistics ({analyzed} pg_stats rows)"
+    );
     let leftovers: Vec<String> = target
         .query(
             "SELECT relname::text FROM pg_class WHERE relname LIKE '%\\_\\_ferry\\_%'",
@@ -331,6 +359,54 @@ async fn replace_keeps_the_old_table_readable_until_the_swap() {
         "{}",
         ferry.coordinator.log_tail(20)
     );
+}
+
+// ---------------------------------------------------------------- source scans
+
+/// A source stored in key order is read by bitmap heap scans (the planner
+/// says so); a shuffled one keeps PostgreSQL's own plan; both land exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_ordered_sources_are_read_by_bitmap_scans() {
+    let dbs = Databases::one_cluster().await;
+    let source = dbs.source().await;
+    let target = dbs.target().await;
+    for table in ["public.items", "public.shuffled"] {
+        create_items_table(&source, table).await;
+        create_items_table(&target, table).await;
+    }
+    fill_items(&source, "public.items", 200_000).await;
+    exec(
+        &source,
+        "INSERT INTO public.shuffled SELECT * FROM public.items ORDER BY random();
+         ANALYZE public.items; ANALYZE public.shuffled",
+    )
+    .await;
+    let ferry = Ferry::start(&dbs, &[], 2, 2);
+    for (table, bitmap) in [("public.items", true), ("public.shuffled", false)] {
+        let job = ferry.submit(
+            &format!("SELECT * FROM {table}"),
+            table,
+            &["--chunk-size", "20000"],
+        );
+        let state = wait_for_state(&ferry.url, &job, &TERMINAL_STATES, Duration::from_secs(60));
+        assert_eq!(
+            state,
+            "SUCCEEDED",
+            "{table}: {}",
+            ferry.coordinator.log_tail(20)
+        );
+        let planned = ferry
+            .job_log(&job)
+            .into_iter()
+            .find(|l| l.contains("job planned"))
+            .expect("a `job planned` line");
+        assert_eq!(
+            planned.contains("bitmap heap scans"),
+            bitmap,
+            "{table}: bitmap scans expected: {bitmap}; {planned}"
+        );
+        dbs.assert_copied_exactly(table).await;
+    }
 }
 
 // ---------------------------------------------------------------- types

@@ -3,7 +3,7 @@
 //! in, in one transaction, so readers see the old table until the swap.
 
 use ferry_common::sql::{quote_ident, TableName};
-use tokio_postgres::Client;
+use tokio_postgres::{Client, GenericClient};
 
 use super::PlanError;
 use ferry_common::errors::classify_pg;
@@ -24,22 +24,86 @@ fn err(context: &str, e: &tokio_postgres::Error) -> PlanError {
     }
 }
 
-/// Creates the (empty, index-free) load table shaped like the target.
+/// Storage options of the target (`fillfactor=70`, `toast.…`), carried over to
+/// the load table, without the autovacuum switch the load overrides.
+async fn storage_options(target: &Client, table: &TableName) -> Result<Vec<String>, PlanError> {
+    let row = target
+        .query_one(
+            "SELECT coalesce(c.reloptions, '{}'), coalesce(t.reloptions, '{}')
+               FROM pg_class c LEFT JOIN pg_class t ON t.oid = c.reltoastrelid
+              WHERE c.oid = $1::text::regclass",
+            &[&table.quoted()],
+        )
+        .await
+        .map_err(|e| err("cannot read the target's storage options", &e))?;
+    let own: Vec<String> = row.get(0);
+    let toast: Vec<String> = row.get(1);
+    Ok(own
+        .into_iter()
+        .chain(toast.into_iter().map(|o| format!("toast.{o}")))
+        .filter(|o| {
+            !o.starts_with("autovacuum_enabled=") && !o.starts_with("toast.autovacuum_enabled=")
+        })
+        .collect())
+}
+
+/// Creates the (empty, index-free) load table shaped like the target, with the
+/// target's storage options and autovacuum off while it loads: a vacuum or
+/// analyze of a half-loaded table is work thrown away (the swap re-enables it).
 pub async fn create_load_table(
     target: &Client,
     table: &TableName,
     load: &TableName,
 ) -> Result<(), PlanError> {
+    let mut options = storage_options(target, table).await?;
+    options.push("autovacuum_enabled = false".into());
+    options.push("toast.autovacuum_enabled = false".into());
     let sql = format!(
         "DROP TABLE IF EXISTS {load};
-         CREATE TABLE {load} (LIKE {table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING GENERATED INCLUDING IDENTITY INCLUDING STORAGE)",
+         CREATE TABLE {load} (LIKE {table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING GENERATED INCLUDING IDENTITY INCLUDING STORAGE) WITH ({options})",
         load = load.quoted(),
-        table = table.quoted()
+        table = table.quoted(),
+        options = options.join(", ")
     );
     target
         .batch_execute(&sql)
         .await
         .map_err(|e| err("cannot create the table to load for mode replace", &e))
+}
+
+/// Gives the loaded table the target's autovacuum setting back and collects
+/// its statistics, so queries after the swap are planned on real numbers.
+async fn settle(
+    target: &impl GenericClient,
+    table: &TableName,
+    load: &TableName,
+) -> Result<(), PlanError> {
+    let row = target
+        .query_one(
+            "SELECT (SELECT o FROM unnest(c.reloptions) o WHERE o LIKE 'autovacuum_enabled=%'),
+                    (SELECT 'toast.' || o FROM unnest(t.reloptions) o WHERE o LIKE 'autovacuum_enabled=%')
+               FROM pg_class c LEFT JOIN pg_class t ON t.oid = c.reltoastrelid
+              WHERE c.oid = $1::text::regclass",
+            &[&table.quoted()],
+        )
+        .await
+        .map_err(|e| err("cannot read the target's autovacuum setting", &e))?;
+    let kept: Vec<String> = [row.get::<_, Option<String>>(0), row.get(1)]
+        .into_iter()
+        .flatten()
+        .collect();
+    let mut sql = format!(
+        "ALTER TABLE {} RESET (autovacuum_enabled, toast.autovacuum_enabled);",
+        load.quoted()
+    );
+    if !kept.is_empty() {
+        sql += &format!("ALTER TABLE {} SET ({});", load.quoted(), kept.join(", "));
+    }
+    sql += &format!("ANALYZE {};", load.quoted());
+    target
+        .batch_execute(&sql)
+        .await
+        .map_err(|e| err("cannot analyze the loaded table", &e))
 }
 
 /// Whether the load table still exists (false once swapped in).
@@ -139,6 +203,7 @@ pub async fn finalize(
             ));
         }
     }
+    settle(&tx, table, load).await?;
     let old = TableName {
         schema: table.schema.clone(),
         table: format!("{}__ferry_old", table.table),
