@@ -14,8 +14,8 @@
 #   WIDE_ROWS  rows of the wide `wide` table, 2 KB text per row (default 500000)
 #   ROUNDS     rounds; every config runs once per round, medians are reported (default 3)
 #   ONLY       configs or groups to run (default: all). Groups: narrow, wide, mem, ferry, peers.
-#              Configs: pipe local1 local2 local4 dist pgcopydb pgcopydb-clone sling
-#                       wide-pipe wide-local2 wide-dist
+#              Configs: pipe pipe-nopk local1 local2 local4 dist local2-replace dist-replace
+#                       pgcopydb pgcopydb-clone sling wide-pipe wide-local2 wide-dist wide-local2-replace
 #                       mem-local mem-dist mem-local-wide mem-dist-wide
 #   KEEP=1     leave the cluster and etcd running
 #   FRESH=1    re-initdb the cluster (and regenerate the data)
@@ -37,7 +37,7 @@ REPO=$(cd "$BENCH/.." && pwd)
 ROWS=${ROWS:-5000000}
 WIDE_ROWS=${WIDE_ROWS:-500000}
 ROUNDS=${ROUNDS:-3}
-ALL_CONFIGS="pipe local1 local2 local4 dist pgcopydb pgcopydb-clone sling wide-pipe wide-local2 wide-dist mem-local mem-dist mem-local-wide mem-dist-wide"
+ALL_CONFIGS="pipe pipe-nopk local1 local2 local4 dist local2-replace dist-replace pgcopydb pgcopydb-clone sling wide-pipe wide-local2 wide-dist wide-local2-replace mem-local mem-dist mem-local-wide mem-dist-wide"
 ONLY=${ONLY:-$ALL_CONFIGS}
 DIST_CONCURRENCY=${DIST_CONCURRENCY:-1}
 DIST_WORKERS=2
@@ -66,11 +66,11 @@ port_in_use() { ss -Hltn "sport = :$1" | grep -q .; }
 declare -A WANT=()
 for w in $ONLY; do
   case $w in
-    narrow) for c in pipe local1 local2 local4 dist pgcopydb pgcopydb-clone sling; do WANT[$c]=1; done ;;
-    wide) for c in wide-pipe wide-local2 wide-dist; do WANT[$c]=1; done ;;
+    narrow) for c in pipe pipe-nopk local1 local2 local4 dist local2-replace dist-replace pgcopydb pgcopydb-clone sling; do WANT[$c]=1; done ;;
+    wide) for c in wide-pipe wide-local2 wide-dist wide-local2-replace; do WANT[$c]=1; done ;;
     mem) for c in mem-local mem-dist mem-local-wide mem-dist-wide; do WANT[$c]=1; done ;;
-    ferry) for c in local1 local2 local4 dist wide-local2 wide-dist mem-local mem-dist mem-local-wide mem-dist-wide; do WANT[$c]=1; done ;;
-    peers) for c in pipe pgcopydb pgcopydb-clone sling wide-pipe; do WANT[$c]=1; done ;;
+    ferry) for c in local1 local2 local4 dist local2-replace dist-replace wide-local2 wide-dist wide-local2-replace mem-local mem-dist mem-local-wide mem-dist-wide; do WANT[$c]=1; done ;;
+    peers) for c in pipe pipe-nopk pgcopydb pgcopydb-clone sling wide-pipe; do WANT[$c]=1; done ;;
     *) [[ " $ALL_CONFIGS " == *" $w "* ]] || die "unknown config or group in ONLY: $w"; WANT[$w]=1 ;;
   esac
 done
@@ -98,7 +98,7 @@ install_deps() {
       "$VENV/bin/pip" install -q --disable-pip-version-check "sling-linux-amd64==1.4.11"
     SLING_BIN=$("$VENV/bin/python" -c 'import sling_linux_amd64 as s; print(s.SLING_BIN)')
   fi
-  if want_any dist wide-dist mem-dist mem-dist-wide; then [[ -x /usr/bin/etcd ]] || die "/usr/bin/etcd missing"; fi
+  if want_any dist dist-replace wide-dist mem-dist mem-dist-wide; then [[ -x /usr/bin/etcd ]] || die "/usr/bin/etcd missing"; fi
 }
 
 ferry_binary() {
@@ -239,7 +239,7 @@ reset_target() { # TABLE
 ETCD_PID=; ETCD_URL=; ETCD_DIR=
 start_etcd() {
   ((ETCD_SUPPORTED)) || return 0
-  want_any dist wide-dist mem-dist mem-dist-wide || return 0
+  want_any dist dist-replace wide-dist mem-dist mem-dist-wide || return 0
   local cp pp dir i
   cp=$(free_port); pp=$(free_port)
   while [[ $pp == "$cp" ]]; do pp=$(free_port); done
@@ -316,15 +316,16 @@ exec_shell() { # LOGF CMD
   TOOL_CPU=$(time_cpu "$lf.time"); RSS=
 }
 
-ferry_job_args() { # TABLE [CHUNK]
+ferry_job_args() { # TABLE [CHUNK] [MODE]
   local a=(--query "SELECT * FROM public.$1" --table "public.$1")
   [[ -n ${2:-} ]] && a+=(--chunk-size "$2")
+  [[ -n ${3:-} ]] && a+=(--mode "$3")
   printf '%s\n' "${a[@]}"
 }
 
-exec_local() { # LOGF TABLE WORKERS [CHUNK]
-  local lf=$1 t=$2 n=$3 chunk=${4:-} args
-  mapfile -t args < <(ferry_job_args "$t" "$chunk")
+exec_local() { # LOGF TABLE WORKERS [CHUNK] [MODE]
+  local lf=$1 t=$2 n=$3 chunk=${4:-} mode=${5:-} args
+  mapfile -t args < <(ferry_job_args "$t" "$chunk" "$mode")
   echo "$FERRY local --source $SRC_URL --target $DST_URL --workers $n ${args[*]@Q}" >"$lf.cmd"
   t_start
   RC=0; /usr/bin/time -f "$TIMEF" -o "$lf.time" "$FERRY" local --source "$SRC_URL" --target "$DST_URL" \
@@ -347,9 +348,9 @@ stop_timed() {
   wait "$tp" 2>/dev/null || true
 }
 
-exec_dist() { # LOGF TABLE [CHUNK]
-  local lf=$1 t=$2 chunk=${3:-} args cport curl_ i w e0 e1
-  mapfile -t args < <(ferry_job_args "$t" "$chunk")
+exec_dist() { # LOGF TABLE [CHUNK] [MODE]
+  local lf=$1 t=$2 chunk=${3:-} mode=${4:-} args cport curl_ i w e0 e1
+  mapfile -t args < <(ferry_job_args "$t" "$chunk" "$mode")
   cport=$(free_port); curl_="http://127.0.0.1:$cport"
   local eargs=()
   ((ETCD_SUPPORTED)) && [[ -n $ETCD_URL ]] && eargs=(--etcd "$ETCD_URL" --etcd-prefix "/ferry-bench/$(basename "$lf" .log)")
@@ -426,10 +427,14 @@ define_configs() {
   local S="SLING_DISABLE_TELEMETRY=true SLING_HOME_DIR=$WORK/slinghome SRC_PG='postgresql://postgres@127.0.0.1:$PORT/src?sslmode=disable' DST_PG='postgresql://postgres@127.0.0.1:$PORT/dst?sslmode=disable'"
 
   cfg pipe items narrow "psql COPY binary pipe, 1 stream" exec_shell "$(pipe_cmd items)"
+  cfg pipe-nopk items narrow "the pipe with the PK dropped before and added after (timed)" exec_shell \
+    "psql -X -q -v ON_ERROR_STOP=1 -d dst -c 'ALTER TABLE items DROP CONSTRAINT items_pkey' && $(pipe_cmd items) && psql -X -q -v ON_ERROR_STOP=1 -d dst -c 'ALTER TABLE items ADD PRIMARY KEY (id)'"
   cfg local1 items narrow "ferry local --workers 1" exec_local items 1
   cfg local2 items narrow "ferry local --workers 2" exec_local items 2
   cfg local4 items narrow "ferry local --workers 4" exec_local items 4
   cfg dist items narrow "$dist_label" exec_dist items
+  cfg local2-replace items narrow "ferry local --workers 2 --mode replace (load w/o indexes, build PK, swap)" exec_local items 2 "" replace
+  cfg dist-replace items narrow "$dist_label, --mode replace" exec_dist items "" replace
   cfg pgcopydb items narrow "pgcopydb copy table-data --table-jobs 2" exec_shell \
     "rm -rf $W; pgcopydb copy table-data --source $SRC_URL --target $DST_URL --dir $W --filters $F --table-jobs 2"
   cfg pgcopydb-clone items narrow "pgcopydb clone --table-jobs 2 --index-jobs 2 (table w/o PK, COPY, then PK)" exec_shell \
@@ -440,6 +445,7 @@ define_configs() {
   cfg wide-pipe wide wide "psql COPY binary pipe, 1 stream" exec_shell "$(pipe_cmd wide)"
   cfg wide-local2 wide wide "ferry local --workers 2" exec_local wide 2
   cfg wide-dist wide wide "$dist_label" exec_dist wide
+  cfg wide-local2-replace wide wide "ferry local --workers 2 --mode replace" exec_local wide 2 "" replace
 
   cfg mem-local items mem "ferry local --workers 2 --chunk-size $MEM_CHUNK" exec_local items 2 "$MEM_CHUNK"
   cfg mem-dist items mem "Ferry distributed --chunk-size $MEM_CHUNK ($DIST_WORKERS workers x $DIST_CONCURRENCY)" exec_dist items "$MEM_CHUNK"

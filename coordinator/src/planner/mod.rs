@@ -5,6 +5,7 @@
 mod chunk_sql;
 mod describe;
 pub mod replace;
+mod scan;
 mod split;
 
 pub use chunk_sql::{compose, Cast, ChunkBounds, SelectBuilder, KEY};
@@ -87,6 +88,8 @@ pub struct Plan {
     pub key_target: String,
     /// The key's position in the select list, -1 without one.
     pub key_index: i32,
+    /// Workers read chunks with index scans off (see `scan`).
+    pub source_bitmap_scan: bool,
 }
 
 impl Plan {
@@ -110,6 +113,7 @@ impl Plan {
             key_source: "1".into(),
             key_target: "\"id\"".into(),
             key_index: 0,
+            source_bitmap_scan: false,
         }
     }
 }
@@ -174,6 +178,7 @@ pub async fn plan_job(
     let chunk_size = spec.chunk_size.unwrap_or(50_000).max(1);
     let parallel = spec.parallel.unwrap_or(true);
     let min_rows = spec.min_rows_for_parallel.unwrap_or(0);
+    let mut bitmap = false;
     let (rows, chunks, strategy) = match key {
         Some(key) if parallel => {
             let sample = split::sample_keys(&source, query, &key, chunk_size).await?;
@@ -186,6 +191,17 @@ pub async fn plan_job(
             } else {
                 let bounds = equal_row_boundaries(&sample.keys, sample.non_null_rows, chunk_size);
                 let mut chunks = builder.range_chunks(&bounds);
+                if let Some(first) = chunks.first() {
+                    bitmap = scan::prefer_bitmap_scan(
+                        &source,
+                        &compose(
+                            &builder.select_binary(),
+                            &first.predicate,
+                            &builder.key_source(),
+                        ),
+                    )
+                    .await;
+                }
                 if sample.null_rows > 0 {
                     chunks.push(builder.chunk(&ChunkBounds::Null));
                 }
@@ -217,7 +233,6 @@ pub async fn plan_job(
     Ok(Plan {
         chunks,
         rows,
-        strategy,
         target_table: table.quoted(),
         target_columns: builder.target_column_list(),
         select_binary: builder.select_binary(),
@@ -226,6 +241,14 @@ pub async fn plan_job(
         key_source: builder.key_source(),
         key_target: builder.key_target(),
         key_index: builder.key_index(),
+        source_bitmap_scan: bitmap,
+        strategy: if bitmap {
+            format!(
+                "{strategy}; chunks read by bitmap heap scans (the source is stored in key order)"
+            )
+        } else {
+            strategy
+        },
     })
 }
 

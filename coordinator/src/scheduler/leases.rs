@@ -249,6 +249,7 @@ impl Scheduler {
                         &job.record.key_source,
                     ),
                     key_index: job.record.key_index,
+                    source_bitmap_scan: job.record.source_bitmap_scan,
                     mode: spec.mode,
                     upsert_keys: job.record.upsert_keys.clone(),
                     repair_delete: if rec.repair && !job.record.key_target.is_empty() {

@@ -178,6 +178,7 @@ impl Scheduler {
         job.record.key_source = plan.key_source.clone();
         job.record.key_target = plan.key_target.clone();
         job.record.key_index = plan.key_index;
+        job.record.source_bitmap_scan = plan.source_bitmap_scan;
         if job.record.load_table.is_empty() {
             job.record.load_table = plan.target_table.clone();
         }
