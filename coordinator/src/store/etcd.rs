@@ -504,4 +504,8 @@ impl StateStore for EtcdStore {
     fn describe(&self) -> String {
         format!("etcd state under {}", self.prefix)
     }
+
+    fn writes_wait(&self) -> bool {
+        true
+    }
 }
