@@ -3,6 +3,7 @@
 //! backend (failover).
 
 mod etcd;
+mod etcd_txn;
 mod memory;
 mod tripwire;
 
