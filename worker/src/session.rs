@@ -152,6 +152,7 @@ impl Session {
             rows_written,
             rows_rejected,
             already_committed: already,
+            want_next: 0,
         };
         self.retrying("complete", &chunk, |mut c| {
             let req = req.clone();

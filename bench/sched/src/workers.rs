@@ -274,6 +274,7 @@ async fn worker(
                         rows_written: 0,
                         rows_rejected: 0,
                         already_committed: false,
+                        want_next: 0,
                     })
                     .await;
                 match r {

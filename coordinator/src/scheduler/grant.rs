@@ -116,6 +116,26 @@ impl Scheduler {
         self.apply_leases(&mut st, claims, written)
     }
 
+    /// Leases up to `slots` ready chunks to a worker that has just reported
+    /// one (CompleteChunk's `want_next`): the same claim, write and fencing
+    /// token as `acquire`, but no waiting when none is ready. A failure is
+    /// logged and answered with no chunk: the report it follows stands, and
+    /// the worker asks again with AcquireChunk.
+    pub async fn lease_next(&self, worker_id: &str, slots: u32) -> Vec<ChunkAssignment> {
+        match self.lease_now(worker_id, slots).await {
+            Ok(out) => out,
+            Err(e @ CoordinatorError::UnknownWorker(_)) => {
+                // it learns to register again from its next AcquireChunk
+                tracing::debug!(worker = %worker_id, error = %e, "no next chunk for an unknown worker");
+                Vec::new()
+            }
+            Err(e) => {
+                tracing::warn!(worker = %worker_id, error = %e, "cannot lease the next chunk with a completion");
+                Vec::new()
+            }
+        }
+    }
+
     /// Applies the outcome of claimed leases' writes: a written lease gets its
     /// token, a failed one goes back to the front of the queue. Fails only when
     /// no lease was written.
