@@ -150,10 +150,63 @@ async fn snapshot_round_trip(store: &dyn StateStore) {
     );
 }
 
+/// Chunk writes made at once (which `EtcdStore` sends as one transaction)
+/// each get their own answer: a stale one conflicts alone, the others land,
+/// and each chunk's stored version is the token its write returned.
+async fn concurrent_chunk_writes(store: &dyn StateStore) {
+    store.create_job(&job("jc", "")).await.expect("job");
+    let chunks: Vec<ChunkRecord> = (1..=10).map(|n| chunk("jc", n)).collect();
+    let versions = store.put_chunks(&chunks).await.expect("chunks");
+    store.register_worker("w5", 10_000).await.expect("register");
+    let leases: Vec<ChunkRecord> = chunks.iter().map(|c| leased(c.clone(), "w5")).collect();
+    // chunk 1 twice against the same version: exactly one of the two may win
+    let writes = leases
+        .iter()
+        .zip(&versions)
+        .chain(std::iter::once((&leases[0], &versions[0])))
+        .map(|(c, v)| store.lease_chunk(c, *v));
+    let results = futures::future::join_all(writes).await;
+    let first = [&results[0], &results[10]];
+    assert_eq!(
+        first.iter().filter(|r| r.is_ok()).count(),
+        1,
+        "exactly one of two leases on one version wins: {first:?}"
+    );
+    assert!(
+        first
+            .iter()
+            .any(|r| matches!(r, Err(StoreError::Conflict(_)))),
+        "the other conflicts: {first:?}"
+    );
+    for (i, r) in results[1..10].iter().enumerate() {
+        assert!(r.is_ok(), "lease of chunk {} failed: {r:?}", i + 2);
+    }
+    let snap = store.load().await.expect("load");
+    let (_, stored) = snap
+        .jobs
+        .iter()
+        .find(|(j, _)| j.job_id == "jc")
+        .expect("job in snapshot");
+    for (i, r) in results.iter().take(10).enumerate() {
+        let token = match (i, r) {
+            (0, Err(_)) => *results[10].as_ref().expect("the other lease won"),
+            (_, r) => *r.as_ref().expect("checked above"),
+        };
+        assert_eq!(
+            stored[i].version,
+            token,
+            "chunk {}: the stored version is the token the write returned",
+            i + 1
+        );
+        assert_eq!(stored[i].record.state, ChunkState::Leased as i32);
+    }
+}
+
 async fn run_suite(store: &dyn StateStore) {
     idempotent_submit(store).await;
     leases_are_fenced(store).await;
     snapshot_round_trip(store).await;
+    concurrent_chunk_writes(store).await;
 }
 
 #[tokio::test]
@@ -231,5 +284,53 @@ async fn etcd_assignments_vanish_with_the_worker_lease() {
             "the assignment outlived its worker's lease"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_batch_survives_a_lease_that_expired() {
+    let etcd = EtcdCluster::start(1);
+    let (store, _) = leader_store(&etcd, "/batch").await;
+    store.create_job(&job("jb", "")).await.expect("job");
+    let chunks: Vec<ChunkRecord> = (1..=6).map(|n| chunk("jb", n)).collect();
+    let v = store.put_chunks(&chunks).await.expect("chunks");
+    store
+        .register_worker("gone", 1_000)
+        .await
+        .expect("register");
+    store
+        .register_worker("live", 60_000)
+        .await
+        .expect("register");
+    // no keepalive for "gone": wait until etcd has expired its lease
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while store
+        .load()
+        .await
+        .expect("load")
+        .workers
+        .contains(&"gone".to_string())
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "etcd did not expire the lease"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // one write under the dead lease among live ones: only it fails
+    let store = &store;
+    let writes = chunks.iter().zip(&v).enumerate().map(|(i, (c, v))| {
+        let worker = if i == 0 { "gone" } else { "live" };
+        let rec = leased(c.clone(), worker);
+        async move { store.lease_chunk(&rec, *v).await }
+    });
+    let results = futures::future::join_all(writes).await;
+    assert!(
+        results[0].is_err(),
+        "a lease under an expired worker lease must fail: {:?}",
+        results[0]
+    );
+    for (i, r) in results[1..].iter().enumerate() {
+        assert!(r.is_ok(), "lease of chunk {} failed: {r:?}", i + 2);
     }
 }

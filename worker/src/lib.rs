@@ -111,8 +111,9 @@ pub async fn run(cfg: WorkerConfig, shutdown: CancellationToken) -> Result<(), W
                         break;
                     };
                     let (ctx, session) = (Arc::clone(&ctx), Arc::clone(&session));
+                    let stop = shutdown.clone();
                     tasks.spawn(async move {
-                        run_chunk(&ctx, &session, a).await;
+                        run_slot(&ctx, &session, a, &stop).await;
                         drop(permit);
                     });
                 }
@@ -145,8 +146,36 @@ pub async fn run(cfg: WorkerConfig, shutdown: CancellationToken) -> Result<(), W
     Ok(())
 }
 
-async fn run_chunk(ctx: &ChunkContext, session: &Session, a: ChunkAssignment) {
-    let Some(chunk) = a.chunk.clone() else { return };
+/// Runs one slot: the chunk it was leased, then each next chunk the
+/// coordinator leases with the completion report (one call per chunk while
+/// chunks are ready). The slot is given back to the lease loop when no next
+/// chunk comes, or once shutdown has begun.
+async fn run_slot(
+    ctx: &ChunkContext,
+    session: &Session,
+    first: ChunkAssignment,
+    shutdown: &CancellationToken,
+) {
+    let mut queue = std::collections::VecDeque::from([first]);
+    while let Some(a) = queue.pop_front() {
+        // a next chunk is asked for only while this slot has nothing else queued
+        let want_next = u32::from(queue.is_empty() && !shutdown.is_cancelled());
+        // a chunk leased with the report is in flight: it runs even if shutdown began meanwhile
+        queue.extend(run_chunk(ctx, session, a, want_next).await);
+    }
+}
+
+/// Copies one chunk and reports it; returns the next chunks leased with the
+/// report (at most `want_next`).
+async fn run_chunk(
+    ctx: &ChunkContext,
+    session: &Session,
+    a: ChunkAssignment,
+    want_next: u32,
+) -> Vec<ChunkAssignment> {
+    let Some(chunk) = a.chunk.clone() else {
+        return Vec::new();
+    };
     let handle = session.held.add(chunk.clone());
     let started = Instant::now();
     let outcome = copy::process(ctx, &a, &handle).await;
@@ -159,8 +188,8 @@ async fn run_chunk(ctx: &ChunkContext, session: &Session, a: ChunkAssignment) {
         } => {
             tracing::info!(job = %chunk.job_id, chunk = chunk.chunk_no, attempt = a.attempt, rows = rows_written, secs, "chunk committed");
             session
-                .report_complete(chunk, rows_written, rows_rejected, false)
-                .await;
+                .report_complete(chunk, rows_written, rows_rejected, false, want_next)
+                .await
         }
         Outcome::AlreadyCommitted {
             rows_written,
@@ -168,8 +197,8 @@ async fn run_chunk(ctx: &ChunkContext, session: &Session, a: ChunkAssignment) {
         } => {
             tracing::info!(job = %chunk.job_id, chunk = chunk.chunk_no, attempt = a.attempt, "chunk already committed by another attempt; not copied again");
             session
-                .report_complete(chunk, rows_written, rows_rejected, true)
-                .await;
+                .report_complete(chunk, rows_written, rows_rejected, true, want_next)
+                .await
         }
         Outcome::Failed(f) => {
             tracing::warn!(job = %chunk.job_id, chunk = chunk.chunk_no, attempt = a.attempt, error = %f.message, "chunk failed and rolled back");
@@ -177,12 +206,14 @@ async fn run_chunk(ctx: &ChunkContext, session: &Session, a: ChunkAssignment) {
             session
                 .report_failure(chunk, class, f.message, f.sqlstate.unwrap_or_default())
                 .await;
+            Vec::new()
         }
         Outcome::Aborted(why) => {
             tracing::warn!(job = %chunk.job_id, chunk = chunk.chunk_no, attempt = a.attempt, reason = %why, "chunk stopped and rolled back");
             session
                 .report_failure(chunk, ProtoClass::Aborted, why, String::new())
                 .await;
+            Vec::new()
         }
     }
 }

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use ferry_common::client::{is_failover_status, Coordinators};
 use ferry_common::proto::worker_service_client::WorkerServiceClient;
 use ferry_common::proto::{
-    ChunkRef, CompleteChunkRequest, ErrorClass as ProtoClass, FailChunkRequest, HeartbeatRequest,
-    HeldChunk, RegisterWorkerRequest,
+    ChunkAssignment, ChunkRef, CompleteChunkRequest, ErrorClass as ProtoClass, FailChunkRequest,
+    HeartbeatRequest, HeldChunk, RegisterWorkerRequest,
 };
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
@@ -138,26 +138,31 @@ impl Session {
     }
 
     /// Reports a committed chunk, retrying across coordinators for up to a
-    /// lease time; a refusal for a stale token is final.
+    /// lease time; a refusal for a stale token is final. With `want_next` > 0
+    /// the coordinator also leases up to that many next chunks, returned here
+    /// (empty when none was ready or the report was not acknowledged).
     pub async fn report_complete(
         &self,
         chunk: ChunkRef,
         rows_written: u64,
         rows_rejected: u64,
         already: bool,
-    ) {
+        want_next: u32,
+    ) -> Vec<ChunkAssignment> {
         let req = CompleteChunkRequest {
             worker_id: self.id(),
             chunk: Some(chunk.clone()),
             rows_written,
             rows_rejected,
             already_committed: already,
+            want_next,
         };
         self.retrying("complete", &chunk, |mut c| {
             let req = req.clone();
-            async move { c.complete_chunk(req).await.map(|_| ()) }
+            async move { c.complete_chunk(req).await.map(|r| r.into_inner().next) }
         })
-        .await;
+        .await
+        .unwrap_or_default()
     }
 
     /// Reports a failed attempt.
@@ -182,19 +187,20 @@ impl Session {
         .await;
     }
 
-    async fn retrying<F, Fut>(&self, what: &str, chunk: &ChunkRef, call: F)
+    /// Sends a report until acknowledged (its answer), refused, or given up (None).
+    async fn retrying<T, F, Fut>(&self, what: &str, chunk: &ChunkRef, call: F) -> Option<T>
     where
         F: Fn(WorkerServiceClient<Channel>) -> Fut,
-        Fut: std::future::Future<Output = Result<(), tonic::Status>>,
+        Fut: std::future::Future<Output = Result<T, tonic::Status>>,
     {
         let give_up = Instant::now() + Duration::from_secs(30);
         let mut delay = Duration::from_millis(100);
         loop {
             match call(self.coordinators.workers()).await {
-                Ok(()) => return,
+                Ok(answer) => return Some(answer),
                 Err(s) if s.code() == tonic::Code::Aborted => {
                     tracing::warn!(job = %chunk.job_id, chunk = chunk.chunk_no, "coordinator refused the {what} report: the chunk was leased again (stale fencing token)");
-                    return;
+                    return None;
                 }
                 Err(s) if is_failover_status(&s) && Instant::now() < give_up => {
                     tracing::warn!(error = %s.message(), "cannot report chunk {what}; retrying");
@@ -204,7 +210,7 @@ impl Session {
                 }
                 Err(s) => {
                     tracing::error!(job = %chunk.job_id, chunk = chunk.chunk_no, error = %s.message(), "cannot report chunk {what}; the coordinator will lease it again after the lease time");
-                    return;
+                    return None;
                 }
             }
         }

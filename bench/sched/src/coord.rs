@@ -48,6 +48,8 @@ pub struct RunOpts {
     pub chunks: u32,
     pub workers: u32,
     pub channels: u32,
+    /// Workers do not ask CompleteChunk for their next chunk.
+    pub no_next: bool,
     pub etcd_bin: PathBuf,
     pub tmp: PathBuf,
     pub keep: bool,
@@ -256,6 +258,7 @@ pub async fn run(o: &RunOpts, log_path: &Path) -> Result<RunResult> {
         .args(["--workers", &o.workers.to_string()])
         .args(["--chunks", &o.chunks.to_string()])
         .args(["--channels", &o.channels.to_string()])
+        .args(o.no_next.then_some("--no-next"))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

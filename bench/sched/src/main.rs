@@ -46,6 +46,10 @@ struct Args {
     /// gRPC connections the workers share; 0 = one per worker (as separate worker processes have).
     #[arg(long, default_value_t = 0)]
     channels: u32,
+    /// Workers never set CompleteChunk's `want_next`: two calls per chunk
+    /// (AcquireChunk, CompleteChunk), as workers before it did.
+    #[arg(long)]
+    no_next: bool,
     /// Which state store(s) to run.
     #[arg(long, value_enum, default_value_t = Store::Both)]
     store: Store,
@@ -106,6 +110,7 @@ fn main() -> Result<()> {
                 args.workers,
                 args.chunks as u64,
                 args.channels,
+                u32::from(!args.no_next),
             ))
         }
         Role::Coordinator => rt.block_on(bench(args)),
@@ -146,6 +151,7 @@ async fn bench(args: Args) -> Result<()> {
             chunks: args.chunks,
             workers: args.workers,
             channels: args.channels,
+            no_next: args.no_next,
             etcd_bin: args.etcd_bin.clone(),
             tmp: tmp.clone(),
             keep: args.keep,
@@ -177,10 +183,15 @@ async fn bench(args: Args) -> Result<()> {
             machine.push_str(&format!(", {}", etcd_version(&args.etcd_bin)));
         }
         let body = format!(
-            "Measured {} on {machine}; command: `{}`; coordinator logging {}.\n\n{table}\nGoals of issue 4 (reported, not asserted):\n\n{goals}\nMore figures:\n\n{details}\n{etcd}\n",
+            "Measured {} on {machine}; command: `{}`; coordinator logging {}; workers {}.\n\n{table}\nGoals of issue 4 (reported, not asserted):\n\n{goals}\nMore figures:\n\n{details}\n{etcd}\n",
             today(),
             std::env::args().collect::<Vec<_>>().join(" "),
             if args.no_log { "off" } else { "on (info, to a file)" },
+            if args.no_next {
+                "call AcquireChunk then CompleteChunk for every chunk (--no-next)"
+            } else {
+                "get their next chunk from CompleteChunk (want_next), AcquireChunk only when none came"
+            },
         );
         report::write_section(path, &body)?;
         println!("wrote {}", path.display());

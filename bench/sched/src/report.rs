@@ -37,8 +37,10 @@ fn per(c: &Counters, name: &str, chunks: u32) -> f64 {
 /// The main table (Markdown; readable as plain text too).
 pub fn table(results: &[RunResult]) -> String {
     let mut s = String::new();
-    s.push_str("| store | chunks | workers | conns | wall s | lease phase s | leases/s | completes/s | coordinator CPU µs/chunk (lease phase) | workers CPU µs/chunk | etcd CPU µs/chunk | etcd write requests/chunk | etcd keys written/chunk (puts+deletes) | AcquireChunk p50 / p99 ms | CompleteChunk p50 / p99 ms |\n");
-    s.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    s.push_str("| store | chunks | workers | conns | worker calls/chunk | wall s | lease phase s | leases/s | completes/s | coordinator CPU µs/chunk (lease phase) | workers CPU µs/chunk | etcd CPU µs/chunk | etcd write requests/chunk | etcd keys written/chunk (puts+deletes) | AcquireChunk p50 / p99 ms | CompleteChunk p50 / p99 ms |\n");
+    s.push_str(
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
     for r in results {
         let (etcd_cpu, writes, txns) = match (&r.etcd_total, r.etcd_cpu) {
             (Some(c), cpu) => (
@@ -51,11 +53,12 @@ pub fn table(results: &[RunResult]) -> String {
         };
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {:.2} | {:.2} | {:.0} | {:.0} | {:.0} ({:.0}) | {:.0} | {} | {} | {} | {} / {} | {} / {} |",
+            "| {} | {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.0} | {:.0} | {:.0} ({:.0}) | {:.0} | {} | {} | {} | {} / {} | {} / {} |",
             r.store,
             r.chunks,
             r.workers,
             r.channels,
+            (r.w("acquire_calls") + r.w("complete_calls")) / r.chunks as f64,
             r.wall.as_secs_f64(),
             r.lease_wall.as_secs_f64(),
             r.leases_per_s(),
@@ -177,15 +180,17 @@ pub fn etcd_details(r: &RunResult) -> String {
 /// Worker-side and other figures of each run.
 pub fn details(results: &[RunResult]) -> String {
     let mut s = String::new();
-    s.push_str("| store | leases | completes | stale completes (ABORTED) | AcquireChunk calls (empty) | heartbeats (aborts returned) | worker errors (re-registrations) | leader step-downs | plan stored s | coordinator user / sys s | coordinator peak RSS MiB | workers process CPU s | coordinator log lines | other processes' CPU s (share of the machine) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    s.push_str("| store | leases | completes | stale completes (ABORTED) | CompleteChunk calls (chunks leased with them) | AcquireChunk calls (empty) | heartbeats (aborts returned) | worker errors (re-registrations) | leader step-downs | plan stored s | coordinator user / sys s | coordinator peak RSS MiB | workers process CPU s | coordinator log lines | other processes' CPU s (share of the machine) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for r in results {
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {:.0} | {:.0} ({:.0}) | {:.0} ({:.0}) | {:.0} ({:.0}) | {} | {:.2} | {:.2} / {:.2} | {:.0} | {:.2} | {} | {} |",
+            "| {} | {} | {} | {:.0} | {:.0} ({:.0}) | {:.0} ({:.0}) | {:.0} ({:.0}) | {:.0} ({:.0}) | {} | {:.2} | {:.2} / {:.2} | {:.0} | {:.2} | {} | {} |",
             r.store,
             r.leases,
             r.completes,
             r.w("aborted"),
+            r.w("complete_calls"),
+            r.w("leased_with_complete"),
             r.w("acquire_calls"),
             r.w("acquire_empty"),
             r.w("heartbeats"),

@@ -1,7 +1,10 @@
 //! `--role workers`: N simulated workers in one process. Each registers, keeps
 //! its lease alive with heartbeats at the interval RegisterWorker returns, and
-//! loops AcquireChunk(slots=1) -> CompleteChunk(token) until the job's chunks
-//! are all completed. Nothing is copied: a chunk completes as soon as it is leased.
+//! leases and completes chunks until the job's chunks are all completed, as
+//! `ferry worker` does: CompleteChunk(token, want_next=1) returns the next
+//! chunk, and AcquireChunk(slots=1) is called only when none came with it
+//! (`--no-next`: every chunk takes AcquireChunk then CompleteChunk, as older
+//! workers do). Nothing is copied: a chunk completes as soon as it is leased.
 //!
 //! Talks to the parent on stdout, one line each:
 //! `registered workers=N ms=T`, `progress completes=N`, `done key=value …`.
@@ -13,8 +16,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use ferry_common::proto::worker_service_client::WorkerServiceClient;
 use ferry_common::proto::{
-    AcquireChunkRequest, ChunkRef, CompleteChunkRequest, HeartbeatRequest, HeldChunk,
-    RegisterWorkerRequest,
+    AcquireChunkRequest, ChunkAssignment, ChunkRef, CompleteChunkRequest, HeartbeatRequest,
+    HeldChunk, RegisterWorkerRequest,
 };
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
@@ -26,6 +29,9 @@ struct Stats {
     acquire_calls: AtomicU64,
     acquire_empty: AtomicU64,
     leased: AtomicU64,
+    /// Chunks leased in a CompleteChunk response (want_next).
+    leased_with_complete: AtomicU64,
+    complete_calls: AtomicU64,
     completes: AtomicU64,
     aborted: AtomicU64,
     heartbeats: AtomicU64,
@@ -65,8 +71,15 @@ async fn channel(url: &str) -> Result<Channel> {
         .with_context(|| format!("connect to {url}"))
 }
 
-/// Runs `workers` simulated workers against `url` until `chunks` completions.
-pub async fn run(url: String, workers: u32, chunks: u64, channels: u32) -> Result<()> {
+/// Runs `workers` simulated workers against `url` until `chunks` completions;
+/// `want_next` is what they put in CompleteChunk's `want_next` (0 or 1).
+pub async fn run(
+    url: String,
+    workers: u32,
+    chunks: u64,
+    channels: u32,
+    want_next: u32,
+) -> Result<()> {
     let started = Instant::now();
     // one connection per worker (channels = 0), like real worker processes,
     // or `channels` connections shared round-robin (HTTP/2 multiplexing)
@@ -89,6 +102,7 @@ pub async fn run(url: String, workers: u32, chunks: u64, channels: u32) -> Resul
             i,
             ch,
             chunks,
+            want_next,
             Arc::clone(&stats),
             stop.clone(),
             Arc::clone(&registered),
@@ -145,9 +159,11 @@ pub async fn run(url: String, workers: u32, chunks: u64, channels: u32) -> Resul
     let u = sys::self_usage();
     let s = &stats;
     println!(
-        "done completes={} leased={} acquire_calls={} acquire_empty={} aborted={} heartbeats={} heartbeat_aborts={} errors={} reregistered={} acquire_p50_us={} acquire_p99_us={} complete_p50_us={} complete_p99_us={} cpu_us={} cpu_after_register_us={} max_rss_kib={}",
+        "done completes={} leased={} leased_with_complete={} complete_calls={} acquire_calls={} acquire_empty={} aborted={} heartbeats={} heartbeat_aborts={} errors={} reregistered={} acquire_p50_us={} acquire_p99_us={} complete_p50_us={} complete_p99_us={} cpu_us={} cpu_after_register_us={} max_rss_kib={}",
         s.completes.load(Ordering::Relaxed),
         s.leased.load(Ordering::Relaxed),
+        s.leased_with_complete.load(Ordering::Relaxed),
+        s.complete_calls.load(Ordering::Relaxed),
         s.acquire_calls.load(Ordering::Relaxed),
         s.acquire_empty.load(Ordering::Relaxed),
         s.aborted.load(Ordering::Relaxed),
@@ -211,6 +227,7 @@ async fn worker(
     i: u32,
     ch: Channel,
     chunks: u64,
+    want_next: u32,
     stats: Arc<Stats>,
     stop: CancellationToken,
     registered: Arc<tokio::sync::Barrier>,
@@ -231,79 +248,126 @@ async fn worker(
     registered.wait().await;
 
     let mut lat = Lat::default();
+    // chunks leased with the last CompleteChunk
+    let mut next: Vec<ChunkAssignment> = Vec::new();
     while !stop.is_cancelled() {
-        stats.acquire_calls.fetch_add(1, Ordering::Relaxed);
-        let t = Instant::now();
-        let worker_id = id.lock().unwrap().clone();
-        let resp = tokio::select! {
-            _ = stop.cancelled() => break,
-            r = client.acquire_chunk(AcquireChunkRequest { worker_id, slots: 1 }) => r,
-        };
-        let assignments = match resp {
-            Ok(r) => r.into_inner().assignments,
-            Err(s) if s.code() == tonic::Code::NotFound => {
-                // the coordinator forgot this worker (a new leader term): register again
-                stats.reregistered.fetch_add(1, Ordering::Relaxed);
-                register(&mut client, i, &id, &stop).await?;
-                continue;
-            }
-            Err(s) => {
-                note(&stats, i, "AcquireChunk", &s);
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
-            }
-        };
-        if assignments.is_empty() {
-            stats.acquire_empty.fetch_add(1, Ordering::Relaxed);
-            continue;
-        }
-        lat.acquire_us.push(us(t.elapsed()));
-        for a in assignments {
-            stats.leased.fetch_add(1, Ordering::Relaxed);
-            let Some(chunk) = a.chunk else { continue };
-            *held.lock().unwrap() = Some(chunk.clone());
+        let assignments = if next.is_empty() {
+            stats.acquire_calls.fetch_add(1, Ordering::Relaxed);
             let t = Instant::now();
-            // report until acknowledged or refused, as `ferry worker` does
-            let mut tries = 0;
-            loop {
-                let worker_id = id.lock().unwrap().clone();
-                let r = client
-                    .complete_chunk(CompleteChunkRequest {
-                        worker_id,
-                        chunk: Some(chunk.clone()),
-                        rows_written: 0,
-                        rows_rejected: 0,
-                        already_committed: false,
-                    })
-                    .await;
-                match r {
-                    Ok(_) => {
-                        lat.complete_us.push(us(t.elapsed()));
-                        let n = stats.completes.fetch_add(1, Ordering::Relaxed) + 1;
-                        if n >= chunks {
-                            stop.cancel();
-                        }
-                        break;
-                    }
-                    Err(s) if s.code() == tonic::Code::Aborted => {
-                        stats.aborted.fetch_add(1, Ordering::Relaxed);
-                        break;
-                    }
-                    Err(s) => {
-                        note(&stats, i, "CompleteChunk", &s);
-                        tries += 1;
-                        if tries >= 20 || stop.is_cancelled() {
-                            break;
-                        }
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                    }
+            let worker_id = id.lock().unwrap().clone();
+            let resp = tokio::select! {
+                _ = stop.cancelled() => break,
+                r = client.acquire_chunk(AcquireChunkRequest { worker_id, slots: 1 }) => r,
+            };
+            let assignments = match resp {
+                Ok(r) => r.into_inner().assignments,
+                Err(s) if s.code() == tonic::Code::NotFound => {
+                    // the coordinator forgot this worker (a new leader term): register again
+                    stats.reregistered.fetch_add(1, Ordering::Relaxed);
+                    register(&mut client, i, &id, &stop).await?;
+                    continue;
                 }
+                Err(s) => {
+                    note(&stats, i, "AcquireChunk", &s);
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            };
+            if assignments.is_empty() {
+                stats.acquire_empty.fetch_add(1, Ordering::Relaxed);
+                continue;
             }
-            *held.lock().unwrap() = None;
-        }
+            lat.acquire_us.push(us(t.elapsed()));
+            assignments
+        } else {
+            std::mem::take(&mut next)
+        };
+        complete_all(
+            &mut client,
+            i,
+            &id,
+            assignments,
+            want_next,
+            chunks,
+            &held,
+            &stats,
+            &stop,
+            &mut lat,
+            &mut next,
+        )
+        .await;
     }
     let _ = hb.await;
     Ok(lat)
+}
+
+/// "Copies" (at once) and reports each leased chunk, as `ferry worker` does:
+/// until acknowledged or refused. Chunks leased with a report go to `next`.
+#[allow(clippy::too_many_arguments)]
+async fn complete_all(
+    client: &mut WorkerServiceClient<Channel>,
+    i: u32,
+    id: &Mutex<String>,
+    assignments: Vec<ChunkAssignment>,
+    want_next: u32,
+    chunks: u64,
+    held: &Mutex<Option<ChunkRef>>,
+    stats: &Stats,
+    stop: &CancellationToken,
+    lat: &mut Lat,
+    next: &mut Vec<ChunkAssignment>,
+) {
+    for a in assignments {
+        stats.leased.fetch_add(1, Ordering::Relaxed);
+        let Some(chunk) = a.chunk else { continue };
+        // held while it "copies" (no time here), then reported without it, as
+        // `ferry worker` forgets a chunk before reporting it
+        *held.lock().unwrap() = Some(chunk.clone());
+        *held.lock().unwrap() = None;
+        let t = Instant::now();
+        let mut tries = 0;
+        loop {
+            let worker_id = id.lock().unwrap().clone();
+            stats.complete_calls.fetch_add(1, Ordering::Relaxed);
+            let r = client
+                .complete_chunk(CompleteChunkRequest {
+                    worker_id,
+                    chunk: Some(chunk.clone()),
+                    rows_written: 0,
+                    rows_rejected: 0,
+                    already_committed: false,
+                    want_next,
+                })
+                .await;
+            match r {
+                Ok(r) => {
+                    lat.complete_us.push(us(t.elapsed()));
+                    let got = r.into_inner().next;
+                    stats
+                        .leased_with_complete
+                        .fetch_add(got.len() as u64, Ordering::Relaxed);
+                    next.extend(got);
+                    let n = stats.completes.fetch_add(1, Ordering::Relaxed) + 1;
+                    if n >= chunks {
+                        stop.cancel();
+                    }
+                    break;
+                }
+                Err(s) if s.code() == tonic::Code::Aborted => {
+                    stats.aborted.fetch_add(1, Ordering::Relaxed);
+                    break;
+                }
+                Err(s) => {
+                    note(stats, i, "CompleteChunk", &s);
+                    tries += 1;
+                    if tries >= 20 || stop.is_cancelled() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    }
 }
 
 async fn heartbeats(

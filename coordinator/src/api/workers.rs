@@ -89,7 +89,7 @@ impl WorkerService for WorkerApi {
         let r = request.into_inner();
         let chunk = r.chunk.ok_or_else(missing_chunk)?;
         let scheduler = self.gate.scheduler()?;
-        detached(async move {
+        let next = detached(async move {
             scheduler
                 .complete(
                     &r.worker_id,
@@ -98,10 +98,14 @@ impl WorkerService for WorkerApi {
                     r.rows_rejected,
                     r.already_committed,
                 )
-                .await
+                .await?;
+            if r.want_next == 0 {
+                return Ok(Vec::new());
+            }
+            Ok(scheduler.lease_next(&r.worker_id, r.want_next).await)
         })
         .await?;
-        Ok(Response::new(CompleteChunkResponse {}))
+        Ok(Response::new(CompleteChunkResponse { next }))
     }
 
     async fn fail_chunk(

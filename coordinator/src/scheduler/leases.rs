@@ -2,21 +2,19 @@
 //! store write whose revision is its fencing token; a worker that stops
 //! heartbeating loses its chunks once its lease runs out.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
+use ferry_common::errors::ErrorClass;
 use ferry_common::proto::{
     ChunkAssignment, ChunkRef, ChunkState, HeldChunk, JobState, RegisterWorkerResponse,
 };
-use std::collections::HashSet;
-
-use ferry_common::errors::ErrorClass;
 use ferry_common::timing::{ACQUIRE_LONG_POLL, RPC_TIMEOUT};
 
-use super::state::{LiveChunk, State, WorkerEntry};
+use super::state::{LiveChunk, State, WorkerEntry, CLAIMED};
 use super::Scheduler;
 use crate::error::CoordinatorError;
-use crate::planner::{compose, KEY};
 
 impl Scheduler {
     /// Registers a worker (or re-registers one that kept its id) under a fresh lease.
@@ -136,6 +134,7 @@ impl Scheduler {
             for (n, live) in &job.live {
                 let Some(c) = job.chunk(*n) else { continue };
                 if c.record.state == ChunkState::Leased as i32
+                    && c.record.fencing_token != CLAIMED
                     && c.record.worker_id == worker_id
                     && live.leased_at + grace <= now
                     && !reported.contains(&(job_id.clone(), *n))
@@ -155,7 +154,9 @@ impl Scheduler {
     }
 
     /// Leases up to `slots` chunks to a worker, waiting up to the long-poll
-    /// time when none is ready.
+    /// time when none is ready. Runs to the end once it has claimed a chunk:
+    /// a caller that may be cancelled runs it in a task of its own (the gRPC
+    /// API does), or a chunk could stay claimed with its write unapplied.
     pub async fn acquire(
         self: &Arc<Self>,
         worker_id: &str,
@@ -166,13 +167,7 @@ impl Scheduler {
             let notified = self.ready.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let out = {
-                let mut st = self.state.lock().await;
-                if !st.workers.contains_key(worker_id) {
-                    return Err(CoordinatorError::UnknownWorker(worker_id.to_string()));
-                }
-                self.lease_ready(&mut st, worker_id, slots.max(1)).await?
-            };
+            let out = self.lease_now(worker_id, slots.max(1)).await?;
             if !out.is_empty() {
                 return Ok(out);
             }
@@ -180,102 +175,6 @@ impl Scheduler {
                 return Ok(Vec::new());
             }
         }
-    }
-
-    async fn lease_ready(
-        &self,
-        st: &mut State,
-        worker_id: &str,
-        slots: u32,
-    ) -> Result<Vec<ChunkAssignment>, CoordinatorError> {
-        let mut out = Vec::new();
-        let order = st.order.clone();
-        for job_id in order {
-            let Some(job) = st.jobs.get_mut(&job_id) else {
-                continue;
-            };
-            if job.state() != JobState::Running {
-                continue;
-            }
-            let spec = job.record.spec.clone().unwrap_or_default();
-            while (out.len() as u32) < slots && (job.live.len() as u32) < job.max_in_flight() {
-                let Some(n) = job.ready.pop_front() else {
-                    break;
-                };
-                let Some(c) = job.chunk(n) else { continue };
-                let st_ok = c.record.state == ChunkState::Pending as i32
-                    || c.record.state == ChunkState::RetryWait as i32;
-                if !st_ok {
-                    continue;
-                }
-                let mut rec = c.record.clone();
-                rec.state = ChunkState::Leased as i32;
-                rec.attempt += 1;
-                rec.worker_id = worker_id.to_string();
-                rec.retry_at_ms = 0;
-                let token = match self.store.lease_chunk(&rec, c.version).await {
-                    Ok(t) => t,
-                    Err(e) => {
-                        job.ready.push_front(n);
-                        return Err(e.into());
-                    }
-                };
-                rec.fencing_token = token;
-                let chunks_total = job.chunks.len() as u32;
-                job.live.insert(
-                    n,
-                    LiveChunk {
-                        rows: 0,
-                        leased_at: Instant::now(),
-                    },
-                );
-                out.push(ChunkAssignment {
-                    chunk: Some(ChunkRef {
-                        job_id: job_id.clone(),
-                        chunk_no: n,
-                        fencing_token: token,
-                    }),
-                    attempt: rec.attempt,
-                    source: spec.source.clone(),
-                    target: spec.target.clone(),
-                    source_select: compose(
-                        &job.record.select_binary,
-                        &rec.predicate,
-                        &job.record.key_source,
-                    ),
-                    text_select: compose(
-                        &job.record.select_text,
-                        &rec.predicate,
-                        &job.record.key_source,
-                    ),
-                    key_index: job.record.key_index,
-                    source_bitmap_scan: job.record.source_bitmap_scan,
-                    mode: spec.mode,
-                    upsert_keys: job.record.upsert_keys.clone(),
-                    repair_delete: if rec.repair && !job.record.key_target.is_empty() {
-                        rec.predicate.replace(KEY, &job.record.key_target)
-                    } else if rec.repair {
-                        "true".to_string()
-                    } else {
-                        String::new()
-                    },
-                    // records written before load_table existed load into the target
-                    target_table: if job.record.load_table.is_empty() {
-                        job.record.target_table.clone()
-                    } else {
-                        job.record.load_table.clone()
-                    },
-                    target_columns: job.record.target_columns.clone(),
-                    ledger_schema: self.config.ledger_schema.clone(),
-                    chunks_total,
-                });
-                job.set_chunk(n, rec, token);
-            }
-            if out.len() as u32 >= slots {
-                break;
-            }
-        }
-        Ok(out)
     }
 
     /// Drops workers whose lease ran out and requeues their chunks; also
@@ -302,7 +201,9 @@ impl Scheduler {
         for (job_id, job) in st.jobs.iter() {
             for (n, live) in &job.live {
                 let Some(c) = job.chunk(*n) else { continue };
-                if c.record.state != ChunkState::Leased as i32 {
+                // a write still in flight (token CLAIMED) is not lost yet
+                if c.record.state != ChunkState::Leased as i32 || c.record.fencing_token == CLAIMED
+                {
                     continue;
                 }
                 let owner_gone = expired.contains(&c.record.worker_id);
@@ -351,7 +252,10 @@ impl Scheduler {
             .get(job_id)
             .and_then(|j| j.chunk(chunk_no))
             .and_then(|c| {
+                // CLAIMED: this leader's own write of the chunk is in flight
+                // (a completion deletes the assignment too); it decides
                 let held = c.record.state == ChunkState::Leased as i32
+                    && c.record.fencing_token != CLAIMED
                     && c.record.worker_id == worker
                     && c.record.attempt == attempt;
                 held.then_some(c.record.fencing_token)
@@ -382,6 +286,7 @@ impl Scheduler {
             for c in &job.chunks {
                 let key = (job_id.clone(), c.record.chunk_no);
                 if c.record.state == ChunkState::Leased as i32
+                    && c.record.fencing_token != CLAIMED
                     && !live.contains(&key)
                     && !st.workers.contains_key(&c.record.worker_id)
                 {

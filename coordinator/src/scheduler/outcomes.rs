@@ -11,7 +11,7 @@ use ferry_common::proto::{ChunkRef, ChunkState, JobState, WriteMode};
 use ferry_common::sql::{parse_table_name, TableName};
 
 use super::progress;
-use super::state::{now_ms, JobRuntime, State};
+use super::state::{now_ms, JobRuntime, State, CLAIMED};
 use super::Scheduler;
 use crate::error::CoordinatorError;
 use crate::planner::replace;
@@ -69,6 +69,13 @@ fn rejects_over_limit(job: &JobRuntime) -> Option<String> {
 
 impl Scheduler {
     /// Records a chunk committed in the target (or found committed in the ledger).
+    ///
+    /// The report is checked and the chunk claimed under the state lock, then
+    /// written; when the store's writes wait on the network the lock is
+    /// released meanwhile, so concurrent reports reach the store together.
+    /// While the write is in flight the chunk stays LEASED with the token
+    /// `CLAIMED`: no other report matches it, and it is not counted done before
+    /// it is stored. Runs to the end once it has claimed the chunk (see `acquire`).
     pub async fn complete(
         self: &Arc<Self>,
         worker_id: &str,
@@ -82,25 +89,58 @@ impl Scheduler {
         let Some(c) = job.chunk(r.chunk_no) else {
             return Ok(());
         };
-        let mut rec = c.record.clone();
+        let old = c.record.clone();
+        let version = c.version;
+        let mut rec = old.clone();
         rec.state = ChunkState::Succeeded as i32;
         rec.rows_written = rows_written;
         rec.rows_rejected = rows_rejected;
         rec.repair = false;
         rec.last_error.clear();
-        let v = self.store.update_chunk(&rec, c.version).await?;
-        job.set_chunk(r.chunk_no, rec, v);
-        job.live.remove(&r.chunk_no);
-        if already_committed {
-            tracing::info!(job = %r.job_id, chunk = r.chunk_no, "chunk was already committed by another attempt; not copied again");
+        let written = if self.store.writes_wait() {
+            let mut claimed = old.clone();
+            claimed.fencing_token = CLAIMED;
+            job.set_chunk(r.chunk_no, claimed, version);
+            drop(st);
+            let written = self.store.update_chunk(&rec, version).await;
+            st = self.state.lock().await;
+            written
+        } else {
+            self.store.update_chunk(&rec, version).await
+        };
+        let Some(job) = st.jobs.get_mut(&r.job_id) else {
+            return Ok(());
+        };
+        match written {
+            Ok(v) => job.set_chunk(r.chunk_no, rec, v),
+            Err(e) => {
+                job.set_chunk(r.chunk_no, old, version);
+                return Err(e.into());
+            }
         }
-        progress::log_chunk_completed(&r.job_id, r.chunk_no, rows_written, rows_rejected);
-        if let Some(error) = rejects_over_limit(job) {
+        job.live.remove(&r.chunk_no);
+        let over_limit = rejects_over_limit(job);
+        let log_line = || {
+            if already_committed {
+                tracing::info!(job = %r.job_id, chunk = r.chunk_no, "chunk was already committed by another attempt; not copied again");
+            }
+            progress::log_chunk_completed(&r.job_id, r.chunk_no, rows_written, rows_rejected);
+        };
+        // The guide's per-chunk line is written after the lock is released,
+        // except by the completion that ends the job: it precedes the job's
+        // closing lines.
+        let ends_job = over_limit.is_some() || job.succeeded() as usize == job.chunks.len();
+        if ends_job {
+            log_line();
+        }
+        if let Some(error) = over_limit {
             self.fail_job(job, error).await?;
         }
-        let job_id = r.job_id.clone();
-        self.maybe_finish(&mut st, &job_id).await?;
+        self.maybe_finish(&mut st, &r.job_id).await?;
         drop(st);
+        if !ends_job {
+            log_line();
+        }
         self.ready.notify_waiters();
         self.changed();
         Ok(())

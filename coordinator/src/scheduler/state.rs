@@ -7,6 +7,12 @@ use std::time::{Duration, Instant};
 use ferry_common::proto::{self, ChunkRecord, ChunkState, JobRecord, JobState};
 use ferry_common::retry::RetryConfig;
 
+/// The fencing token a LEASED chunk carries in memory while its store write
+/// (a lease or a completion) is in flight: no report carries it, so reports,
+/// expiry and the `assign/` watch leave the chunk alone until the write is
+/// applied. Store revisions start at 1, so no real token is 0.
+pub(crate) const CLAIMED: u64 = 0;
+
 /// A chunk with the store version of its last write.
 #[derive(Debug, Clone)]
 pub(crate) struct ChunkRt {

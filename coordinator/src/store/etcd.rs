@@ -12,20 +12,21 @@
 //! Every transaction also compares the leader's election key, so a deposed
 //! leader's writes fail. A chunk write compares the chunk's `mod_revision`;
 //! the transaction's revision is the new version and, for a lease, the
-//! fencing token.
+//! fencing token. Lease and completion writes that arrive together share one
+//! transaction (`etcd_txn`'s group committer).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use etcd_client::{
-    Client, Compare, CompareOp, GetOptions, LeaseKeepAliveStream, LeaseKeeper, PutOptions, Txn,
-    TxnOp, TxnOpResponse,
+    Client, Compare, CompareOp, GetOptions, LeaseKeepAliveStream, LeaseKeeper, PutOptions, TxnOp,
 };
 use ferry_common::proto::{ChunkRecord, JobRecord};
 use prost::Message;
 use tokio::sync::Mutex;
 
+use super::etcd_txn::{guarded_txn, GroupCommitter};
 use super::{Snapshot, StateStore, StoreError, StoredChunk};
 
 /// Keys read per page when listing (keeps responses far below gRPC limits).
@@ -51,6 +52,8 @@ pub struct EtcdStore {
     prefix: String,
     fence: Option<LeaderFence>,
     workers: Mutex<HashMap<String, Arc<Mutex<WorkerLease>>>>,
+    /// Combines concurrent chunk writes into shared transactions.
+    committer: GroupCommitter,
 }
 
 /// Maps an etcd error: a timeout or a broken connection leaves a write's
@@ -112,8 +115,10 @@ where
 
 impl EtcdStore {
     /// A store over `client` under `prefix`, writing only while `fence` holds.
+    /// Must be called inside a Tokio runtime (it starts the group committer).
     pub fn new(client: Client, prefix: &str, fence: Option<LeaderFence>) -> Self {
         Self {
+            committer: GroupCommitter::start(client.clone(), fence.clone()),
             client,
             prefix: prefix.trim_end_matches('/').to_string(),
             fence,
@@ -138,13 +143,6 @@ impl EtcdStore {
         self.key(&format!("assign/{job}/{n:010}"))
     }
 
-    fn fence_compares(&self) -> Vec<Compare> {
-        self.fence
-            .iter()
-            .map(|f| Compare::create_revision(f.key.clone(), CompareOp::Equal, f.create_revision))
-            .collect()
-    }
-
     /// Runs a transaction guarded by the leader fence plus `compares`; on a failed
     /// compare, tells a lost leadership from a conflicting write.
     async fn guarded(
@@ -153,36 +151,18 @@ impl EtcdStore {
         ops: Vec<TxnOp>,
         what: &str,
     ) -> Result<i64, StoreError> {
-        let mut all = self.fence_compares();
-        all.extend(compares);
-        let mut txn = Txn::new().when(all).and_then(ops);
-        if let Some(f) = &self.fence {
-            txn = txn.or_else(vec![TxnOp::get(f.key.clone(), None)]);
-        }
-        let resp = with_retry(|| {
-            let mut c = self.client.clone();
-            let a0 = txn.clone();
-            async move { c.txn(a0).await }
-        })
-        .await
-        .map_err(map_err)?;
-        let rev = resp.header().map(|h| h.revision()).unwrap_or(0);
-        if resp.succeeded() {
-            return Ok(rev);
-        }
-        if let Some(f) = &self.fence {
-            let still = resp.op_responses().into_iter().any(|r| match r {
-                TxnOpResponse::Get(g) => g
-                    .kvs()
-                    .iter()
-                    .any(|kv| kv.create_revision() == f.create_revision),
-                _ => false,
-            });
-            if !still {
-                return Err(StoreError::NotLeader);
-            }
-        }
-        Err(StoreError::Conflict(what.to_string()))
+        guarded_txn(&self.client, self.fence.as_ref(), compares, ops, what).await
+    }
+
+    /// A chunk write, through the group committer: writes that arrive together
+    /// share one transaction (one Raft entry, one fsync).
+    async fn batched(
+        &self,
+        compares: Vec<Compare>,
+        ops: Vec<TxnOp>,
+        what: &str,
+    ) -> Result<i64, StoreError> {
+        self.committer.write(compares, ops, what).await
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<etcd_client::KeyValue>, StoreError> {
@@ -334,7 +314,7 @@ impl StateStore for EtcdStore {
             expected as i64,
         )];
         // The chunk's new mod_revision is the token; a loader restores it from there.
-        Ok(self.guarded(cmp, ops, "lease chunk").await? as u64)
+        Ok(self.batched(cmp, ops, "lease chunk").await? as u64)
     }
 
     async fn update_chunk(&self, chunk: &ChunkRecord, expected: u64) -> Result<u64, StoreError> {
@@ -348,7 +328,7 @@ impl StateStore for EtcdStore {
             CompareOp::Equal,
             expected as i64,
         )];
-        Ok(self.guarded(cmp, ops, "update chunk").await? as u64)
+        Ok(self.batched(cmp, ops, "update chunk").await? as u64)
     }
 
     async fn register_worker(&self, worker_id: &str, ttl_ms: u64) -> Result<(), StoreError> {
@@ -503,5 +483,9 @@ impl StateStore for EtcdStore {
 
     fn describe(&self) -> String {
         format!("etcd state under {}", self.prefix)
+    }
+
+    fn writes_wait(&self) -> bool {
+        true
     }
 }

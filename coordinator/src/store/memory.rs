@@ -163,4 +163,8 @@ impl StateStore for MemoryStore {
     fn describe(&self) -> String {
         "in-memory state (single coordinator, no failover)".into()
     }
+
+    fn writes_wait(&self) -> bool {
+        false
+    }
 }

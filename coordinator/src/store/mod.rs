@@ -3,6 +3,7 @@
 //! backend (failover).
 
 mod etcd;
+mod etcd_txn;
 mod memory;
 mod tripwire;
 
@@ -96,4 +97,10 @@ pub trait StateStore: Send + Sync + 'static {
 
     /// A short description for start-up logs.
     fn describe(&self) -> String;
+
+    /// Whether a write waits on I/O (a network round trip). When it does not,
+    /// the scheduler keeps its state lock across chunk writes; when it does,
+    /// the scheduler releases the lock meanwhile so that concurrent writes
+    /// reach the store together.
+    fn writes_wait(&self) -> bool;
 }

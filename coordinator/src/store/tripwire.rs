@@ -69,4 +69,7 @@ impl<S: StateStore> StateStore for Tripwire<S> {
     fn describe(&self) -> String {
         self.inner.describe()
     }
+    fn writes_wait(&self) -> bool {
+        self.inner.writes_wait()
+    }
 }

@@ -1,0 +1,160 @@
+//! CompleteChunk's `want_next`: the next chunk leased with a completion is a
+//! lease like AcquireChunk's (a fresh, current fencing token recorded in the
+//! store), on both scheduler paths: MemoryStore keeps the state lock across
+//! its writes, EtcdStore (on a real etcd member) releases it meanwhile.
+
+use std::sync::Arc;
+
+use ferry_common::config::JobDefaults;
+use ferry_common::connections::ConnectionRegistry;
+use ferry_common::ledger::DEFAULT_LEDGER_SCHEMA;
+use ferry_common::proto::{ChunkRef, ChunkState, HeldChunk, JobSpec, JobState};
+use ferry_common::timing::Timings;
+use ferry_coordinator::election::campaign;
+use ferry_coordinator::error::CoordinatorError;
+use ferry_coordinator::leader::connect_etcd;
+use ferry_coordinator::planner::Plan;
+use ferry_coordinator::scheduler::{Scheduler, SchedulerConfig};
+use ferry_coordinator::store::{EtcdStore, MemoryStore, StateStore};
+use ferry_tests::etcd::EtcdCluster;
+use tokio_util::sync::CancellationToken;
+
+fn config() -> SchedulerConfig {
+    SchedulerConfig {
+        defaults: JobDefaults::default(),
+        // the synthetic plan never connects
+        connections: ConnectionRegistry::from_pairs([
+            (
+                "source".to_string(),
+                "postgres://t@127.0.0.1:1/src".to_string(),
+            ),
+            (
+                "target".to_string(),
+                "postgres://t@127.0.0.1:1/dst".to_string(),
+            ),
+        ]),
+        timings: Timings::default(),
+        ledger_schema: DEFAULT_LEDGER_SCHEMA.to_string(),
+    }
+}
+
+fn spec() -> JobSpec {
+    JobSpec {
+        source: "source".into(),
+        target: "target".into(),
+        query: "SELECT id FROM synthetic".into(),
+        table: "public.synthetic".into(),
+        max_workers: Some(4),
+        ..Default::default()
+    }
+}
+
+/// Whether the scheduler tells `worker` to abort `chunk` (its token is not current).
+async fn disowned(s: &Arc<Scheduler>, worker: &str, chunk: &ChunkRef) -> bool {
+    let held = vec![HeldChunk {
+        chunk: Some(chunk.clone()),
+        rows_so_far: 0,
+    }];
+    let abort = s.heartbeat(worker, held, true).await.expect("heartbeat");
+    !abort.is_empty()
+}
+
+async fn next_chunk_is_a_real_lease(store: Arc<dyn StateStore>) {
+    let s = Scheduler::new(Arc::clone(&store), config());
+    let job = s
+        .submit_planned("lease-next".into(), spec(), Plan::synthetic(3))
+        .await
+        .expect("submit");
+    let w = s
+        .register_worker("w1".into(), "test".into(), 1)
+        .await
+        .expect("register")
+        .worker_id;
+
+    let first = s.acquire(&w, 1).await.expect("acquire");
+    assert_eq!(first.len(), 1);
+    let a = first[0].chunk.clone().expect("chunk ref");
+
+    // a stale report is refused (the API then leases nothing)
+    let mut stale = a.clone();
+    stale.fencing_token += 1000;
+    let r = s.complete(&w, stale, 0, 0, false).await;
+    assert!(
+        matches!(r, Err(CoordinatorError::StaleToken { .. })),
+        "a report with a stale token must be refused: {r:?}"
+    );
+
+    s.complete(&w, a.clone(), 0, 0, false)
+        .await
+        .expect("complete");
+    let next = s.lease_next(&w, 1).await;
+    assert_eq!(
+        next.len(),
+        1,
+        "one ready chunk is leased with the completion"
+    );
+    let b = next[0].chunk.clone().expect("chunk ref");
+    assert_ne!(b.chunk_no, a.chunk_no);
+    assert_eq!(next[0].attempt, 1);
+    assert!(
+        b.fencing_token > a.fencing_token,
+        "the next lease's token {} must be newer than {}",
+        b.fencing_token,
+        a.fencing_token
+    );
+    assert!(
+        !disowned(&s, &w, &b).await,
+        "the scheduler holds the next lease under the token it returned"
+    );
+    let mut wrong = b.clone();
+    wrong.fencing_token += 1;
+    assert!(disowned(&s, &w, &wrong).await);
+
+    // the token is the chunk's version in the store, as for AcquireChunk
+    let snap = store.load().await.expect("load");
+    let (_, chunks) = snap
+        .jobs
+        .iter()
+        .find(|(j, _)| j.job_id == job)
+        .expect("job stored");
+    let stored = &chunks[b.chunk_no as usize - 1];
+    assert_eq!(stored.record.state, ChunkState::Leased as i32);
+    assert_eq!(stored.version, b.fencing_token);
+    assert_eq!(stored.record.worker_id, w);
+
+    s.complete(&w, b, 0, 0, false).await.expect("complete");
+    let c = s.lease_next(&w, 1).await;
+    assert_eq!(c.len(), 1);
+    s.complete(&w, c[0].chunk.clone().expect("chunk ref"), 0, 0, false)
+        .await
+        .expect("complete");
+    assert!(
+        s.lease_next(&w, 1).await.is_empty(),
+        "nothing is left to lease"
+    );
+    assert!(
+        s.lease_next("nobody", 1).await.is_empty(),
+        "an unknown worker gets nothing"
+    );
+    let done = s.job_summary(&job).await.expect("job");
+    assert_eq!(done.state, JobState::Succeeded as i32);
+    assert_eq!(done.chunks_succeeded, 3);
+}
+
+#[tokio::test]
+async fn memory_store_next_chunk_is_a_real_lease() {
+    next_chunk_is_a_real_lease(Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_store_next_chunk_is_a_real_lease() {
+    let etcd = EtcdCluster::start(1);
+    let client = connect_etcd(&etcd.endpoints()).await.expect("connect etcd");
+    let stop = CancellationToken::new();
+    let lead = campaign(&client, "/lease-next", "test", &stop, |_| {})
+        .await
+        .expect("campaign")
+        .expect("won");
+    let store = EtcdStore::new(client, "/lease-next", Some(lead.fence.clone()));
+    next_chunk_is_a_real_lease(Arc::new(store)).await;
+}
