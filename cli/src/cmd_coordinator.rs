@@ -75,7 +75,7 @@ pub async fn run(args: Args) -> i32 {
             return EXIT_BAD_INPUT;
         }
     };
-    let (gate, health) = server::gate();
+    let (gate, health) = server::gate().await;
     let stop = CancellationToken::new();
     let leading = if args.etcd.is_empty() {
         let scheduler = Scheduler::new(Arc::new(MemoryStore::new()), config);

@@ -77,7 +77,7 @@ pub async fn run(args: Args) -> i32 {
         }
     };
     let _ticker = scheduler.spawn_ticker();
-    let (gate, health) = server::gate();
+    let (gate, health) = server::gate().await;
     gate.lead(scheduler).await;
     let stop = CancellationToken::new();
     let server_stop = stop.clone();

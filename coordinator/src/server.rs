@@ -45,8 +45,14 @@ pub async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ServeEr
 }
 
 /// A gate (starting as a follower) and the health service it drives.
-pub fn gate() -> (Arc<Gate>, HealthServer<HealthService>) {
+///
+/// Health starts NOT_SERVING (tonic-health's reporter starts the overall
+/// status at SERVING): a replica is ready only once it leads.
+pub async fn gate() -> (Arc<Gate>, HealthServer<HealthService>) {
     let reporter = tonic_health::server::HealthReporter::new();
+    reporter
+        .set_service_status("", tonic_health::ServingStatus::NotServing)
+        .await;
     let service = HealthServer::new(HealthService::from_health_reporter(reporter.clone()));
     (Gate::new(reporter), service)
 }

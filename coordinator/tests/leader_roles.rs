@@ -29,7 +29,7 @@ async fn start(etcd: &EtcdCluster) -> Replica {
         .await
         .expect("bind");
     let url = format!("http://{addr}");
-    let (gate, health) = server::gate();
+    let (gate, health) = server::gate().await;
     let stop = CancellationToken::new();
     let config = SchedulerConfig {
         defaults: JobDefaults::default(),
@@ -48,6 +48,17 @@ async fn start(etcd: &EtcdCluster) -> Replica {
         s.cancelled().await
     }));
     Replica { url, stop }
+}
+
+/// The message of a follower's refusal of ListJobs (empty if it served it).
+async fn refusal(url: &str) -> String {
+    let Ok(mut client) = JobServiceClient::connect(url.to_string()).await else {
+        return String::new();
+    };
+    match client.list_jobs(ListJobsRequest { limit: 0 }).await {
+        Ok(_) => String::new(),
+        Err(e) => e.message().to_string(),
+    }
 }
 
 async fn status(url: &str) -> ServingStatus {
@@ -86,9 +97,14 @@ async fn one_leader_serves_the_other_points_to_it_and_takes_over() {
     })
     .await;
     let b = start(&etcd).await;
-    wait_for("the second replica to follow", async || {
-        status(&b.url).await == ServingStatus::NotServing
-    })
+    // health starts NOT_SERVING; following means knowing whom to point to
+    wait_for(
+        "the second replica to follow, naming the leader",
+        async || {
+            status(&b.url).await == ServingStatus::NotServing
+                && refusal(&b.url).await.contains(&a.url)
+        },
+    )
     .await;
     assert_eq!(
         status(&a.url).await,

@@ -198,7 +198,7 @@ fn count_lines(path: &Path) -> u64 {
 /// Runs one store's benchmark.
 pub async fn run(o: &RunOpts, log_path: &Path) -> Result<RunResult> {
     let (listener, addr) = server::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
-    let (gate, health) = server::gate();
+    let (gate, health) = server::gate().await;
     let stop = CancellationToken::new();
     let config = scheduler_config();
 
