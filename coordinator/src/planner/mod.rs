@@ -2,6 +2,7 @@
 //! target table, checks that they fit, and splits the job into key ranges of
 //! equal row counts.
 
+mod block_sample;
 mod chunk_sql;
 mod describe;
 pub mod replace;
@@ -181,7 +182,8 @@ pub async fn plan_job(
     let mut bitmap = false;
     let (rows, chunks, strategy) = match key {
         Some(key) if parallel => {
-            let sample = split::sample_keys(&source, query, &key, chunk_size).await?;
+            let position = usize::try_from(builder.key_index()).ok();
+            let sample = split::sample_keys(&source, query, &key, position, chunk_size).await?;
             if sample.rows < min_rows || sample.rows <= chunk_size {
                 let why = format!(
                     "one chunk: {} rows, below min_rows_for_parallel {min_rows} or chunk_size {chunk_size}",
@@ -206,9 +208,10 @@ pub async fn plan_job(
                     chunks.push(builder.chunk(&ChunkBounds::Null));
                 }
                 let why = format!(
-                    "key ranges on {} with equal row counts ({} sampled keys)",
+                    "key ranges on {} with equal row counts ({} sampled keys: {})",
                     quote_ident(&key.name),
-                    sample.keys.len()
+                    sample.keys.len(),
+                    sample.how
                 );
                 (sample.rows, chunks, why)
             }

@@ -5,6 +5,7 @@ use ferry_common::errors::classify_pg;
 use ferry_common::sql::quote_ident;
 use tokio_postgres::Client;
 
+use super::block_sample;
 use super::chunk_sql::KeyColumn;
 use super::PlanError;
 
@@ -27,6 +28,8 @@ pub struct KeySample {
     pub null_rows: u64,
     /// A uniform sample of the non-NULL keys, as text, in key order.
     pub keys: Vec<String>,
+    /// How the sample was taken, for people.
+    pub how: String,
 }
 
 fn db_err(context: &str, e: &tokio_postgres::Error) -> PlanError {
@@ -69,15 +72,26 @@ fn sample_fraction(rows: u64, chunk_size: u64) -> f64 {
     }
 }
 
-/// Counts rows and NULL keys and samples keys in one scan; scans again with a
-/// better fraction when the optimizer's estimate was far off.
+/// Samples the key: from a share of the blocks when the query is a plain scan
+/// of one table (`block_sample`), otherwise by counting rows and NULL keys and
+/// sampling keys in one scan, again with a better fraction when the
+/// optimizer's estimate was far off.
 pub async fn sample_keys(
     source: &Client,
     query: &str,
     key: &KeyColumn,
+    key_position: Option<usize>,
     chunk_size: u64,
 ) -> Result<KeySample, PlanError> {
     let estimate = estimate_rows(source, query).await?;
+    if let Some(position) = key_position {
+        let want = sample_fraction(estimate, chunk_size) * estimate as f64;
+        if let Some(s) =
+            block_sample::sample(source, query, position, chunk_size, want as u64).await
+        {
+            return Ok(s);
+        }
+    }
     let mut fraction = sample_fraction(estimate, chunk_size);
     let sql = format!(
         "SELECT count(*)::int8, count(*) FILTER (WHERE k IS NULL)::int8,
@@ -104,6 +118,7 @@ pub async fn sample_keys(
             non_null_rows: rows - null_rows,
             null_rows,
             keys,
+            how: "every row read, rows counted".into(),
         });
     }
     Err(PlanError::invalid(
