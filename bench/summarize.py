@@ -214,6 +214,10 @@ def main():
     if args.logs:
         lines += time_table(configs, S, order, args.logs)
     lines += ["## What the numbers say", ""] + findings(configs, S, order, args) + [""]
+    profile = os.path.join(os.path.dirname(os.path.abspath(__file__)), "PROFILE.md")
+    if os.path.exists(profile):
+        # hand-written: what the profiles showed and what was changed (issue 4, part 3)
+        lines += open(profile).read().rstrip().splitlines() + [""]
     if args.failures and os.path.exists(args.failures):
         lines += ["## Failed runs: commands and errors", ""] + open(args.failures).read().rstrip().splitlines() + [""]
     print("\n".join(lines))
