@@ -44,7 +44,7 @@ fn spec() -> JobSpec {
         target: "target".into(),
         query: "SELECT id FROM synthetic".into(),
         table: "public.synthetic".into(),
-        max_workers: Some(4),
+        max_workers: Some(1), // the completing chunk must free its place for the next
         ..Default::default()
     }
 }
@@ -78,16 +78,17 @@ async fn next_chunk_is_a_real_lease(store: Arc<dyn StateStore>) {
     // a stale report is refused (the API then leases nothing)
     let mut stale = a.clone();
     stale.fencing_token += 1000;
-    let r = s.complete(&w, stale, 0, 0, false).await;
+    let r = s.complete(&w, stale, 0, 0, false, 1).await;
     assert!(
         matches!(r, Err(CoordinatorError::StaleToken { .. })),
         "a report with a stale token must be refused: {r:?}"
     );
 
-    s.complete(&w, a.clone(), 0, 0, false)
+    // the completion itself leases the next chunk (want_next = 1)
+    let next = s
+        .complete(&w, a.clone(), 0, 0, false, 1)
         .await
         .expect("complete");
-    let next = s.lease_next(&w, 1).await;
     assert_eq!(
         next.len(),
         1,
@@ -122,12 +123,19 @@ async fn next_chunk_is_a_real_lease(store: Arc<dyn StateStore>) {
     assert_eq!(stored.version, b.fencing_token);
     assert_eq!(stored.record.worker_id, w);
 
-    s.complete(&w, b, 0, 0, false).await.expect("complete");
+    // or a completion without want_next, then lease_next
+    let none = s.complete(&w, b, 0, 0, false, 0).await.expect("complete");
+    assert!(none.is_empty(), "no next chunk unless asked for");
     let c = s.lease_next(&w, 1).await;
     assert_eq!(c.len(), 1);
-    s.complete(&w, c[0].chunk.clone().expect("chunk ref"), 0, 0, false)
+    let last = s
+        .complete(&w, c[0].chunk.clone().expect("chunk ref"), 0, 0, false, 1)
         .await
         .expect("complete");
+    assert!(
+        last.is_empty(),
+        "nothing is left to lease with the last completion"
+    );
     assert!(
         s.lease_next(&w, 1).await.is_empty(),
         "nothing is left to lease"

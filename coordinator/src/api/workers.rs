@@ -97,12 +97,9 @@ impl WorkerService for WorkerApi {
                     r.rows_written,
                     r.rows_rejected,
                     r.already_committed,
+                    r.want_next,
                 )
-                .await?;
-            if r.want_next == 0 {
-                return Ok(Vec::new());
-            }
-            Ok(scheduler.lease_next(&r.worker_id, r.want_next).await)
+                .await
         })
         .await?;
         Ok(Response::new(CompleteChunkResponse { next }))

@@ -17,7 +17,7 @@ use crate::planner::{compose, KEY};
 use crate::store::StoreError;
 
 /// A chunk claimed for a lease whose store write has not been applied yet.
-struct Claim {
+pub(super) struct Claim {
     job_id: String,
     n: u32,
     /// The LEASED record being written (token `CLAIMED` until applied).
@@ -29,7 +29,7 @@ struct Claim {
 
 /// Takes up to `slots` ready chunks for `worker_id` and marks them LEASED in
 /// memory with the token `CLAIMED` until their write is applied.
-fn claim_ready(st: &mut State, worker_id: &str, slots: u32) -> Vec<Claim> {
+pub(super) fn claim_ready(st: &mut State, worker_id: &str, slots: u32) -> Vec<Claim> {
     let mut out = Vec::new();
     let State { jobs, order, .. } = st;
     for job_id in order.iter() {
@@ -136,10 +136,21 @@ impl Scheduler {
         }
     }
 
+    /// Writes claimed leases (concurrently, so a group-committing store can
+    /// put them in one transaction with other writes).
+    pub(super) async fn write_leases(&self, claims: &[Claim]) -> Vec<Result<u64, StoreError>> {
+        futures::future::join_all(
+            claims
+                .iter()
+                .map(|c| self.store.lease_chunk(&c.record, c.old_version)),
+        )
+        .await
+    }
+
     /// Applies the outcome of claimed leases' writes: a written lease gets its
     /// token, a failed one goes back to the front of the queue. Fails only when
     /// no lease was written.
-    fn apply_leases(
+    pub(super) fn apply_leases(
         &self,
         st: &mut State,
         claims: Vec<Claim>,

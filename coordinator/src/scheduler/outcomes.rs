@@ -7,9 +7,10 @@ use std::time::Instant;
 
 use ferry_common::db::connect;
 use ferry_common::errors::ErrorClass;
-use ferry_common::proto::{ChunkRef, ChunkState, JobState, WriteMode};
+use ferry_common::proto::{ChunkAssignment, ChunkRef, ChunkState, JobState, WriteMode};
 use ferry_common::sql::{parse_table_name, TableName};
 
+use super::grant;
 use super::progress;
 use super::state::{now_ms, JobRuntime, State, CLAIMED};
 use super::Scheduler;
@@ -76,6 +77,12 @@ impl Scheduler {
     /// While the write is in flight the chunk stays LEASED with the token
     /// `CLAIMED`: no other report matches it, and it is not counted done before
     /// it is stored. Runs to the end once it has claimed the chunk (see `acquire`).
+    ///
+    /// With `want_next` it also leases up to that many ready chunks to the
+    /// worker (see `lease_next`) and returns them. When the store's writes
+    /// wait, the next chunks are claimed under the same lock as the report
+    /// and written together with it, so a group-committing store (etcd)
+    /// carries the completion and the next lease in one transaction.
     pub async fn complete(
         self: &Arc<Self>,
         worker_id: &str,
@@ -83,11 +90,13 @@ impl Scheduler {
         rows_written: u64,
         rows_rejected: u64,
         already_committed: bool,
-    ) -> Result<(), CoordinatorError> {
+        want_next: u32,
+    ) -> Result<Vec<ChunkAssignment>, CoordinatorError> {
         let mut st = self.state.lock().await;
+        let registered = st.workers.contains_key(worker_id);
         let job = current_chunk(&mut st, &r, worker_id)?;
         let Some(c) = job.chunk(r.chunk_no) else {
-            return Ok(());
+            return Ok(Vec::new());
         };
         let old = c.record.clone();
         let version = c.version;
@@ -97,24 +106,49 @@ impl Scheduler {
         rec.rows_rejected = rows_rejected;
         rec.repair = false;
         rec.last_error.clear();
-        let written = if self.store.writes_wait() {
+        let together = self.store.writes_wait();
+        let mut next_claims = Vec::new();
+        let mut freed = None;
+        let (written, leases) = if together {
             let mut claimed = old.clone();
             claimed.fencing_token = CLAIMED;
             job.set_chunk(r.chunk_no, claimed, version);
+            if want_next > 0 && registered {
+                // the reported chunk no longer takes a place of the job's max_in_flight
+                freed = job.live.remove(&r.chunk_no);
+                next_claims = grant::claim_ready(&mut st, worker_id, want_next);
+            }
             drop(st);
-            let written = self.store.update_chunk(&rec, version).await;
+            let both = futures::future::join(
+                self.store.update_chunk(&rec, version),
+                self.write_leases(&next_claims),
+            )
+            .await;
             st = self.state.lock().await;
-            written
+            both
         } else {
-            self.store.update_chunk(&rec, version).await
+            (self.store.update_chunk(&rec, version).await, Vec::new())
+        };
+        // the next leases stand on their own, whatever became of the report
+        let next = if next_claims.is_empty() {
+            Vec::new()
+        } else {
+            self.apply_leases(&mut st, next_claims, leases)
+                .unwrap_or_else(|e| {
+                    tracing::warn!(worker = %worker_id, error = %e, "cannot lease the next chunk with a completion");
+                    Vec::new()
+                })
         };
         let Some(job) = st.jobs.get_mut(&r.job_id) else {
-            return Ok(());
+            return Ok(next);
         };
         match written {
             Ok(v) => job.set_chunk(r.chunk_no, rec, v),
             Err(e) => {
                 job.set_chunk(r.chunk_no, old, version);
+                if let Some(live) = freed {
+                    job.live.insert(r.chunk_no, live);
+                }
                 return Err(e.into());
             }
         }
@@ -143,7 +177,10 @@ impl Scheduler {
         }
         self.ready.notify_waiters();
         self.changed();
-        Ok(())
+        if together || want_next == 0 {
+            return Ok(next);
+        }
+        Ok(self.lease_next(worker_id, want_next).await)
     }
 
     /// Records a failed chunk attempt (rolled back in the target).
