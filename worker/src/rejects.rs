@@ -99,7 +99,13 @@ async fn exec(target: &Client, sql: &str) -> Result<(), DbFailure> {
     target.batch_execute(sql).await.map_err(|e| classify_pg(&e))
 }
 
-/// Copies the chunk row by row where needed, rejecting the rows the target refuses.
+/// Lines sent per COPY on this path: a refused row costs a re-send of at most
+/// this many lines, not of the rest of the chunk.
+const BATCH_LINES: usize = 1_000;
+
+/// Copies the chunk in batches under savepoints; a batch the target refuses is
+/// copied again up to the refused row (found by its line number), the row is
+/// rejected, and the copy goes on after it.
 pub async fn copy_isolating(
     source: &Client,
     target: &Client,
@@ -111,17 +117,18 @@ pub async fn copy_isolating(
     let mut out = SlowResult::default();
     let mut i = 0;
     while i < lines.len() {
+        let end = (i + BATCH_LINES).min(lines.len());
         exec(target, "SAVEPOINT ferry_rows").await?;
-        match copy_text(target, table, &columns, &lines[i..]).await {
+        match copy_text(target, table, &columns, &lines[i..end]).await {
             Ok(n) => {
                 exec(target, "RELEASE SAVEPOINT ferry_rows").await?;
                 out.written += n;
-                break;
+                i = end;
             }
             Err(e) => {
                 exec(target, "ROLLBACK TO SAVEPOINT ferry_rows").await?;
                 let f = classify_pg(&e);
-                let line = error_line(&e).filter(|l| *l >= 1 && *l <= lines.len() - i);
+                let line = error_line(&e).filter(|l| *l >= 1 && *l <= end - i);
                 let (ErrorClass::Data, Some(line)) = (f.class, line) else {
                     return Err(f);
                 };
