@@ -27,17 +27,18 @@ struct PlainScan {
     rows: f64,
 }
 
-/// A block sample of the key, or None when the query is not a plain scan of
-/// one table, the key column may hold NULLs, the job is small, or anything
-/// is in doubt (the caller then scans exactly).
+/// A block sample of the key, or None when the query (whose plan's root node
+/// is `root`) is not a plain scan of one table, the key column may hold
+/// NULLs, the job is small, or anything is in doubt (the caller then scans
+/// exactly).
 pub async fn sample(
     source: &Client,
-    query: &str,
+    root: &Value,
     key_position: usize,
     chunk_size: u64,
     want_keys: u64,
 ) -> Option<KeySample> {
-    let scan = plain_scan(source, query, key_position).await?;
+    let scan = plain_scan(root, key_position)?;
     let chunks = scan.rows / chunk_size.max(1) as f64;
     if chunks < MIN_CHUNKS {
         return None;
@@ -87,16 +88,9 @@ pub async fn sample(
     })
 }
 
-/// The table and key column when `query` is planned as one sequential scan
+/// The table and key column when the plan `root` is one sequential scan
 /// with no filter whose `key_position`-th output is a bare column.
-async fn plain_scan(source: &Client, query: &str, key_position: usize) -> Option<PlainScan> {
-    let row = source
-        .query_one(&format!("EXPLAIN (VERBOSE, FORMAT JSON) {query}"), &[])
-        .await
-        .map_err(|e| tracing::debug!(error = %e, "cannot explain the source query"))
-        .ok()?;
-    let plan: Value = row.try_get(0).ok()?;
-    let root = plan.get(0)?.get("Plan")?;
+fn plain_scan(root: &Value, key_position: usize) -> Option<PlainScan> {
     let plain = root.get("Node Type")?.as_str()? == "Seq Scan"
         && root.get("Plans").is_none()
         && root.get("Filter").is_none();

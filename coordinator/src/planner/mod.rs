@@ -5,6 +5,7 @@
 mod block_sample;
 mod chunk_sql;
 mod describe;
+mod explain;
 pub mod replace;
 mod scan;
 mod split;

@@ -3,8 +3,9 @@
 //! looks up the heap once per row; a bitmap heap scan reads the same pages a
 //! page at a time, in the same order, for about a fifth less source CPU.
 
-use serde_json::Value;
 use tokio_postgres::Client;
+
+use super::explain::root_plan;
 
 /// Lowest key/heap-order correlation at which a bitmap scan keeps rows in key
 /// order (below it, key order helps the target's index more than the source
@@ -25,13 +26,10 @@ pub async fn prefer_bitmap_scan(source: &Client, chunk_select: &str) -> bool {
 
 /// The (schema, table, index) of a plan that is one index scan and nothing else.
 async fn plain_index_scan(source: &Client, select: &str) -> Option<(String, String, String)> {
-    let row = source
-        .query_one(&format!("EXPLAIN (VERBOSE, FORMAT JSON) {select}"), &[])
+    let root = root_plan(source, select)
         .await
         .map_err(|e| tracing::debug!(error = %e, "cannot explain a chunk's SELECT"))
         .ok()?;
-    let plan: Value = row.try_get(0).ok()?;
-    let root = plan.get(0)?.get("Plan")?;
     if root.get("Node Type")?.as_str()? != "Index Scan" || root.get("Plans").is_some() {
         return None;
     }

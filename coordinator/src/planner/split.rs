@@ -7,6 +7,7 @@ use tokio_postgres::Client;
 
 use super::block_sample;
 use super::chunk_sql::KeyColumn;
+use super::explain::root_plan;
 use super::PlanError;
 
 /// Sampled keys per planned chunk: the sample's quantiles put each chunk within
@@ -49,17 +50,13 @@ pub async fn count_rows(source: &Client, query: &str) -> Result<u64, PlanError> 
     Ok(row.get::<_, i64>(0).max(0) as u64)
 }
 
-async fn estimate_rows(source: &Client, query: &str) -> Result<u64, PlanError> {
-    let row = source
-        .query_one(&format!("EXPLAIN (FORMAT JSON) {query}"), &[])
-        .await
-        .map_err(|e| db_err("cannot estimate source rows", &e))?;
-    let plan: serde_json::Value = row.try_get(0).unwrap_or(serde_json::Value::Null);
-    let est = plan
-        .get(0)
-        .and_then(|v| v.get("Plan")?.get("Plan Rows")?.as_f64())
+/// The planner's row estimate from the plan's root node.
+fn estimated_rows(root: &serde_json::Value) -> u64 {
+    let est = root
+        .get("Plan Rows")
+        .and_then(|r| r.as_f64())
         .unwrap_or(0.0);
-    Ok(est.max(0.0) as u64)
+    est.max(0.0) as u64
 }
 
 fn sample_fraction(rows: u64, chunk_size: u64) -> f64 {
@@ -83,11 +80,14 @@ pub async fn sample_keys(
     key_position: Option<usize>,
     chunk_size: u64,
 ) -> Result<KeySample, PlanError> {
-    let estimate = estimate_rows(source, query).await?;
+    let root = root_plan(source, query)
+        .await
+        .map_err(|e| db_err("cannot estimate source rows", &e))?;
+    let estimate = estimated_rows(&root);
     if let Some(position) = key_position {
         let want = sample_fraction(estimate, chunk_size) * estimate as f64;
         if let Some(s) =
-            block_sample::sample(source, query, position, chunk_size, want as u64).await
+            block_sample::sample(source, &root, position, chunk_size, want as u64).await
         {
             return Ok(s);
         }

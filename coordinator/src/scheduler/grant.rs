@@ -106,12 +106,7 @@ impl Scheduler {
             return self.apply_leases(&mut st, claims, written);
         }
         drop(st);
-        let written = futures::future::join_all(
-            claims
-                .iter()
-                .map(|c| self.store.lease_chunk(&c.record, c.old_version)),
-        )
-        .await;
+        let written = self.write_leases(&claims).await;
         let mut st = self.state.lock().await;
         self.apply_leases(&mut st, claims, written)
     }

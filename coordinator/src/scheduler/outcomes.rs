@@ -130,15 +130,12 @@ impl Scheduler {
             (self.store.update_chunk(&rec, version).await, Vec::new())
         };
         // the next leases stand on their own, whatever became of the report
-        let next = if next_claims.is_empty() {
-            Vec::new()
-        } else {
-            self.apply_leases(&mut st, next_claims, leases)
-                .unwrap_or_else(|e| {
-                    tracing::warn!(worker = %worker_id, error = %e, "cannot lease the next chunk with a completion");
-                    Vec::new()
-                })
-        };
+        let next = self
+            .apply_leases(&mut st, next_claims, leases)
+            .unwrap_or_else(|e| {
+                tracing::warn!(worker = %worker_id, error = %e, "cannot lease the next chunk with a completion");
+                Vec::new()
+            });
         let Some(job) = st.jobs.get_mut(&r.job_id) else {
             return Ok(next);
         };
