@@ -48,7 +48,7 @@ impl Coordinators {
                     url: url.clone(),
                     reason: e.to_string(),
                 })?
-                .connect_timeout(Duration::from_secs(3))
+                .connect_timeout(crate::timing::COORDINATOR_CONNECT_TIMEOUT)
                 .tcp_nodelay(true);
             if let Some(t) = request_timeout {
                 ep = ep.timeout(t);
@@ -113,10 +113,11 @@ fn normalize(url: &str) -> String {
     }
 }
 
-/// Whether a status means "try another coordinator".
+/// Whether a status means "try another coordinator": this one is down,
+/// unreachable, or not the leader. Decided by the code alone.
 pub fn is_failover_status(status: &tonic::Status) -> bool {
     matches!(
         status.code(),
         tonic::Code::Unavailable | tonic::Code::Unknown
-    ) && !status.message().contains("FERRY_CONN_")
+    )
 }

@@ -1,0 +1,8 @@
+//! Ferry's database connectors: every SQL statement Ferry runs lives here,
+//! one module per database. The planner, the scheduler and the worker decide;
+//! a connector acts, building its database's SQL from Ferry's typed plan
+//! (table and column names with their exact spelling, key columns with their
+//! types, chunk bounds as typed values).
+#![warn(missing_docs)]
+
+pub mod postgres;
