@@ -10,7 +10,9 @@ use std::time::Instant;
 
 use ferry_common::errors::{DbFailure, ErrorClass};
 use ferry_common::proto::{ChunkAssignment, ChunkBounds, ChunkRef, TableRef, WriteMode};
-use ferry_connectors::postgres::copy::{begin_read, end_read, pass_through, CopyControl, CopyStop};
+use ferry_connectors::postgres::copy::{
+    begin_read, end_read, pass_through, rewind_read, CopyControl, CopyStop,
+};
 use ferry_connectors::postgres::ledger::{Attempt, Claim};
 use ferry_connectors::postgres::select::ChunkSelect;
 use ferry_connectors::postgres::session::exec;
@@ -236,6 +238,7 @@ async fn stream_chunk(
         Ok(n) => (n, Vec::new()),
         Err(CopyStop::Db(f)) if f.class == ErrorClass::Data => {
             exec(target, "ROLLBACK TO SAVEPOINT ferry_chunk").await?;
+            rewind_read(source).await?;
             tracing::info!(
                 job = %chunk.r.job_id,
                 chunk = chunk.r.chunk_no,

@@ -71,7 +71,14 @@ pub async fn begin_read(
             .await
             .map_err(|e| classify_pg(&e))?;
     }
-    Ok(())
+    // a read that fails on a bad value (a cast) is rewound to here
+    exec(source, "SAVEPOINT ferry_read").await
+}
+
+/// Rewinds the chunk's read transaction after a failed read (a value the
+/// cast refused aborts it), keeping its snapshot and bounds for a re-read.
+pub async fn rewind_read(source: &Client) -> Result<(), DbFailure> {
+    exec(source, "ROLLBACK TO SAVEPOINT ferry_read").await
 }
 
 /// Ends the chunk's read transaction (nothing was written in it).

@@ -191,3 +191,13 @@ pub async fn assignable(source: &Client, from: &str, to: &str) -> Result<bool, D
         .map_err(|e| failed("cannot look up type conversions", &e))?;
     Ok(row.get(0))
 }
+
+/// Parses and analyses `sql` on the server without running it (types,
+/// names, casts); the server's error when it does not.
+pub async fn prepares(client: &Client, sql: &str) -> Result<(), DbFailure> {
+    client
+        .prepare(sql)
+        .await
+        .map(|_| ())
+        .map_err(|e| ferry_common::errors::classify_pg(&e))
+}

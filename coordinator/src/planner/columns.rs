@@ -5,6 +5,7 @@
 
 use ferry_common::proto::{ColumnPlan, KeyColumn};
 use ferry_connectors::postgres::describe::{QueryColumn, TargetColumn};
+use ferry_connectors::postgres::sql::show_ident;
 
 use super::PlanError;
 
@@ -63,8 +64,9 @@ pub struct Columns {
     target: Vec<TargetColumn>,
 }
 
+/// Column names as PostgreSQL shows them, comma-separated.
 fn names<'a>(it: impl Iterator<Item = &'a str>) -> String {
-    it.collect::<Vec<_>>().join(", ")
+    it.map(show_ident).collect::<Vec<_>>().join(", ")
 }
 
 impl Columns {
@@ -95,8 +97,9 @@ impl Columns {
         for (qc, tname) in query.iter().zip(wanted) {
             let Some(tc) = target.iter().find(|t| t.name == tname) else {
                 return Err(PlanError::invalid(format!(
-                    "columns do not match: query column '{}' has no column '{tname}' in target table {table} (target columns: {}); rename it with AS, drop it from the query, or pass --columns",
-                    qc.name,
+                    "columns do not match: query column {} has no column {} in target table {table} (target columns: {}); rename it with AS, drop it from the query, or pass --columns",
+                    show_ident(&qc.name),
+                    show_ident(tname),
                     names(target.iter().map(|c| c.name.as_str()))
                 )));
             };
@@ -132,14 +135,16 @@ impl Columns {
     pub fn key(&self, name: &str) -> Result<KeyColumn, PlanError> {
         let Some(position) = self.query.iter().position(|c| c.name == name) else {
             return Err(PlanError::invalid(format!(
-                "key column '{name}' is not a column of the query (columns: {}); pass --key with one of them",
+                "key column {} is not a column of the query (columns: {}); pass --key with one of them",
+                show_ident(name),
                 names(self.query.iter().map(|c| c.name.as_str()))
             )));
         };
         let col = &self.query[position];
         if !KEY_TYPES.contains(&col.base_type.as_str()) {
             return Err(PlanError::invalid(format!(
-                "key column '{name}' has type {}, which cannot be split into ranges; pass --key with an integer, numeric, date, timestamp, text or uuid column",
+                "key column {} has type {}, which cannot be split into ranges; pass --key with an integer, numeric, date, timestamp, text or uuid column",
+                show_ident(name),
                 col.base_type
             )));
         }
@@ -211,7 +216,7 @@ mod tests {
             "t",
         )
         .unwrap_err();
-        assert!(e.message.contains("'extra'"), "{}", e.message);
+        assert!(e.message.contains("query column extra "), "{}", e.message);
         let c = Columns::map(&[qc("id", "bigint")], &[tc("id", "bigint")], &[], "t").unwrap();
         let e = c.key("nokey").unwrap_err();
         assert!(e.message.contains("nokey"), "{}", e.message);

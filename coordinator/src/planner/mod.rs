@@ -280,10 +280,9 @@ async fn check_select(source: &Client, query: &str, cols: &Columns) -> Result<()
         key: &[],
         bounds: &all,
     };
-    let Err(e) = source.prepare(&select.binary().0).await else {
+    let Err(f) = describe::prepares(source, &select.binary().0).await else {
         return Ok(());
     };
-    let f = ferry_common::errors::classify_pg(&e);
     if f.class == ErrorClass::Transient {
         return Err(f.into());
     }
@@ -300,13 +299,10 @@ async fn check_select(source: &Client, query: &str, cols: &Columns) -> Result<()
             key: &[],
             bounds: &all,
         };
-        if let Err(pe) = source.prepare(&probe.binary().0).await {
+        if let Err(pe) = describe::prepares(source, &probe.binary().0).await {
             return Err(PlanError::invalid(format!(
                 "column '{}' is {} in the source but {} in the target, and there is no conversion: {}; change the target column or cast it in the query",
-                cast.column,
-                cast.from,
-                cast.to,
-                ferry_common::errors::classify_pg(&pe).message
+                cast.column, cast.from, cast.to, pe.message
             )));
         }
     }
