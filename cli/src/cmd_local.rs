@@ -80,10 +80,13 @@ pub async fn run(args: Args) -> i32 {
     let _ticker = scheduler.spawn_ticker();
     let (gate, health) = server::gate().await;
     gate.lead(scheduler).await;
+    // workers stop first and the server after them, so their last
+    // heartbeats and reports still reach it
     let stop = CancellationToken::new();
-    let server_stop = stop.clone();
+    let server_stop = CancellationToken::new();
+    let server_stopped = server_stop.clone();
     let server = tokio::spawn(server::serve(listener, gate, health, async move {
-        server_stop.cancelled().await
+        server_stopped.cancelled().await
     }));
     let url = format!("http://{addr}");
     let mut workers = Vec::new();
@@ -101,6 +104,7 @@ pub async fn run(args: Args) -> i32 {
     for w in workers {
         let _ = tokio::time::timeout(LOCAL_WORKER_STOP, w).await;
     }
+    server_stop.cancel();
     let _ = tokio::time::timeout(LOCAL_SERVER_STOP, server).await;
     code
 }
