@@ -82,6 +82,9 @@ impl WorkerOptions {
     }
 }
 
+/// Extra arguments of coordinator `i` (a port of its own, a file of its own).
+type PerCoordinatorArgs = Box<dyn Fn(usize) -> Vec<String>>;
+
 /// Settings of a cluster to start; see the module docs.
 pub struct ClusterBuilder {
     pg: Pg,
@@ -91,6 +94,7 @@ pub struct ClusterBuilder {
     coordinators: usize,
     lease_ttl: Option<Duration>,
     coordinator_args: Vec<String>,
+    per_coordinator_args: Option<PerCoordinatorArgs>,
     coordinator_env: Vec<(String, String)>,
     env: Vec<(String, String)>,
     worker_defaults: WorkerOptions,
@@ -107,6 +111,7 @@ impl ClusterBuilder {
             coordinators: 1,
             lease_ttl: None,
             coordinator_args: Vec::new(),
+            per_coordinator_args: None,
             coordinator_env: Vec::new(),
             env: Vec::new(),
             worker_defaults: WorkerOptions::default(),
@@ -159,6 +164,13 @@ impl ClusterBuilder {
         self
     }
 
+    /// Extra arguments that differ per coordinator: `f(i)` for coordinator
+    /// `i`, after the shared ones (e.g. a metrics port of its own).
+    pub fn coordinator_args_for(mut self, f: impl Fn(usize) -> Vec<String> + 'static) -> Self {
+        self.per_coordinator_args = Some(Box::new(f));
+        self
+    }
+
     /// An extra environment variable for every coordinator.
     pub fn coordinator_env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.coordinator_env.push((key.into(), value.into()));
@@ -187,6 +199,12 @@ impl ClusterBuilder {
     /// The default worker options' `--concurrency` (for `workers(n)` and `add_worker`).
     pub fn worker_concurrency(mut self, n: usize) -> Self {
         self.worker_defaults.concurrency = n;
+        self
+    }
+
+    /// An extra argument for workers with the default options.
+    pub fn worker_arg(mut self, arg: impl Into<String>) -> Self {
+        self.worker_defaults.args.push(arg.into());
         self
     }
 
@@ -242,6 +260,9 @@ impl ClusterBuilder {
                 format!("127.0.0.1:{port}"),
             ];
             args.extend(shared_args.iter().cloned());
+            if let Some(f) = &self.per_coordinator_args {
+                args.extend(f(i));
+            }
             let node = Node::start(NodeSpec {
                 label: format!("c{i}"),
                 role: "coordinator",
