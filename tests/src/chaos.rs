@@ -16,9 +16,7 @@ use crate::clock::{format_unix_secs, unix_now};
 use crate::cluster::Cluster;
 use crate::data::slow_down_inserts;
 use crate::databases::{Databases, Pg, ITEMS_TABLE};
-use crate::log_lines::{
-    is_chunk_completed_line, line_unix_secs, Leadership, BECAME_LEADER, CHUNK_COMMITTED,
-};
+use crate::log_lines::{line_unix_secs, Leadership, BECAME_LEADER, CHUNK_COMMITTED};
 
 /// Rows copied by every case.
 pub const ROWS: u64 = 2_000_000;
@@ -41,6 +39,8 @@ pub const SHORT_LEASE_TTL: Duration = Duration::from_secs(3);
 pub const MAX_TAKEOVER_SECS: f64 = 15.0;
 /// Bound on re-leasing a dead worker's chunk, on top of the lease TTL.
 pub const RELET_MARGIN_SECS: f64 = 5.0;
+/// How long the job may take to complete its first chunk.
+pub const FIRST_CHUNK_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a process may take to log a line we wait for.
 pub const LINE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -143,21 +143,8 @@ impl ChaosRun {
     }
 
     /// Waits for the first `Chunk N completed` line of any coordinator.
-    pub async fn wait_first_chunk(&self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !self
-            .cluster
-            .coordinator_lines()
-            .iter()
-            .any(|l| is_chunk_completed_line(l))
-        {
-            assert!(
-                Instant::now() < deadline,
-                "no `Chunk N completed` line within 60 s; coordinators:\n{}",
-                self.cluster.coordinator_tails(40)
-            );
-            sleep_secs(0.1).await;
-        }
+    pub fn wait_first_chunk(&self) {
+        self.cluster.wait_first_chunk(FIRST_CHUNK_TIMEOUT);
     }
 
     /// Waits until the current life of worker `slot` logged `n` commits (or
@@ -256,19 +243,8 @@ impl ChaosRun {
     /// SIGKILLs the leader coordinator and waits for the other one's
     /// `became the leader coordinator` line; returns the killed slot. The
     /// takeover time is measured up to that line's own timestamp.
-    pub async fn kill_leader(&mut self) -> usize {
-        let deadline = Instant::now() + LINE_TIMEOUT;
-        let slot = loop {
-            if let Some(slot) = self.cluster.leader() {
-                break slot;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no leader coordinator within {LINE_TIMEOUT:?}; coordinators:\n{}",
-                self.cluster.coordinator_tails(30)
-            );
-            sleep_secs(0.1).await;
-        };
+    pub fn kill_leader(&mut self) -> usize {
+        let slot = self.cluster.wait_leader(LINE_TIMEOUT);
         let other = 1 - slot;
         assert!(
             self.cluster.coordinator(other).is_running(),

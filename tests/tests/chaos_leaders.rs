@@ -23,9 +23,9 @@ async fn leader_coordinator_killed_standby_takes_over() {
     })
     .await;
     let job = run.submit(&[]);
-    run.wait_first_chunk().await;
+    run.wait_first_chunk();
     sleep_secs(1.0).await;
-    let killed = run.kill_leader().await;
+    let killed = run.kill_leader();
     let log = run.cluster.coordinator(1 - killed).log();
     let line = log
         .lines()
@@ -53,7 +53,7 @@ async fn etcd_member_killed_and_restarted() {
     })
     .await;
     let job = run.submit(&[]);
-    run.wait_first_chunk().await;
+    run.wait_first_chunk();
     sleep_secs(1.0).await;
     let member = run.cluster.etcd().leader().unwrap_or(0);
     let killed_at = unix_now();

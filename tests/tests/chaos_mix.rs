@@ -27,7 +27,7 @@ async fn target_postgres_restarted() {
     })
     .await;
     let job = run.submit(&[]);
-    run.wait_first_chunk().await;
+    run.wait_first_chunk();
     sleep_secs(1.0).await;
     run.restart_target(2.0).await;
     finish("5. target PostgreSQL restarted", &run, &job).await;
@@ -92,7 +92,7 @@ async fn randomized_mix_of_all_faults() {
     .await;
     // Retries are per chunk; a chunk may be hit by several faults in a row.
     let job = run.submit(&["--max-retries", "10"]);
-    run.wait_first_chunk().await;
+    run.wait_first_chunk();
     let mut skipped = Vec::new();
     for (step, kind) in plan.iter().enumerate() {
         sleep_secs(rng.random_range(0.2..1.2)).await;
@@ -116,7 +116,7 @@ async fn randomized_mix_of_all_faults() {
             }
             Kind::KillLeader => {
                 let down = rng.random_range(0.5..3.0);
-                let slot = run.kill_leader().await;
+                let slot = run.kill_leader();
                 sleep_secs(down).await;
                 run.restart_coordinator(slot);
                 run.amend_fault(&format!(

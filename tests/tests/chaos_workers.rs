@@ -23,7 +23,7 @@ async fn worker_killed_and_restarted_repeatedly() {
     })
     .await;
     let job = run.submit(&[]);
-    run.wait_first_chunk().await;
+    run.wait_first_chunk();
     for _ in 0..4 {
         run.wait_commits(0, 1).await;
         sleep_secs(0.3).await;
@@ -59,7 +59,7 @@ async fn frozen_worker_is_fenced_after_its_lease() {
     })
     .await;
     let job = run.submit(&[]);
-    run.wait_first_chunk().await;
+    run.wait_first_chunk();
     run.wait_commits(0, 1).await;
     sleep_secs(0.3).await;
     let frozen_secs = 2.0 * run.lease_ttl_secs() + 2.0;
