@@ -179,6 +179,12 @@ impl Submit {
         self
     }
 
+    /// Writes into the connection named `name` instead of `dst`.
+    pub fn target(mut self, name: &str) -> Self {
+        self.target = name.to_string();
+        self
+    }
+
     /// `--chunk-size ROWS`.
     pub fn chunk_size(self, rows: u64) -> Self {
         self.flag("--chunk-size", rows)

@@ -214,6 +214,7 @@ async fn stream_chunk(
 ) -> Result<(u64, u64), CopyStop> {
     if a.repair {
         modes::delete_range(target, chunk.table, &a.key, &chunk.bounds).await?;
+        rejects::forget(target, &a.ledger_schema, &chunk.r.job_id, chunk.r.chunk_no).await?;
     }
     let upsert = a.mode == WriteMode::Upsert as i32;
     let load_into = if upsert {

@@ -261,6 +261,27 @@ pub async fn record(
     Ok(())
 }
 
+/// Forgets the rows an earlier attempt of the chunk refused (a repair copies
+/// the chunk again and records its own), in the chunk's transaction.
+pub async fn forget(
+    target: &Client,
+    ledger_schema: &str,
+    job_id: &str,
+    chunk_no: u32,
+) -> Result<(), DbFailure> {
+    target
+        .execute(
+            &format!(
+                "DELETE FROM {}.rejects WHERE job_id = $1 AND chunk_no = $2",
+                quote_ident(ledger_schema)
+            ),
+            &[&job_id, &(chunk_no as i32)],
+        )
+        .await
+        .map_err(|e| classify_pg(&e))?;
+    Ok(())
+}
+
 /// One stored refused row.
 #[derive(Debug, Clone)]
 pub struct StoredReject {
