@@ -7,11 +7,11 @@ use ferry_common::errors::classify_pg;
 use ferry_common::proto::{ChunkCheck, ChunkRecord, JobRecord, Reject};
 use ferry_common::sql::quote_ident;
 
-use crate::error::CoordinatorError;
+use crate::error::{CoordinatorError, Reason};
 use crate::planner::{compose, KEY};
 
-fn invalid(m: impl Into<String>) -> CoordinatorError {
-    CoordinatorError::InvalidArgument(m.into())
+fn unknown_connection(field: &str, e: impl ToString) -> CoordinatorError {
+    CoordinatorError::precondition(field, Reason::UnknownConnection, e.to_string())
 }
 
 fn db(context: &str, e: &tokio_postgres::Error) -> CoordinatorError {
@@ -40,19 +40,25 @@ pub async fn verify(
 ) -> Result<Vec<ChunkCheck>, CoordinatorError> {
     let spec = job.spec.clone().unwrap_or_default();
     if job.select_verify.is_empty() {
-        return Err(invalid("the job was never planned: nothing to verify"));
+        return Err(CoordinatorError::precondition(
+            "job_id",
+            Reason::NotPlanned,
+            "the job was never planned: nothing to verify",
+        ));
     }
     if job.key_target.is_empty() && chunks.len() > 1 {
-        return Err(invalid(
+        return Err(CoordinatorError::precondition(
+            "job_id",
+            Reason::NoKeyInTarget,
             "verify compares key ranges, but the key column is not copied into the target: add it to the query and the target",
         ));
     }
     let source_url = conns
         .url(&spec.source)
-        .map_err(|e| invalid(e.to_string()))?;
+        .map_err(|e| unknown_connection("spec.source", e))?;
     let target_url = conns
         .url(&spec.target)
-        .map_err(|e| invalid(e.to_string()))?;
+        .map_err(|e| unknown_connection("spec.target", e))?;
     let source = connect(&spec.source, source_url)
         .await
         .map_err(|f| CoordinatorError::Database(f.message))?;
@@ -105,7 +111,7 @@ pub async fn list_rejects(
     let spec = job.spec.clone().unwrap_or_default();
     let url = conns
         .url(&spec.target)
-        .map_err(|e| invalid(e.to_string()))?;
+        .map_err(|e| unknown_connection("spec.target", e))?;
     let target = connect(&spec.target, url)
         .await
         .map_err(|f| CoordinatorError::Database(f.message))?;

@@ -9,7 +9,7 @@ use ferry_common::proto::{self, ChunkCheck, ChunkState, JobState, Reject};
 
 use super::state::now_ms;
 use super::Scheduler;
-use crate::error::CoordinatorError;
+use crate::error::{CoordinatorError, Reason};
 
 impl Scheduler {
     /// Resumes a FAILED or CANCELLED job: its unfinished chunks run again with
@@ -57,20 +57,25 @@ impl Scheduler {
             Some(_) => state.is_terminal(),
         };
         if !allowed || job.finalizing {
-            return Err(CoordinatorError::InvalidArgument(format!(
-                "job {job_id} is {}: {}",
-                state.label(),
-                if repair.is_some() {
-                    "repair a job once it has ended"
-                } else {
-                    "only FAILED or CANCELLED jobs resume"
-                }
-            )));
+            return Err(CoordinatorError::precondition(
+                "job_id",
+                Reason::JobState,
+                format!(
+                    "job {job_id} is {}: {}",
+                    state.label(),
+                    if repair.is_some() {
+                        "repair a job once it has ended"
+                    } else {
+                        "only FAILED or CANCELLED jobs resume"
+                    }
+                ),
+            ));
         }
         if repair.is_some() && job.record.key_target.is_empty() && job.chunks.len() > 1 {
-            return Err(CoordinatorError::InvalidArgument(
-                "repair deletes key ranges, but the key column is not copied into the target"
-                    .into(),
+            return Err(CoordinatorError::precondition(
+                "job_id",
+                Reason::NoKeyInTarget,
+                "repair deletes key ranges, but the key column is not copied into the target",
             ));
         }
         job.record.error.clear();
