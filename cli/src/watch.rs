@@ -9,6 +9,7 @@ use ferry_common::proto::{Job, JobState, WatchJobRequest};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::client::describe_status;
+use crate::output::print_json;
 
 /// How often plain (non-terminal) progress lines are printed.
 const PLAIN_INTERVAL: Duration = Duration::from_secs(2);
@@ -18,9 +19,10 @@ fn state(job: &Job) -> JobState {
 }
 
 /// Follows `job_id` until it ends and returns its last state; survives a
-/// coordinator failover by reconnecting.
-pub async fn follow(coordinators: &Coordinators, job_id: &str) -> Result<Job, String> {
-    let tty = std::io::stderr().is_terminal();
+/// coordinator failover by reconnecting. With `json`, prints each event as a
+/// line of JSON on stdout instead of the progress bar and lines.
+pub async fn follow(coordinators: &Coordinators, job_id: &str, json: bool) -> Result<Job, String> {
+    let tty = std::io::stderr().is_terminal() && !json;
     let bar = if tty {
         ProgressBar::new(0)
     } else {
@@ -62,6 +64,9 @@ pub async fn follow(coordinators: &Coordinators, job_id: &str) -> Result<Job, St
         loop {
             match stream.message().await {
                 Ok(Some(ev)) => {
+                    if json {
+                        print_json(&ev);
+                    }
                     let Some(job) = ev.job else { continue };
                     bar.set_length(job.rows_estimated.max(job.rows_written));
                     bar.set_position(job.rows_written);
@@ -71,7 +76,9 @@ pub async fn follow(coordinators: &Coordinators, job_id: &str) -> Result<Job, St
                         job.chunks_succeeded,
                         job.chunks_total
                     ));
-                    if !tty && (last_plain.elapsed() >= PLAIN_INTERVAL || state(&job).is_terminal())
+                    if !tty
+                        && !json
+                        && (last_plain.elapsed() >= PLAIN_INTERVAL || state(&job).is_terminal())
                     {
                         last_plain = Instant::now();
                         eprintln!(
