@@ -10,8 +10,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
-/// Where events go.
-#[derive(Debug, Clone)]
+/// Where events go (its Debug form hides the API key).
+#[derive(Clone)]
 pub struct Endpoint {
     /// Full URL events are POSTed to.
     pub url: hyper::Uri,
@@ -19,6 +19,16 @@ pub struct Endpoint {
     pub api_key: Option<String>,
     /// Deadline of one POST.
     pub timeout: Duration,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("url", &self.url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "***"))
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 /// Why one POST failed.
