@@ -13,6 +13,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ],
             &["../proto"],
         )?;
+    // serde for the protobuf JSON mapping (`ferry … --output json`), with the
+    // proto's snake_case field names and every field present, so scripts can
+    // read any field without knowing proto3's default-omission rules.
+    let descriptors = std::fs::read(out.join("ferry_descriptor.bin"))?;
+    pbjson_build::Builder::new()
+        .register_descriptors(&descriptors)?
+        .preserve_proto_field_names()
+        .emit_fields()
+        .build(&[".ferry.v1"])?;
     println!("cargo:rerun-if-changed=../proto");
     Ok(())
 }

@@ -26,3 +26,6 @@ step "cargo test"
 # Two test threads: each end-to-end test runs PostgreSQL, etcd and several
 # ferry processes, and the machine has two cores.
 cargo test --workspace -- --test-threads=2
+
+step "clients: Python package, Airflow provider, Argo and Dagster examples"
+bash scripts/test-clients.sh

@@ -13,6 +13,7 @@ use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 use crate::jobspec::Tuning;
+use crate::output::{print_json, OutputArg};
 use crate::watch::{follow, summarize};
 use crate::{EXIT_BAD_INPUT, EXIT_JOB_FAILED, EXIT_UNREACHABLE};
 
@@ -65,6 +66,8 @@ pub struct JobArgs {
     job: String,
     #[command(flatten)]
     coord: CoordinatorArg,
+    #[command(flatten)]
+    out: OutputArg,
 }
 
 /// Flags of `ferry jobs`.
@@ -75,6 +78,8 @@ pub struct ListArgs {
     /// Most jobs listed (0: all).
     #[arg(long, default_value_t = 50)]
     limit: u32,
+    #[command(flatten)]
+    out: OutputArg,
 }
 
 /// Explains a failed call: unreachable coordinators are named, other errors carry the coordinator's message.
@@ -159,7 +164,7 @@ pub async fn submit(a: SubmitArgs) -> i32 {
         );
     }
     let code = if a.watch {
-        follow_to_exit(&c, &resp.job_id).await
+        follow_to_exit(&c, &resp.job_id, false).await
     } else {
         0
     };
@@ -182,6 +187,10 @@ pub async fn status(a: JobArgs) -> i32 {
         Ok(j) => j,
         Err(code) => return code,
     };
+    if a.out.json() {
+        print_json(&job);
+        return 0;
+    }
     let spec = job.spec.clone().unwrap_or_default();
     println!(
         "{} {}: {}/{} chunks succeeded, {} failed, {} rows written, {} rejected, {} retries",
@@ -213,14 +222,15 @@ pub async fn status(a: JobArgs) -> i32 {
 /// `ferry watch`.
 pub async fn watch(a: JobArgs) -> i32 {
     match connect(&a.coord) {
-        Ok(c) => follow_to_exit(&c, &a.job).await,
+        Ok(c) => follow_to_exit(&c, &a.job, a.out.json()).await,
         Err(code) => code,
     }
 }
 
-/// Follows a job to its end, prints the summary, and maps the outcome to an exit code.
-async fn follow_to_exit(c: &Coordinators, job_id: &str) -> i32 {
-    match follow(c, job_id).await {
+/// Follows a job to its end, prints the summary (or, with `json`, each event
+/// as a line of JSON), and maps the outcome to an exit code.
+async fn follow_to_exit(c: &Coordinators, job_id: &str, json: bool) -> i32 {
+    match follow(c, job_id, json).await {
         Ok(job) => {
             summarize(&job);
             if job_state(&job) == JobState::Succeeded {
@@ -250,6 +260,10 @@ pub async fn jobs(a: ListArgs) -> i32 {
         Ok(r) => r,
         Err(code) => return code,
     };
+    if a.out.json() {
+        print_json(&resp);
+        return 0;
+    }
     println!(
         "{:<13} {:<10} {:>7} {:>14}  TABLE",
         "JOB", "STATE", "CHUNKS", "ROWS"
@@ -298,6 +312,8 @@ pub struct RejectsArgs {
     /// Most rows listed.
     #[arg(long, default_value_t = 100)]
     limit: u32,
+    #[command(flatten)]
+    out: OutputArg,
 }
 
 /// Flags of `ferry repair`.
@@ -342,6 +358,10 @@ pub async fn rejects(a: RejectsArgs) -> i32 {
         Ok(r) => r,
         Err(code) => return code,
     };
+    if a.out.json() {
+        print_json(&resp);
+        return 0;
+    }
     println!("{} rejected rows in job {}", resp.total, a.job);
     for r in &resp.rejects {
         println!(
@@ -374,6 +394,10 @@ pub async fn verify(a: JobArgs) -> i32 {
         Err(code) => return code,
     };
     let bad: Vec<_> = resp.chunks.iter().filter(|c| !c.matches).collect();
+    if a.out.json() {
+        print_json(&resp);
+        return if bad.is_empty() { 0 } else { EXIT_JOB_FAILED };
+    }
     for ch in &bad {
         println!(
             "chunk {} differs: source {} rows, target {} rows, {} rejected ({})",
@@ -442,7 +466,7 @@ async fn finish_rerun(c: &Coordinators, job: Job, no_watch: bool) -> i32 {
             0
         }
     } else {
-        follow_to_exit(c, &job.job_id).await
+        follow_to_exit(c, &job.job_id, false).await
     };
     println!("{}", job.job_id);
     code

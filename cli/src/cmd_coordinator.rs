@@ -76,6 +76,17 @@ pub async fn run(args: Args) -> i32 {
         }
     };
     let (gate, health) = server::gate().await;
+    match ferry_coordinator::lineage::LineageConfig::from_env() {
+        Ok(Some(lineage)) => {
+            tracing::info!(url = %lineage.url(), "sending openlineage events");
+            ferry_coordinator::lineage::spawn(Arc::clone(&gate), lineage);
+        }
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_BAD_INPUT;
+        }
+    }
     let stop = CancellationToken::new();
     let leading = if args.etcd.is_empty() {
         let scheduler = Scheduler::new(Arc::new(MemoryStore::new()), config);

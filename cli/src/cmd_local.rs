@@ -141,7 +141,7 @@ async fn submit_and_follow(url: &str, args: &Args) -> i32 {
     let interrupted = crate::shutdown_signal();
     tokio::pin!(interrupted);
     let job = tokio::select! {
-        r = follow(&c, &resp.job_id) => r,
+        r = follow(&c, &resp.job_id, false) => r,
         _ = &mut interrupted => {
             eprintln!("interrupted: cancelling job {}", resp.job_id);
             let _ = c.jobs().cancel_job(ferry_common::proto::CancelJobRequest { job_id: resp.job_id.clone() }).await;

@@ -4,10 +4,12 @@ mod client;
 mod cmd_coordinator;
 mod cmd_local;
 mod cmd_worker;
+mod completions;
 mod jobspec;
+mod output;
 mod watch;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// Exit code when a job ended FAILED or CANCELLED.
 pub const EXIT_JOB_FAILED: i32 = 1;
@@ -53,10 +55,15 @@ enum Command {
     Verify(client::JobArgs),
     /// Copy again the chunks that differ (delete the range and copy, in one transaction).
     Repair(client::RepairArgs),
+    /// Print a shell completion script: `source <(ferry completions bash)`.
+    Completions(completions::Args),
 }
 
 fn main() {
     let cli = Cli::parse();
+    if let Command::Completions(a) = cli.command {
+        std::process::exit(completions::run(a, Cli::command()));
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -81,6 +88,7 @@ fn main() {
             Command::Rejects(a) => client::rejects(a).await,
             Command::Verify(a) => client::verify(a).await,
             Command::Repair(a) => client::repair(a).await,
+            Command::Completions(_) => 0,
         }
     });
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));

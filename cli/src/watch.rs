@@ -9,6 +9,8 @@ use ferry_common::proto::{Job, JobState, WatchJobRequest};
 use ferry_common::timing::{CLIENT_OUTAGE_LIMIT, CLIENT_RECONNECT};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::output::print_json;
+
 /// How often plain (non-terminal) progress lines are printed.
 const PLAIN_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -17,10 +19,16 @@ fn state(job: &Job) -> JobState {
 }
 
 /// Follows `job_id` until it ends and returns its last state; survives a
-/// coordinator failover by reconnecting. Fails with the coordinator's status
-/// (its code decides the exit code; `describe_status` explains it).
-pub async fn follow(coordinators: &Coordinators, job_id: &str) -> Result<Job, tonic::Status> {
-    let tty = std::io::stderr().is_terminal();
+/// coordinator failover by reconnecting. With `json`, prints each event as a
+/// line of JSON on stdout instead of the progress bar and lines. Fails with
+/// the coordinator's status (its code decides the exit code;
+/// `describe_status` explains it).
+pub async fn follow(
+    coordinators: &Coordinators,
+    job_id: &str,
+    json: bool,
+) -> Result<Job, tonic::Status> {
+    let tty = std::io::stderr().is_terminal() && !json;
     let bar = if tty {
         ProgressBar::new(0)
     } else {
@@ -62,6 +70,9 @@ pub async fn follow(coordinators: &Coordinators, job_id: &str) -> Result<Job, to
         loop {
             match stream.message().await {
                 Ok(Some(ev)) => {
+                    if json {
+                        print_json(&ev);
+                    }
                     let Some(job) = ev.job else { continue };
                     bar.set_length(job.rows_estimated.max(job.rows_written));
                     bar.set_position(job.rows_written);
@@ -71,7 +82,9 @@ pub async fn follow(coordinators: &Coordinators, job_id: &str) -> Result<Job, to
                         job.chunks_succeeded,
                         job.chunks_total
                     ));
-                    if !tty && (last_plain.elapsed() >= PLAIN_INTERVAL || state(&job).is_terminal())
+                    if !tty
+                        && !json
+                        && (last_plain.elapsed() >= PLAIN_INTERVAL || state(&job).is_terminal())
                     {
                         last_plain = Instant::now();
                         eprintln!(

@@ -6,6 +6,8 @@
 )]
 
 tonic::include_proto!("ferry.v1");
+// serde::Serialize/Deserialize in the protobuf JSON mapping (pbjson, snake_case names).
+include!(concat!(env!("OUT_DIR"), "/ferry.v1.serde.rs"));
 
 /// Serialized file descriptors, served by gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("ferry_descriptor");

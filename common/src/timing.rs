@@ -49,6 +49,19 @@ pub const ELECTION_POLL: Duration = Duration::from_millis(250);
 pub const ETCD_REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 /// Connect timeout for source and target databases.
 pub const DB_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Deadline of one OpenLineage POST. Lineage is best effort and runs beside
+/// the jobs, so a slow collector only delays the next event: 5 s matches the
+/// OpenLineage Python client's default HTTP timeout.
+pub const LINEAGE_POST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the lineage follower looks at job states when nothing signals a
+/// change (a new leader's scheduler, a missed notification): as WATCH_IDLE.
+pub const LINEAGE_POLL: Duration = Duration::from_secs(1);
+/// Least time between two looks at job states: progress notifications arrive
+/// per chunk, but only state changes make events; 5 × WATCH_INTERVAL.
+pub const LINEAGE_MIN_INTERVAL: Duration = Duration::from_millis(500);
+/// Deadline for finding the tables a job's query reads (connect + EXPLAIN);
+/// past it the START event goes out with the source connection alone.
+pub const LINEAGE_EXPLAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Etcd client keepalive ping interval: a dead connection to a member is
 /// noticed within a couple of seconds, well inside a request deadline.

@@ -8,6 +8,7 @@ pub mod election;
 pub mod error;
 pub mod gate;
 pub mod leader;
+pub mod lineage;
 pub mod planner;
 pub mod scheduler;
 pub mod server;

@@ -64,12 +64,18 @@ pub async fn serve(
     health: HealthServer<HealthService>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    // Reflection v1 and v1alpha: grpcurl's older releases, Postman and
+    // Python's grpcio-reflection still ask for v1alpha.
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
     tonic::transport::Server::builder()
         .add_service(health)
         .add_service(reflection)
+        .add_service(reflection_v1alpha)
         .add_service(JobServiceServer::new(JobApi::new(Arc::clone(&gate))))
         .add_service(WorkerServiceServer::new(WorkerApi::new(gate)))
         .serve_with_incoming_shutdown(

@@ -8,18 +8,19 @@ use ferry_connectors::postgres::select::ChunkSelect;
 use ferry_connectors::postgres::{rejects, session, verify as digests};
 use tokio_postgres::Client;
 
-use crate::error::CoordinatorError;
+use crate::error::{CoordinatorError, Reason};
 
-fn invalid(m: impl Into<String>) -> CoordinatorError {
-    CoordinatorError::InvalidArgument(m.into())
+fn unknown_connection(field: &str, e: impl ToString) -> CoordinatorError {
+    CoordinatorError::precondition(field, Reason::UnknownConnection, e.to_string())
 }
 
 async fn open(
     conns: &ConnectionRegistry,
+    field: &str,
     name: &str,
     job_id: &str,
 ) -> Result<Client, CoordinatorError> {
-    let url = conns.url(name).map_err(|e| invalid(e.to_string()))?;
+    let url = conns.url(name).map_err(|e| unknown_connection(field, e))?;
     let client = session::open(name, url)
         .await
         .map_err(|f| CoordinatorError::Database(f.message))?;
@@ -43,16 +44,22 @@ pub async fn verify(
 ) -> Result<Vec<ChunkCheck>, CoordinatorError> {
     let spec = job.spec.clone().unwrap_or_default();
     let (Some(target_table), false) = (job.target.as_ref(), job.columns.is_empty()) else {
-        return Err(invalid("the job was never planned: nothing to verify"));
+        return Err(CoordinatorError::precondition(
+            "job_id",
+            Reason::NotPlanned,
+            "the job was never planned: nothing to verify",
+        ));
     };
     if !key_copied(job) && chunks.len() > 1 {
-        return Err(invalid(
+        return Err(CoordinatorError::precondition(
+            "job_id",
+            Reason::NoKeyInTarget,
             "verify compares key ranges, but the key column is not copied into the target: add it to the query and the target",
         ));
     }
     let table = job.load.as_ref().unwrap_or(target_table);
-    let source = open(conns, &spec.source, &job.job_id).await?;
-    let target = open(conns, &spec.target, &job.job_id).await?;
+    let source = open(conns, "spec.source", &spec.source, &job.job_id).await?;
+    let target = open(conns, "spec.target", &spec.target, &job.job_id).await?;
     let query = spec.query.trim().trim_end_matches(';').trim();
     let mut out = Vec::with_capacity(chunks.len());
     for c in chunks {
@@ -94,7 +101,7 @@ pub async fn list_rejects(
     limit: u32,
 ) -> Result<(Vec<Reject>, u64), CoordinatorError> {
     let spec = job.spec.clone().unwrap_or_default();
-    let target = open(conns, &spec.target, &job.job_id).await?;
+    let target = open(conns, "spec.target", &spec.target, &job.job_id).await?;
     let limit = if limit == 0 { 1000 } else { limit };
     let (rows, total) = rejects::list(&target, ledger_schema, &job.job_id, limit)
         .await

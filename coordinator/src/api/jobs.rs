@@ -10,10 +10,10 @@ use ferry_common::proto::{
     SubmitJobResponse, VerifyJobRequest, VerifyJobResponse, WatchJobRequest,
 };
 use ferry_common::timing::{WATCH_IDLE, WATCH_INTERVAL};
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
-use crate::error::CoordinatorError;
+use crate::error::{CoordinatorError, Reason};
 use crate::gate::Gate;
 
 /// The JobService implementation.
@@ -38,9 +38,18 @@ impl JobService for JobApi {
     ) -> Result<Response<SubmitJobResponse>, Status> {
         let req = request.into_inner();
         let spec = req.spec.ok_or_else(|| {
-            CoordinatorError::InvalidArgument("the request has no job spec".into())
+            CoordinatorError::invalid("spec", Reason::MissingField, "the request has no job spec")
         })?;
-        let (job_id, created) = self.gate.scheduler()?.submit(req.request_id, spec).await?;
+        let scheduler = self.gate.scheduler()?;
+        // The submission runs on its own task: when the client's deadline
+        // (grpc-timeout) expires, tonic drops this handler, and the job must
+        // then be stored and planned in full or not at all, never stored but
+        // left unplanned (a retry with the same request_id finds it).
+        let submitted = tokio::spawn(async move { scheduler.submit(req.request_id, spec).await });
+        let (job_id, created) = match submitted.await {
+            Ok(r) => r?,
+            Err(e) => return Err(Status::internal(format!("submission task failed: {e}"))),
+        };
         Ok(Response::new(SubmitJobResponse { job_id, created }))
     }
 
@@ -134,13 +143,32 @@ impl JobService for JobApi {
 }
 
 /// Sends the job now, then whenever it changes (at most every watch interval),
-/// ending after the terminal state has been sent. Ends with UNAVAILABLE when
-/// this coordinator stops leading, so the client moves to the new leader.
+/// ending after the terminal state has been sent; events are numbered from 1.
+/// Ends with UNAVAILABLE when this coordinator stops leading, so the client
+/// moves to the new leader and re-opens the watch.
 fn job_events(
     gate: Arc<Gate>,
     job_id: String,
     first: Job,
 ) -> impl Stream<Item = Result<JobEvent, Status>> + Send + 'static {
+    let mut sequence = 0u64;
+    job_states(gate, job_id, first).map(move |job| {
+        job.map(|job| {
+            sequence += 1;
+            JobEvent {
+                job: Some(job),
+                sequence,
+            }
+        })
+    })
+}
+
+/// The job now, then each change, ending after the terminal state.
+fn job_states(
+    gate: Arc<Gate>,
+    job_id: String,
+    first: Job,
+) -> impl Stream<Item = Result<Job, Status>> + Send + 'static {
     let changes = gate.scheduler().ok().map(|s| s.subscribe());
     futures::stream::unfold(
         Some((gate, job_id, first, true, changes)),
@@ -153,7 +181,7 @@ fn job_events(
                 } else {
                     Some((gate, job_id, last.clone(), false, changes))
                 };
-                return Some((Ok(JobEvent { job: Some(last) }), next));
+                return Some((Ok(last), next));
             }
             loop {
                 tokio::time::sleep(WATCH_INTERVAL).await;
@@ -178,7 +206,7 @@ fn job_events(
                             } else {
                                 Some((gate, job_id, job.clone(), false, changes))
                             };
-                            return Some((Ok(JobEvent { job: Some(job) }), next));
+                            return Some((Ok(job), next));
                         }
                     }
                     Err(e) => return Some((Err(Status::from(e)), None)),

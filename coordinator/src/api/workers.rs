@@ -11,7 +11,7 @@ use ferry_common::proto::{
 };
 use tonic::{Request, Response, Status};
 
-use crate::error::CoordinatorError;
+use crate::error::{CoordinatorError, Reason};
 use crate::gate::Gate;
 
 /// The WorkerService implementation.
@@ -38,7 +38,7 @@ async fn detached<T: Send + 'static>(
 }
 
 fn missing_chunk() -> Status {
-    CoordinatorError::InvalidArgument("the report names no chunk".into()).into()
+    CoordinatorError::invalid("chunk", Reason::MissingField, "the report names no chunk").into()
 }
 
 #[tonic::async_trait]

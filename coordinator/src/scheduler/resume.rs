@@ -10,7 +10,7 @@ use ferry_common::proto::{self, ChunkCheck, ChunkState, JobState, Reject};
 use super::state::now_ms;
 use super::transitions::{After, Transition};
 use super::Scheduler;
-use crate::error::CoordinatorError;
+use crate::error::{CoordinatorError, Reason};
 
 impl Scheduler {
     /// Resumes a FAILED or CANCELLED job: its unfinished chunks run again with
@@ -64,20 +64,25 @@ impl Scheduler {
             )));
         }
         if !allowed || job.finalizing {
-            return Err(CoordinatorError::InvalidArgument(format!(
-                "job {job_id} is {}: {}",
-                state.label(),
-                if repair.is_some() {
-                    "repair a job once it has ended"
-                } else {
-                    "only FAILED or CANCELLED jobs resume"
-                }
-            )));
+            return Err(CoordinatorError::precondition(
+                "job_id",
+                Reason::JobState,
+                format!(
+                    "job {job_id} is {}: {}",
+                    state.label(),
+                    if repair.is_some() {
+                        "repair a job once it has ended"
+                    } else {
+                        "only FAILED or CANCELLED jobs resume"
+                    }
+                ),
+            ));
         }
         if repair.is_some() && !crate::verify::key_copied(&job.record) && job.chunks.len() > 1 {
-            return Err(CoordinatorError::InvalidArgument(
-                "repair deletes key ranges, but the key column is not copied into the target"
-                    .into(),
+            return Err(CoordinatorError::precondition(
+                "job_id",
+                Reason::NoKeyInTarget,
+                "repair deletes key ranges, but the key column is not copied into the target",
             ));
         }
         job.record.error.clear();

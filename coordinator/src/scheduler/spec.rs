@@ -5,41 +5,93 @@ use ferry_common::connections::ConnectionRegistry;
 use ferry_common::ident::{parse_column, parse_table};
 use ferry_common::proto::{JobSpec, RetryPolicy, WriteMode};
 
+use crate::error::{FieldError, Reason};
+
 /// Validates `spec` without touching any database and resolves its defaults;
-/// the error names the field and the fix.
+/// the error names the field (its proto path) and the fix.
 pub fn resolve_spec(
     mut spec: JobSpec,
     defaults: &JobDefaults,
     conns: &ConnectionRegistry,
-) -> Result<JobSpec, String> {
+) -> Result<JobSpec, FieldError> {
     if spec.source.trim().is_empty() {
-        return Err("the job names no source connection: pass --source NAME".into());
+        return Err(FieldError::new(
+            "spec.source",
+            Reason::MissingField,
+            "the job names no source connection: pass --source NAME",
+        ));
     }
     if spec.target.trim().is_empty() {
-        return Err("the job names no target connection: pass --target NAME".into());
+        return Err(FieldError::new(
+            "spec.target",
+            Reason::MissingField,
+            "the job names no target connection: pass --target NAME",
+        ));
     }
     if spec.query.trim().trim_end_matches(';').trim().is_empty() {
-        return Err("the job has no query: pass --query 'SELECT …'".into());
+        return Err(FieldError::new(
+            "spec.query",
+            Reason::MissingField,
+            "the job has no query: pass --query 'SELECT …'",
+        ));
     }
-    conns.url(&spec.source).map_err(|e| e.to_string())?;
-    conns.url(&spec.target).map_err(|e| e.to_string())?;
+    conns
+        .url(&spec.source)
+        .map_err(|e| FieldError::new("spec.source", Reason::UnknownConnection, e.to_string()))?;
+    conns
+        .url(&spec.target)
+        .map_err(|e| FieldError::new("spec.target", Reason::UnknownConnection, e.to_string()))?;
     // Names are checked here and resolved to exact spellings by the planner,
     // against the target database's own rules; the spec keeps them as typed.
-    parse_table(&spec.table)
-        .map_err(|e| format!("invalid target table: {e}; pass --table schema.table"))?;
+    parse_table(&spec.table).map_err(|e| {
+        FieldError::new(
+            "spec.table",
+            Reason::InvalidIdentifier,
+            format!("invalid target table: {e}; pass --table schema.table"),
+        )
+    })?;
     if !spec.key_column.is_empty() {
-        parse_column(&spec.key_column).map_err(|e| format!("invalid key column: {e}"))?;
+        parse_column(&spec.key_column).map_err(|e| {
+            FieldError::new(
+                "spec.key_column",
+                Reason::InvalidIdentifier,
+                format!("invalid key column: {e}"),
+            )
+        })?;
     }
-    for c in spec.columns.iter().chain(&spec.upsert_key) {
-        parse_column(c).map_err(|e| format!("invalid target column: {e}"))?;
+    for (field, names) in [
+        ("spec.columns", &spec.columns),
+        ("spec.upsert_key", &spec.upsert_key),
+    ] {
+        for c in names {
+            parse_column(c).map_err(|e| {
+                FieldError::new(
+                    field,
+                    Reason::InvalidIdentifier,
+                    format!("invalid target column: {e}"),
+                )
+            })?;
+        }
     }
     match spec.chunk_size {
-        Some(0) => return Err("chunk_size must be greater than 0: pass --chunk-size N".into()),
+        Some(0) => {
+            return Err(FieldError::new(
+                "spec.chunk_size",
+                Reason::InvalidValue,
+                "chunk_size must be greater than 0: pass --chunk-size N",
+            ))
+        }
         None => spec.chunk_size = Some(defaults.chunk_size),
         _ => {}
     }
     match spec.max_workers {
-        Some(0) => return Err("max_workers must be greater than 0: pass --max-workers N".into()),
+        Some(0) => {
+            return Err(FieldError::new(
+                "spec.max_workers",
+                Reason::InvalidValue,
+                "max_workers must be greater than 0: pass --max-workers N",
+            ))
+        }
         None => spec.max_workers = Some(defaults.max_workers),
         _ => {}
     }
@@ -60,7 +112,11 @@ pub fn resolve_spec(
         ),
     };
     if retry.max_delay_ms < retry.initial_delay_ms {
-        return Err("retry max_delay must not be below initial_delay".into());
+        return Err(FieldError::new(
+            "spec.retry.max_delay_ms",
+            Reason::InvalidValue,
+            "retry max_delay must not be below initial_delay",
+        ));
     }
     spec.retry = Some(retry);
     if spec.mode == WriteMode::Unspecified as i32 {
@@ -110,7 +166,8 @@ mod tests {
             &conns(),
         )
         .unwrap_err();
-        assert!(e.contains("chunk_size"), "{e}");
+        assert_eq!(e.field, "spec.chunk_size", "{e}");
+        assert_eq!(e.reason, Reason::InvalidValue);
         let e = resolve_spec(
             JobSpec {
                 source: "nosuch".into(),
@@ -120,6 +177,8 @@ mod tests {
             &conns(),
         )
         .unwrap_err();
-        assert!(e.contains("FERRY_CONN_NOSUCH"), "{e}");
+        assert!(e.message.contains("FERRY_CONN_NOSUCH"), "{e}");
+        assert_eq!(e.field, "spec.source");
+        assert_eq!(e.reason, Reason::UnknownConnection);
     }
 }
