@@ -14,4 +14,6 @@ pub mod scan;
 pub mod select;
 pub mod session;
 pub mod sql;
+pub mod typed;
+pub mod types;
 pub mod verify;
