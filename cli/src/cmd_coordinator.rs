@@ -10,10 +10,12 @@ use ferry_common::ledger::DEFAULT_LEDGER_SCHEMA;
 use ferry_common::timing::Timings;
 use ferry_coordinator::leader::{self, EtcdOptions};
 use ferry_coordinator::scheduler::{Scheduler, SchedulerConfig};
-use ferry_coordinator::server;
+use ferry_coordinator::security::Security;
+use ferry_coordinator::server::{self, Secured};
 use ferry_coordinator::store::MemoryStore;
 use tokio_util::sync::CancellationToken;
 
+use crate::security_args::ServerSecurityArgs;
 use crate::EXIT_BAD_INPUT;
 
 /// Flags of `ferry coordinator`.
@@ -34,9 +36,11 @@ pub struct Args {
     /// Key prefix in etcd.
     #[arg(long, env = "FERRY_ETCD_PREFIX", default_value = "/ferry")]
     etcd_prefix: String,
-    /// Address other processes reach this coordinator at (default: http://LISTEN).
+    /// Address other processes reach this coordinator at (default: http://LISTEN, https:// with TLS).
     #[arg(long, env = "FERRY_ADVERTISE")]
     advertise: Option<String>,
+    #[command(flatten)]
+    security: ServerSecurityArgs,
 }
 
 /// Builds the scheduler settings from flags and environment, or explains what is wrong.
@@ -68,12 +72,38 @@ pub async fn run(args: Args) -> i32 {
             return EXIT_BAD_INPUT;
         }
     };
+    let security = match Security::load(&args.security.options()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_BAD_INPUT;
+        }
+    };
     let (listener, addr) = match server::bind(args.listen).await {
         Ok(pair) => pair,
         Err(e) => {
             eprintln!("error: {e}");
             return EXIT_BAD_INPUT;
         }
+    };
+    let health_listener = match args.security.health_listen {
+        Some(a) => match server::bind(a).await {
+            Ok((l, bound)) => {
+                tracing::info!(addr = %bound, "serving plaintext gRPC health for probes");
+                Some(l)
+            }
+            Err(e) => {
+                eprintln!("error: --health-listen: {e}");
+                return EXIT_BAD_INPUT;
+            }
+        },
+        None => None,
+    };
+    tracing::info!(security = %security.describe(), "coordinator security");
+    let scheme = if security.tls().is_some() {
+        "https"
+    } else {
+        "http"
     };
     let (gate, health) = server::gate().await;
     let stop = CancellationToken::new();
@@ -94,7 +124,7 @@ pub async fn run(args: Args) -> i32 {
         let advertise = args
             .advertise
             .clone()
-            .unwrap_or_else(|| format!("http://{addr}"));
+            .unwrap_or_else(|| format!("{scheme}://{addr}"));
         tracing::info!(%addr, %advertise, etcd = ?args.etcd, prefix = %args.etcd_prefix, connections = ?connections.names(), "coordinator campaigning for leadership");
         let opts = EtcdOptions {
             endpoints: args.etcd.clone(),
@@ -105,7 +135,7 @@ pub async fn run(args: Args) -> i32 {
     };
     let server_stop = stop.clone();
     let served = tokio::select! {
-        r = server::serve(listener, gate, health, async move { server_stop.cancelled().await }) => r.map_err(|e| e.to_string()),
+        r = server::serve_secured(listener, gate, health, Secured { security, health_listener }, async move { server_stop.cancelled().await }) => r.map_err(|e| e.to_string()),
         r = leading => match r {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(format!("etcd: {e}; check --etcd")),

@@ -4,6 +4,7 @@ use ferry_common::connections::ConnectionRegistry;
 use ferry_worker::WorkerConfig;
 use tokio_util::sync::CancellationToken;
 
+use crate::security_args::ClientTlsArgs;
 use crate::EXIT_BAD_INPUT;
 
 /// Flags of `ferry worker`.
@@ -19,6 +20,8 @@ pub struct Args {
     /// Chunks copied at once.
     #[arg(long, env = "FERRY_CONCURRENCY", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=256))]
     concurrency: u32,
+    #[command(flatten)]
+    tls: ClientTlsArgs,
 }
 
 /// Runs the worker until SIGINT/SIGTERM, then lets chunks in flight finish.
@@ -30,6 +33,7 @@ pub async fn run(args: Args) -> i32 {
         concurrency: args.concurrency,
         hostname,
         connections: ConnectionRegistry::from_env(),
+        tls: args.tls.files(),
     };
     let stop = CancellationToken::new();
     let trigger = stop.clone();

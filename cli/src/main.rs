@@ -5,6 +5,7 @@ mod cmd_coordinator;
 mod cmd_local;
 mod cmd_worker;
 mod jobspec;
+mod security_args;
 mod watch;
 
 use clap::{Parser, Subcommand};
@@ -15,6 +16,8 @@ pub const EXIT_JOB_FAILED: i32 = 1;
 pub const EXIT_BAD_INPUT: i32 = 2;
 /// Exit code when no coordinator could be reached.
 pub const EXIT_UNREACHABLE: i32 = 3;
+/// Exit code when the coordinator refused the credentials or the role.
+pub const EXIT_REFUSED: i32 = 4;
 
 #[derive(Parser)]
 #[command(

@@ -8,7 +8,32 @@ use ferry_common::client::{is_failover_status, Coordinators};
 use ferry_common::proto::{Job, JobState, WatchJobRequest};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::client::describe_status;
+use crate::client::{describe_status, exit_code};
+
+/// Why following a job stopped: the coordinator's answer, explained, and
+/// the exit code it means.
+#[derive(Debug)]
+pub struct FollowError {
+    /// For people.
+    pub message: String,
+    /// `EXIT_UNREACHABLE`, `EXIT_REFUSED` or `EXIT_BAD_INPUT`.
+    pub exit_code: i32,
+}
+
+impl FollowError {
+    fn new(coordinators: &Coordinators, status: &tonic::Status) -> Self {
+        Self {
+            message: describe_status(coordinators, status),
+            exit_code: exit_code(status),
+        }
+    }
+}
+
+impl std::fmt::Display for FollowError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
 
 /// How often plain (non-terminal) progress lines are printed.
 const PLAIN_INTERVAL: Duration = Duration::from_secs(2);
@@ -19,7 +44,7 @@ fn state(job: &Job) -> JobState {
 
 /// Follows `job_id` until it ends and returns its last state; survives a
 /// coordinator failover by reconnecting.
-pub async fn follow(coordinators: &Coordinators, job_id: &str) -> Result<Job, String> {
+pub async fn follow(coordinators: &Coordinators, job_id: &str) -> Result<Job, FollowError> {
     let tty = std::io::stderr().is_terminal();
     let bar = if tty {
         ProgressBar::new(0)
@@ -55,7 +80,7 @@ pub async fn follow(coordinators: &Coordinators, job_id: &str) -> Result<Job, St
             }
             Err(s) => {
                 bar.finish_and_clear();
-                return Err(describe_status(coordinators, &s));
+                return Err(FollowError::new(coordinators, &s));
             }
         };
         outage_since = None;
@@ -96,7 +121,7 @@ pub async fn follow(coordinators: &Coordinators, job_id: &str) -> Result<Job, St
                 }
                 Err(s) => {
                     bar.finish_and_clear();
-                    return Err(describe_status(coordinators, &s));
+                    return Err(FollowError::new(coordinators, &s));
                 }
             }
         }

@@ -6,11 +6,14 @@
 pub mod client;
 pub mod config;
 pub mod connections;
+pub mod credentials;
 pub mod db;
 pub mod errors;
 pub mod ledger;
+pub mod limits;
 pub mod proto;
 pub mod retry;
 pub mod sql;
 pub mod telemetry;
 pub mod timing;
+pub mod tls;

@@ -2,6 +2,7 @@
 
 use tonic::{Code, Status};
 
+use crate::security::auth::AuthError;
 use crate::store::StoreError;
 
 /// Everything a coordinator call can fail with.
@@ -38,6 +39,9 @@ pub enum CoordinatorError {
     /// The state store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The caller's credentials, role or worker session were refused.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
 }
 
 impl From<CoordinatorError> for Status {
@@ -54,6 +58,8 @@ impl From<CoordinatorError> for Status {
                 Code::Unavailable
             }
             CoordinatorError::Store(StoreError::Corrupt { .. }) => Code::Internal,
+            CoordinatorError::Auth(AuthError::Denied { .. }) => Code::PermissionDenied,
+            CoordinatorError::Auth(_) => Code::Unauthenticated,
         };
         Status::new(code, e.to_string())
     }

@@ -10,6 +10,7 @@ pub mod gate;
 pub mod leader;
 pub mod planner;
 pub mod scheduler;
+pub mod security;
 pub mod server;
 pub mod store;
 pub mod verify;

@@ -15,6 +15,7 @@ use tonic::{Request, Response, Status};
 
 use crate::error::CoordinatorError;
 use crate::gate::Gate;
+use crate::security::audit::{self, Action};
 
 /// The JobService implementation.
 pub struct JobApi {
@@ -36,11 +37,17 @@ impl JobService for JobApi {
         &self,
         request: Request<SubmitJobRequest>,
     ) -> Result<Response<SubmitJobResponse>, Status> {
+        let caller = audit::caller(&request);
         let req = request.into_inner();
         let spec = req.spec.ok_or_else(|| {
             CoordinatorError::InvalidArgument("the request has no job spec".into())
         })?;
-        let (job_id, created) = self.gate.scheduler()?.submit(req.request_id, spec).await?;
+        let submitted = self
+            .gate
+            .scheduler()?
+            .submit_by(req.request_id, spec, caller.name.clone())
+            .await;
+        let (job_id, created) = audited(&caller, Action::Submit, "", submitted, |r| &r.0)?;
         Ok(Response::new(SubmitJobResponse { job_id, created }))
     }
 
@@ -81,12 +88,16 @@ impl JobService for JobApi {
         &self,
         request: Request<ResumeJobRequest>,
     ) -> Result<Response<Job>, Status> {
-        Ok(Response::new(
-            self.gate
-                .scheduler()?
-                .resume(&request.into_inner().job_id)
-                .await?,
-        ))
+        let caller = audit::caller(&request);
+        let job_id = request.into_inner().job_id;
+        let resumed = self.gate.scheduler()?.resume(&job_id).await;
+        Ok(Response::new(audited(
+            &caller,
+            Action::Resume,
+            &job_id,
+            resumed,
+            |j| &j.job_id,
+        )?))
     }
 
     async fn list_rejects(
@@ -114,22 +125,53 @@ impl JobService for JobApi {
         &self,
         request: Request<RepairJobRequest>,
     ) -> Result<Response<Job>, Status> {
+        let caller = audit::caller(&request);
         let r = request.into_inner();
-        Ok(Response::new(
-            self.gate.scheduler()?.repair(&r.job_id, r.chunks).await?,
-        ))
+        let repaired = self.gate.scheduler()?.repair(&r.job_id, r.chunks).await;
+        Ok(Response::new(audited(
+            &caller,
+            Action::Repair,
+            &r.job_id,
+            repaired,
+            |j| &j.job_id,
+        )?))
     }
 
     async fn cancel_job(
         &self,
         request: Request<CancelJobRequest>,
     ) -> Result<Response<Job>, Status> {
-        Ok(Response::new(
-            self.gate
-                .scheduler()?
-                .cancel(&request.into_inner().job_id)
-                .await?,
-        ))
+        let caller = audit::caller(&request);
+        let job_id = request.into_inner().job_id;
+        let cancelled = self.gate.scheduler()?.cancel(&job_id).await;
+        Ok(Response::new(audited(
+            &caller,
+            Action::Cancel,
+            &job_id,
+            cancelled,
+            |j| &j.job_id,
+        )?))
+    }
+}
+
+/// Writes the audit line of a job change and passes its outcome on; `job_of`
+/// names the job from the answer (a submit learns its id only then).
+fn audited<T>(
+    caller: &crate::security::roles::Caller,
+    action: Action,
+    job: &str,
+    outcome: Result<T, CoordinatorError>,
+    job_of: impl Fn(&T) -> &String,
+) -> Result<T, Status> {
+    match outcome {
+        Ok(answer) => {
+            audit::record(caller, action, job_of(&answer), Ok(()));
+            Ok(answer)
+        }
+        Err(e) => {
+            audit::record(caller, action, job, Err(&e.to_string()));
+            Err(e.into())
+        }
     }
 }
 
