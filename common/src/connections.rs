@@ -61,16 +61,19 @@ impl ConnectionRegistry {
     }
 }
 
-/// Removes the password from a connection string so it can be logged.
+/// Removes the password from a connection string so it can be logged: the
+/// URL's `user:password@` and any `password=` parameter, in URL or
+/// `key=value` form.
 pub fn redact(url: &str) -> String {
     if let Some(scheme_end) = url.find("://") {
         let rest = &url[scheme_end + 3..];
         let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
         let authority = &rest[..authority_end];
+        let mut out = url.to_string();
         if let Some(at) = authority.rfind('@') {
             let userinfo = &authority[..at];
             if let Some(colon) = userinfo.find(':') {
-                return format!(
+                out = format!(
                     "{}{}:***{}",
                     &url[..scheme_end + 3],
                     &userinfo[..colon],
@@ -78,7 +81,19 @@ pub fn redact(url: &str) -> String {
                 );
             }
         }
-        return url.to_string();
+        return match out.split_once('?') {
+            Some((base, query)) => {
+                let masked: Vec<String> = query
+                    .split('&')
+                    .map(|pair| match pair.split_once('=') {
+                        Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                        _ => pair.to_string(),
+                    })
+                    .collect();
+                format!("{base}?{}", masked.join("&"))
+            }
+            None => out,
+        };
     }
     // key=value form: hide password=…
     url.split_whitespace()
@@ -113,5 +128,9 @@ mod tests {
         );
         assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact("host=h password=secret"), "host=h password=***");
+        assert_eq!(
+            redact("postgres://u@h/db?sslmode=require&password=secret"),
+            "postgres://u@h/db?sslmode=require&password=***"
+        );
     }
 }

@@ -11,6 +11,7 @@ pub mod db;
 pub mod errors;
 pub mod ledger;
 pub mod limits;
+pub mod pg_tls;
 pub mod proto;
 pub mod retry;
 pub mod sql;

@@ -14,7 +14,7 @@ pub use chunk_sql::{compose, Cast, ChunkBounds, SelectBuilder, KEY};
 pub use split::equal_row_boundaries;
 
 use ferry_common::connections::ConnectionRegistry;
-use ferry_common::db::connect;
+use ferry_common::db::{connect, connect_reporting};
 use ferry_common::errors::{DbFailure, ErrorClass};
 use ferry_common::ledger::create_ledger_sql;
 use ferry_common::proto::{JobSpec, WriteMode};
@@ -141,8 +141,8 @@ pub async fn plan_job(
         ));
     }
 
-    let source = connect(&spec.source, source_url).await?;
-    let target = connect(&spec.target, target_url).await?;
+    let (source, source_tls) = connect_reporting(&spec.source, source_url).await?;
+    let (target, target_tls) = connect_reporting(&spec.target, target_url).await?;
 
     let query_cols = describe_query(&source, query).await?;
     let target_cols = describe_target(&target, &spec.target, &table).await?;
@@ -246,13 +246,18 @@ pub async fn plan_job(
         key_target: builder.key_target(),
         key_index: builder.key_index(),
         source_bitmap_scan: bitmap,
-        strategy: if bitmap {
-            format!(
-                "{strategy}; chunks read by bitmap heap scans (the source is stored in key order)"
-            )
-        } else {
-            strategy
-        },
+        strategy: format!(
+            "{}; source {}, target {}",
+            if bitmap {
+                format!(
+                    "{strategy}; chunks read by bitmap heap scans (the source is stored in key order)"
+                )
+            } else {
+                strategy
+            },
+            source_tls.label(),
+            target_tls.label()
+        ),
     })
 }
 
