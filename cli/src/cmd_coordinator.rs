@@ -1,6 +1,7 @@
 //! `ferry coordinator`: serves the job API and the worker protocol.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,6 +9,7 @@ use ferry_common::config::JobDefaults;
 use ferry_common::connections::ConnectionRegistry;
 use ferry_common::ledger::DEFAULT_LEDGER_SCHEMA;
 use ferry_common::timing::Timings;
+use ferry_coordinator::etcd_security::EtcdSecurity;
 use ferry_coordinator::leader::{self, EtcdOptions};
 use ferry_coordinator::scheduler::{Scheduler, SchedulerConfig};
 use ferry_coordinator::security::Security;
@@ -41,6 +43,21 @@ pub struct Args {
     advertise: Option<String>,
     #[command(flatten)]
     security: ServerSecurityArgs,
+    /// CA (PEM) of etcd's server certificate; etcd endpoints are then https://.
+    #[arg(long, env = "FERRY_ETCD_CA")]
+    etcd_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for etcd's --client-cert-auth.
+    #[arg(long, env = "FERRY_ETCD_CERT")]
+    etcd_cert: Option<PathBuf>,
+    /// Private key (PEM) of --etcd-cert.
+    #[arg(long, env = "FERRY_ETCD_KEY")]
+    etcd_key: Option<PathBuf>,
+    /// etcd user; its password is read from FERRY_ETCD_PASSWORD_FILE.
+    #[arg(long, env = "FERRY_ETCD_USER")]
+    etcd_user: Option<String>,
+    /// File holding the etcd user's password.
+    #[arg(long, env = "FERRY_ETCD_PASSWORD_FILE", hide = true)]
+    etcd_password_file: Option<PathBuf>,
 }
 
 /// Builds the scheduler settings from flags and environment, or explains what is wrong.
@@ -130,6 +147,13 @@ pub async fn run(args: Args) -> i32 {
             endpoints: args.etcd.clone(),
             prefix: args.etcd_prefix.clone(),
             advertise,
+            security: EtcdSecurity {
+                ca: args.etcd_ca.clone(),
+                cert: args.etcd_cert.clone(),
+                key: args.etcd_key.clone(),
+                user: args.etcd_user.clone(),
+                password_file: args.etcd_password_file.clone(),
+            },
         };
         tokio::spawn(leader::run(Arc::clone(&gate), config, opts, stop.clone()))
     };

@@ -6,6 +6,7 @@ pub mod api;
 pub mod assignments;
 pub mod election;
 pub mod error;
+pub mod etcd_security;
 pub mod gate;
 pub mod leader;
 pub mod planner;
