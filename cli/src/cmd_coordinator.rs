@@ -79,7 +79,13 @@ pub fn scheduler_config(
 /// Runs the coordinator until SIGINT/SIGTERM.
 pub async fn run(args: Args) -> i32 {
     ferry_common::telemetry::init_logging();
-    let connections = ConnectionRegistry::from_env();
+    let connections = match ConnectionRegistry::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_BAD_INPUT;
+        }
+    };
     let lease_ttl = Duration::from_millis(args.lease_ttl_ms);
     let config = match scheduler_config(connections.clone(), lease_ttl, args.ledger_schema.clone())
     {

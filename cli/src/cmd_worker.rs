@@ -28,11 +28,18 @@ pub struct Args {
 pub async fn run(args: Args) -> i32 {
     ferry_common::telemetry::init_logging();
     let hostname = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
+    let connections = match ConnectionRegistry::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_BAD_INPUT;
+        }
+    };
     let cfg = WorkerConfig {
         coordinator: args.coordinator,
         concurrency: args.concurrency,
         hostname,
-        connections: ConnectionRegistry::from_env(),
+        connections,
         tls: args.tls.files(),
     };
     let stop = CancellationToken::new();

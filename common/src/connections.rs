@@ -10,7 +10,7 @@ pub const ENV_PREFIX: &str = "FERRY_CONN_";
 
 /// A job named a connection this process does not know.
 #[derive(Debug, thiserror::Error)]
-#[error("unknown connection '{name}': set {var}=postgres://… on the coordinator and every worker")]
+#[error("unknown connection '{name}': set {var}=postgres://… (or {var}_FILE naming a file that holds the URL) on the coordinator and every worker")]
 pub struct UnknownConnection {
     /// The name used in the job.
     pub name: String,
@@ -25,12 +25,13 @@ pub struct ConnectionRegistry {
 }
 
 impl ConnectionRegistry {
-    /// Reads every `FERRY_CONN_<NAME>` variable of the process environment.
-    pub fn from_env() -> Self {
-        Self::from_pairs(
-            std::env::vars()
-                .filter_map(|(k, v)| k.strip_prefix(ENV_PREFIX).map(|name| (name.to_string(), v))),
-        )
+    /// Reads every connection of the process environment: `FERRY_CONN_<NAME>`,
+    /// or the files of `FERRY_CONN_<NAME>_FILE` and `…_PASSWORD_FILE`
+    /// (`conn_secrets`).
+    pub fn from_env() -> Result<Self, crate::conn_secrets::ConnectionEnvError> {
+        Ok(Self::from_pairs(crate::conn_secrets::from_vars(
+            std::env::vars(),
+        )?))
     }
 
     /// Builds a registry from `(name, url)` pairs.

@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod config;
+pub mod conn_secrets;
 pub mod connections;
 pub mod credentials;
 pub mod db;

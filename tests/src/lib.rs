@@ -15,4 +15,5 @@ pub mod net;
 pub mod postgres;
 pub mod report;
 pub mod scenario;
+pub mod security;
 mod sync;

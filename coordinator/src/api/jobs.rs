@@ -42,6 +42,8 @@ impl JobService for JobApi {
         let spec = req.spec.ok_or_else(|| {
             CoordinatorError::InvalidArgument("the request has no job spec".into())
         })?;
+        crate::scheduler::spec_limits::check_request_id(&req.request_id)
+            .map_err(|e| CoordinatorError::InvalidArgument(e.to_string()))?;
         let submitted = self
             .gate
             .scheduler()?

@@ -10,6 +10,7 @@ pub mod progress;
 mod recovery;
 mod resume;
 mod spec;
+pub mod spec_limits;
 mod state;
 
 use std::sync::Arc;

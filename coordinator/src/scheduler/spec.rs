@@ -12,6 +12,7 @@ pub fn resolve_spec(
     defaults: &JobDefaults,
     conns: &ConnectionRegistry,
 ) -> Result<JobSpec, String> {
+    super::spec_limits::check(&spec).map_err(|e| e.to_string())?;
     if spec.source.trim().is_empty() {
         return Err("the job names no source connection: pass --source NAME".into());
     }
