@@ -15,9 +15,7 @@ pub const ATTRIBUTE_SUFFIXES: [&str; 3] = ["_PASSWORD_FILE", "_MAX_CONNECTIONS",
 /// The attribute suffix `name` ends with (any case), if any.
 pub fn attribute_suffix(name: &str) -> Option<&'static str> {
     let upper = name.to_ascii_uppercase();
-    ATTRIBUTE_SUFFIXES
-        .into_iter()
-        .find(|s| upper.ends_with(s))
+    ATTRIBUTE_SUFFIXES.into_iter().find(|s| upper.ends_with(s))
 }
 
 /// Connection variables that cannot be used; names the variable and the fix.
@@ -165,9 +163,15 @@ mod tests {
 
     #[test]
     fn suffixes_are_attributes() {
-        assert_eq!(attribute_suffix("SRC_PASSWORD_FILE"), Some("_PASSWORD_FILE"));
+        assert_eq!(
+            attribute_suffix("SRC_PASSWORD_FILE"),
+            Some("_PASSWORD_FILE")
+        );
         assert_eq!(attribute_suffix("src_file"), Some("_FILE"));
-        assert_eq!(attribute_suffix("SRC_MAX_CONNECTIONS"), Some("_MAX_CONNECTIONS"));
+        assert_eq!(
+            attribute_suffix("SRC_MAX_CONNECTIONS"),
+            Some("_MAX_CONNECTIONS")
+        );
         assert_eq!(attribute_suffix("SRC"), None);
     }
 
@@ -180,17 +184,32 @@ mod tests {
         std::fs::write(&url_file, "postgres://u@h/db?sslmode=require\n").unwrap();
         std::fs::write(&pw_file, "p@ss word\n").unwrap();
         let vars = vec![
-            ("FERRY_CONN_SRC_FILE".to_string(), url_file.display().to_string()),
-            ("FERRY_CONN_SRC_PASSWORD_FILE".to_string(), pw_file.display().to_string()),
-            ("FERRY_CONN_SRC_MAX_CONNECTIONS".to_string(), "4".to_string()),
+            (
+                "FERRY_CONN_SRC_FILE".to_string(),
+                url_file.display().to_string(),
+            ),
+            (
+                "FERRY_CONN_SRC_PASSWORD_FILE".to_string(),
+                pw_file.display().to_string(),
+            ),
+            (
+                "FERRY_CONN_SRC_MAX_CONNECTIONS".to_string(),
+                "4".to_string(),
+            ),
             ("FERRY_CONN_DST".to_string(), "host=h user=u".to_string()),
-            ("FERRY_CONN_DST_PASSWORD_FILE".to_string(), pw_file.display().to_string()),
+            (
+                "FERRY_CONN_DST_PASSWORD_FILE".to_string(),
+                pw_file.display().to_string(),
+            ),
         ];
         let conns = from_vars(vars).unwrap();
         assert_eq!(
             conns,
             vec![
-                ("DST".to_string(), "host=h user=u password='p@ss word'".to_string()),
+                (
+                    "DST".to_string(),
+                    "host=h user=u password='p@ss word'".to_string()
+                ),
                 (
                     "SRC".to_string(),
                     "postgres://u@h/db?sslmode=require&password=p%40ss%20word".to_string()
@@ -199,7 +218,10 @@ mod tests {
         );
         let e = from_vars(vec![
             ("FERRY_CONN_X".to_string(), "postgres://h".to_string()),
-            ("FERRY_CONN_X_FILE".to_string(), url_file.display().to_string()),
+            (
+                "FERRY_CONN_X_FILE".to_string(),
+                url_file.display().to_string(),
+            ),
         ])
         .unwrap_err();
         assert!(matches!(e, ConnectionEnvError::Twice { .. }), "{e}");

@@ -97,14 +97,14 @@ impl Pki {
         file: &str,
         common_name: &str,
         names: &[&str],
-        usage: ExtendedKeyUsagePurpose,
+        usages: Vec<ExtendedKeyUsagePurpose>,
     ) -> Issued {
         let sans: Vec<String> = names.iter().map(|s| s.to_string()).collect();
         let mut params = CertificateParams::new(sans).expect("leaf params");
         params
             .distinguished_name
             .push(DnType::CommonName, common_name);
-        params.extended_key_usages = vec![usage];
+        params.extended_key_usages = usages;
         params.key_usages = vec![
             KeyUsagePurpose::DigitalSignature,
             KeyUsagePurpose::KeyEncipherment,
@@ -117,20 +117,31 @@ impl Pki {
         }
     }
 
-    /// A server certificate for `names` (DNS names or IP addresses).
+    /// A server certificate for `names` (DNS names or IP addresses); also
+    /// good for client authentication, as etcd's gateway dials its own port
+    /// with it.
     pub fn server(&self, ca: &Ca, file: &str, names: &[&str]) -> Issued {
         self.leaf(
             ca,
             file,
             names.first().copied().unwrap_or("server"),
             names,
-            ExtendedKeyUsagePurpose::ServerAuth,
+            vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ],
         )
     }
 
     /// A client certificate whose common name is `cn`.
     pub fn client(&self, ca: &Ca, file: &str, cn: &str) -> Issued {
-        self.leaf(ca, file, cn, &[cn], ExtendedKeyUsagePurpose::ClientAuth)
+        self.leaf(
+            ca,
+            file,
+            cn,
+            &[cn],
+            vec![ExtendedKeyUsagePurpose::ClientAuth],
+        )
     }
 
     /// A file holding the PEM of several CAs (a rotation's trust bundle).
@@ -283,7 +294,14 @@ impl TlsEtcd {
                 .arg(&server.cert)
                 .arg("--key-file")
                 .arg(&server.key)
-                .args(["--logger", "zap", "--log-outputs", "stderr", "--log-level", "warn"])
+                .args([
+                    "--logger",
+                    "zap",
+                    "--log-outputs",
+                    "stderr",
+                    "--log-level",
+                    "warn",
+                ])
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().expect("clone log"))
                 .stderr(log)
@@ -330,27 +348,75 @@ impl Drop for TlsEtcd {
             let _ = c.wait();
         }
         if std::thread::panicking() {
-            eprintln!("--- TLS etcd log ---\n{}", crate::postgres::tail(&self.log(), 30));
+            eprintln!(
+                "--- TLS etcd log ---\n{}",
+                crate::postgres::tail(&self.log(), 30)
+            );
         }
     }
 }
 
-/// Every key and value under `prefix` of a TLS etcd (what `etcdctl get
-/// --prefix` prints), read with `client`'s certificate.
-pub async fn etcd_dump(endpoint: &str, ca: &Ca, client: &Issued, prefix: &str) -> Vec<(String, Vec<u8>)> {
+/// A client of a TLS etcd presenting `client`'s certificate (with etcd's
+/// auth on, the certificate's common name is the user).
+pub async fn etcd_tls_client(endpoint: &str, ca: &Ca, client: &Issued) -> etcd_client::Client {
     let read = |p: &Path| std::fs::read(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()));
     let tls = etcd_client::TlsOptions::new()
         .ca_certificate(etcd_client::Certificate::from_pem(read(&ca.pem)))
-        .identity(etcd_client::Identity::from_pem(read(&client.cert), read(&client.key)));
-    let mut c = etcd_client::Client::connect([endpoint], Some(etcd_client::ConnectOptions::new().with_tls(tls)))
+        .identity(etcd_client::Identity::from_pem(
+            read(&client.cert),
+            read(&client.key),
+        ));
+    etcd_client::Client::connect(
+        [endpoint],
+        Some(etcd_client::ConnectOptions::new().with_tls(tls)),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("connect to etcd at {endpoint}: {e}"))
+}
+
+/// Turns etcd's authentication on with users `root` (its own password) and
+/// `user`/`password` (granted the root role), as `etcdctl user add` and
+/// `etcdctl auth enable` would.
+pub async fn enable_etcd_auth(client: &mut etcd_client::Client, user: &str, password: &str) {
+    client
+        .user_add("root", "root-password-of-the-test", None)
         .await
-        .unwrap_or_else(|e| panic!("connect to etcd at {endpoint}: {e}"));
+        .expect("etcd user add root");
+    client
+        .user_grant_role("root", "root")
+        .await
+        .expect("grant root");
+    client
+        .user_add(user, password, None)
+        .await
+        .expect("etcd user add");
+    client
+        .user_grant_role(user, "root")
+        .await
+        .expect("grant role");
+    client.auth_enable().await.expect("etcd auth enable");
+}
+
+/// Every key and value under `prefix` of a TLS etcd (what `etcdctl get
+/// --prefix` prints), read with `client`'s certificate.
+pub async fn etcd_dump(
+    endpoint: &str,
+    ca: &Ca,
+    client: &Issued,
+    prefix: &str,
+) -> Vec<(String, Vec<u8>)> {
+    let mut c = etcd_tls_client(endpoint, ca, client).await;
     let resp = c
         .get(prefix, Some(etcd_client::GetOptions::new().with_prefix()))
         .await
         .unwrap_or_else(|e| panic!("etcd get --prefix {prefix}: {e}"));
     resp.kvs()
         .iter()
-        .map(|kv| (String::from_utf8_lossy(kv.key()).into_owned(), kv.value().to_vec()))
+        .map(|kv| {
+            (
+                String::from_utf8_lossy(kv.key()).into_owned(),
+                kv.value().to_vec(),
+            )
+        })
         .collect()
 }

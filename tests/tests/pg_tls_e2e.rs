@@ -56,7 +56,8 @@ async fn sslmodes_work_as_libpq_means_them() {
     enable_pg_tls(&pg, &good, true);
 
     let expected = table_checksum(&socket_client(&pg, "src").await, "public.items").await;
-    let copied = || async { table_checksum(&socket_client(&pg, "dst").await, "public.items").await };
+    let copied =
+        || async { table_checksum(&socket_client(&pg, "dst").await, "public.items").await };
 
     // require: encrypted, certificate not checked
     let out = local(pg.port(), "127.0.0.1", "sslmode=require");
@@ -69,16 +70,26 @@ async fn sslmodes_work_as_libpq_means_them() {
 
     // verify-full: chain and host name checked
     for host in ["127.0.0.1", "localhost"] {
-        let out = local(pg.port(), host, &format!("sslmode=verify-full&sslrootcert={ca_path}"));
+        let out = local(
+            pg.port(),
+            host,
+            &format!("sslmode=verify-full&sslrootcert={ca_path}"),
+        );
         assert!(out.success(), "sslmode=verify-full to {host} failed: {out}");
         assert_eq!(copied().await, expected);
     }
 
     // disable: the server refuses the plaintext session, and the error says so
     let out = local(pg.port(), "127.0.0.1", "sslmode=disable");
-    assert!(!out.success(), "sslmode=disable was served by a hostssl-only server: {out}");
     assert!(
-        out.all().contains("no encryption") && out.all().contains("sslmode=disable: this connection was not encrypted"),
+        !out.success(),
+        "sslmode=disable was served by a hostssl-only server: {out}"
+    );
+    assert!(
+        out.all().contains("no encryption")
+            && out
+                .all()
+                .contains("sslmode=disable: this connection was not encrypted"),
         "the refusal should say the session was not encrypted: {out}"
     );
 
@@ -89,19 +100,36 @@ async fn sslmodes_work_as_libpq_means_them() {
         "127.0.0.1",
         &format!("sslmode=verify-ca&sslrootcert={}", other.pem.display()),
     );
-    assert!(!out.success(), "verify-ca accepted a certificate from another CA: {out}");
+    assert!(
+        !out.success(),
+        "verify-ca accepted a certificate from another CA: {out}"
+    );
     assert!(out.all().contains("does not chain to sslrootcert"), "{out}");
 
     // verify-full against a certificate for another host name
     enable_pg_tls(&pg, &wrong, true);
-    let out = local(pg.port(), "localhost", &format!("sslmode=verify-full&sslrootcert={ca_path}"));
-    assert!(!out.success(), "verify-full accepted a certificate for elsewhere.example: {out}");
+    let out = local(
+        pg.port(),
+        "localhost",
+        &format!("sslmode=verify-full&sslrootcert={ca_path}"),
+    );
+    assert!(
+        !out.success(),
+        "verify-full accepted a certificate for elsewhere.example: {out}"
+    );
     assert!(
         out.all().contains("not valid for host 'localhost'"),
         "the failure should name the host: {out}"
     );
     // verify-ca does not check the name, so the same certificate passes
-    let out = local(pg.port(), "localhost", &format!("sslmode=verify-ca&sslrootcert={ca_path}"));
-    assert!(out.success(), "verify-ca refused a certificate from its CA: {out}");
+    let out = local(
+        pg.port(),
+        "localhost",
+        &format!("sslmode=verify-ca&sslrootcert={ca_path}"),
+    );
+    assert!(
+        out.success(),
+        "verify-ca refused a certificate from its CA: {out}"
+    );
     assert_eq!(copied().await, expected);
 }

@@ -40,7 +40,12 @@ fn worker(url: &str, ca: &Path, cert: Option<&Issued>, env: &Env) -> FerryProces
         p(ca),
     ];
     if let Some(c) = cert {
-        args.extend(["--tls-cert".into(), p(&c.cert), "--tls-key".into(), p(&c.key)]);
+        args.extend([
+            "--tls-cert".into(),
+            p(&c.cert),
+            "--tls-key".into(),
+            p(&c.key),
+        ]);
     }
     FerryProcess::spawn("worker", &args, env)
 }
@@ -53,7 +58,11 @@ fn cli(args: &[&str], ca: &Path, env: &Env) -> CliOutput {
 }
 
 fn assert_refused(out: &CliOutput, needle: &str) {
-    assert_eq!(out.status.code(), Some(EXIT_REFUSED), "expected exit 4: {out}");
+    assert_eq!(
+        out.status.code(),
+        Some(EXIT_REFUSED),
+        "expected exit 4: {out}"
+    );
     assert!(out.stderr.contains(needle), "expected {needle:?} in: {out}");
 }
 
@@ -90,11 +99,20 @@ async fn mtls_and_tokens_copy_a_million_rows_and_refuse_strangers() {
     let _w2 = worker(&url, &ca.pem, Some(&good), &env);
 
     // a plaintext client learns that TLS is required
-    let plain = run_cli(&["jobs", "--coordinator", &plain_url], &with(&env, &[("FERRY_TOKEN", "op-token")]), CLI_TIMEOUT);
+    let plain = run_cli(
+        &["jobs", "--coordinator", &plain_url],
+        &with(&env, &[("FERRY_TOKEN", "op-token")]),
+        CLI_TIMEOUT,
+    );
     assert_refused(&plain, "requires TLS");
 
     let client_env = with(&env, &[("FERRY_TOKEN", "op-token")]);
-    let mut args = submit_args(&url, ITEMS_QUERY, ITEMS_TABLE, &["--chunk-size", "50000", "--watch"]);
+    let mut args = submit_args(
+        &url,
+        ITEMS_QUERY,
+        ITEMS_TABLE,
+        &["--chunk-size", "50000", "--watch"],
+    );
     args.extend(["--tls-ca".into(), p(&ca.pem)]);
     let out = run_cli(&args, &client_env, WATCH_TIMEOUT);
     assert!(out.success(), "the TLS job failed: {out}");
@@ -105,7 +123,10 @@ async fn mtls_and_tokens_copy_a_million_rows_and_refuse_strangers() {
     assert_eq!(ledger.rows_written, ROWS as i64, "{ledger:?}");
 
     for (w, why) in [
-        (&from_other_ca, "is refused: invalid peer certificate: UnknownIssuer"),
+        (
+            &from_other_ca,
+            "is refused: invalid peer certificate: UnknownIssuer",
+        ),
         (&without_cert, "the call came without one"),
     ] {
         let log = w.log();
@@ -183,13 +204,19 @@ async fn each_role_gets_exactly_its_rights() {
     // viewer: reads, no changes
     let viewer = as_token("view-token");
     assert!(cli(&["jobs", "--coordinator", &url], &ca.pem, &viewer).success());
-    assert_refused(&submit("view-token"), "vera (role viewer) may not call SubmitJob: it needs role operator");
+    assert_refused(
+        &submit("view-token"),
+        "vera (role viewer) may not call SubmitJob: it needs role operator",
+    );
 
     // operator: submits and cancels; reads too
     let job = job_id(&submit("op-token"));
     let operator = as_token("op-token");
     assert!(cli(&["status", &job, "--coordinator", &url], &ca.pem, &viewer).success());
-    assert_refused(&cli(&["cancel", &job, "--coordinator", &url], &ca.pem, &viewer), "needs role operator");
+    assert_refused(
+        &cli(&["cancel", &job, "--coordinator", &url], &ca.pem, &viewer),
+        "needs role operator",
+    );
     let cancelled = cli(&["cancel", &job, "--coordinator", &url], &ca.pem, &operator);
     assert!(cancelled.success(), "operator cancel: {cancelled}");
     assert!(cli(&["jobs", "--coordinator", &url], &ca.pem, &operator).success());
@@ -201,35 +228,72 @@ async fn each_role_gets_exactly_its_rights() {
     assert!(cli(&["status", &job2, "--coordinator", &url], &ca.pem, &admin).success());
 
     // wrong or missing token: UNAUTHENTICATED
-    assert_refused(&cli(&["jobs", "--coordinator", &url], &ca.pem, &as_token("guess")), "not in the coordinator's tokens file");
-    assert_refused(&cli(&["jobs", "--coordinator", &url], &ca.pem, &env), "JobService needs credentials");
+    assert_refused(
+        &cli(
+            &["jobs", "--coordinator", &url],
+            &ca.pem,
+            &as_token("guess"),
+        ),
+        "not in the coordinator's tokens file",
+    );
+    assert_refused(
+        &cli(&["jobs", "--coordinator", &url], &ca.pem, &env),
+        "JobService needs credentials",
+    );
 
     // a certificate from --client-ca gets its name's role; a worker's certificate gets nothing
     let with_cert = |c: &Issued, args: &[&str]| {
         let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        all.extend(["--tls-ca".into(), p(&ca.pem), "--tls-cert".into(), p(&c.cert), "--tls-key".into(), p(&c.key)]);
+        all.extend([
+            "--tls-ca".into(),
+            p(&ca.pem),
+            "--tls-cert".into(),
+            p(&c.cert),
+            "--tls-key".into(),
+            p(&c.key),
+        ]);
         run_cli(&all, &env, CLI_TIMEOUT)
     };
     assert!(with_cert(&viewer_cert, &["jobs", "--coordinator", &url]).success());
-    assert_refused(&with_cert(&viewer_cert, &["cancel", &job2, "--coordinator", &url]), "dashboard (role viewer) may not call CancelJob");
-    assert_refused(&with_cert(&worker_cert, &["jobs", "--coordinator", &url]), "client CA (--client-ca)");
+    assert_refused(
+        &with_cert(&viewer_cert, &["cancel", &job2, "--coordinator", &url]),
+        "dashboard (role viewer) may not call CancelJob",
+    );
+    assert_refused(
+        &with_cert(&worker_cert, &["jobs", "--coordinator", &url]),
+        "client CA (--client-ca)",
+    );
 
     // the tokens file is read again when it changes
     let rotated = pki.tokens_file("tokens.new", &[("new-token", "nina", "viewer")]);
     std::fs::rename(&rotated, &tokens).expect("replace the tokens file");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let out = cli(&["jobs", "--coordinator", &url], &ca.pem, &as_token("new-token"));
+        let out = cli(
+            &["jobs", "--coordinator", &url],
+            &ca.pem,
+            &as_token("new-token"),
+        );
         if out.success() {
             break;
         }
-        assert!(Instant::now() < deadline, "the new tokens file was not picked up: {out}");
+        assert!(
+            Instant::now() < deadline,
+            "the new tokens file was not picked up: {out}"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    assert_refused(&cli(&["jobs", "--coordinator", &url], &ca.pem, &operator), "not in the coordinator's tokens file");
+    assert_refused(
+        &cli(&["jobs", "--coordinator", &url], &ca.pem, &operator),
+        "not in the coordinator's tokens file",
+    );
 
     let log = coordinator.log();
-    for (who, action, job) in [("otto", "submit", &job), ("otto", "cancel", &job), ("ada", "cancel", &job2)] {
+    for (who, action, job) in [
+        ("otto", "submit", &job),
+        ("otto", "cancel", &job),
+        ("ada", "cancel", &job2),
+    ] {
         assert!(
             log.lines().any(|l| l.contains("audit")
                 && l.contains(&format!("action=\"{action}\""))
@@ -262,7 +326,14 @@ async fn certificate_rotation_mid_job_serves_the_new_certificate_and_drops_no_ch
     slow_down_inserts(&dbs.target().await, ITEMS_TABLE, 300).await;
     let env = dbs.conn_env();
     let (coordinator, plain_url) = start_coordinator(
-        &["--tls-cert", &p(&cert), "--tls-key", &p(&key), "--worker-ca", &p(&old_ca.pem)],
+        &[
+            "--tls-cert",
+            &p(&cert),
+            "--tls-key",
+            &p(&key),
+            "--worker-ca",
+            &p(&old_ca.pem),
+        ],
         &env,
     );
     let url = plain_url.replace("http://", "https://");
@@ -272,7 +343,12 @@ async fn certificate_rotation_mid_job_serves_the_new_certificate_and_drops_no_ch
     args.extend(["--tls-ca".into(), p(&trust)]);
     let job = job_id(&run_cli(&args, &env, CLI_TIMEOUT));
     assert!(
-        coordinator.wait_for_line(|l| l.contains("Chunk") && l.contains("completed"), Duration::from_secs(60)).is_some(),
+        coordinator
+            .wait_for_line(
+                |l| l.contains("Chunk") && l.contains("completed"),
+                Duration::from_secs(60)
+            )
+            .is_some(),
         "no chunk completed before the rotation:\n{}",
         coordinator.log_tail(20)
     );
@@ -296,25 +372,51 @@ async fn certificate_rotation_mid_job_serves_the_new_certificate_and_drops_no_ch
     loop {
         let out = cli(&["status", &job, "--coordinator", &url], &new_ca.pem, &env);
         if out.success() {
-            assert!(out.stdout.starts_with("RUNNING"), "the job should still run after the rotation: {out}");
+            assert!(
+                out.stdout.starts_with("RUNNING"),
+                "the job should still run after the rotation: {out}"
+            );
             break;
         }
-        assert!(Instant::now() < deadline, "the new certificate is not served: {out}");
+        assert!(
+            Instant::now() < deadline,
+            "the new certificate is not served: {out}"
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let old_only = cli(&["jobs", "--coordinator", &url], &old_ca.pem, &env);
-    assert!(!old_only.success() && old_only.stderr.contains("UnknownIssuer"), "the old certificate is still served: {old_only}");
-    blocker.batch_execute("COMMIT").await.expect("release the lock");
+    assert!(
+        !old_only.success() && old_only.stderr.contains("UnknownIssuer"),
+        "the old certificate is still served: {old_only}"
+    );
+    blocker
+        .batch_execute("COMMIT")
+        .await
+        .expect("release the lock");
 
     let watched = run_cli(
-        &["watch", job.as_str(), "--coordinator", url.as_str(), "--tls-ca", &p(&trust)],
+        &[
+            "watch",
+            job.as_str(),
+            "--coordinator",
+            url.as_str(),
+            "--tls-ca",
+            &p(&trust),
+        ],
         &env,
         WATCH_TIMEOUT,
     );
-    assert!(watched.success(), "the job did not survive the rotation: {watched}");
+    assert!(
+        watched.success(),
+        "the job did not survive the rotation: {watched}"
+    );
     dbs.assert_copied_exactly(ITEMS_TABLE).await;
     let log = coordinator.log();
-    assert!(log.contains("files changed: reloaded"), "no reload line:\n{}", coordinator.log_tail(30));
+    assert!(
+        log.contains("files changed: reloaded"),
+        "no reload line:\n{}",
+        coordinator.log_tail(30)
+    );
     assert!(
         !log.contains("will retry") && !log.contains("not retrying"),
         "a chunk in flight was dropped by the rotation:\n{}",

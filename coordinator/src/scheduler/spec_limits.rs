@@ -47,7 +47,11 @@ pub fn check_connection_name(field: &'static str, name: &str) -> Result<(), Limi
 /// Checks the idempotency key of a submission.
 pub fn check_request_id(request_id: &str) -> Result<(), LimitError> {
     if request_id.len() > MAX_REQUEST_ID_BYTES {
-        return Err(too_long("request_id", request_id.len(), MAX_REQUEST_ID_BYTES));
+        return Err(too_long(
+            "request_id",
+            request_id.len(),
+            MAX_REQUEST_ID_BYTES,
+        ));
     }
     Ok(())
 }
@@ -60,18 +64,32 @@ pub fn check(spec: &JobSpec) -> Result<(), LimitError> {
         return Err(too_long("spec.query", spec.query.len(), MAX_QUERY_BYTES));
     }
     if spec.table.len() > MAX_TABLE_NAME_BYTES {
-        return Err(too_long("spec.table", spec.table.len(), MAX_TABLE_NAME_BYTES));
+        return Err(too_long(
+            "spec.table",
+            spec.table.len(),
+            MAX_TABLE_NAME_BYTES,
+        ));
     }
     // a quoted identifier may double its quotes; 2 × 63 + quotes is plenty
     let ident_max = 2 * MAX_IDENTIFIER_BYTES + 2;
     if spec.key_column.len() > ident_max {
-        return Err(too_long("spec.key_column", spec.key_column.len(), ident_max));
+        return Err(too_long(
+            "spec.key_column",
+            spec.key_column.len(),
+            ident_max,
+        ));
     }
-    for (field, list) in [("spec.columns", &spec.columns), ("spec.upsert_key", &spec.upsert_key)] {
+    for (field, list) in [
+        ("spec.columns", &spec.columns),
+        ("spec.upsert_key", &spec.upsert_key),
+    ] {
         if list.len() > MAX_COLUMNS {
             return Err(LimitError {
                 field,
-                problem: format!("{} columns, more than the limit of {MAX_COLUMNS}", list.len()),
+                problem: format!(
+                    "{} columns, more than the limit of {MAX_COLUMNS}",
+                    list.len()
+                ),
             });
         }
         if let Some(c) = list.iter().find(|c| c.len() > ident_max) {
@@ -104,7 +122,9 @@ pub fn check(spec: &JobSpec) -> Result<(), LimitError> {
             if let Some(ms) = v.filter(|ms| *ms > MAX_RETRY_DELAY_MS) {
                 return Err(LimitError {
                     field,
-                    problem: format!("{ms} ms, more than the limit of {MAX_RETRY_DELAY_MS} (one day)"),
+                    problem: format!(
+                        "{ms} ms, more than the limit of {MAX_RETRY_DELAY_MS} (one day)"
+                    ),
                 });
             }
         }
@@ -138,13 +158,55 @@ mod tests {
     fn names_the_field_out_of_bounds() {
         assert_eq!(check(&spec()), Ok(()));
         let cases = [
-            (JobSpec { query: "x".repeat(MAX_QUERY_BYTES + 1), ..spec() }, "spec.query"),
-            (JobSpec { table: "t".repeat(MAX_TABLE_NAME_BYTES + 1), ..spec() }, "spec.table"),
-            (JobSpec { chunk_size: Some(u64::MAX), ..spec() }, "spec.chunk_size"),
-            (JobSpec { source: "a-b".into(), ..spec() }, "spec.source"),
-            (JobSpec { target: "dst_FILE".into(), ..spec() }, "spec.target"),
-            (JobSpec { source: "w_password_file".into(), ..spec() }, "spec.source"),
-            (JobSpec { max_failed_ratio: Some(-1.0), ..spec() }, "spec.max_failed_ratio"),
+            (
+                JobSpec {
+                    query: "x".repeat(MAX_QUERY_BYTES + 1),
+                    ..spec()
+                },
+                "spec.query",
+            ),
+            (
+                JobSpec {
+                    table: "t".repeat(MAX_TABLE_NAME_BYTES + 1),
+                    ..spec()
+                },
+                "spec.table",
+            ),
+            (
+                JobSpec {
+                    chunk_size: Some(u64::MAX),
+                    ..spec()
+                },
+                "spec.chunk_size",
+            ),
+            (
+                JobSpec {
+                    source: "a-b".into(),
+                    ..spec()
+                },
+                "spec.source",
+            ),
+            (
+                JobSpec {
+                    target: "dst_FILE".into(),
+                    ..spec()
+                },
+                "spec.target",
+            ),
+            (
+                JobSpec {
+                    source: "w_password_file".into(),
+                    ..spec()
+                },
+                "spec.source",
+            ),
+            (
+                JobSpec {
+                    max_failed_ratio: Some(-1.0),
+                    ..spec()
+                },
+                "spec.max_failed_ratio",
+            ),
         ];
         for (s, field) in cases {
             let e = check(&s).unwrap_err();
