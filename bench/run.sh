@@ -82,7 +82,7 @@ want_any() { local c; for c in "$@"; do want "$c" && return 0; done; return 1; }
 # ---------------------------------------------------------------- install
 install_deps() {
   local need=() p
-  for p in time bc curl; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
+  for p in time bc curl openssl; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
   want_any pgcopydb pgcopydb-clone && { dpkg -s pgcopydb >/dev/null 2>&1 || need+=(pgcopydb); }
   if ((${#need[@]})); then
     log "apt-get install ${need[*]}"

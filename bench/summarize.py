@@ -365,12 +365,12 @@ def findings(configs, S, order, args):
             q = []
             for n in order:
                 base = "pipe" if configs[n]["table"] == "items" else "wide-pipe"
-                if configs[n]["group"] == "mem" or n == base:
+                if configs[n]["group"] == "mem" or n == base or base not in configs:
                     continue
                 (qn, cn), (qb, _) = quiet(n), quiet(base)
                 if qn and qb:
                     q.append(f"{n} {qb / qn:.2f}x ({cn} run{'s' if cn > 1 else ''})")
-            if q and quiet("pipe")[0]:
+            if q and "pipe" in configs and quiet("pipe")[0]:
                 f.append(f"- The same over the quiet runs only (other CPU <= max(0.5 s, 15% of wall)), rows/s relative to the pipe "
                          f"(pipe {quiet('pipe')[0]:.2f} s" + (f", wide pipe {quiet('wide-pipe')[0]:.2f} s" if quiet("wide-pipe")[0] else "") + "): " + ", ".join(q) + ".")
         spread = []

@@ -150,7 +150,10 @@ pub fn with_password(url: &str, password: &str) -> Option<String> {
         let sep = if url.contains('?') { '&' } else { '?' };
         return Some(format!("{url}{sep}password={encoded}"));
     }
-    if url.split_whitespace().any(|kv| kv.starts_with("password=")) {
+    if crate::connections::kv_tokens(url)
+        .iter()
+        .any(|kv| kv.starts_with("password="))
+    {
         return None;
     }
     let quoted = password.replace('\\', "\\\\").replace('\'', "\\'");

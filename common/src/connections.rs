@@ -97,7 +97,8 @@ pub fn redact(url: &str) -> String {
         };
     }
     // key=value form: hide password=…
-    url.split_whitespace()
+    kv_tokens(url)
+        .into_iter()
         .map(|kv| {
             if kv.starts_with("password=") {
                 "password=***"
@@ -107,6 +108,38 @@ pub fn redact(url: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// The `key=value` items of a connection string in libpq's key/value form,
+/// as slices of it: whitespace separates items except inside single quotes
+/// (where `\'` and `\\` escape).
+pub fn kv_tokens(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = None;
+    let mut quoted = false;
+    let mut escaped = false;
+    for (i, c) in text.char_indices() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' if quoted => escaped = true,
+            '\'' => quoted = !quoted,
+            c if c.is_whitespace() && !quoted => {
+                if let Some(s) = start.take() {
+                    out.push(&text[s..i]);
+                }
+                continue;
+            }
+            _ => {}
+        }
+        start.get_or_insert(i);
+    }
+    if let Some(s) = start {
+        out.push(&text[s..]);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -129,6 +162,10 @@ mod tests {
         );
         assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact("host=h password=secret"), "host=h password=***");
+        assert_eq!(
+            redact("host=h password='a  b\\' c' user=u"),
+            "host=h password=*** user=u"
+        );
         assert_eq!(
             redact("postgres://u@h/db?sslmode=require&password=secret"),
             "postgres://u@h/db?sslmode=require&password=***"

@@ -150,7 +150,7 @@ pub fn split_url(url: &str) -> Result<(String, PgTls), PgTlsError> {
         }
     } else {
         let mut kept = Vec::new();
-        for part in url.split_whitespace() {
+        for part in crate::connections::kv_tokens(url) {
             let (k, v) = part.split_once('=').unwrap_or((part, ""));
             if !take(k, v.trim_matches('\''))? {
                 kept.push(part);

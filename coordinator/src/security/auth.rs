@@ -118,6 +118,7 @@ where
                 Box::pin(async move { fut.await.map_err(Into::into) })
             }
             Err(e) => {
+                tracing::warn!(call = %req.uri().path(), error = %e, "call refused");
                 // tonic turns a Status error into the call's response
                 let status = tonic::Status::from(CoordinatorError::from(e));
                 Box::pin(async move { Err(Box::new(status) as BoxError) })
@@ -262,4 +263,95 @@ fn check_chain(
                 ferry_common::tls::files::issuer(leaf)
             ))
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::security::tokens::token_hash_hex;
+    use crate::security::SecurityOptions;
+
+    fn security() -> Arc<Security> {
+        let path = std::env::temp_dir().join(format!("ferry-auth-test-{}", std::process::id()));
+        std::fs::write(
+            &path,
+            format!(
+                "{} vera viewer\n{} otto operator\n",
+                token_hash_hex("v"),
+                token_hash_hex("o")
+            ),
+        )
+        .unwrap();
+        let s = Security::load(&SecurityOptions {
+            tokens_file: Some(path.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+        std::fs::remove_file(path).unwrap();
+        s
+    }
+
+    fn call(path: &str, token: Option<&str>) -> http::Request<()> {
+        let mut b = http::Request::builder().uri(path);
+        if let Some(t) = token {
+            b = b.header("authorization", format!("Bearer {t}"));
+        }
+        b.body(()).unwrap()
+    }
+
+    #[test]
+    fn tokens_and_roles_decide() {
+        let s = security();
+        let submit = "/ferry.v1.JobService/SubmitJob";
+        assert!(matches!(
+            s.admit(&mut call(submit, None)),
+            Err(AuthError::NoCredentials)
+        ));
+        assert!(matches!(
+            s.admit(&mut call(submit, Some("x"))),
+            Err(AuthError::UnknownToken)
+        ));
+        let denied = s.admit(&mut call(submit, Some("v"))).unwrap_err();
+        assert!(
+            matches!(
+                &denied,
+                AuthError::Denied {
+                    needs: Role::Operator,
+                    ..
+                }
+            ),
+            "{denied}"
+        );
+        assert!(
+            denied.to_string().contains("needs role operator"),
+            "{denied}"
+        );
+        let mut ok = call(submit, Some("o"));
+        s.admit(&mut ok).unwrap();
+        assert_eq!(
+            ok.extensions().get::<Caller>().map(|c| c.name.as_str()),
+            Some("otto")
+        );
+        s.admit(&mut call("/ferry.v1.JobService/ListJobs", Some("v")))
+            .unwrap();
+        s.admit(&mut call("/grpc.health.v1.Health/Check", None))
+            .unwrap();
+        assert!(matches!(
+            s.admit(&mut call("/other.Service/Do", Some("o"))),
+            Err(AuthError::Denied {
+                needs: Role::Admin,
+                ..
+            })
+        ));
+        // without a worker CA, workers need no certificate
+        s.admit(&mut call("/ferry.v1.WorkerService/Heartbeat", None))
+            .unwrap();
+        // authentication off: anyone, as anonymous
+        let mut open = call(submit, None);
+        Security::none().admit(&mut open).unwrap();
+        assert_eq!(
+            open.extensions().get::<Caller>(),
+            Some(&Caller::anonymous())
+        );
+    }
 }
