@@ -16,7 +16,8 @@
 #   ONLY       configs or groups to run (default: all). Groups: narrow, wide, mem, ferry, peers.
 #              Configs: pipe pipe-nopk local1 local2 local4 dist local2-replace dist-replace
 #                       pgcopydb pgcopydb-clone sling wide-pipe wide-local2 wide-dist wide-local2-replace
-#                       mem-local mem-dist mem-local-wide mem-dist-wide
+#                       mem-local mem-dist mem-local-wide mem-dist-wide tls-local2 tls-dist
+#              Group tls: local2 tls-local2 dist tls-dist (PostgreSQL over TLS against plaintext)
 #   KEEP=1     leave the cluster and etcd running
 #   FRESH=1    re-initdb the cluster (and regenerate the data)
 #   ETCD       auto (default): run the distributed coordinator with --etcd when its --help lists it;
@@ -37,7 +38,7 @@ REPO=$(cd "$BENCH/.." && pwd)
 ROWS=${ROWS:-5000000}
 WIDE_ROWS=${WIDE_ROWS:-500000}
 ROUNDS=${ROUNDS:-3}
-ALL_CONFIGS="pipe pipe-nopk local1 local2 local4 dist local2-replace dist-replace pgcopydb pgcopydb-clone sling wide-pipe wide-local2 wide-dist wide-local2-replace mem-local mem-dist mem-local-wide mem-dist-wide"
+ALL_CONFIGS="pipe pipe-nopk local1 local2 local4 dist local2-replace dist-replace pgcopydb pgcopydb-clone sling wide-pipe wide-local2 wide-dist wide-local2-replace mem-local mem-dist mem-local-wide mem-dist-wide tls-local2 tls-dist"
 ONLY=${ONLY:-$ALL_CONFIGS}
 DIST_CONCURRENCY=${DIST_CONCURRENCY:-1}
 DIST_WORKERS=2
@@ -71,6 +72,7 @@ for w in $ONLY; do
     mem) for c in mem-local mem-dist mem-local-wide mem-dist-wide; do WANT[$c]=1; done ;;
     ferry) for c in local1 local2 local4 dist local2-replace dist-replace wide-local2 wide-dist wide-local2-replace mem-local mem-dist mem-local-wide mem-dist-wide; do WANT[$c]=1; done ;;
     peers) for c in pipe pipe-nopk pgcopydb pgcopydb-clone sling wide-pipe; do WANT[$c]=1; done ;;
+    tls) for c in local2 tls-local2 dist tls-dist; do WANT[$c]=1; done ;;
     *) [[ " $ALL_CONFIGS " == *" $w "* ]] || die "unknown config or group in ONLY: $w"; WANT[$w]=1 ;;
   esac
 done
@@ -80,7 +82,7 @@ want_any() { local c; for c in "$@"; do want "$c" && return 0; done; return 1; }
 # ---------------------------------------------------------------- install
 install_deps() {
   local need=() p
-  for p in time bc curl; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
+  for p in time bc curl openssl; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
   want_any pgcopydb pgcopydb-clone && { dpkg -s pgcopydb >/dev/null 2>&1 || need+=(pgcopydb); }
   if ((${#need[@]})); then
     log "apt-get install ${need[*]}"
@@ -161,8 +163,30 @@ EOF
     su postgres -c "$PGBIN/pg_ctl -D $PGDATA -l $PGLOG -o '-p $PORT' -w start" >/dev/null
   fi
   export PGHOST=127.0.0.1 PGPORT=$PORT PGUSER=postgres
-  SRC_URL="postgres://postgres@127.0.0.1:$PORT/src"
-  DST_URL="postgres://postgres@127.0.0.1:$PORT/dst"
+  ensure_tls
+  # plaintext configs say so: the server offers TLS, and libpq's default (prefer) would take it
+  SRC_URL="postgres://postgres@127.0.0.1:$PORT/src?sslmode=disable"
+  DST_URL="postgres://postgres@127.0.0.1:$PORT/dst?sslmode=disable"
+  local q="sslmode=verify-full&sslrootcert=$WORK/tls/ca.pem"
+  TLS_SRC_URL="postgres://postgres@localhost:$PORT/src?$q"
+  TLS_DST_URL="postgres://postgres@localhost:$PORT/dst?$q"
+}
+
+# TLS on the server (a CA and a certificate for localhost made once with openssl), for the
+# tls-* configs; plaintext connections stay allowed. ssl is reloadable: no restart.
+ensure_tls() {
+  local d=$WORK/tls
+  if [[ ! -f $d/server.pem ]]; then
+    mkdir -p "$d"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj /CN=ferry-bench-ca -keyout "$d/ca.key" -out "$d/ca.pem" >/dev/null 2>&1
+    openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout "$d/server.key" -out "$d/server.csr" >/dev/null 2>&1
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >"$d/server.ext"
+    openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial -days 3650 \
+      -extfile "$d/server.ext" -out "$d/server.pem" >/dev/null 2>&1 || die "openssl could not make the bench certificate"
+  fi
+  install -o postgres -m 600 "$d/server.key" "$PGDATA/server.key"
+  install -o postgres -m 644 "$d/server.pem" "$PGDATA/server.crt"
+  psql -X -q -d postgres -c "ALTER SYSTEM SET ssl = on" -c "SELECT pg_reload_conf()" >/dev/null
 }
 stop_cluster() { su postgres -c "$PGBIN/pg_ctl -D $PGDATA -m fast -w stop" >/dev/null 2>&1 || true; }
 
@@ -335,6 +359,10 @@ exec_local() { # LOGF TABLE WORKERS [CHUNK] [MODE]
   RSS="ferry-local=$(time_rss_mib "$lf.time")/$TOOL_CPU"
 }
 
+# the same over TLS (verify-full) to source and target
+exec_local_tls() { local SRC_URL=$TLS_SRC_URL DST_URL=$TLS_DST_URL; exec_local "$@"; }
+exec_dist_tls() { local SRC_URL=$TLS_SRC_URL DST_URL=$TLS_DST_URL; exec_dist "$@"; }
+
 # stop a process started as `/usr/bin/time ... ferry ...` (TIMEPID): SIGTERM to ferry, wait
 stop_timed() {
   local tp=$1 fp i
@@ -441,6 +469,9 @@ define_configs() {
     "rm -rf $W; pgcopydb clone --source $SRC_URL --target $DST_URL --dir $W --filters $F --drop-if-exists --no-owner --no-acl --skip-extensions --table-jobs 2 --index-jobs 2"
   cfg sling items narrow "sling 1.4.11 -m truncate, SLING_DIRECT_INSERT=true" exec_shell \
     "$S SLING_DIRECT_INSERT=true $SLING_BIN run --src-conn SRC_PG --src-stream public.items --tgt-conn DST_PG --tgt-object public.items -m truncate"
+
+  cfg tls-local2 items narrow "ferry local --workers 2, PostgreSQL over TLS (verify-full, source and target)" exec_local_tls items 2
+  cfg tls-dist items narrow "$dist_label, PostgreSQL over TLS (verify-full, source and target)" exec_dist_tls items
 
   cfg wide-pipe wide wide "psql COPY binary pipe, 1 stream" exec_shell "$(pipe_cmd wide)"
   cfg wide-local2 wide wide "ferry local --workers 2" exec_local wide 2

@@ -1,6 +1,7 @@
 //! `ferry coordinator`: serves the job API and the worker protocol.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,12 +9,15 @@ use ferry_common::config::JobDefaults;
 use ferry_common::connections::ConnectionRegistry;
 use ferry_common::ledger::DEFAULT_LEDGER_SCHEMA;
 use ferry_common::timing::Timings;
+use ferry_coordinator::etcd_security::EtcdSecurity;
 use ferry_coordinator::leader::{self, EtcdOptions};
 use ferry_coordinator::scheduler::{Scheduler, SchedulerConfig};
-use ferry_coordinator::server;
+use ferry_coordinator::security::Security;
+use ferry_coordinator::server::{self, Secured};
 use ferry_coordinator::store::MemoryStore;
 use tokio_util::sync::CancellationToken;
 
+use crate::security_args::ServerSecurityArgs;
 use crate::EXIT_BAD_INPUT;
 
 /// Flags of `ferry coordinator`.
@@ -34,9 +38,26 @@ pub struct Args {
     /// Key prefix in etcd.
     #[arg(long, env = "FERRY_ETCD_PREFIX", default_value = "/ferry")]
     etcd_prefix: String,
-    /// Address other processes reach this coordinator at (default: http://LISTEN).
+    /// Address other processes reach this coordinator at (default: http://LISTEN, https:// with TLS).
     #[arg(long, env = "FERRY_ADVERTISE")]
     advertise: Option<String>,
+    #[command(flatten)]
+    security: ServerSecurityArgs,
+    /// CA (PEM) of etcd's server certificate; etcd endpoints are then https://.
+    #[arg(long, env = "FERRY_ETCD_CA")]
+    etcd_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for etcd's --client-cert-auth.
+    #[arg(long, env = "FERRY_ETCD_CERT")]
+    etcd_cert: Option<PathBuf>,
+    /// Private key (PEM) of --etcd-cert.
+    #[arg(long, env = "FERRY_ETCD_KEY")]
+    etcd_key: Option<PathBuf>,
+    /// etcd user; its password is read from FERRY_ETCD_PASSWORD_FILE.
+    #[arg(long, env = "FERRY_ETCD_USER")]
+    etcd_user: Option<String>,
+    /// File holding the etcd user's password.
+    #[arg(long, env = "FERRY_ETCD_PASSWORD_FILE", hide = true)]
+    etcd_password_file: Option<PathBuf>,
 }
 
 /// Builds the scheduler settings from flags and environment, or explains what is wrong.
@@ -58,11 +79,24 @@ pub fn scheduler_config(
 /// Runs the coordinator until SIGINT/SIGTERM.
 pub async fn run(args: Args) -> i32 {
     ferry_common::telemetry::init_logging();
-    let connections = ConnectionRegistry::from_env();
+    let connections = match ConnectionRegistry::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_BAD_INPUT;
+        }
+    };
     let lease_ttl = Duration::from_millis(args.lease_ttl_ms);
     let config = match scheduler_config(connections.clone(), lease_ttl, args.ledger_schema.clone())
     {
         Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_BAD_INPUT;
+        }
+    };
+    let security = match Security::load(&args.security.options()) {
+        Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
             return EXIT_BAD_INPUT;
@@ -74,6 +108,25 @@ pub async fn run(args: Args) -> i32 {
             eprintln!("error: {e}");
             return EXIT_BAD_INPUT;
         }
+    };
+    let health_listener = match args.security.health_listen {
+        Some(a) => match server::bind(a).await {
+            Ok((l, bound)) => {
+                tracing::info!(addr = %bound, "serving plaintext gRPC health for probes");
+                Some(l)
+            }
+            Err(e) => {
+                eprintln!("error: --health-listen: {e}");
+                return EXIT_BAD_INPUT;
+            }
+        },
+        None => None,
+    };
+    tracing::info!(security = %security.describe(), "coordinator security");
+    let scheme = if security.tls().is_some() {
+        "https"
+    } else {
+        "http"
     };
     let (gate, health) = server::gate().await;
     match ferry_coordinator::lineage::LineageConfig::from_env() {
@@ -105,18 +158,25 @@ pub async fn run(args: Args) -> i32 {
         let advertise = args
             .advertise
             .clone()
-            .unwrap_or_else(|| format!("http://{addr}"));
+            .unwrap_or_else(|| format!("{scheme}://{addr}"));
         tracing::info!(%addr, %advertise, etcd = ?args.etcd, prefix = %args.etcd_prefix, connections = ?connections.names(), "coordinator campaigning for leadership");
         let opts = EtcdOptions {
             endpoints: args.etcd.clone(),
             prefix: args.etcd_prefix.clone(),
             advertise,
+            security: EtcdSecurity {
+                ca: args.etcd_ca.clone(),
+                cert: args.etcd_cert.clone(),
+                key: args.etcd_key.clone(),
+                user: args.etcd_user.clone(),
+                password_file: args.etcd_password_file.clone(),
+            },
         };
         tokio::spawn(leader::run(Arc::clone(&gate), config, opts, stop.clone()))
     };
     let server_stop = stop.clone();
     let served = tokio::select! {
-        r = server::serve(listener, gate, health, async move { server_stop.cancelled().await }) => r.map_err(|e| e.to_string()),
+        r = server::serve_secured(listener, gate, health, Secured { security, health_listener }, async move { server_stop.cancelled().await }) => r.map_err(|e| e.to_string()),
         r = leading => match r {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(format!("etcd: {e}; check --etcd")),

@@ -4,6 +4,7 @@ use ferry_common::connections::ConnectionRegistry;
 use ferry_worker::WorkerConfig;
 use tokio_util::sync::CancellationToken;
 
+use crate::security_args::ClientTlsArgs;
 use crate::EXIT_BAD_INPUT;
 
 /// Flags of `ferry worker`.
@@ -19,17 +20,27 @@ pub struct Args {
     /// Chunks copied at once.
     #[arg(long, env = "FERRY_CONCURRENCY", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=256))]
     concurrency: u32,
+    #[command(flatten)]
+    tls: ClientTlsArgs,
 }
 
 /// Runs the worker until SIGINT/SIGTERM, then lets chunks in flight finish.
 pub async fn run(args: Args) -> i32 {
     ferry_common::telemetry::init_logging();
     let hostname = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
+    let connections = match ConnectionRegistry::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_BAD_INPUT;
+        }
+    };
     let cfg = WorkerConfig {
         coordinator: args.coordinator,
         concurrency: args.concurrency,
         hostname,
-        connections: ConnectionRegistry::from_env(),
+        connections,
+        tls: args.tls.files(),
     };
     let stop = CancellationToken::new();
     let trigger = stop.clone();

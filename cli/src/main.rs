@@ -7,6 +7,7 @@ mod cmd_worker;
 mod completions;
 mod jobspec;
 mod output;
+mod security_args;
 mod watch;
 
 use clap::{CommandFactory, Parser, Subcommand};
@@ -17,6 +18,8 @@ pub const EXIT_JOB_FAILED: i32 = 1;
 pub const EXIT_BAD_INPUT: i32 = 2;
 /// Exit code when no coordinator could be reached.
 pub const EXIT_UNREACHABLE: i32 = 3;
+/// Exit code when the coordinator refused the credentials or the role.
+pub const EXIT_REFUSED: i32 = 4;
 
 #[derive(Parser)]
 #[command(

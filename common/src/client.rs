@@ -4,8 +4,10 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tonic::transport::{Channel, Endpoint};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
 
+use crate::credentials::{BearerToken, ChannelFactory, ClientSecurity};
 use crate::proto::job_service_client::JobServiceClient;
 use crate::proto::worker_service_client::WorkerServiceClient;
 
@@ -19,16 +21,30 @@ pub struct AddressError {
     pub reason: String,
 }
 
+/// A JobService client that sends the bearer token, if any, on every call.
+pub type JobClient = JobServiceClient<InterceptedService<Channel, BearerToken>>;
+
 /// Channels to every coordinator replica, with the one believed to lead.
 pub struct Coordinators {
     urls: Vec<String>,
     channels: Vec<Channel>,
     current: AtomicUsize,
+    token: BearerToken,
 }
 
 impl Coordinators {
     /// Parses a comma-separated address list; channels connect on first use.
     pub fn new(list: &str, request_timeout: Option<Duration>) -> Result<Self, AddressError> {
+        Self::with_security(list, request_timeout, &ClientSecurity::default())
+    }
+
+    /// Like `new`, presenting `security`'s TLS files on `https://` addresses
+    /// and its token on JobService calls.
+    pub fn with_security(
+        list: &str,
+        request_timeout: Option<Duration>,
+        security: &ClientSecurity,
+    ) -> Result<Self, AddressError> {
         let urls: Vec<String> = list
             .split(',')
             .map(str::trim)
@@ -42,23 +58,21 @@ impl Coordinators {
             });
         }
         let mut channels = Vec::with_capacity(urls.len());
+        let mut factory = ChannelFactory::new(&security.tls);
         for url in &urls {
-            let mut ep = Endpoint::from_shared(url.clone())
-                .map_err(|e| AddressError {
+            let channel = factory
+                .lazy(url, request_timeout)
+                .map_err(|reason| AddressError {
                     url: url.clone(),
-                    reason: e.to_string(),
-                })?
-                .connect_timeout(crate::timing::COORDINATOR_CONNECT_TIMEOUT)
-                .tcp_nodelay(true);
-            if let Some(t) = request_timeout {
-                ep = ep.timeout(t);
-            }
-            channels.push(ep.connect_lazy());
+                    reason,
+                })?;
+            channels.push(channel);
         }
         Ok(Self {
             urls,
             channels,
             current: AtomicUsize::new(0),
+            token: security.token.clone(),
         })
     }
 
@@ -87,8 +101,8 @@ impl Coordinators {
     }
 
     /// A JobService client on the address in use.
-    pub fn jobs(&self) -> JobServiceClient<Channel> {
-        JobServiceClient::new(self.channel())
+    pub fn jobs(&self) -> JobClient {
+        JobServiceClient::with_interceptor(self.channel(), self.token.clone())
     }
 
     /// A WorkerService client on the address in use.

@@ -106,6 +106,15 @@ pub const LOCAL_SERVER_STOP: Duration = Duration::from_secs(2);
 /// After an interrupted `ferry local` cancels its job, how long it waits for
 /// chunks in flight to roll back before exiting (a heartbeat or two).
 pub const LOCAL_CANCEL_GRACE: Duration = Duration::from_secs(2);
+/// How often certificate, key and tokens files are checked for changes. A
+/// Kubernetes Secret update reaches a pod's files within about a minute
+/// (kubelet sync period); checking every 2 s adds little to that and costs a
+/// few small reads.
+pub const SECURITY_FILE_POLL: Duration = Duration::from_secs(2);
+/// Longest a TLS handshake may take before the connection is dropped (a
+/// silent or very slow peer must not hold an accept slot): well above a
+/// handshake's few round trips on any network Ferry runs on.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The timings of one cluster, derived from its worker lease TTL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

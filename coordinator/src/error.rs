@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
+use crate::security::auth::AuthError;
 use crate::store::StoreError;
 
 /// `google.rpc.ErrorInfo.domain` of every error the coordinator returns.
@@ -122,6 +123,9 @@ pub enum CoordinatorError {
     /// The state store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The caller's credentials, role or worker session were refused.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
 }
 
 impl CoordinatorError {
@@ -156,6 +160,8 @@ impl CoordinatorError {
                 Code::Unavailable
             }
             CoordinatorError::Store(StoreError::Corrupt { .. }) => Code::Internal,
+            CoordinatorError::Auth(AuthError::Denied { .. }) => Code::PermissionDenied,
+            CoordinatorError::Auth(_) => Code::Unauthenticated,
         }
     }
 
@@ -178,6 +184,8 @@ impl CoordinatorError {
             CoordinatorError::Store(StoreError::Unavailable(_)) => "STORE_UNAVAILABLE",
             CoordinatorError::Store(StoreError::OutcomeUnknown(_)) => "STORE_OUTCOME_UNKNOWN",
             CoordinatorError::Store(StoreError::Corrupt { .. }) => "STORE_CORRUPT",
+            CoordinatorError::Auth(AuthError::Denied { .. }) => "PERMISSION_DENIED",
+            CoordinatorError::Auth(_) => "UNAUTHENTICATED",
         }
     }
 

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::assignments;
 use crate::election::{campaign, current_leader};
+use crate::etcd_security::EtcdSecurity;
 use crate::gate::Gate;
 use crate::scheduler::{Scheduler, SchedulerConfig};
 use crate::store::{map_etcd_error, EtcdStore, StateStore, StoreError, Tripwire};
@@ -24,14 +25,27 @@ pub struct EtcdOptions {
     pub prefix: String,
     /// The address workers and clients reach this coordinator at.
     pub advertise: String,
+    /// TLS and user credentials for etcd.
+    pub security: EtcdSecurity,
 }
 
 /// Connects to etcd with Ferry's request deadline.
 pub async fn connect_etcd(endpoints: &[String]) -> Result<Client, StoreError> {
+    connect_etcd_secured(endpoints, &EtcdSecurity::default()).await
+}
+
+/// Like `connect_etcd`, with TLS and user credentials.
+pub async fn connect_etcd_secured(
+    endpoints: &[String],
+    security: &EtcdSecurity,
+) -> Result<Client, StoreError> {
     let opts = ConnectOptions::new()
         .with_timeout(ETCD_REQUEST_TIMEOUT)
         .with_connect_timeout(ETCD_REQUEST_TIMEOUT)
         .with_keep_alive(ETCD_KEEPALIVE, ETCD_REQUEST_TIMEOUT);
+    let opts = security
+        .apply(endpoints, opts)
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
     Client::connect(endpoints, Some(opts))
         .await
         .map_err(map_etcd_error)
@@ -44,7 +58,7 @@ pub async fn run(
     opts: EtcdOptions,
     stop: CancellationToken,
 ) -> Result<(), StoreError> {
-    let client = connect_etcd(&opts.endpoints).await?;
+    let client = connect_etcd_secured(&opts.endpoints, &opts.security).await?;
     while !stop.is_cancelled() {
         gate.follow(current_leader(&client, &opts.prefix).await)
             .await;

@@ -41,6 +41,7 @@ async fn start(etcd: &EtcdCluster) -> Replica {
         endpoints: etcd.endpoints(),
         prefix: "/roles".into(),
         advertise: url.clone(),
+        security: Default::default(),
     };
     tokio::spawn(leader::run(Arc::clone(&gate), config, opts, stop.clone()));
     let s = stop.clone();

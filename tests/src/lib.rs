@@ -26,6 +26,7 @@ pub mod postgres;
 pub mod process;
 pub mod report;
 pub mod roles;
+pub mod security;
 pub mod sql;
 mod sync;
 pub mod text;

@@ -14,9 +14,11 @@ use std::time::Instant;
 
 use ferry_common::client::{is_failover_status, AddressError, Coordinators};
 use ferry_common::connections::ConnectionRegistry;
+use ferry_common::credentials::{BearerToken, ClientSecurity};
 use ferry_common::errors::DbFailure;
 use ferry_common::proto::{AcquireChunkRequest, ChunkAssignment, ErrorClass as ProtoClass};
 use ferry_common::timing::{DEFAULT_WORKER_LEASE_TTL, RPC_TIMEOUT, WORKER_LEASE_RETRY};
+use ferry_common::tls::client::ClientTlsFiles;
 use futures::FutureExt;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -50,6 +52,8 @@ pub struct WorkerConfig {
     pub hostname: String,
     /// Named connections.
     pub connections: ConnectionRegistry,
+    /// TLS files for `https://` coordinators (`--tls-ca`, `--tls-cert`, `--tls-key`).
+    pub tls: ClientTlsFiles,
 }
 
 /// Runs a worker until `shutdown` fires; chunks in flight then finish before it returns.
@@ -61,11 +65,16 @@ pub async fn run(cfg: WorkerConfig, shutdown: CancellationToken) -> Result<(), W
     }
     let faults = Faults::from_env().map_err(WorkerError::Config)?;
     // Acquire long-polls, so its deadline must outlast the poll.
-    let coordinators = Coordinators::new(&cfg.coordinator, Some(RPC_TIMEOUT))?;
+    let security = ClientSecurity {
+        tls: cfg.tls.clone(),
+        token: BearerToken::none(),
+    };
+    let coordinators = Coordinators::with_security(&cfg.coordinator, Some(RPC_TIMEOUT), &security)?;
     let held = Held::new(DEFAULT_WORKER_LEASE_TTL);
     let session = Arc::new(Session {
         coordinators,
         worker_id: std::sync::Mutex::new(String::new()),
+        session_secret: std::sync::Mutex::new(String::new()),
         hostname: cfg.hostname.clone(),
         concurrency: cfg.concurrency,
         held: Arc::clone(&held),
@@ -98,6 +107,7 @@ pub async fn run(cfg: WorkerConfig, shutdown: CancellationToken) -> Result<(), W
         let req = AcquireChunkRequest {
             worker_id: session.id(),
             slots: free,
+            session_secret: session.secret(),
         };
         let mut client = session.coordinators.workers();
         let resp = tokio::select! {
@@ -118,7 +128,8 @@ pub async fn run(cfg: WorkerConfig, shutdown: CancellationToken) -> Result<(), W
                     });
                 }
             }
-            Err(s) if s.code() == tonic::Code::NotFound => {
+            Err(s) if session::needs_registration(&s) => {
+                tracing::warn!(error = %s.message(), "coordinator does not know this worker session; registering again");
                 session.register(&shutdown).await;
             }
             Err(s) => {

@@ -218,6 +218,7 @@ pub async fn run(o: &RunOpts, log_path: &Path) -> Result<RunResult> {
                 endpoints: vec![e.endpoint()],
                 prefix: "/ferry".into(),
                 advertise: format!("http://{addr}"),
+                security: Default::default(),
             };
             leader_task = Some(tokio::spawn(leader::run(
                 Arc::clone(&gate),

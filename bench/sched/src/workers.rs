@@ -186,21 +186,23 @@ pub async fn run(
 async fn register(
     client: &mut WorkerServiceClient<Channel>,
     i: u32,
-    id: &Mutex<String>,
+    id: &Mutex<(String, String)>,
     stop: &CancellationToken,
 ) -> Result<Duration> {
     let mut tries = 0;
     loop {
+        let (worker_id, session_secret) = id.lock().unwrap().clone();
         let req = RegisterWorkerRequest {
-            worker_id: id.lock().unwrap().clone(),
+            worker_id,
             hostname: format!("sim-{i}"),
             concurrency: 1,
             protocol: ferry_common::plan::WORKER_PROTOCOL,
+            session_secret,
         };
         match client.register_worker(req).await {
             Ok(r) => {
                 let r = r.into_inner();
-                *id.lock().unwrap() = r.worker_id;
+                *id.lock().unwrap() = (r.worker_id, r.session_secret);
                 return Ok(Duration::from_millis(r.heartbeat_interval_ms.max(100)));
             }
             Err(s) => {
@@ -234,7 +236,7 @@ async fn worker(
     registered: Arc<tokio::sync::Barrier>,
 ) -> Result<Lat> {
     let mut client = WorkerServiceClient::new(ch);
-    let id = Arc::new(Mutex::new(String::new()));
+    let id = Arc::new(Mutex::new((String::new(), String::new())));
     let every = register(&mut client, i, &id, &stop).await?;
     let held: Arc<Mutex<Option<ChunkRef>>> = Arc::new(Mutex::new(None));
     let hb = tokio::spawn(heartbeats(
@@ -255,10 +257,10 @@ async fn worker(
         let assignments = if next.is_empty() {
             stats.acquire_calls.fetch_add(1, Ordering::Relaxed);
             let t = Instant::now();
-            let worker_id = id.lock().unwrap().clone();
+            let (worker_id, session_secret) = id.lock().unwrap().clone();
             let resp = tokio::select! {
                 _ = stop.cancelled() => break,
-                r = client.acquire_chunk(AcquireChunkRequest { worker_id, slots: 1 }) => r,
+                r = client.acquire_chunk(AcquireChunkRequest { worker_id, slots: 1, session_secret }) => r,
             };
             let assignments = match resp {
                 Ok(r) => r.into_inner().assignments,
@@ -308,7 +310,7 @@ async fn worker(
 async fn complete_all(
     client: &mut WorkerServiceClient<Channel>,
     i: u32,
-    id: &Mutex<String>,
+    id: &Mutex<(String, String)>,
     assignments: Vec<ChunkAssignment>,
     want_next: u32,
     chunks: u64,
@@ -328,7 +330,7 @@ async fn complete_all(
         let t = Instant::now();
         let mut tries = 0;
         loop {
-            let worker_id = id.lock().unwrap().clone();
+            let (worker_id, session_secret) = id.lock().unwrap().clone();
             stats.complete_calls.fetch_add(1, Ordering::Relaxed);
             let r = client
                 .complete_chunk(CompleteChunkRequest {
@@ -338,6 +340,7 @@ async fn complete_all(
                     rows_rejected: 0,
                     already_committed: false,
                     want_next,
+                    session_secret,
                 })
                 .await;
             match r {
@@ -374,7 +377,7 @@ async fn complete_all(
 async fn heartbeats(
     mut client: WorkerServiceClient<Channel>,
     i: u32,
-    id: Arc<Mutex<String>>,
+    id: Arc<Mutex<(String, String)>>,
     every: Duration,
     held: Arc<Mutex<Option<ChunkRef>>>,
     stats: Arc<Stats>,
@@ -387,8 +390,10 @@ async fn heartbeats(
             _ = tick.tick() => {}
         }
         let chunk = held.lock().unwrap().clone();
+        let (worker_id, session_secret) = id.lock().unwrap().clone();
         let req = HeartbeatRequest {
-            worker_id: id.lock().unwrap().clone(),
+            worker_id,
+            session_secret,
             held: chunk
                 .map(|c| HeldChunk {
                     chunk: Some(c),

@@ -68,6 +68,8 @@ impl Scheduler {
             worker_id: id,
             lease_ttl_ms: ttl.as_millis() as u64,
             heartbeat_interval_ms: self.config.timings.heartbeat_interval().as_millis() as u64,
+            // the gRPC adapter issues the session and fills it in
+            session_secret: String::new(),
         })
     }
 

@@ -10,6 +10,7 @@ pub mod progress;
 mod recovery;
 mod resume;
 mod spec;
+pub mod spec_limits;
 mod state;
 mod transitions;
 
@@ -93,7 +94,20 @@ impl Scheduler {
         request_id: String,
         spec: JobSpec,
     ) -> Result<(String, bool), CoordinatorError> {
-        let (job_id, created) = self.create(request_id, spec, JobState::Pending).await?;
+        self.submit_by(request_id, spec, String::new()).await
+    }
+
+    /// Like `submit`, recording who submitted the job (`JobRecord.submitted_by`:
+    /// the caller's name in the tokens file; empty without authentication).
+    pub async fn submit_by(
+        self: &Arc<Self>,
+        request_id: String,
+        spec: JobSpec,
+        submitted_by: String,
+    ) -> Result<(String, bool), CoordinatorError> {
+        let (job_id, created) = self
+            .create(request_id, spec, JobState::Pending, submitted_by)
+            .await?;
         if created {
             self.spawn_planning(job_id.clone());
         }
@@ -109,7 +123,9 @@ impl Scheduler {
         spec: JobSpec,
         plan: crate::planner::Plan,
     ) -> Result<String, CoordinatorError> {
-        let (job_id, created) = self.create(request_id, spec, JobState::Planning).await?;
+        let (job_id, created) = self
+            .create(request_id, spec, JobState::Planning, String::new())
+            .await?;
         if created {
             self.start(&job_id, plan).await?;
         }
@@ -122,6 +138,7 @@ impl Scheduler {
         request_id: String,
         spec: JobSpec,
         state: JobState,
+        submitted_by: String,
     ) -> Result<(String, bool), CoordinatorError> {
         let spec = resolve_spec(spec, &self.config.defaults, &self.config.connections)
             .map_err(CoordinatorError::InvalidArgument)?;
@@ -131,6 +148,7 @@ impl Scheduler {
             spec: Some(spec),
             state: state as i32,
             created_at_ms: now_ms(),
+            submitted_by,
             ..Default::default()
         };
         let mut st = self.state.lock().await;
