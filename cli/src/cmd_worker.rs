@@ -4,6 +4,7 @@ use ferry_common::connections::ConnectionRegistry;
 use ferry_worker::WorkerConfig;
 use tokio_util::sync::CancellationToken;
 
+use crate::telemetry::TelemetryArgs;
 use crate::EXIT_BAD_INPUT;
 
 /// Flags of `ferry worker`.
@@ -19,11 +20,16 @@ pub struct Args {
     /// Chunks copied at once.
     #[arg(long, env = "FERRY_CONCURRENCY", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=256))]
     concurrency: u32,
+    #[command(flatten)]
+    telemetry: TelemetryArgs,
 }
 
 /// Runs the worker until SIGINT/SIGTERM, then lets chunks in flight finish.
 pub async fn run(args: Args) -> i32 {
-    ferry_common::telemetry::init_logging();
+    let telemetry = match crate::telemetry::start(&args.telemetry, "ferry-worker").await {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
     let hostname = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
     let cfg = WorkerConfig {
         coordinator: args.coordinator,
@@ -40,11 +46,13 @@ pub async fn run(args: Args) -> i32 {
         crate::shutdown_signal().await;
         std::process::exit(130);
     });
-    match ferry_worker::run(cfg, stop).await {
+    let code = match ferry_worker::run(cfg, stop).await {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("error: {e}");
             EXIT_BAD_INPUT
         }
-    }
+    };
+    telemetry.shutdown().await;
+    code
 }

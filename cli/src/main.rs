@@ -4,7 +4,10 @@ mod client;
 mod cmd_coordinator;
 mod cmd_local;
 mod cmd_worker;
+mod history;
 mod jobspec;
+mod metrics_listener;
+mod telemetry;
 mod watch;
 
 use clap::{Parser, Subcommand};
@@ -53,6 +56,8 @@ enum Command {
     Verify(client::JobArgs),
     /// Copy again the chunks that differ (delete the range and copy, in one transaction).
     Repair(client::RepairArgs),
+    /// List jobs from the job history table (ferry.job_history), newest first.
+    History(history::HistoryArgs),
 }
 
 fn main() {
@@ -81,6 +86,7 @@ fn main() {
             Command::Rejects(a) => client::rejects(a).await,
             Command::Verify(a) => client::verify(a).await,
             Command::Repair(a) => client::repair(a).await,
+            Command::History(a) => history::run(a).await,
         }
     });
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));

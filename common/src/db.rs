@@ -9,7 +9,7 @@ use crate::errors::{classify_pg, DbFailure, ErrorClass};
 use crate::timing::DB_CONNECT_TIMEOUT;
 
 /// What a connection is opened for, as metrics label it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum DbRole {
     /// A worker reading a chunk.
     Source,

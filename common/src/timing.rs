@@ -109,6 +109,9 @@ pub const HISTORY_RETRY_MIN: Duration = Duration::from_millis(500);
 pub const HISTORY_RETRY_MAX: Duration = Duration::from_secs(30);
 /// `ferry local`: how long workers get to finish once the job has ended.
 pub const LOCAL_WORKER_STOP: Duration = Duration::from_secs(5);
+/// `ferry local`: how long the job's history row gets to be written before
+/// exit (a few writes to the target, which just took the whole copy).
+pub const LOCAL_HISTORY_FLUSH: Duration = Duration::from_secs(10);
 /// `ferry local`: how long the server gets to stop.
 pub const LOCAL_SERVER_STOP: Duration = Duration::from_secs(2);
 /// After an interrupted `ferry local` cancels its job, how long it waits for

@@ -69,7 +69,7 @@ impl MetricsExporter {
     }
 
     /// Stops the meter provider.
-    pub fn shutdown(self) {
+    pub fn shutdown(&self) {
         let _ = self.provider.shutdown();
     }
 }

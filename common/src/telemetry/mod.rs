@@ -10,6 +10,8 @@ pub mod metrics;
 pub mod process;
 pub mod traces;
 
+use std::sync::Arc;
+
 use crate::config::ConfigError;
 
 /// What a process exports, chosen at start-up.
@@ -23,7 +25,7 @@ pub struct TelemetryOptions {
 
 /// The telemetry of one process; keep it until the process ends.
 pub struct Telemetry {
-    metrics: Option<metrics::MetricsExporter>,
+    metrics: Option<Arc<metrics::MetricsExporter>>,
     traces: Option<traces::TraceExporter>,
 }
 
@@ -38,7 +40,7 @@ pub fn init(options: &TelemetryOptions) -> Result<Telemetry, ConfigError> {
         t.warn_if_unreachable();
     }
     let metrics = if options.metrics {
-        Some(metrics::MetricsExporter::install(options.service))
+        Some(Arc::new(metrics::MetricsExporter::install(options.service)))
     } else {
         None
     };
@@ -46,9 +48,9 @@ pub fn init(options: &TelemetryOptions) -> Result<Telemetry, ConfigError> {
 }
 
 impl Telemetry {
-    /// The Prometheus text page of this process's metrics, when collected.
-    pub fn metrics(&self) -> Option<&metrics::MetricsExporter> {
-        self.metrics.as_ref()
+    /// This process's metrics, when collected.
+    pub fn metrics(&self) -> Option<Arc<metrics::MetricsExporter>> {
+        self.metrics.clone()
     }
 
     /// Flushes spans still buffered and stops the exporters.

@@ -196,6 +196,19 @@ pub fn from_carrier(map: &HashMap<String, String>) -> Context {
     TraceContextPropagator::new().extract(map)
 }
 
+/// The context a process was started in: the `TRACEPARENT` (and
+/// `TRACESTATE`) environment variables, as CI systems and workflow tools
+/// pass a trace to the commands they run.
+pub fn from_environment() -> Context {
+    let mut map = HashMap::new();
+    for (var, key) in [("TRACEPARENT", "traceparent"), ("TRACESTATE", "tracestate")] {
+        if let Ok(v) = std::env::var(var) {
+            map.insert(key.to_string(), v);
+        }
+    }
+    from_carrier(&map)
+}
+
 /// The context a gRPC request carries in its metadata (`traceparent`).
 pub fn from_metadata(metadata: &MetadataMap) -> Context {
     TraceContextPropagator::new().extract(&MetadataCarrier(metadata))

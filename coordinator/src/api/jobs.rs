@@ -5,13 +5,17 @@ use std::sync::Arc;
 
 use ferry_common::proto::job_service_server::JobService;
 use ferry_common::proto::{
-    CancelJobRequest, GetJobRequest, Job, JobEvent, JobState, ListJobsRequest, ListJobsResponse,
-    ListRejectsRequest, ListRejectsResponse, RepairJobRequest, ResumeJobRequest, SubmitJobRequest,
-    SubmitJobResponse, VerifyJobRequest, VerifyJobResponse, WatchJobRequest,
+    CancelJobRequest, GetJobRequest, Job, JobEvent, JobState, ListHistoryRequest,
+    ListHistoryResponse, ListJobsRequest, ListJobsResponse, ListRejectsRequest,
+    ListRejectsResponse, RepairJobRequest, ResumeJobRequest, SubmitJobRequest, SubmitJobResponse,
+    VerifyJobRequest, VerifyJobResponse, WatchJobRequest,
 };
+use ferry_common::telemetry::traces;
 use ferry_common::timing::{WATCH_IDLE, WATCH_INTERVAL};
 use futures::Stream;
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::error::CoordinatorError;
 use crate::gate::Gate;
@@ -36,11 +40,20 @@ impl JobService for JobApi {
         &self,
         request: Request<SubmitJobRequest>,
     ) -> Result<Response<SubmitJobResponse>, Status> {
+        // the caller's `traceparent` (an Airflow task's trace) is the parent of the job's trace
+        let span = tracing::info_span!("ferry.submit");
+        let _ = span.set_parent(traces::from_metadata(request.metadata()));
         let req = request.into_inner();
         let spec = req.spec.ok_or_else(|| {
             CoordinatorError::InvalidArgument("the request has no job spec".into())
         })?;
-        let (job_id, created) = self.gate.scheduler()?.submit(req.request_id, spec).await?;
+        let (job_id, created) = self
+            .gate
+            .scheduler()?
+            .submit(req.request_id, spec)
+            .instrument(span.clone())
+            .await?;
+        span.set_attribute("ferry.job_id", job_id.clone());
         Ok(Response::new(SubmitJobResponse { job_id, created }))
     }
 
@@ -118,6 +131,26 @@ impl JobService for JobApi {
         Ok(Response::new(
             self.gate.scheduler()?.repair(&r.job_id, r.chunks).await?,
         ))
+    }
+
+    async fn list_history(
+        &self,
+        request: Request<ListHistoryRequest>,
+    ) -> Result<Response<ListHistoryResponse>, Status> {
+        let r = request.into_inner();
+        let state = match JobState::try_from(r.state) {
+            Ok(JobState::Unspecified) => None,
+            Ok(s) => Some(s),
+            Err(_) => {
+                return Err(CoordinatorError::InvalidArgument(format!(
+                    "unknown job state {}: ask for RUNNING, SUCCEEDED, FAILED or CANCELLED",
+                    r.state
+                ))
+                .into())
+            }
+        };
+        let (entries, warnings) = self.gate.scheduler()?.history(r.limit, state).await;
+        Ok(Response::new(ListHistoryResponse { entries, warnings }))
     }
 
     async fn cancel_job(
