@@ -159,9 +159,27 @@ impl Events {
 }
 
 /// The leader's event instruments (no-ops until telemetry is installed).
+/// Counters start at 0 for every label value, so alert expressions see them
+/// before the first event.
 pub(crate) fn events() -> &'static Events {
-    static EVENTS: LazyLock<Events> = LazyLock::new(|| Events::new(&global::meter(METER)));
+    static EVENTS: LazyLock<Events> = LazyLock::new(|| {
+        let e = Events::new(&global::meter(METER));
+        for class in ["transient", "permanent", "data"] {
+            e.chunk_failures.add(0, &[KeyValue::new("class", class)]);
+        }
+        e.retries.add(0, &[]);
+        e.retries_succeeded.add(0, &[]);
+        e.lease_expiries.add(0, &[]);
+        e.leader_changes.add(0, &[]);
+        e
+    });
     &EVENTS
+}
+
+/// Creates the event instruments now (at start-up), so their series exist
+/// from the first scrape.
+pub fn init_events() {
+    let _ = events();
 }
 
 /// Reads the job table for the observable instruments, one snapshot per scrape.
@@ -201,6 +219,7 @@ impl JobTableView {
 /// Registers the observable instruments over the job table behind `gate`
 /// (once per process, after telemetry is installed).
 pub fn register_job_table(gate: Arc<Gate>) {
+    init_events();
     let m = global::meter(METER);
     let view = Arc::new(JobTableView {
         gate,

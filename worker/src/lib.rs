@@ -89,6 +89,7 @@ pub async fn run(cfg: WorkerConfig, shutdown: CancellationToken) -> Result<(), W
         faults,
     });
     let slots = Arc::new(Semaphore::new(cfg.concurrency as usize));
+    metrics::init();
     metrics().slots.add(i64::from(cfg.concurrency), &[]);
     let mut tasks = JoinSet::new();
     while !shutdown.is_cancelled() {

@@ -69,6 +69,12 @@ pub(crate) fn metrics() -> &'static WorkerMetrics {
     &M
 }
 
+/// Creates the worker's instruments now, so their series exist from the first scrape.
+pub(crate) fn init() {
+    metrics().self_fenced.add(0, &[]);
+    metrics().in_flight.add(0, &[]);
+}
+
 /// The `source`/`target` labels of a chunk's counters.
 pub(crate) fn connection_labels(source: &str, target: &str) -> [KeyValue; 2] {
     [
