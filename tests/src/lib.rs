@@ -12,6 +12,7 @@ pub mod ferry;
 pub mod issue5;
 pub mod job;
 pub mod net;
+pub mod observability;
 pub mod postgres;
 pub mod report;
 pub mod scenario;
