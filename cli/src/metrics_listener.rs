@@ -86,6 +86,9 @@ fn respond(exporter: &MetricsExporter, req: &Request<Incoming>) -> Response<Full
             }
         },
         (&Method::GET, "/") => text(StatusCode::OK, "ferry: metrics at /metrics\n"),
-        _ => text(StatusCode::NOT_FOUND, "not found: metrics are at GET /metrics\n"),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "not found: metrics are at GET /metrics\n",
+        ),
     }
 }

@@ -182,11 +182,20 @@ mod tests {
 
     #[test]
     fn parses_durations() {
-        assert_eq!(parse_duration("X", "24h").unwrap(), Duration::from_secs(86_400));
+        assert_eq!(
+            parse_duration("X", "24h").unwrap(),
+            Duration::from_secs(86_400)
+        );
         assert_eq!(parse_duration("X", "90").unwrap(), Duration::from_secs(90));
         assert_eq!(parse_duration("X", "0").unwrap(), Duration::ZERO);
-        assert_eq!(parse_duration("X", "250ms").unwrap(), Duration::from_millis(250));
-        assert!(parse_duration("X", "1 fortnight").unwrap_err().to_string().contains('X'));
+        assert_eq!(
+            parse_duration("X", "250ms").unwrap(),
+            Duration::from_millis(250)
+        );
+        assert!(parse_duration("X", "1 fortnight")
+            .unwrap_err()
+            .to_string()
+            .contains('X'));
     }
 
     #[test]

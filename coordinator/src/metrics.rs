@@ -89,7 +89,9 @@ impl Events {
         Self {
             chunk_failures: m
                 .u64_counter("ferry_chunk_failures")
-                .with_description("Chunk attempts that failed, by class (transient, permanent, data)")
+                .with_description(
+                    "Chunk attempts that failed, by class (transient, permanent, data)",
+                )
                 .build(),
             retries: m
                 .u64_counter("ferry_chunk_retries")
@@ -272,7 +274,9 @@ pub fn register_job_table(gate: Arc<Gate>) {
         .build();
     let v = Arc::clone(&view);
     m.u64_observable_gauge("ferry_job_state")
-        .with_description("1 for each job in the leader's memory, labelled with its state and connections")
+        .with_description(
+            "1 for each job in the leader's memory, labelled with its state and connections",
+        )
         .with_callback(move |o| {
             for j in &v.snapshot().jobs {
                 o.observe(
@@ -301,7 +305,10 @@ pub fn register_job_table(gate: Arc<Gate>) {
         .with_description("Rows a job's target refused (quarantined in ferry.rejects)")
         .with_callback(move |o| {
             for j in &v.snapshot().jobs {
-                o.observe(j.rows_rejected, &[KeyValue::new("job_id", j.job_id.clone())]);
+                o.observe(
+                    j.rows_rejected,
+                    &[KeyValue::new("job_id", j.job_id.clone())],
+                );
             }
         })
         .build();

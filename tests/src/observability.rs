@@ -145,7 +145,10 @@ impl Prometheus {
         let log = std::fs::File::create(dir.path().join("prometheus.log")).expect("log file");
         let child = Command::new("prometheus")
             .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("tsdb").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log"))
@@ -433,6 +436,9 @@ mod tests {
             sample(page, "ferry_job_rows_written", &["job_id=\"j1\""]),
             Some(40.0)
         );
-        assert_eq!(sample(page, "ferry_job_rows_written", &["job_id=\"j2\""]), None);
+        assert_eq!(
+            sample(page, "ferry_job_rows_written", &["job_id=\"j2\""]),
+            None
+        );
     }
 }

@@ -48,10 +48,21 @@ async fn history_has_one_row_for_a_job_whose_leader_was_killed() {
     let args = ["--etcd", endpoints.as_str()];
     let ports = free_ports(2);
     let (c0, _) = start_coordinator_on(ports[0], &args, &env);
-    assert!(c0.wait_for_log("became the leader coordinator", LINE_TIMEOUT), "{}", c0.log_tail(20));
+    assert!(
+        c0.wait_for_log("became the leader coordinator", LINE_TIMEOUT),
+        "{}",
+        c0.log_tail(20)
+    );
     let (c1, _) = start_coordinator_on(ports[1], &args, &env);
-    assert!(c1.wait_for_log("following the leader coordinator", LINE_TIMEOUT), "{}", c1.log_tail(20));
-    let urls = format!("http://127.0.0.1:{},http://127.0.0.1:{}", ports[0], ports[1]);
+    assert!(
+        c1.wait_for_log("following the leader coordinator", LINE_TIMEOUT),
+        "{}",
+        c1.log_tail(20)
+    );
+    let urls = format!(
+        "http://127.0.0.1:{},http://127.0.0.1:{}",
+        ports[0], ports[1]
+    );
     let _w1 = start_worker(&urls, 2, &env);
     let _w2 = start_worker(&urls, 2, &env);
 
@@ -72,7 +83,12 @@ async fn history_has_one_row_for_a_job_whose_leader_was_killed() {
         "the standby did not take over:\n{}",
         c1.log_tail(20)
     );
-    let state = wait_for_state(&urls, &job, &["SUCCEEDED", "FAILED", "CANCELLED"], JOB_TIMEOUT);
+    let state = wait_for_state(
+        &urls,
+        &job,
+        &["SUCCEEDED", "FAILED", "CANCELLED"],
+        JOB_TIMEOUT,
+    );
     assert_eq!(state, "SUCCEEDED", "{}", c1.log_tail(30));
     dbs.assert_copied_exactly(ITEMS_TABLE).await;
 
@@ -85,7 +101,11 @@ async fn history_has_one_row_for_a_job_whose_leader_was_killed() {
         tokio::time::sleep(Duration::from_millis(200)).await;
         seen = history(&target, &job).await;
     }
-    assert_eq!(seen, (1, "SUCCEEDED".to_string(), 1, ROWS as i64), "history of {job}");
+    assert_eq!(
+        seen,
+        (1, "SUCCEEDED".to_string(), 1, ROWS as i64),
+        "history of {job}"
+    );
     let total = query_i64(&target, "SELECT count(*) FROM ferry.job_history").await;
     assert_eq!(total, 1, "one job, one history row");
 }
@@ -104,10 +124,17 @@ async fn resume_updates_the_row_and_counts_runs() {
         CLI_TIMEOUT,
     );
     let job = job_id(&out);
-    assert!(coordinator.wait_for_log("Chunk ", LINE_TIMEOUT), "{}", coordinator.log_tail(20));
+    assert!(
+        coordinator.wait_for_log("Chunk ", LINE_TIMEOUT),
+        "{}",
+        coordinator.log_tail(20)
+    );
     let out = job_verb("cancel", &url, &job, CLI_TIMEOUT);
     assert!(out.success(), "{out}");
-    assert_eq!(wait_for_state(&url, &job, &["CANCELLED"], JOB_TIMEOUT), "CANCELLED");
+    assert_eq!(
+        wait_for_state(&url, &job, &["CANCELLED"], JOB_TIMEOUT),
+        "CANCELLED"
+    );
     let out = run_cli::<_, &str, &str>(
         &["history", "--coordinator", &url, "--state", "cancelled"],
         &[],
@@ -127,7 +154,11 @@ async fn resume_updates_the_row_and_counts_runs() {
         tokio::time::sleep(Duration::from_millis(200)).await;
         seen = history(&target, &job).await;
     }
-    assert_eq!(seen, (1, "SUCCEEDED".to_string(), 2, ROWS as i64), "history of {job}");
+    assert_eq!(
+        seen,
+        (1, "SUCCEEDED".to_string(), 2, ROWS as i64),
+        "history of {job}"
+    );
 
     let out = run_cli::<_, &str, &str>(
         &["history", "--coordinator", &url, "--state", "succeeded"],
@@ -140,13 +171,19 @@ async fn resume_updates_the_row_and_counts_runs() {
         .lines()
         .find(|l| l.starts_with(&job))
         .unwrap_or_else(|| panic!("ferry history lists no {job}: {out}"));
-    assert!(line.contains("SUCCEEDED") && line.contains(&ROWS.to_string()), "{line}");
+    assert!(
+        line.contains("SUCCEEDED") && line.contains(&ROWS.to_string()),
+        "{line}"
+    );
     let out = run_cli::<_, &str, &str>(
         &["history", "--coordinator", &url, "--state", "cancelled"],
         &[],
         CLI_TIMEOUT,
     );
-    assert!(!out.stdout.contains(&job), "a succeeded job listed as cancelled: {out}");
+    assert!(
+        !out.stdout.contains(&job),
+        "a succeeded job listed as cancelled: {out}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -160,12 +197,24 @@ async fn finished_jobs_leave_memory_and_etcd_after_the_retention() {
     let (coordinator, url) = start_coordinator(&["--etcd", &endpoint], &env);
     assert!(coordinator.wait_for_log("became the leader coordinator", LINE_TIMEOUT));
     let _w = start_worker(&url, 2, &env);
-    let submit = submit_args(&url, ITEMS_QUERY, ITEMS_TABLE, &["--request-id", "nightly-1"]);
+    let submit = submit_args(
+        &url,
+        ITEMS_QUERY,
+        ITEMS_TABLE,
+        &["--request-id", "nightly-1"],
+    );
     let job = job_id(&run_cli(&submit, &env, CLI_TIMEOUT));
-    assert_eq!(wait_for_state(&url, &job, &["SUCCEEDED"], JOB_TIMEOUT), "SUCCEEDED");
+    assert_eq!(
+        wait_for_state(&url, &job, &["SUCCEEDED"], JOB_TIMEOUT),
+        "SUCCEEDED"
+    );
     // within the retention the request id still names the same job
     assert_eq!(job_id(&run_cli(&submit, &env, CLI_TIMEOUT)), job);
-    assert_eq!(etcd_count(&endpoint, &format!("/ferry/jobs/{job}")), 2, "job and its chunk");
+    assert_eq!(
+        etcd_count(&endpoint, &format!("/ferry/jobs/{job}")),
+        2,
+        "job and its chunk"
+    );
     assert_eq!(etcd_count(&endpoint, "/ferry/requests/nightly-1"), 1);
 
     assert!(
@@ -180,7 +229,10 @@ async fn finished_jobs_leave_memory_and_etcd_after_the_retention() {
     assert!(out.stdout.starts_with("SUCCEEDED"), "{out}");
     assert!(out.stdout.contains("20000 rows written"), "{out}");
     let out = run_cli::<_, &str, &str>(&["jobs", "--coordinator", &url], &[], CLI_TIMEOUT);
-    assert!(!out.stdout.contains(&job), "a retired job is still listed: {out}");
+    assert!(
+        !out.stdout.contains(&job),
+        "a retired job is still listed: {out}"
+    );
     let out = job_verb("watch", &url, &job, CLI_TIMEOUT);
     assert!(out.success(), "watch of a retired job: {out}");
 }

@@ -74,12 +74,20 @@ async fn prometheus_scrapes_a_coordinator_and_two_workers_during_a_job() {
         "{coord}"
     );
     assert_eq!(
-        sample(coord, "ferry_job_state", &[&job_label, "state=\"succeeded\""]),
+        sample(
+            coord,
+            "ferry_job_state",
+            &[&job_label, "state=\"succeeded\""]
+        ),
         Some(1.0),
         "{coord}"
     );
-    let chunks = sample(coord, "ferry_job_chunks", &[&job_label, "state=\"succeeded\""])
-        .expect("the job's succeeded chunks are exported");
+    let chunks = sample(
+        coord,
+        "ferry_job_chunks",
+        &[&job_label, "state=\"succeeded\""],
+    )
+    .expect("the job's succeeded chunks are exported");
     // no name is exported by both sides
     let names = |page: &str| -> Vec<String> {
         page.lines()
@@ -96,7 +104,10 @@ async fn prometheus_scrapes_a_coordinator_and_two_workers_during_a_job() {
         }
     }
     for n in names(coord) {
-        assert!(!n.starts_with("ferry_worker_"), "the coordinator exports {n}");
+        assert!(
+            !n.starts_with("ferry_worker_"),
+            "the coordinator exports {n}"
+        );
     }
     // histograms carry no job_id
     for page in &pages {
@@ -123,7 +134,11 @@ async fn prometheus_scrapes_a_coordinator_and_two_workers_during_a_job() {
         ROWS as f64,
         SETTLE,
     );
-    assert_eq!(job_rows, Some(ROWS as f64), "the leader's job rows in Prometheus");
+    assert_eq!(
+        job_rows,
+        Some(ROWS as f64),
+        "the leader's job rows in Prometheus"
+    );
     assert_eq!(
         prometheus.wait_for("count(up == 1)", 3.0, SETTLE),
         Some(3.0),
@@ -143,7 +158,11 @@ async fn metrics_page_stays_small_with_100_finished_jobs() {
     wait_listening(&coordinator, port);
     let mut ids = Vec::new();
     for _ in 0..JOBS {
-        let out = run_cli(&submit_args(&url, ITEMS_QUERY, ITEMS_TABLE, &[]), &env, CLI_TIMEOUT);
+        let out = run_cli(
+            &submit_args(&url, ITEMS_QUERY, ITEMS_TABLE, &[]),
+            &env,
+            CLI_TIMEOUT,
+        );
         ids.push(job_id(&out));
     }
     let page = tokio::task::spawn_blocking(move || {
@@ -166,7 +185,10 @@ async fn metrics_page_stays_small_with_100_finished_jobs() {
         coordinator.log_tail(30)
     );
     for id in &ids {
-        assert!(page.contains(&format!("job_id=\"{id}\"")), "no series for {id}");
+        assert!(
+            page.contains(&format!("job_id=\"{id}\"")),
+            "no series for {id}"
+        );
     }
     assert!(
         page.len() < 50_000,
@@ -190,7 +212,13 @@ async fn bad_telemetry_settings_are_refused_with_clear_messages() {
     let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let taken = busy.local_addr().expect("addr").to_string();
     let out = run_cli(
-        &["coordinator", "--listen", &format!("127.0.0.1:{}", free_port()), "--metrics-listen", &taken],
+        &[
+            "coordinator",
+            "--listen",
+            &format!("127.0.0.1:{}", free_port()),
+            "--metrics-listen",
+            &taken,
+        ],
         &none,
         CLI_TIMEOUT,
     );

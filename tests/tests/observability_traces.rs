@@ -71,12 +71,22 @@ async fn a_job_is_one_trace_across_coordinator_and_workers() {
     let summary = || {
         spans
             .iter()
-            .map(|s| format!("{} {} {} {} {}", s.trace_id, s.span_id, s.parent_id, s.service, s.name))
+            .map(|s| {
+                format!(
+                    "{} {} {} {} {}",
+                    s.trace_id, s.span_id, s.parent_id, s.service, s.name
+                )
+            })
             .collect::<Vec<_>>()
             .join("\n")
     };
     let traces: HashSet<&str> = spans.iter().map(|s| s.trace_id.as_str()).collect();
-    assert_eq!(traces, HashSet::from([CLIENT_TRACE]), "one trace, the client's:\n{}", summary());
+    assert_eq!(
+        traces,
+        HashSet::from([CLIENT_TRACE]),
+        "one trace, the client's:\n{}",
+        summary()
+    );
 
     let submit = named(&spans, "ferry.submit");
     assert_eq!(submit.len(), 1, "{}", summary());
@@ -94,22 +104,40 @@ async fn a_job_is_one_trace_across_coordinator_and_workers() {
     assert_eq!(plans[0].parent_id, job_span.span_id);
 
     let chunk_spans = named(&spans, "ferry.chunk");
-    assert_eq!(chunk_spans.len(), chunks, "one span per chunk attempt:\n{}", summary());
+    assert_eq!(
+        chunk_spans.len(),
+        chunks,
+        "one span per chunk attempt:\n{}",
+        summary()
+    );
     let mut rows = 0u64;
     for c in &chunk_spans {
         assert_eq!(c.service, "ferry-worker", "{c:?}");
-        assert_eq!(c.parent_id, job_span.span_id, "chunk span not under the job span: {c:?}");
+        assert_eq!(
+            c.parent_id, job_span.span_id,
+            "chunk span not under the job span: {c:?}"
+        );
         assert_eq!(c.attr("ferry.job_id"), Some(job.as_str()), "{c:?}");
         assert_eq!(c.attr("ferry.attempt"), Some("1"), "{c:?}");
         assert_eq!(c.attr("ferry.outcome"), Some("committed"), "{c:?}");
-        rows += c.attr("ferry.rows").and_then(|r| r.parse::<u64>().ok()).unwrap_or(0);
+        rows += c
+            .attr("ferry.rows")
+            .and_then(|r| r.parse::<u64>().ok())
+            .unwrap_or(0);
     }
     assert_eq!(rows, ROWS, "chunk spans' rows");
-    let numbers: HashSet<&str> = chunk_spans.iter().filter_map(|c| c.attr("ferry.chunk")).collect();
+    let numbers: HashSet<&str> = chunk_spans
+        .iter()
+        .filter_map(|c| c.attr("ferry.chunk"))
+        .collect();
     assert_eq!(numbers.len(), chunks, "every chunk has its span");
     for s in &spans {
         for (k, v) in &s.attributes {
-            assert!(!v.contains("postgres://"), "span {} attribute {k} holds a URL: {v}", s.name);
+            assert!(
+                !v.contains("postgres://"),
+                "span {} attribute {k} holds a URL: {v}",
+                s.name
+            );
         }
     }
 
@@ -122,14 +150,20 @@ async fn a_job_is_one_trace_across_coordinator_and_workers() {
         .collect();
     let message = |v: &serde_json::Value| v["message"].as_str().unwrap_or_default().to_string();
     assert!(
-        lines.iter().any(|v| message(v).starts_with("Parallel processing complete: 200,000 rows")),
+        lines
+            .iter()
+            .any(|v| message(v).starts_with("Parallel processing complete: 200,000 rows")),
         "no completion line:\n{log}"
     );
     let planned = lines
         .iter()
         .find(|v| message(v).starts_with("Starting parallel processing with"))
         .unwrap_or_else(|| panic!("no start line:\n{log}"));
-    assert_eq!(planned["trace_id"].as_str(), Some(CLIENT_TRACE), "{planned}");
+    assert_eq!(
+        planned["trace_id"].as_str(),
+        Some(CLIENT_TRACE),
+        "{planned}"
+    );
     assert_eq!(planned["job"].as_str(), Some(job.as_str()), "{planned}");
 }
 

@@ -21,12 +21,12 @@ use ferry_common::telemetry::traces::from_carrier;
 use ferry_common::timing::{DEFAULT_WORKER_LEASE_TTL, RPC_TIMEOUT, WORKER_LEASE_RETRY};
 use futures::FutureExt;
 use opentelemetry::KeyValue;
-use tracing::field::Empty;
-use tracing::Instrument;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::field::Empty;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use copy::{ChunkContext, Outcome};
 use fault::Faults;
@@ -281,8 +281,10 @@ async fn run_chunk_in_span(
         } => {
             m.rows_written.add(rows_written, &labels);
             m.rows_rejected.add(rows_rejected, &labels);
-            m.bytes_copied
-                .add(handle.bytes.load(std::sync::atomic::Ordering::Relaxed), &labels);
+            m.bytes_copied.add(
+                handle.bytes.load(std::sync::atomic::Ordering::Relaxed),
+                &labels,
+            );
             m.chunks_completed.add(1, &labels);
             span.record("ferry.rows", rows_written);
             span.record("ferry.rows_rejected", rows_rejected);

@@ -105,8 +105,12 @@ impl TraceExporter {
             let connect = tokio::net::TcpStream::connect(addr.as_str());
             match tokio::time::timeout(OTLP_PROBE_TIMEOUT, connect).await {
                 Ok(Ok(_)) => tracing::info!(%endpoint, "exporting traces over OTLP"),
-                Ok(Err(e)) => tracing::warn!(%endpoint, error = %e, "OTLP endpoint unreachable: spans are dropped until it answers; the copy goes on"),
-                Err(_) => tracing::warn!(%endpoint, "OTLP endpoint did not answer in time: spans are dropped until it answers; the copy goes on"),
+                Ok(Err(e)) => {
+                    tracing::warn!(%endpoint, error = %e, "OTLP endpoint unreachable: spans are dropped until it answers; the copy goes on")
+                }
+                Err(_) => {
+                    tracing::warn!(%endpoint, "OTLP endpoint did not answer in time: spans are dropped until it answers; the copy goes on")
+                }
             }
         });
     }
@@ -125,7 +129,10 @@ impl TraceExporter {
 fn host_port(endpoint: &str) -> Option<String> {
     let rest = endpoint.split_once("://").map_or(endpoint, |(_, r)| r);
     let authority = rest.split('/').next().filter(|a| !a.is_empty())?;
-    if authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+    if authority
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
         Some(authority.to_string())
     } else {
         Some(format!("{authority}:4317"))
@@ -136,8 +143,10 @@ fn host_port(endpoint: &str) -> Option<String> {
 /// set, else `service.name` = `service`.
 fn resource(service: &str) -> Resource {
     let named = std::env::var("OTEL_SERVICE_NAME").is_ok_and(|s| !s.is_empty())
-        || std::env::var("OTEL_RESOURCE_ATTRIBUTES")
-            .is_ok_and(|a| a.split(',').any(|kv| kv.trim().starts_with("service.name=")));
+        || std::env::var("OTEL_RESOURCE_ATTRIBUTES").is_ok_and(|a| {
+            a.split(',')
+                .any(|kv| kv.trim().starts_with("service.name="))
+        });
     let builder = Resource::builder();
     if named {
         builder.build()

@@ -108,7 +108,11 @@ pub async fn ensure(client: &Client, schema: &str) -> Result<(), DbFailure> {
     );
     create_once(client, &format!("ferry:history:{schema}"), &ddl)
         .await
-        .map_err(|f| f.context(format!("cannot create the job history table {s}.job_history")))
+        .map_err(|f| {
+            f.context(format!(
+                "cannot create the job history table {s}.job_history"
+            ))
+        })
 }
 
 /// Whether the history table exists in `schema`.

@@ -178,7 +178,12 @@ impl Scheduler {
         job_id: &str,
     ) -> Result<proto::Job, CoordinatorError> {
         let not_found = || CoordinatorError::JobNotFound(job_id.to_string());
-        let history = self.config.lifecycle.history.as_ref().ok_or_else(not_found)?;
+        let history = self
+            .config
+            .lifecycle
+            .history
+            .as_ref()
+            .ok_or_else(not_found)?;
         history
             .find(job_id)
             .await
@@ -264,7 +269,10 @@ impl Scheduler {
                 let spec = j.record.spec.as_ref();
                 let mut chunks = [0u64; 6];
                 for c in &j.chunks {
-                    if let Some(i) = CHUNK_STATES.iter().position(|s| *s as i32 == c.record.state) {
+                    if let Some(i) = CHUNK_STATES
+                        .iter()
+                        .position(|s| *s as i32 == c.record.state)
+                    {
                         chunks[i] += 1;
                     }
                 }

@@ -186,7 +186,13 @@ impl Scheduler {
     /// One job without its chunks (cheap, for progress); a job past its
     /// retention is answered from the history.
     pub async fn job_summary(&self, job_id: &str) -> Result<proto::Job, CoordinatorError> {
-        let found = self.state.lock().await.jobs.get(job_id).map(|j| j.to_proto(false));
+        let found = self
+            .state
+            .lock()
+            .await
+            .jobs
+            .get(job_id)
+            .map(|j| j.to_proto(false));
         match found {
             Some(job) => Ok(job),
             None => self.job_from_history(job_id).await,
@@ -196,7 +202,13 @@ impl Scheduler {
     /// One job with its chunks; a job past its retention is answered from
     /// the history (without chunks).
     pub async fn get_job(&self, job_id: &str) -> Result<proto::Job, CoordinatorError> {
-        let found = self.state.lock().await.jobs.get(job_id).map(|j| j.to_proto(true));
+        let found = self
+            .state
+            .lock()
+            .await
+            .jobs
+            .get(job_id)
+            .map(|j| j.to_proto(true));
         match found {
             Some(job) => Ok(job),
             None => self.job_from_history(job_id).await,
