@@ -80,12 +80,16 @@ pub fn install(format: LogFormat, tracer: Option<SdkTracer>) {
         LogFormat::Text => base.with_filter(events).boxed(),
         LogFormat::Json => base.event_format(JsonLines).with_filter(events).boxed(),
     };
+    // Ferry's own spans, whatever the log filter (which `ferry local` sets
+    // to quiet the workers' lines): traces are chosen by OTEL_* alone
     let otel_layer = tracer.map(|t| {
         tracing_opentelemetry::layer()
             .with_tracer(t)
             .with_location(false)
             .with_threads(false)
-            .with_filter(EnvFilter::new(filter_spec()).and(filter_fn(|m| m.is_span())))
+            .with_filter(filter_fn(|m| {
+                m.is_span() && *m.level() <= tracing::Level::INFO && m.target().starts_with("ferry")
+            }))
     });
     let _ = tracing_subscriber::registry()
         .with(fmt_layer)
