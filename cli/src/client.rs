@@ -162,8 +162,11 @@ pub async fn submit(a: SubmitArgs) -> i32 {
         request_id: a.request_id.clone(),
         spec: Some(spec),
     };
+    // a caller's trace (TRACEPARENT, as CI and workflow tools set it) becomes the job's parent
+    let parent = ferry_common::telemetry::traces::from_environment();
     let resp = match call(&c, |mut j| {
-        let req = req.clone();
+        let mut req = tonic::Request::new(req.clone());
+        ferry_common::telemetry::traces::inject_metadata(&parent, req.metadata_mut());
         async move { j.submit_job(req).await }
     })
     .await

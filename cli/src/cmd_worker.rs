@@ -5,6 +5,7 @@ use ferry_worker::WorkerConfig;
 use tokio_util::sync::CancellationToken;
 
 use crate::security_args::ClientTlsArgs;
+use crate::telemetry::TelemetryArgs;
 use crate::EXIT_BAD_INPUT;
 
 /// Flags of `ferry worker`.
@@ -22,11 +23,16 @@ pub struct Args {
     concurrency: u32,
     #[command(flatten)]
     tls: ClientTlsArgs,
+    #[command(flatten)]
+    telemetry: TelemetryArgs,
 }
 
 /// Runs the worker until SIGINT/SIGTERM, then lets chunks in flight finish.
 pub async fn run(args: Args) -> i32 {
-    ferry_common::telemetry::init_logging();
+    let telemetry = match crate::telemetry::start(&args.telemetry, "ferry-worker").await {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
     let hostname = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
     let connections = match ConnectionRegistry::from_env() {
         Ok(c) => c,
@@ -51,11 +57,13 @@ pub async fn run(args: Args) -> i32 {
         crate::shutdown_signal().await;
         std::process::exit(130);
     });
-    match ferry_worker::run(cfg, stop).await {
+    let code = match ferry_worker::run(cfg, stop).await {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("error: {e}");
             EXIT_BAD_INPUT
         }
-    }
+    };
+    telemetry.shutdown().await;
+    code
 }

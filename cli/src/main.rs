@@ -5,9 +5,12 @@ mod cmd_coordinator;
 mod cmd_local;
 mod cmd_worker;
 mod completions;
+mod history;
 mod jobspec;
+mod metrics_listener;
 mod output;
 mod security_args;
+mod telemetry;
 mod watch;
 
 use clap::{CommandFactory, Parser, Subcommand};
@@ -58,6 +61,8 @@ enum Command {
     Verify(client::JobArgs),
     /// Copy again the chunks that differ (delete the range and copy, in one transaction).
     Repair(client::RepairArgs),
+    /// List jobs from the job history table (ferry.job_history), newest first.
+    History(history::HistoryArgs),
     /// Print a shell completion script: `source <(ferry completions bash)`.
     Completions(completions::Args),
 }
@@ -91,6 +96,7 @@ fn main() {
             Command::Rejects(a) => client::rejects(a).await,
             Command::Verify(a) => client::verify(a).await,
             Command::Repair(a) => client::repair(a).await,
+            Command::History(a) => history::run(a).await,
             Command::Completions(_) => 0,
         }
     });

@@ -1,21 +1,84 @@
-//! Opening PostgreSQL connections with a timeout and without leaking secrets;
-//! TLS as libpq's `sslmode` means it (`pg_tls`).
+//! Opening PostgreSQL connections with a timeout and without leaking
+//! secrets; TLS as libpq's `sslmode` means it (`pg_tls`); and counting the
+//! connections this process holds open (for metrics).
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 
 use crate::connections::redact;
 use crate::errors::{classify_pg, DbFailure, ErrorClass};
 use crate::pg_tls::{self, Encryption, HandshakeRefusal, OpenError, PgTarget, SslMode};
 use crate::timing::DB_CONNECT_TIMEOUT;
 
-/// Opens a connection to `url`, spawning its driver task; errors name the
-/// connection (`label`) and never the password.
+/// What a connection is opened for, as metrics label it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DbRole {
+    /// A worker reading a chunk.
+    Source,
+    /// A worker writing a chunk.
+    Target,
+    /// The coordinator: planning, finalizing, verify, history.
+    Planner,
+}
+
+impl DbRole {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DbRole::Source => "source",
+            DbRole::Target => "target",
+            DbRole::Planner => "planner",
+        }
+    }
+}
+
+/// Open connections by (connection name, role).
+static OPEN: Mutex<BTreeMap<(String, DbRole), i64>> = Mutex::new(BTreeMap::new());
+
+fn count(label: &str, role: DbRole, delta: i64) {
+    let mut open = OPEN.lock().unwrap_or_else(|p| p.into_inner());
+    let n = open.entry((label.to_string(), role)).or_insert(0);
+    *n += delta;
+}
+
+/// Connections this process holds open now, by name and role.
+pub fn open_connections() -> Vec<(String, DbRole, i64)> {
+    OPEN.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .map(|((name, role), n)| (name.clone(), *role, *n))
+        .collect()
+}
+
+/// Opens a coordinator-side connection (role planner); see `connect_reporting_as`.
 pub async fn connect(label: &str, url: &str) -> Result<tokio_postgres::Client, DbFailure> {
-    connect_reporting(label, url)
-        .await
-        .map(|(client, _)| client)
+    connect_as(DbRole::Planner, label, url).await
 }
 
 /// Like `connect`, also saying whether the session is encrypted.
 pub async fn connect_reporting(
+    label: &str,
+    url: &str,
+) -> Result<(tokio_postgres::Client, Encryption), DbFailure> {
+    connect_reporting_as(DbRole::Planner, label, url).await
+}
+
+/// Opens a connection for `role`; see `connect_reporting_as`.
+pub async fn connect_as(
+    role: DbRole,
+    label: &str,
+    url: &str,
+) -> Result<tokio_postgres::Client, DbFailure> {
+    connect_reporting_as(role, label, url)
+        .await
+        .map(|(client, _)| client)
+}
+
+/// Opens a connection to `url` for `role`, spawning its driver task, and
+/// says whether it is encrypted; errors name the connection (`label`) and
+/// never the password. The connection counts as open until it ends.
+pub async fn connect_reporting_as(
+    role: DbRole,
     label: &str,
     url: &str,
 ) -> Result<(tokio_postgres::Client, Encryption), DbFailure> {
@@ -28,8 +91,16 @@ pub async fn connect_reporting(
         ),
     })?;
     let mode = target.tls.mode;
-    match tokio::time::timeout(DB_CONNECT_TIMEOUT, pg_tls::open(&target)).await {
-        Ok(Ok(pair)) => Ok(pair),
+    let name = label.to_ascii_lowercase();
+    let closed = {
+        let name = name.clone();
+        move || count(&name, role, -1)
+    };
+    match tokio::time::timeout(DB_CONNECT_TIMEOUT, pg_tls::open(&target, closed)).await {
+        Ok(Ok(pair)) => {
+            count(&name, role, 1);
+            Ok(pair)
+        }
         Ok(Err(OpenError::Tls(e))) => Err(DbFailure {
             class: ErrorClass::Permanent,
             sqlstate: None,

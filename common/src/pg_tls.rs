@@ -299,13 +299,17 @@ impl Encryption {
 }
 
 /// Connects (the caller bounds the time), spawns the connection's driver
-/// task, and says whether the session is encrypted.
-pub async fn open(target: &PgTarget) -> Result<(Client, Encryption), OpenError> {
+/// task, and says whether the session is encrypted; `closed` runs when the
+/// connection ends.
+pub async fn open(
+    target: &PgTarget,
+    closed: impl FnOnce() + Send + 'static,
+) -> Result<(Client, Encryption), OpenError> {
     let mut config = target.config.clone();
     if target.tls.mode == SslMode::Disable {
         config.ssl_mode(tokio_postgres::config::SslMode::Disable);
         let (client, connection) = config.connect(NoTls).await?;
-        tokio::spawn(drive(connection));
+        tokio::spawn(drive(connection, closed));
         return Ok((client, Encryption::None));
     }
     config.ssl_mode(match target.tls.mode {
@@ -318,7 +322,7 @@ pub async fn open(target: &PgTarget) -> Result<(Client, Encryption), OpenError> 
         used: Arc::clone(&used),
     };
     let (client, connection) = config.connect(make).await?;
-    tokio::spawn(drive(connection));
+    tokio::spawn(drive(connection, closed));
     let encryption = if used.load(Ordering::SeqCst) {
         Encryption::Tls
     } else {
@@ -327,10 +331,14 @@ pub async fn open(target: &PgTarget) -> Result<(Client, Encryption), OpenError> 
     Ok((client, encryption))
 }
 
-async fn drive<F: std::future::Future<Output = Result<(), tokio_postgres::Error>>>(connection: F) {
+async fn drive<F: std::future::Future<Output = Result<(), tokio_postgres::Error>>>(
+    connection: F,
+    closed: impl FnOnce(),
+) {
     if let Err(e) = connection.await {
         tracing::debug!(error = %e, "database connection closed");
     }
+    closed();
 }
 
 /// Why `open` failed.

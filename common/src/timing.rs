@@ -99,8 +99,32 @@ pub const REPORT_GIVE_UP: Duration = Duration::from_secs(30);
 pub const CLIENT_RECONNECT: Duration = Duration::from_secs(1);
 /// …and gives up after this long (many takeovers' worth).
 pub const CLIENT_OUTAGE_LIMIT: Duration = Duration::from_secs(60);
+/// How long start-up waits for the OTLP endpoint to accept a connection
+/// before warning that it is unreachable (the check never delays the copy).
+pub const OTLP_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the metrics' view of the job table may be reused between
+/// observable callbacks: one scrape reads every per-job series from one
+/// snapshot, and a scrape never waits on the scheduler's lock (a busy lock
+/// serves the last snapshot instead).
+pub const METRICS_SNAPSHOT_MAX_AGE: Duration = Duration::from_millis(500);
+/// How often the leader looks for finished jobs past their retention.
+pub const RETENTION_SWEEP: Duration = Duration::from_secs(5);
+/// Shortest non-zero job retention: a finished job's per-job series must
+/// stay for at least two scrape intervals, and 15 s is the scrape interval
+/// of Prometheus's example configuration and of most ServiceMonitors.
+pub const MIN_JOB_RETENTION: Duration = Duration::from_secs(30);
+/// Default job retention: a day of finished jobs stays in memory and etcd.
+pub const DEFAULT_JOB_RETENTION: Duration = Duration::from_secs(24 * 3600);
+/// First and last wait between attempts to write a job's history row
+/// (doubling): a history database that is down is tried again, never given up on.
+pub const HISTORY_RETRY_MIN: Duration = Duration::from_millis(500);
+/// See `HISTORY_RETRY_MIN`.
+pub const HISTORY_RETRY_MAX: Duration = Duration::from_secs(30);
 /// `ferry local`: how long workers get to finish once the job has ended.
 pub const LOCAL_WORKER_STOP: Duration = Duration::from_secs(5);
+/// `ferry local`: how long the job's history row gets to be written before
+/// exit (a few writes to the target, which just took the whole copy).
+pub const LOCAL_HISTORY_FLUSH: Duration = Duration::from_secs(10);
 /// `ferry local`: how long the server gets to stop.
 pub const LOCAL_SERVER_STOP: Duration = Duration::from_secs(2);
 /// After an interrupted `ferry local` cancels its job, how long it waits for
@@ -178,6 +202,10 @@ mod tests {
         assert!(ETCD_UNSENT_RETRY * 16 < ETCD_REQUEST_TIMEOUT);
         assert!(ETCD_KEEPALIVE < ETCD_REQUEST_TIMEOUT);
         assert!(WORKER_LEASE_RETRY < ACQUIRE_LONG_POLL);
+        assert!(METRICS_SNAPSHOT_MAX_AGE < Duration::from_secs(15));
+        assert!(RETENTION_SWEEP * 2 < MIN_JOB_RETENTION);
+        assert!(MIN_JOB_RETENTION <= DEFAULT_JOB_RETENTION);
+        assert!(HISTORY_RETRY_MIN < HISTORY_RETRY_MAX);
     }
 
     #[test]

@@ -36,6 +36,7 @@ async fn start(etcd: &EtcdCluster) -> Replica {
         connections: ConnectionRegistry::default(),
         timings: Timings::default(),
         ledger_schema: "ferry".into(),
+        lifecycle: Default::default(),
     };
     let opts = EtcdOptions {
         endpoints: etcd.endpoints(),

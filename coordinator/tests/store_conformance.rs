@@ -202,8 +202,38 @@ async fn concurrent_chunk_writes(store: &dyn StateStore) {
     }
 }
 
+/// A retired job leaves with its chunks and its request id; a job whose id
+/// it prefixes stays.
+async fn retired_jobs_are_deleted(store: &dyn StateStore) {
+    store.create_job(&job("jd", "req-d")).await.expect("job");
+    store.create_job(&job("jd2", "")).await.expect("job");
+    store
+        .put_chunks(&[chunk("jd", 1), chunk("jd", 2), chunk("jd2", 1)])
+        .await
+        .expect("chunks");
+    store.delete_job("jd", "req-d").await.expect("delete");
+    let snap = store.load().await.expect("load");
+    assert!(
+        !snap.jobs.iter().any(|(j, _)| j.job_id == "jd"),
+        "jd still stored"
+    );
+    let kept = snap.jobs.iter().find(|(j, _)| j.job_id == "jd2");
+    assert_eq!(
+        kept.map(|(_, c)| c.len()),
+        Some(1),
+        "jd2 and its chunk stay"
+    );
+    let (again, created) = store
+        .create_job(&job("jd3", "req-d"))
+        .await
+        .expect("create with the retired request id");
+    assert!(created, "the retired job's request id names a new job");
+    assert_eq!(again.job_id, "jd3");
+}
+
 async fn run_suite(store: &dyn StateStore) {
     idempotent_submit(store).await;
+    retired_jobs_are_deleted(store).await;
     leases_are_fenced(store).await;
     snapshot_round_trip(store).await;
     concurrent_chunk_writes(store).await;

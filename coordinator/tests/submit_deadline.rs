@@ -57,6 +57,9 @@ impl StateStore for SlowStore {
     async fn remove_worker(&self, worker_id: &str) -> Result<(), StoreError> {
         self.0.remove_worker(worker_id).await
     }
+    async fn delete_job(&self, job_id: &str, request_id: &str) -> Result<(), StoreError> {
+        self.0.delete_job(job_id, request_id).await
+    }
     async fn load(&self) -> Result<Snapshot, StoreError> {
         self.0.load().await
     }
@@ -84,6 +87,7 @@ fn config() -> SchedulerConfig {
         ]),
         timings: Timings::default(),
         ledger_schema: DEFAULT_LEDGER_SCHEMA.to_string(),
+        lifecycle: Default::default(),
     }
 }
 

@@ -22,6 +22,7 @@ pub mod ledger;
 pub mod log_lines;
 pub mod net;
 pub mod node;
+pub mod observability;
 pub mod postgres;
 pub mod process;
 pub mod report;

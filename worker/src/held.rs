@@ -16,6 +16,8 @@ pub struct ChunkHandle {
     pub chunk: ChunkRef,
     /// Rows streamed so far.
     pub rows: Arc<AtomicU64>,
+    /// COPY bytes sent to the target so far.
+    pub bytes: Arc<AtomicU64>,
     /// Cancelled when the coordinator says abort.
     pub cancel: CancellationToken,
 }
@@ -50,6 +52,7 @@ impl Held {
         let h = ChunkHandle {
             chunk,
             rows: Arc::new(AtomicU64::new(0)),
+            bytes: Arc::new(AtomicU64::new(0)),
             cancel: CancellationToken::new(),
         };
         self.lock_chunks()

@@ -6,6 +6,7 @@
 pub mod copy;
 pub mod fault;
 pub mod held;
+mod metrics;
 pub mod pool;
 pub mod session;
 
@@ -17,16 +18,22 @@ use ferry_common::connections::ConnectionRegistry;
 use ferry_common::credentials::{BearerToken, ClientSecurity};
 use ferry_common::errors::DbFailure;
 use ferry_common::proto::{AcquireChunkRequest, ChunkAssignment, ErrorClass as ProtoClass};
+use ferry_common::telemetry::traces::from_carrier;
 use ferry_common::timing::{DEFAULT_WORKER_LEASE_TTL, RPC_TIMEOUT, WORKER_LEASE_RETRY};
 use ferry_common::tls::client::ClientTlsFiles;
 use futures::FutureExt;
+use opentelemetry::KeyValue;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::field::Empty;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use copy::{ChunkContext, Outcome};
 use fault::Faults;
 use held::Held;
+use metrics::{connection_labels, metrics};
 use pool::Pool;
 use session::Session;
 
@@ -91,6 +98,8 @@ pub async fn run(cfg: WorkerConfig, shutdown: CancellationToken) -> Result<(), W
         faults,
     });
     let slots = Arc::new(Semaphore::new(cfg.concurrency as usize));
+    metrics::init();
+    metrics().slots.add(i64::from(cfg.concurrency), &[]);
     let mut tasks = JoinSet::new();
     while !shutdown.is_cancelled() {
         while let Some(done) = tasks.try_join_next() {
@@ -155,6 +164,7 @@ pub async fn run(cfg: WorkerConfig, shutdown: CancellationToken) -> Result<(), W
     }
     heartbeat_stop.cancel();
     let _ = hb.await;
+    metrics().slots.add(-i64::from(cfg.concurrency), &[]);
     tracing::info!("worker stopped");
     Ok(())
 }
@@ -198,17 +208,49 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "a panic without a message".into())
 }
 
-/// Copies one chunk and reports it; returns the next chunks leased with the
-/// report (at most `want_next`).
+/// Copies one chunk and reports it, as a span in the job's trace; returns
+/// the next chunks leased with the report (at most `want_next`).
 async fn run_chunk(
     ctx: &ChunkContext,
     session: &Session,
     a: ChunkAssignment,
     want_next: u32,
 ) -> Vec<ChunkAssignment> {
+    let Some(chunk) = a.chunk.as_ref() else {
+        return Vec::new();
+    };
+    let span = tracing::info_span!(
+        "ferry.chunk",
+        ferry.job_id = %chunk.job_id,
+        ferry.chunk = chunk.chunk_no,
+        ferry.attempt = a.attempt,
+        ferry.rows = Empty,
+        ferry.rows_rejected = Empty,
+        ferry.outcome = Empty,
+        ferry.error_class = Empty,
+        otel.status_code = Empty,
+    );
+    if !a.trace_context.is_empty() {
+        let _ = span.set_parent(from_carrier(&a.trace_context));
+    }
+    run_chunk_in_span(ctx, session, a, want_next, &span)
+        .instrument(span.clone())
+        .await
+}
+
+async fn run_chunk_in_span(
+    ctx: &ChunkContext,
+    session: &Session,
+    a: ChunkAssignment,
+    want_next: u32,
+    span: &tracing::Span,
+) -> Vec<ChunkAssignment> {
     let Some(chunk) = a.chunk.clone() else {
         return Vec::new();
     };
+    let m = metrics();
+    let labels = connection_labels(&a.source, &a.target);
+    m.in_flight.add(1, &[]);
     let handle = session.held.add(chunk.clone());
     let started = Instant::now();
     // A panic inside the attempt ends the attempt, not the worker's hold on
@@ -225,12 +267,38 @@ async fn run_chunk(
             )))
         });
     session.held.remove(&chunk);
+    m.in_flight.add(-1, &[]);
     let secs = started.elapsed().as_secs_f64();
+    let (outcome_label, class) = match &outcome {
+        Outcome::Committed { .. } | Outcome::AlreadyCommitted { .. } => ("committed", None),
+        Outcome::Failed(f) => ("failed", Some(f.class.to_proto())),
+        Outcome::Aborted(_) => ("aborted", Some(ProtoClass::Aborted)),
+    };
+    m.chunk_duration
+        .record(secs, &[KeyValue::new("outcome", outcome_label)]);
+    span.record("ferry.outcome", outcome_label);
+    if let Some(class) = class {
+        let name = class
+            .as_str_name()
+            .trim_start_matches("ERROR_CLASS_")
+            .to_ascii_lowercase();
+        span.record("ferry.error_class", name.as_str());
+        span.record("otel.status_code", "ERROR");
+    }
     match outcome {
         Outcome::Committed {
             rows_written,
             rows_rejected,
         } => {
+            m.rows_written.add(rows_written, &labels);
+            m.rows_rejected.add(rows_rejected, &labels);
+            m.bytes_copied.add(
+                handle.bytes.load(std::sync::atomic::Ordering::Relaxed),
+                &labels,
+            );
+            m.chunks_completed.add(1, &labels);
+            span.record("ferry.rows", rows_written);
+            span.record("ferry.rows_rejected", rows_rejected);
             tracing::info!(job = %chunk.job_id, chunk = chunk.chunk_no, attempt = a.attempt, rows = rows_written, secs, "chunk committed");
             session
                 .report_complete(chunk, rows_written, rows_rejected, false, want_next)
@@ -240,6 +308,8 @@ async fn run_chunk(
             rows_written,
             rows_rejected,
         } => {
+            span.record("ferry.rows", rows_written);
+            span.record("ferry.rows_rejected", rows_rejected);
             tracing::info!(job = %chunk.job_id, chunk = chunk.chunk_no, attempt = a.attempt, "chunk already committed by another attempt; not copied again");
             session
                 .report_complete(chunk, rows_written, rows_rejected, true, want_next)

@@ -155,6 +155,7 @@ fn scheduler_config() -> SchedulerConfig {
         ]),
         timings: Timings::default(),
         ledger_schema: DEFAULT_LEDGER_SCHEMA.to_string(),
+        lifecycle: Default::default(),
     }
 }
 

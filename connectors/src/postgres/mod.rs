@@ -4,6 +4,7 @@
 
 pub mod copy;
 pub mod describe;
+pub mod history;
 pub mod ledger;
 pub mod modes;
 pub mod rejects;

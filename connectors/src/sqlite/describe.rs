@@ -71,6 +71,9 @@ async fn declared(conn: &mut SqliteConnection, table: &str, column: &str) -> Opt
         .flatten()
 }
 
+/// A prepared statement's column: name, SQLite's type guess, origin.
+type Described = (String, String, Option<(String, String)>);
+
 /// Describes a query's output columns without running it: declared types of
 /// plain columns, SQLite's own guess for expressions.
 pub async fn describe_query(
@@ -81,7 +84,7 @@ pub async fn describe_query(
         .prepare(AssertSqlSafe(query.to_string()).into_sql_str())
         .await
         .map_err(|e| classify(&e).context("the source query is invalid"))?;
-    let described: Vec<(String, String, Option<(String, String)>)> = stmt
+    let described: Vec<Described> = stmt
         .columns()
         .iter()
         .map(|c| {

@@ -10,7 +10,7 @@ use ferry_common::errors::{DbFailure, ErrorClass};
 pub fn classify_code(code: i64) -> ErrorClass {
     match code & 0xff {
         5 | 6 | 7 | 9 | 10 => ErrorClass::Transient,
-        18 | 19 | 20 => ErrorClass::Data,
+        18..=20 => ErrorClass::Data,
         _ => ErrorClass::Permanent,
     }
 }

@@ -5,13 +5,17 @@ use std::sync::Arc;
 
 use ferry_common::proto::job_service_server::JobService;
 use ferry_common::proto::{
-    CancelJobRequest, GetJobRequest, Job, JobEvent, JobState, ListJobsRequest, ListJobsResponse,
-    ListRejectsRequest, ListRejectsResponse, RepairJobRequest, ResumeJobRequest, SubmitJobRequest,
-    SubmitJobResponse, VerifyJobRequest, VerifyJobResponse, WatchJobRequest,
+    CancelJobRequest, GetJobRequest, Job, JobEvent, JobState, ListHistoryRequest,
+    ListHistoryResponse, ListJobsRequest, ListJobsResponse, ListRejectsRequest,
+    ListRejectsResponse, RepairJobRequest, ResumeJobRequest, SubmitJobRequest, SubmitJobResponse,
+    VerifyJobRequest, VerifyJobResponse, WatchJobRequest,
 };
+use ferry_common::telemetry::traces;
 use ferry_common::timing::{WATCH_IDLE, WATCH_INTERVAL};
 use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::error::{CoordinatorError, Reason};
 use crate::gate::Gate;
@@ -38,6 +42,9 @@ impl JobService for JobApi {
         request: Request<SubmitJobRequest>,
     ) -> Result<Response<SubmitJobResponse>, Status> {
         let caller = audit::caller(&request);
+        // the caller's `traceparent` (an Airflow task's trace) is the parent of the job's trace
+        let span = tracing::info_span!("ferry.submit");
+        let _ = span.set_parent(traces::from_metadata(request.metadata()));
         let req = request.into_inner();
         let spec = req.spec.ok_or_else(|| {
             CoordinatorError::invalid("spec", Reason::MissingField, "the request has no job spec")
@@ -50,13 +57,16 @@ impl JobService for JobApi {
         // then be stored and planned in full or not at all, never stored but
         // left unplanned (a retry with the same request_id finds it).
         let by = caller.name.clone();
-        let submitted =
-            tokio::spawn(async move { scheduler.submit_by(req.request_id, spec, by).await });
+        let submitted = tokio::spawn(
+            async move { scheduler.submit_by(req.request_id, spec, by).await }
+                .instrument(span.clone()),
+        );
         let submitted = match submitted.await {
             Ok(r) => r,
             Err(e) => return Err(Status::internal(format!("submission task failed: {e}"))),
         };
         let (job_id, created) = audited(&caller, Action::Submit, "", submitted, |r| &r.0)?;
+        span.set_attribute("ferry.job_id", job_id.clone());
         Ok(Response::new(SubmitJobResponse { job_id, created }))
     }
 
@@ -144,6 +154,30 @@ impl JobService for JobApi {
             repaired,
             |j| &j.job_id,
         )?))
+    }
+
+    async fn list_history(
+        &self,
+        request: Request<ListHistoryRequest>,
+    ) -> Result<Response<ListHistoryResponse>, Status> {
+        let r = request.into_inner();
+        let state = match JobState::try_from(r.state) {
+            Ok(JobState::Unspecified) => None,
+            Ok(s) => Some(s),
+            Err(_) => {
+                return Err(CoordinatorError::invalid(
+                    "state",
+                    Reason::InvalidValue,
+                    format!(
+                        "unknown job state {}: ask for RUNNING, SUCCEEDED, FAILED or CANCELLED",
+                        r.state
+                    ),
+                )
+                .into())
+            }
+        };
+        let (entries, warnings) = self.gate.scheduler()?.history(r.limit, state).await;
+        Ok(Response::new(ListHistoryResponse { entries, warnings }))
     }
 
     async fn cancel_job(

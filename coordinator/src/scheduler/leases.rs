@@ -236,6 +236,11 @@ impl Scheduler {
                 }
             }
         }
+        if !lost.is_empty() {
+            crate::metrics::events()
+                .lease_expiries
+                .add(lost.len() as u64, &[]);
+        }
         let transitions = hold_failures(&mut st, lost, |job_id, n| {
             let worker = owners
                 .get(&(job_id.to_string(), n))
@@ -303,6 +308,7 @@ impl Scheduler {
                 held.then_some(c.record.fencing_token)
             });
         let Some(token) = token else { return };
+        crate::metrics::events().lease_expiries.add(1, &[]);
         let msg = format!("worker {worker} lease expired in etcd");
         let class = ErrorClass::Transient;
         if let Err(e) = self

@@ -20,7 +20,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use etcd_client::{
-    Client, Compare, CompareOp, GetOptions, LeaseKeepAliveStream, LeaseKeeper, PutOptions, TxnOp,
+    Client, Compare, CompareOp, DeleteOptions, GetOptions, LeaseKeepAliveStream, LeaseKeeper,
+    PutOptions, TxnOp,
 };
 use ferry_common::proto::{ChunkRecord, JobRecord};
 use prost::Message;
@@ -449,6 +450,27 @@ impl StateStore for EtcdStore {
             Err(etcd_client::Error::GRpcStatus(s)) if s.code() == tonic::Code::NotFound => Ok(()),
             Err(e) => Err(map_err(e)),
         }
+    }
+
+    async fn delete_job(&self, job_id: &str, request_id: &str) -> Result<(), StoreError> {
+        let mut ops = vec![
+            TxnOp::delete(self.job_key(job_id), None),
+            TxnOp::delete(
+                format!("{}/", self.job_key(job_id)),
+                Some(DeleteOptions::new().with_prefix()),
+            ),
+            TxnOp::delete(
+                self.key(&format!("assign/{job_id}/")),
+                Some(DeleteOptions::new().with_prefix()),
+            ),
+        ];
+        if !request_id.is_empty() {
+            ops.push(TxnOp::delete(
+                self.key(&format!("requests/{request_id}")),
+                None,
+            ));
+        }
+        self.guarded(vec![], ops, "delete job").await.map(|_| ())
     }
 
     async fn load(&self) -> Result<Snapshot, StoreError> {

@@ -134,6 +134,18 @@ impl StateStore for MemoryStore {
         Ok(())
     }
 
+    async fn delete_job(&self, job_id: &str, request_id: &str) -> Result<(), StoreError> {
+        let mut s = self.inner.lock().await;
+        s.revision += 1;
+        s.jobs.remove(job_id);
+        s.chunks.retain(|(j, _), _| j != job_id);
+        s.assignments.retain(|(j, _), _| j != job_id);
+        if s.requests.get(request_id).is_some_and(|j| j == job_id) {
+            s.requests.remove(request_id);
+        }
+        Ok(())
+    }
+
     async fn load(&self) -> Result<Snapshot, StoreError> {
         let s = self.inner.lock().await;
         let jobs = s

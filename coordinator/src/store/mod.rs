@@ -92,6 +92,10 @@ pub trait StateStore: Send + Sync + 'static {
     /// Drops a worker's registration and lease (its assignments vanish with it).
     async fn remove_worker(&self, worker_id: &str) -> Result<(), StoreError>;
 
+    /// Deletes a finished job: its record, its chunks, and its request id
+    /// (`request_id`, when not empty), in one write (job retention).
+    async fn delete_job(&self, job_id: &str, request_id: &str) -> Result<(), StoreError>;
+
     /// Loads every job, chunk and live assignment.
     async fn load(&self) -> Result<Snapshot, StoreError>;
 

@@ -63,6 +63,9 @@ impl<S: StateStore> StateStore for Tripwire<S> {
     async fn remove_worker(&self, worker_id: &str) -> Result<(), StoreError> {
         self.inner.remove_worker(worker_id).await
     }
+    async fn delete_job(&self, job_id: &str, request_id: &str) -> Result<(), StoreError> {
+        self.watch(self.inner.delete_job(job_id, request_id).await)
+    }
     async fn load(&self) -> Result<Snapshot, StoreError> {
         self.inner.load().await
     }
