@@ -49,7 +49,7 @@ pub async fn follow(coordinators: &Coordinators, job_id: &str) -> Result<Job, St
                     && outage_since.is_none_or(|t| t.elapsed() < Duration::from_secs(60)) =>
             {
                 outage_since.get_or_insert_with(Instant::now);
-                coordinators.rotate();
+                coordinators.failover(&s);
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
@@ -90,7 +90,7 @@ pub async fn follow(coordinators: &Coordinators, job_id: &str) -> Result<Job, St
                 }
                 Ok(None) => break,
                 Err(s) if is_failover_status(&s) => {
-                    coordinators.rotate();
+                    coordinators.failover(&s);
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     break;
                 }

@@ -1,13 +1,26 @@
-//! A client of the coordinator that knows every coordinator address and moves
-//! to the next one when the one it uses is down or not the leader.
+//! A client of the coordinator that knows every coordinator replica and moves
+//! to another when the one it uses is down or not the leader.
+//!
+//! Each host in the address list is resolved to all its addresses, and each
+//! address is a replica of its own (a Kubernetes headless Service, or a
+//! Service whose readiness is not enforced, names every coordinator pod). A
+//! follower's refusal carries the leader's address (metadata
+//! [`LEADER_HINT_KEY`]); [`Coordinators::failover`] jumps straight to it.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use tonic::codegen::http::Uri;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::proto::job_service_client::JobServiceClient;
 use crate::proto::worker_service_client::WorkerServiceClient;
+
+/// gRPC metadata key in which a follower coordinator names the leader's
+/// advertised address when it answers UNAVAILABLE.
+pub const LEADER_HINT_KEY: &str = "x-ferry-leader";
 
 /// A coordinator address list that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -19,71 +32,116 @@ pub struct AddressError {
     pub reason: String,
 }
 
+/// One coordinator replica: an address and its (lazily connected) channel.
+struct Replica {
+    url: String,
+    channel: Channel,
+}
+
+/// The replicas known now and the one in use.
+struct Replicas {
+    list: Vec<Replica>,
+    current: usize,
+    /// Moves away from a replica since the last re-resolution.
+    misses: usize,
+}
+
 /// Channels to every coordinator replica, with the one believed to lead.
 pub struct Coordinators {
-    urls: Vec<String>,
-    channels: Vec<Channel>,
-    current: AtomicUsize,
+    /// The addresses as given (normalized), for messages and re-resolution.
+    seeds: Vec<String>,
+    request_timeout: Option<Duration>,
+    replicas: Arc<RwLock<Replicas>>,
+    resolving: Arc<AtomicBool>,
 }
 
 impl Coordinators {
-    /// Parses a comma-separated address list; channels connect on first use.
+    /// Parses a comma-separated address list and resolves each host to its
+    /// addresses; channels connect on first use.
+    ///
+    /// Resolution here is a blocking lookup, once, at construction (as a
+    /// connect would do); later re-resolutions run in the background.
     pub fn new(list: &str, request_timeout: Option<Duration>) -> Result<Self, AddressError> {
-        let urls: Vec<String> = list
+        let seeds: Vec<String> = list
             .split(',')
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .map(normalize)
             .collect();
-        if urls.is_empty() {
+        if seeds.is_empty() {
             return Err(AddressError {
                 url: list.into(),
                 reason: "no address given".into(),
             });
         }
-        let mut channels = Vec::with_capacity(urls.len());
-        for url in &urls {
-            let mut ep = Endpoint::from_shared(url.clone())
-                .map_err(|e| AddressError {
-                    url: url.clone(),
-                    reason: e.to_string(),
-                })?
-                .connect_timeout(Duration::from_secs(3))
-                .tcp_nodelay(true);
-            if let Some(t) = request_timeout {
-                ep = ep.timeout(t);
-            }
-            channels.push(ep.connect_lazy());
+        for url in &seeds {
+            split_url(url)?;
+        }
+        let mut urls = Vec::new();
+        for seed in &seeds {
+            let addrs = split_url(seed)
+                .ok()
+                .filter(|(_, host, _)| host.parse::<std::net::IpAddr>().is_err())
+                .and_then(|(_, host, port)| (host.as_str(), port).to_socket_addrs().ok())
+                .map(|a| a.collect::<Vec<_>>())
+                .unwrap_or_default();
+            urls.extend(replica_urls(seed, &addrs));
+        }
+        dedup(&mut urls);
+        let mut replicas = Vec::with_capacity(urls.len());
+        for url in urls {
+            let channel = lazy_channel(&url, request_timeout)?;
+            replicas.push(Replica { url, channel });
         }
         Ok(Self {
-            urls,
-            channels,
-            current: AtomicUsize::new(0),
+            seeds,
+            request_timeout,
+            replicas: Arc::new(RwLock::new(Replicas {
+                list: replicas,
+                current: 0,
+                misses: 0,
+            })),
+            resolving: Arc::new(AtomicBool::new(false)),
         })
     }
 
-    /// How many addresses there are.
-    pub fn len(&self) -> usize {
-        self.urls.len()
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Replicas> {
+        self.replicas.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Whether the list is empty (never, once built).
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Replicas> {
+        self.replicas.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How many replicas are known now.
+    pub fn len(&self) -> usize {
+        self.read().list.len()
+    }
+
+    /// Whether no replica is known (never, once built).
     pub fn is_empty(&self) -> bool {
-        self.urls.is_empty()
+        self.read().list.is_empty()
     }
 
     /// The address in use.
-    pub fn current_url(&self) -> &str {
-        &self.urls[self.current.load(Ordering::Relaxed) % self.urls.len()]
+    pub fn current_url(&self) -> String {
+        let r = self.read();
+        r.list[r.current % r.list.len()].url.clone()
     }
 
-    /// Every address, for messages.
+    /// The addresses as given, for messages.
     pub fn urls(&self) -> &[String] {
-        &self.urls
+        &self.seeds
+    }
+
+    /// Every replica address known now (resolved, plus leaders hinted at).
+    pub fn replica_urls(&self) -> Vec<String> {
+        self.read().list.iter().map(|r| r.url.clone()).collect()
     }
 
     fn channel(&self) -> Channel {
-        self.channels[self.current.load(Ordering::Relaxed) % self.channels.len()].clone()
+        let r = self.read();
+        r.list[r.current % r.list.len()].channel.clone()
     }
 
     /// A JobService client on the address in use.
@@ -96,12 +154,185 @@ impl Coordinators {
         WorkerServiceClient::new(self.channel())
     }
 
-    /// Moves to the next address (after UNAVAILABLE: down, or not the leader).
-    pub fn rotate(&self) {
-        if self.urls.len() > 1 {
-            self.current.fetch_add(1, Ordering::Relaxed);
+    /// Moves on after `status` (UNAVAILABLE: down, or not the leader): to the
+    /// leader the refusal names, else to the next replica.
+    pub fn failover(&self, status: &tonic::Status) {
+        match leader_hint(status) {
+            Some(leader) => self.jump_to(&leader),
+            None => self.rotate(),
         }
     }
+
+    /// Moves to the next replica. Once every replica has been left since the
+    /// last resolution, the host names are resolved again in the background
+    /// (pods come and go).
+    pub fn rotate(&self) {
+        let mut r = self.write();
+        if r.list.len() > 1 {
+            r.current = (r.current + 1) % r.list.len();
+        }
+        self.missed(&mut r);
+    }
+
+    /// Makes `url` (a leader's advertised address) the replica in use, adding
+    /// it when it is not known yet; an unusable address is skipped by rotating.
+    fn jump_to(&self, url: &str) {
+        let url = normalize(url);
+        let mut r = self.write();
+        if let Some(i) = r.list.iter().position(|x| x.url == url) {
+            r.current = i;
+        } else {
+            match lazy_channel(&url, self.request_timeout) {
+                Ok(channel) => {
+                    r.list.push(Replica { url, channel });
+                    r.current = r.list.len() - 1;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "the leader hint is not a usable address");
+                    if r.list.len() > 1 {
+                        r.current = (r.current + 1) % r.list.len();
+                    }
+                }
+            }
+        }
+        self.missed(&mut r);
+    }
+
+    /// Counts a move away from a replica; after a full round, re-resolves.
+    fn missed(&self, r: &mut Replicas) {
+        r.misses += 1;
+        if r.misses >= r.list.len().max(1) {
+            r.misses = 0;
+            self.resolve_in_background();
+        }
+    }
+
+    /// Resolves the host names again and replaces the replica list, unless a
+    /// resolution is already running or there is no runtime to run it on.
+    fn resolve_in_background(&self) {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if self.resolving.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let seeds = self.seeds.clone();
+        let replicas = Arc::clone(&self.replicas);
+        let resolving = Arc::clone(&self.resolving);
+        let timeout = self.request_timeout;
+        handle.spawn(async move {
+            let mut urls = Vec::new();
+            for seed in &seeds {
+                urls.extend(resolve(seed).await);
+            }
+            dedup(&mut urls);
+            let mut r = replicas.write().unwrap_or_else(|p| p.into_inner());
+            let in_use = r.list[r.current % r.list.len()].url.clone();
+            let mut old: Vec<Replica> = std::mem::take(&mut r.list);
+            let mut list = Vec::with_capacity(urls.len());
+            for url in urls {
+                if let Some(i) = old.iter().position(|x| x.url == url) {
+                    list.push(old.swap_remove(i));
+                } else if let Ok(channel) = lazy_channel(&url, timeout) {
+                    list.push(Replica { url, channel });
+                }
+            }
+            // keep the replica in use (perhaps a hinted leader) until it fails
+            if let Some(i) = old.iter().position(|x| x.url == in_use) {
+                list.push(old.swap_remove(i));
+            }
+            if list.is_empty() {
+                list = old;
+            }
+            r.current = list.iter().position(|x| x.url == in_use).unwrap_or(0);
+            r.list = list;
+            drop(r);
+            resolving.store(false, Ordering::Release);
+        });
+    }
+}
+
+/// The leader address a follower's refusal names in its metadata, if any.
+pub fn leader_hint(status: &tonic::Status) -> Option<String> {
+    let value = status.metadata().get(LEADER_HINT_KEY)?.to_str().ok()?;
+    let value = value.trim();
+    (!value.is_empty()).then(|| value.to_string())
+}
+
+/// A channel to `url` that connects on first use.
+fn lazy_channel(url: &str, request_timeout: Option<Duration>) -> Result<Channel, AddressError> {
+    let mut ep = Endpoint::from_shared(url.to_string())
+        .map_err(|e| AddressError {
+            url: url.to_string(),
+            reason: e.to_string(),
+        })?
+        .connect_timeout(Duration::from_secs(3))
+        .tcp_nodelay(true);
+    if let Some(t) = request_timeout {
+        ep = ep.timeout(t);
+    }
+    Ok(ep.connect_lazy())
+}
+
+/// Scheme, host and port of a coordinator URL (port defaulting by scheme).
+fn split_url(url: &str) -> Result<(String, String, u16), AddressError> {
+    let bad = |reason: &str| AddressError {
+        url: url.to_string(),
+        reason: reason.to_string(),
+    };
+    let uri: Uri = url
+        .parse()
+        .map_err(|e: tonic::codegen::http::uri::InvalidUri| bad(&e.to_string()))?;
+    let scheme = uri.scheme_str().unwrap_or("http").to_string();
+    let host = uri.host().ok_or_else(|| bad("no host"))?;
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let port = uri
+        .port_u16()
+        .unwrap_or(if scheme == "https" { 443 } else { 80 });
+    Ok((scheme, host, port))
+}
+
+/// The replica URLs of `seed` given the addresses its host resolved to: the
+/// seed itself when it names one address (or none could be found), else one
+/// URL per address.
+fn replica_urls(seed: &str, addrs: &[SocketAddr]) -> Vec<String> {
+    let mut distinct: Vec<SocketAddr> = Vec::new();
+    for a in addrs {
+        if !distinct.contains(a) {
+            distinct.push(*a);
+        }
+    }
+    if distinct.len() <= 1 {
+        return vec![seed.to_string()];
+    }
+    let scheme = split_url(seed)
+        .map(|(s, _, _)| s)
+        .unwrap_or_else(|_| "http".into());
+    distinct.iter().map(|a| format!("{scheme}://{a}")).collect()
+}
+
+/// Resolves `seed`'s host without blocking the runtime.
+async fn resolve(seed: &str) -> Vec<String> {
+    let Ok((_, host, port)) = split_url(seed) else {
+        return vec![seed.to_string()];
+    };
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        return vec![seed.to_string()];
+    }
+    let addrs: Vec<SocketAddr> = match tokio::net::lookup_host((host.as_str(), port)).await {
+        Ok(a) => a.collect(),
+        Err(_) => Vec::new(),
+    };
+    replica_urls(seed, &addrs)
+}
+
+/// Removes repeated URLs, keeping the first of each.
+fn dedup(urls: &mut Vec<String>) {
+    let mut seen = std::collections::HashSet::new();
+    urls.retain(|u| seen.insert(u.clone()));
 }
 
 /// Accepts `host:port` as well as `http://host:port`.
@@ -119,4 +350,74 @@ pub fn is_failover_status(status: &tonic::Status) -> bool {
         status.code(),
         tonic::Code::Unavailable | tonic::Code::Unknown
     ) && !status.message().contains("FERRY_CONN_")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn several_addresses_become_several_replicas() {
+        let a: SocketAddr = "10.0.0.1:50051".parse().unwrap();
+        let b: SocketAddr = "[fd00::2]:50051".parse().unwrap();
+        assert_eq!(
+            replica_urls("http://coord:50051", &[a, b, a]),
+            vec!["http://10.0.0.1:50051", "http://[fd00::2]:50051"]
+        );
+        // one address (a ClusterIP Service): the name itself stays
+        assert_eq!(
+            replica_urls("http://coord:50051", &[a]),
+            vec!["http://coord:50051"]
+        );
+        assert_eq!(
+            replica_urls("http://coord:50051", &[]),
+            vec!["http://coord:50051"]
+        );
+    }
+
+    #[test]
+    fn urls_split_with_default_ports() {
+        assert_eq!(
+            split_url("http://coord").unwrap(),
+            ("http".into(), "coord".into(), 80)
+        );
+        assert_eq!(
+            split_url("https://[::1]:7000").unwrap(),
+            ("https".into(), "::1".into(), 7000)
+        );
+        assert!(Coordinators::new("http://", None).is_err());
+    }
+
+    #[test]
+    fn the_leader_hint_is_read_from_metadata() {
+        let mut s = tonic::Status::unavailable("not the leader coordinator");
+        assert_eq!(leader_hint(&s), None);
+        s.metadata_mut()
+            .insert(LEADER_HINT_KEY, "http://10.0.0.7:50051".parse().unwrap());
+        assert_eq!(leader_hint(&s).as_deref(), Some("http://10.0.0.7:50051"));
+    }
+
+    #[tokio::test]
+    async fn failover_jumps_to_the_hinted_leader_and_rotation_cycles() {
+        let c = Coordinators::new("http://127.0.0.1:1,http://127.0.0.1:2", None).unwrap();
+        assert_eq!(c.len(), 2);
+        c.rotate();
+        assert_eq!(c.current_url(), "http://127.0.0.1:2");
+        c.rotate();
+        assert_eq!(c.current_url(), "http://127.0.0.1:1");
+        let mut s = tonic::Status::unavailable("not the leader coordinator");
+        s.metadata_mut()
+            .insert(LEADER_HINT_KEY, "http://127.0.0.1:3".parse().unwrap());
+        c.failover(&s);
+        assert_eq!(c.current_url(), "http://127.0.0.1:3");
+        assert_eq!(c.len(), 3);
+        s.metadata_mut()
+            .insert(LEADER_HINT_KEY, "http://127.0.0.1:2".parse().unwrap());
+        c.failover(&s);
+        assert_eq!(c.current_url(), "http://127.0.0.1:2");
+        assert_eq!(c.len(), 3, "a known replica is not added twice");
+        c.failover(&tonic::Status::unavailable("connection refused"));
+        assert_ne!(c.current_url(), "http://127.0.0.1:2");
+        assert_eq!(c.urls(), ["http://127.0.0.1:1", "http://127.0.0.1:2"]);
+    }
 }

@@ -1,5 +1,7 @@
 //! The coordinator's errors and their one mapping to gRPC status codes.
 
+use ferry_common::client::LEADER_HINT_KEY;
+use tonic::metadata::MetadataValue;
 use tonic::{Code, Status};
 
 use crate::store::StoreError;
@@ -55,6 +57,16 @@ impl From<CoordinatorError> for Status {
             }
             CoordinatorError::Store(StoreError::Corrupt { .. }) => Code::Internal,
         };
-        Status::new(code, e.to_string())
+        let mut status = Status::new(code, e.to_string());
+        // a follower names the leader in typed form too, for clients to jump to it
+        if let CoordinatorError::NotLeader {
+            leader: Some(leader),
+        } = &e
+        {
+            if let Ok(value) = MetadataValue::try_from(leader.as_str()) {
+                status.metadata_mut().insert(LEADER_HINT_KEY, value);
+            }
+        }
+        status
     }
 }

@@ -124,7 +124,7 @@ pub async fn run(cfg: WorkerConfig, shutdown: CancellationToken) -> Result<(), W
             Err(s) => {
                 tracing::warn!(coordinator = %session.coordinators.current_url(), error = %s.message(), "cannot lease chunks");
                 if is_failover_status(&s) {
-                    session.coordinators.rotate();
+                    session.coordinators.failover(&s);
                 }
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
