@@ -92,6 +92,7 @@ pub async fn run(args: Args) -> i32 {
             concurrency: 1,
             hostname: format!("local-{i}"),
             connections: connections.clone(),
+            drain: ferry_worker::drain::DrainConfig::default(),
         };
         workers.push(tokio::spawn(ferry_worker::run(cfg, stop.clone())));
     }

@@ -4,6 +4,7 @@ mod client;
 mod cmd_coordinator;
 mod cmd_local;
 mod cmd_worker;
+mod duration;
 mod jobspec;
 mod watch;
 
