@@ -208,6 +208,15 @@ impl FerryProcess {
         );
     }
 
+    /// Asks the process to stop (SIGTERM), as Kubernetes and `podman stop` do.
+    pub fn terminate(&self) {
+        assert!(
+            self.signal(libc::SIGTERM),
+            "SIGTERM to {} failed",
+            self.name
+        );
+    }
+
     /// Waits up to `timeout` for the process to exit; `None` if it still runs.
     pub fn wait_exit(&self, timeout: Duration) -> Option<ExitStatus> {
         blocking(|| {
