@@ -10,13 +10,14 @@
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tonic::codegen::http::Uri;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::proto::job_service_client::JobServiceClient;
 use crate::proto::worker_service_client::WorkerServiceClient;
+use crate::timing::REPLICA_DOWN_FOR;
 
 /// gRPC metadata key in which a follower coordinator names the leader's
 /// advertised address when it answers UNAVAILABLE.
@@ -36,6 +37,23 @@ pub struct AddressError {
 struct Replica {
     url: String,
     channel: Channel,
+    /// Set when a call could not reach it: skipped (and so are hints naming
+    /// it) until then.
+    down_until: Option<Instant>,
+}
+
+impl Replica {
+    fn new(url: String, channel: Channel) -> Self {
+        Self {
+            url,
+            channel,
+            down_until: None,
+        }
+    }
+
+    fn is_down(&self, now: Instant) -> bool {
+        self.down_until.is_some_and(|t| now < t)
+    }
 }
 
 /// The replicas known now and the one in use.
@@ -91,7 +109,7 @@ impl Coordinators {
         let mut replicas = Vec::with_capacity(urls.len());
         for url in urls {
             let channel = lazy_channel(&url, request_timeout)?;
-            replicas.push(Replica { url, channel });
+            replicas.push(Replica::new(url, channel));
         }
         Ok(Self {
             seeds,
@@ -155,47 +173,56 @@ impl Coordinators {
     }
 
     /// Moves on after `status` (UNAVAILABLE: down, or not the leader): to the
-    /// leader the refusal names, else to the next replica.
+    /// leader the refusal names, else to the next replica. A replica the call
+    /// could not reach at all (a transport error, not an answer) is marked
+    /// down for a while: it is skipped, and so is a hint that names it (a
+    /// follower names a dead leader until its election lease expires).
     pub fn failover(&self, status: &tonic::Status) {
-        match leader_hint(status) {
-            Some(leader) => self.jump_to(&leader),
-            None => self.rotate(),
+        let now = Instant::now();
+        let mut r = self.write();
+        if std::error::Error::source(status).is_some() {
+            let i = r.current % r.list.len();
+            r.list[i].down_until = Some(now + REPLICA_DOWN_FOR);
         }
+        match leader_hint(status) {
+            Some(leader) => self.jump_to(&mut r, &leader, now),
+            None => advance(&mut r, now),
+        }
+        self.missed(&mut r);
     }
 
-    /// Moves to the next replica. Once every replica has been left since the
-    /// last resolution, the host names are resolved again in the background
-    /// (pods come and go).
+    /// Moves to the next replica not known to be down. Once every replica
+    /// has been left since the last resolution, the host names are resolved
+    /// again in the background (pods come and go).
     pub fn rotate(&self) {
         let mut r = self.write();
-        if r.list.len() > 1 {
-            r.current = (r.current + 1) % r.list.len();
-        }
+        advance(&mut r, Instant::now());
         self.missed(&mut r);
     }
 
     /// Makes `url` (a leader's advertised address) the replica in use, adding
-    /// it when it is not known yet; an unusable address is skipped by rotating.
-    fn jump_to(&self, url: &str) {
+    /// it when it is not known yet; a replica known to be down, or an unusable
+    /// address, is skipped by moving to the next replica.
+    fn jump_to(&self, r: &mut Replicas, url: &str, now: Instant) {
         let url = normalize(url);
-        let mut r = self.write();
         if let Some(i) = r.list.iter().position(|x| x.url == url) {
-            r.current = i;
-        } else {
-            match lazy_channel(&url, self.request_timeout) {
-                Ok(channel) => {
-                    r.list.push(Replica { url, channel });
-                    r.current = r.list.len() - 1;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "the leader hint is not a usable address");
-                    if r.list.len() > 1 {
-                        r.current = (r.current + 1) % r.list.len();
-                    }
-                }
+            if r.list[i].is_down(now) {
+                advance(r, now);
+            } else {
+                r.current = i;
+            }
+            return;
+        }
+        match lazy_channel(&url, self.request_timeout) {
+            Ok(channel) => {
+                r.list.push(Replica::new(url, channel));
+                r.current = r.list.len() - 1;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the leader hint is not a usable address");
+                advance(r, now);
             }
         }
-        self.missed(&mut r);
     }
 
     /// Counts a move away from a replica; after a full round, re-resolves.
@@ -234,7 +261,7 @@ impl Coordinators {
                 if let Some(i) = old.iter().position(|x| x.url == url) {
                     list.push(old.swap_remove(i));
                 } else if let Ok(channel) = lazy_channel(&url, timeout) {
-                    list.push(Replica { url, channel });
+                    list.push(Replica::new(url, channel));
                 }
             }
             // keep the replica in use (perhaps a hinted leader) until it fails
@@ -250,6 +277,24 @@ impl Coordinators {
             resolving.store(false, Ordering::Release);
         });
     }
+}
+
+/// Moves to the next replica not marked down; stays when every other one is
+/// down and this one is not; moves to the next when all are down.
+fn advance(r: &mut Replicas, now: Instant) {
+    let n = r.list.len();
+    if n <= 1 {
+        return;
+    }
+    let current = r.current % n;
+    let up = (1..n)
+        .map(|k| (current + k) % n)
+        .find(|&i| !r.list[i].is_down(now));
+    r.current = match up {
+        Some(i) => i,
+        None if !r.list[current].is_down(now) => current,
+        None => (current + 1) % n,
+    };
 }
 
 /// The leader address a follower's refusal names in its metadata, if any.
@@ -395,6 +440,33 @@ mod tests {
         s.metadata_mut()
             .insert(LEADER_HINT_KEY, "http://10.0.0.7:50051".parse().unwrap());
         assert_eq!(leader_hint(&s).as_deref(), Some("http://10.0.0.7:50051"));
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_replica_and_hints_naming_it_are_skipped() {
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let dead = format!("http://127.0.0.1:{closed}");
+        let c = Coordinators::new(&format!("{dead},http://127.0.0.1:2"), None).unwrap();
+        let err = c
+            .jobs()
+            .list_jobs(crate::proto::ListJobsRequest { limit: 0 })
+            .await
+            .expect_err("nothing listens there");
+        assert!(
+            std::error::Error::source(&err).is_some(),
+            "a transport failure carries its cause: {err:?}"
+        );
+        c.failover(&err);
+        assert_eq!(c.current_url(), "http://127.0.0.1:2");
+        // a follower still naming the dead leader: stay here
+        let mut s = tonic::Status::unavailable("not the leader coordinator");
+        s.metadata_mut()
+            .insert(LEADER_HINT_KEY, dead.parse().unwrap());
+        c.failover(&s);
+        assert_eq!(c.current_url(), "http://127.0.0.1:2");
     }
 
     #[tokio::test]

@@ -66,6 +66,10 @@ pub const DRAIN_MARGIN: Duration = Duration::from_secs(10);
 /// Kubernetes' default `terminationGracePeriodSeconds` (30 s) minus
 /// `DRAIN_MARGIN`.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30 - 10);
+/// How long a client skips a coordinator address it could not reach (and
+/// hints naming it): a follower names a dead leader until the leader's
+/// election key expires, which takes at most `ELECTION_TTL`.
+pub const REPLICA_DOWN_FOR: Duration = ELECTION_TTL;
 /// How long a coordinator stopping (SIGTERM) waits for etcd to revoke its
 /// election lease, so the standby may lead at once: one etcd request.
 pub const RESIGN_TIMEOUT: Duration = ETCD_REQUEST_TIMEOUT;
