@@ -78,7 +78,7 @@ pub async fn run(cfg: WorkerConfig, shutdown: CancellationToken) -> Result<(), W
         concurrency: cfg.concurrency,
         held: Arc::clone(&held),
     });
-    tracing::info!(coordinator = %cfg.coordinator, concurrency = cfg.concurrency, connections = ?cfg.connections.names(), "worker starting");
+    tracing::info!(coordinator = %cfg.coordinator, replicas = ?session.coordinators.replica_urls(), concurrency = cfg.concurrency, connections = ?cfg.connections.names(), "worker starting");
     if !session.register(&shutdown).await {
         return Ok(());
     }
