@@ -26,3 +26,10 @@ step "cargo test"
 # Two test threads: each end-to-end test runs PostgreSQL, etcd and several
 # ferry processes, and the machine has two cores.
 cargo test --workspace -- --test-threads=2
+
+step "Helm chart: lint, golden renderings, kubernetes-validate, CRD schemas (scripts/test-chart.sh)"
+bash scripts/test-chart.sh
+
+step "static release binary (once), image, chart as pods under podman (scripts/test-pods.sh)"
+static_bin=$(bash scripts/static-build.sh | tail -n1)
+FERRY_STATIC_BIN=$static_bin bash scripts/test-pods.sh
