@@ -89,12 +89,17 @@ async fn liveness_serves_on_followers_and_the_leader_hint_is_typed() {
     .await;
     let b = start(&etcd).await;
     let follower = Coordinators::new(&b.url, None).expect("follower address");
-    wait_for("the follower to refuse, naming the leader", async || {
-        match follower.jobs().list_jobs(ListJobsRequest { limit: 0 }).await {
+    wait_for(
+        "the follower to refuse, naming the leader",
+        async || match follower
+            .jobs()
+            .list_jobs(ListJobsRequest { limit: 0 })
+            .await
+        {
             Ok(_) => panic!("a follower must not serve JobService"),
             Err(s) => leader_hint(&s).is_some(),
-        }
-    })
+        },
+    )
     .await;
 
     assert_eq!(status(&a.url, "").await, ServingStatus::Serving);
