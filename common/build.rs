@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "../proto/ferry/v1/jobs.proto",
                 "../proto/ferry/v1/worker.proto",
                 "../proto/ferry/v1/store.proto",
+                "../proto/ferry/v1/plan.proto",
             ],
             &["../proto"],
         )?;

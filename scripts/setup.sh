@@ -5,7 +5,7 @@
 set -euo pipefail
 
 PG_BIN=/usr/lib/postgresql/15/bin
-APT_PACKAGES=(protobuf-compiler libprotobuf-dev etcd-server postgresql-15 postgresql-client-15)
+APT_PACKAGES=(protobuf-compiler libprotobuf-dev etcd-server postgresql-15 postgresql-client-15 locales)
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 
@@ -111,8 +111,19 @@ report_services() {
     fi
 }
 
+# A French locale, so tests can run PostgreSQL with translated messages
+# (lc_messages) and prove that no decision depends on English text.
+ensure_locale() {
+    if locale -a 2>/dev/null | grep -qi '^fr_FR\.utf-\?8$'; then
+        return 0
+    fi
+    log "generating the fr_FR.UTF-8 locale"
+    localedef -i fr_FR -c -f UTF-8 fr_FR.UTF-8
+}
+
 main() {
     install_packages
+    ensure_locale
     report_services
     if ! find_cargo; then
         log "cargo is not on PATH and no Rust toolchain was found in ~/.cargo/bin"

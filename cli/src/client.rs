@@ -89,7 +89,8 @@ pub fn describe_status(c: &Coordinators, s: &Status) -> String {
     }
 }
 
-fn exit_code(s: &Status) -> i32 {
+/// The exit code for a refused or failed call, by its gRPC code.
+pub fn exit_code(s: &Status) -> i32 {
     match s.code() {
         Code::Unavailable | Code::DeadlineExceeded | Code::Unknown => EXIT_UNREACHABLE,
         _ => EXIT_BAD_INPUT,
@@ -229,13 +230,9 @@ async fn follow_to_exit(c: &Coordinators, job_id: &str) -> i32 {
                 EXIT_JOB_FAILED
             }
         }
-        Err(e) => {
-            eprintln!("error: {e}");
-            if e.starts_with("cannot reach") {
-                EXIT_UNREACHABLE
-            } else {
-                EXIT_BAD_INPUT
-            }
+        Err(s) => {
+            eprintln!("error: {}", describe_status(c, &s));
+            exit_code(&s)
         }
     }
 }

@@ -3,13 +3,14 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use ferry_common::client::Coordinators;
 use ferry_common::connections::ConnectionRegistry;
 use ferry_common::ledger::DEFAULT_LEDGER_SCHEMA;
 use ferry_common::proto::{JobState, SubmitJobRequest};
-use ferry_common::timing::{DEFAULT_WORKER_LEASE_TTL, RPC_TIMEOUT};
+use ferry_common::timing::{
+    DEFAULT_WORKER_LEASE_TTL, LOCAL_CANCEL_GRACE, LOCAL_SERVER_STOP, LOCAL_WORKER_STOP, RPC_TIMEOUT,
+};
 use ferry_coordinator::scheduler::Scheduler;
 use ferry_coordinator::server;
 use ferry_coordinator::store::MemoryStore;
@@ -79,10 +80,13 @@ pub async fn run(args: Args) -> i32 {
     let _ticker = scheduler.spawn_ticker();
     let (gate, health) = server::gate().await;
     gate.lead(scheduler).await;
+    // workers stop first and the server after them, so their last
+    // heartbeats and reports still reach it
     let stop = CancellationToken::new();
-    let server_stop = stop.clone();
+    let server_stop = CancellationToken::new();
+    let server_stopped = server_stop.clone();
     let server = tokio::spawn(server::serve(listener, gate, health, async move {
-        server_stop.cancelled().await
+        server_stopped.cancelled().await
     }));
     let url = format!("http://{addr}");
     let mut workers = Vec::new();
@@ -99,9 +103,10 @@ pub async fn run(args: Args) -> i32 {
     let code = submit_and_follow(&url, &args).await;
     stop.cancel();
     for w in workers {
-        let _ = tokio::time::timeout(Duration::from_secs(5), w).await;
+        let _ = tokio::time::timeout(LOCAL_WORKER_STOP, w).await;
     }
-    let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+    server_stop.cancel();
+    let _ = tokio::time::timeout(LOCAL_SERVER_STOP, server).await;
     code
 }
 
@@ -141,7 +146,7 @@ async fn submit_and_follow(url: &str, args: &Args) -> i32 {
         _ = &mut interrupted => {
             eprintln!("interrupted: cancelling job {}", resp.job_id);
             let _ = c.jobs().cancel_job(ferry_common::proto::CancelJobRequest { job_id: resp.job_id.clone() }).await;
-            tokio::time::sleep(Duration::from_secs(2)).await;
+            tokio::time::sleep(LOCAL_CANCEL_GRACE).await;
             return EXIT_JOB_FAILED;
         }
     };
@@ -155,8 +160,8 @@ async fn submit_and_follow(url: &str, args: &Args) -> i32 {
                 EXIT_JOB_FAILED
             }
         }
-        Err(e) => {
-            eprintln!("error: {e}");
+        Err(s) => {
+            eprintln!("error: {}", describe_status(&c, &s));
             EXIT_JOB_FAILED
         }
     }

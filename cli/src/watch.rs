@@ -6,9 +6,8 @@ use std::time::{Duration, Instant};
 
 use ferry_common::client::{is_failover_status, Coordinators};
 use ferry_common::proto::{Job, JobState, WatchJobRequest};
+use ferry_common::timing::{CLIENT_OUTAGE_LIMIT, CLIENT_RECONNECT};
 use indicatif::{ProgressBar, ProgressStyle};
-
-use crate::client::describe_status;
 
 /// How often plain (non-terminal) progress lines are printed.
 const PLAIN_INTERVAL: Duration = Duration::from_secs(2);
@@ -18,8 +17,9 @@ fn state(job: &Job) -> JobState {
 }
 
 /// Follows `job_id` until it ends and returns its last state; survives a
-/// coordinator failover by reconnecting.
-pub async fn follow(coordinators: &Coordinators, job_id: &str) -> Result<Job, String> {
+/// coordinator failover by reconnecting. Fails with the coordinator's status
+/// (its code decides the exit code; `describe_status` explains it).
+pub async fn follow(coordinators: &Coordinators, job_id: &str) -> Result<Job, tonic::Status> {
     let tty = std::io::stderr().is_terminal();
     let bar = if tty {
         ProgressBar::new(0)
@@ -46,16 +46,16 @@ pub async fn follow(coordinators: &Coordinators, job_id: &str) -> Result<Job, St
             Ok(s) => s.into_inner(),
             Err(s)
                 if is_failover_status(&s)
-                    && outage_since.is_none_or(|t| t.elapsed() < Duration::from_secs(60)) =>
+                    && outage_since.is_none_or(|t| t.elapsed() < CLIENT_OUTAGE_LIMIT) =>
             {
                 outage_since.get_or_insert_with(Instant::now);
                 coordinators.failover(&s);
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                tokio::time::sleep(CLIENT_RECONNECT).await;
                 continue;
             }
             Err(s) => {
                 bar.finish_and_clear();
-                return Err(describe_status(coordinators, &s));
+                return Err(s);
             }
         };
         outage_since = None;
@@ -91,12 +91,12 @@ pub async fn follow(coordinators: &Coordinators, job_id: &str) -> Result<Job, St
                 Ok(None) => break,
                 Err(s) if is_failover_status(&s) => {
                     coordinators.failover(&s);
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    tokio::time::sleep(CLIENT_RECONNECT).await;
                     break;
                 }
                 Err(s) => {
                     bar.finish_and_clear();
-                    return Err(describe_status(coordinators, &s));
+                    return Err(s);
                 }
             }
         }

@@ -311,7 +311,7 @@ fn lazy_channel(url: &str, request_timeout: Option<Duration>) -> Result<Channel,
             url: url.to_string(),
             reason: e.to_string(),
         })?
-        .connect_timeout(Duration::from_secs(3))
+        .connect_timeout(crate::timing::COORDINATOR_CONNECT_TIMEOUT)
         .tcp_nodelay(true);
     if let Some(t) = request_timeout {
         ep = ep.timeout(t);
@@ -389,12 +389,13 @@ fn normalize(url: &str) -> String {
     }
 }
 
-/// Whether a status means "try another coordinator".
+/// Whether a status means "try another coordinator": this one is down,
+/// unreachable, or not the leader. Decided by the code alone.
 pub fn is_failover_status(status: &tonic::Status) -> bool {
     matches!(
         status.code(),
         tonic::Code::Unavailable | tonic::Code::Unknown
-    ) && !status.message().contains("FERRY_CONN_")
+    )
 }
 
 #[cfg(test)]

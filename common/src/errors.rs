@@ -54,6 +54,39 @@ pub struct DbFailure {
     pub message: String,
 }
 
+impl DbFailure {
+    /// A permanent failure that is Ferry's own finding (no SQLSTATE).
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self {
+            class: ErrorClass::Permanent,
+            sqlstate: None,
+            message: message.into(),
+        }
+    }
+
+    /// A transient failure that is Ferry's own finding (no SQLSTATE).
+    pub fn transient(message: impl Into<String>) -> Self {
+        Self {
+            class: ErrorClass::Transient,
+            sqlstate: None,
+            message: message.into(),
+        }
+    }
+
+    /// The same failure with `context` in front of its message.
+    pub fn context(mut self, context: impl std::fmt::Display) -> Self {
+        self.message = format!("{context}: {}", self.message);
+        self
+    }
+
+    /// Whether the database reported this SQLSTATE.
+    pub fn is_sqlstate(&self, code: &str) -> bool {
+        self.sqlstate.as_deref() == Some(code)
+    }
+}
+
+impl std::error::Error for DbFailure {}
+
 impl std::fmt::Display for DbFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.message)

@@ -1,6 +1,7 @@
 //! Shared pieces of Ferry: the generated protocol, configuration, named
-//! connections, the error taxonomy, retry policy, timing constants and SQL
-//! quoting. No servers live here.
+//! connections, names as users type them, the typed plan, the error
+//! taxonomy, retry policy and timing constants. No servers and no SQL live
+//! here.
 #![warn(missing_docs)]
 
 pub mod client;
@@ -8,9 +9,10 @@ pub mod config;
 pub mod connections;
 pub mod db;
 pub mod errors;
+pub mod ident;
 pub mod ledger;
+pub mod plan;
 pub mod proto;
 pub mod retry;
-pub mod sql;
 pub mod telemetry;
 pub mod timing;

@@ -74,6 +74,50 @@ pub const REPLICA_DOWN_FOR: Duration = ELECTION_TTL;
 /// election lease, so the standby may lead at once: one etcd request.
 pub const RESIGN_TIMEOUT: Duration = ETCD_REQUEST_TIMEOUT;
 
+/// Etcd client keepalive ping interval: a dead connection to a member is
+/// noticed within a couple of seconds, well inside a request deadline.
+pub const ETCD_KEEPALIVE: Duration = Duration::from_secs(2);
+/// First wait before retrying an etcd call that never reached a member
+/// (doubled up to four times: 50 ms to 800 ms, about one election round).
+pub const ETCD_UNSENT_RETRY: Duration = Duration::from_millis(50);
+/// Wait before campaigning again after an election error (a fifth of the
+/// election TTL: a quick retry that does not spin).
+pub const ELECTION_RETRY: Duration = Duration::from_secs(1);
+/// Wait before re-listing `assign/` keys after the watch broke (compaction,
+/// a lost member): the same as an election retry.
+pub const ASSIGNMENT_WATCH_RETRY: Duration = ELECTION_RETRY;
+/// TCP connect timeout to a coordinator: shorter than a worker call's
+/// deadline, so a dead address leaves time to try the next one.
+pub const COORDINATOR_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// A worker whose lease request failed waits this long before asking again
+/// (half the acquire long-poll: quick, without spinning on a dead leader).
+pub const WORKER_LEASE_RETRY: Duration = Duration::from_millis(500);
+/// First and last wait between a worker's registration attempts (doubling):
+/// it finds a new leader within an election's time.
+pub const REGISTER_RETRY_MIN: Duration = Duration::from_millis(200);
+/// See `REGISTER_RETRY_MIN`.
+pub const REGISTER_RETRY_MAX: Duration = Duration::from_secs(2);
+/// First and last wait between attempts to deliver a chunk report (doubling).
+pub const REPORT_RETRY_MIN: Duration = Duration::from_millis(100);
+/// See `REPORT_RETRY_MIN`.
+pub const REPORT_RETRY_MAX: Duration = Duration::from_secs(2);
+/// A worker gives up delivering a chunk report after this long: three
+/// default lease times, enough to outlast a leader takeover (~5 s); after it
+/// the coordinator leases the chunk again and the ledger settles it.
+pub const REPORT_GIVE_UP: Duration = Duration::from_secs(30);
+/// A client following a job tries again this often while no coordinator
+/// answers (an election's poll, rounded up)…
+pub const CLIENT_RECONNECT: Duration = Duration::from_secs(1);
+/// …and gives up after this long (many takeovers' worth).
+pub const CLIENT_OUTAGE_LIMIT: Duration = Duration::from_secs(60);
+/// `ferry local`: how long workers get to finish once the job has ended.
+pub const LOCAL_WORKER_STOP: Duration = Duration::from_secs(5);
+/// `ferry local`: how long the server gets to stop.
+pub const LOCAL_SERVER_STOP: Duration = Duration::from_secs(2);
+/// After an interrupted `ferry local` cancels its job, how long it waits for
+/// chunks in flight to roll back before exiting (a heartbeat or two).
+pub const LOCAL_CANCEL_GRACE: Duration = Duration::from_secs(2);
+
 /// The timings of one cluster, derived from its worker lease TTL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timings {
@@ -136,6 +180,16 @@ mod tests {
         );
         // released chunks roll back, then one report round trip, before SIGKILL
         assert!(RELEASE_WAIT + RPC_TIMEOUT <= DRAIN_MARGIN);
+    }
+
+    #[test]
+    fn retries_fit_inside_their_deadlines() {
+        assert!(COORDINATOR_CONNECT_TIMEOUT < RPC_TIMEOUT);
+        assert!(REGISTER_RETRY_MAX <= ELECTION_TTL);
+        assert!(REPORT_GIVE_UP >= DEFAULT_WORKER_LEASE_TTL * 3);
+        assert!(ETCD_UNSENT_RETRY * 16 < ETCD_REQUEST_TIMEOUT);
+        assert!(ETCD_KEEPALIVE < ETCD_REQUEST_TIMEOUT);
+        assert!(WORKER_LEASE_RETRY < ACQUIRE_LONG_POLL);
     }
 
     #[test]

@@ -2,9 +2,9 @@
 //! assignments vanish, and the leader requeues those chunks. A watch cancelled
 //! by compaction (or broken) means: re-list, then watch again.
 
+use ferry_common::timing::ASSIGNMENT_WATCH_RETRY;
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
 
 use etcd_client::{Client, EventType, GetOptions, WatchOptions};
 use tokio_util::sync::CancellationToken;
@@ -56,7 +56,7 @@ pub async fn watch(
     let prefix = format!("{}/assign/", prefix.trim_end_matches('/'));
     while !stop.is_cancelled() {
         let Some((live, rev)) = relist(&client, &prefix).await else {
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            tokio::time::sleep(ASSIGNMENT_WATCH_RETRY).await;
             continue;
         };
         scheduler.reconcile_assignments(&live).await;
@@ -68,7 +68,7 @@ pub async fn watch(
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot watch assignments; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                tokio::time::sleep(ASSIGNMENT_WATCH_RETRY).await;
                 continue;
             }
         };

@@ -28,12 +28,25 @@ pub enum CoordinatorError {
         /// Chunk.
         chunk_no: u32,
     },
+    /// A worker speaks an older protocol than this coordinator leases in.
+    #[error("worker on {hostname} speaks worker protocol {protocol}, this coordinator needs {needed}: upgrade the worker to this coordinator's version")]
+    OutdatedWorker {
+        /// The worker's host.
+        hostname: String,
+        /// Its protocol version.
+        protocol: u32,
+        /// The version needed.
+        needed: u32,
+    },
     /// This coordinator is not the leader.
     #[error("not the leader coordinator{}", leader.as_ref().map(|l| format!("; the leader is {l}")).unwrap_or_default())]
     NotLeader {
         /// The leader's address, when known.
         leader: Option<String>,
     },
+    /// The job is busy with another change; the message says when to try again.
+    #[error("{0}")]
+    Busy(String),
     /// A source or target database could not answer (verify, rejects).
     #[error("{0}")]
     Database(String),
@@ -48,8 +61,10 @@ impl From<CoordinatorError> for Status {
             CoordinatorError::InvalidArgument(_) => Code::InvalidArgument,
             CoordinatorError::JobNotFound(_) | CoordinatorError::UnknownWorker(_) => Code::NotFound,
             CoordinatorError::StaleToken { .. } => Code::Aborted,
+            CoordinatorError::OutdatedWorker { .. } => Code::FailedPrecondition,
             CoordinatorError::NotLeader { .. } => Code::Unavailable,
             CoordinatorError::Database(_) => Code::FailedPrecondition,
+            CoordinatorError::Busy(_) => Code::Unavailable,
             CoordinatorError::Store(StoreError::Conflict(_)) => Code::Aborted,
             CoordinatorError::Store(StoreError::NotLeader) => Code::Unavailable,
             CoordinatorError::Store(StoreError::Unavailable(_) | StoreError::OutcomeUnknown(_)) => {

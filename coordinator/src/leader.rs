@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use etcd_client::{Client, ConnectOptions};
-use ferry_common::timing::{ETCD_REQUEST_TIMEOUT, RESIGN_TIMEOUT};
+use ferry_common::timing::{ELECTION_RETRY, ETCD_KEEPALIVE, ETCD_REQUEST_TIMEOUT, RESIGN_TIMEOUT};
 use tokio_util::sync::CancellationToken;
 
 use crate::assignments;
@@ -31,7 +31,7 @@ pub async fn connect_etcd(endpoints: &[String]) -> Result<Client, StoreError> {
     let opts = ConnectOptions::new()
         .with_timeout(ETCD_REQUEST_TIMEOUT)
         .with_connect_timeout(ETCD_REQUEST_TIMEOUT)
-        .with_keep_alive(std::time::Duration::from_secs(2), ETCD_REQUEST_TIMEOUT);
+        .with_keep_alive(ETCD_KEEPALIVE, ETCD_REQUEST_TIMEOUT);
     Client::connect(endpoints, Some(opts))
         .await
         .map_err(map_etcd_error)
@@ -58,7 +58,7 @@ pub async fn run(
             Ok(None) => return Ok(()),
             Err(e) => {
                 tracing::warn!(error = %e, "election failed; retrying");
-                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                tokio::time::sleep(ELECTION_RETRY).await;
                 continue;
             }
         };

@@ -1,35 +1,38 @@
 //! `ferry verify` and `ferry rejects`: compare each chunk's rows in source and
-//! target by count and an order-independent hash, and list refused rows.
+//! target by count and an order-independent hash, and list refused rows. The
+//! connector computes the digests from the job's typed plan.
 
 use ferry_common::connections::ConnectionRegistry;
-use ferry_common::db::connect;
-use ferry_common::errors::classify_pg;
-use ferry_common::proto::{ChunkCheck, ChunkRecord, JobRecord, Reject};
-use ferry_common::sql::quote_ident;
+use ferry_common::proto::{ChunkBounds, ChunkCheck, ChunkRecord, JobRecord, Reject};
+use ferry_connectors::postgres::select::ChunkSelect;
+use ferry_connectors::postgres::{rejects, session, verify as digests};
+use tokio_postgres::Client;
 
 use crate::error::CoordinatorError;
-use crate::planner::{compose, KEY};
 
 fn invalid(m: impl Into<String>) -> CoordinatorError {
     CoordinatorError::InvalidArgument(m.into())
 }
 
-fn db(context: &str, e: &tokio_postgres::Error) -> CoordinatorError {
-    CoordinatorError::Database(format!("{context}: {}", classify_pg(e).message))
+async fn open(
+    conns: &ConnectionRegistry,
+    name: &str,
+    job_id: &str,
+) -> Result<Client, CoordinatorError> {
+    let url = conns.url(name).map_err(|e| invalid(e.to_string()))?;
+    let client = session::open(name, url)
+        .await
+        .map_err(|f| CoordinatorError::Database(f.message))?;
+    session::tag(&client, &format!("ferry:verify:{job_id}"))
+        .await
+        .map_err(|f| CoordinatorError::Database(f.message))?;
+    Ok(client)
 }
 
-/// Count and hash of rows, the same on both sides for the same rows.
-async fn digest(
-    client: &tokio_postgres::Client,
-    select: &str,
-) -> Result<(u64, String), tokio_postgres::Error> {
-    let row = client
-        .query_one(
-            &format!("SELECT count(*)::int8, coalesce(sum(hashtext(v::text)::int8), 0)::text FROM ({select}) AS v"),
-            &[],
-        )
-        .await?;
-    Ok((row.get::<_, i64>(0).max(0) as u64, row.get(1)))
+/// Whether the job's key lands in the target, so chunks can be compared
+/// range by range there.
+pub fn key_copied(job: &JobRecord) -> bool {
+    !job.key.is_empty() && job.key.iter().all(|k| !k.target.is_empty())
 }
 
 /// Compares every chunk of `job`.
@@ -39,55 +42,43 @@ pub async fn verify(
     chunks: &[ChunkRecord],
 ) -> Result<Vec<ChunkCheck>, CoordinatorError> {
     let spec = job.spec.clone().unwrap_or_default();
-    if job.select_verify.is_empty() {
+    let (Some(target_table), false) = (job.target.as_ref(), job.columns.is_empty()) else {
         return Err(invalid("the job was never planned: nothing to verify"));
-    }
-    if job.key_target.is_empty() && chunks.len() > 1 {
+    };
+    if !key_copied(job) && chunks.len() > 1 {
         return Err(invalid(
             "verify compares key ranges, but the key column is not copied into the target: add it to the query and the target",
         ));
     }
-    let source_url = conns
-        .url(&spec.source)
-        .map_err(|e| invalid(e.to_string()))?;
-    let target_url = conns
-        .url(&spec.target)
-        .map_err(|e| invalid(e.to_string()))?;
-    let source = connect(&spec.source, source_url)
-        .await
-        .map_err(|f| CoordinatorError::Database(f.message))?;
-    let target = connect(&spec.target, target_url)
-        .await
-        .map_err(|f| CoordinatorError::Database(f.message))?;
-    let target_select = format!(
-        "SELECT {} FROM {}",
-        job.target_columns.join(", "),
-        job.load_table
-    );
+    let table = job.load.as_ref().unwrap_or(target_table);
+    let source = open(conns, &spec.source, &job.job_id).await?;
+    let target = open(conns, &spec.target, &job.job_id).await?;
+    let query = spec.query.trim().trim_end_matches(';').trim();
     let mut out = Vec::with_capacity(chunks.len());
     for c in chunks {
-        let src_sql = compose(&job.select_verify, &c.predicate, &job.key_source);
-        let dst_sql = if c.predicate.is_empty() {
-            target_select.clone()
-        } else {
-            format!(
-                "{target_select} WHERE {}",
-                c.predicate.replace(KEY, &job.key_target)
-            )
+        let bounds = c.bounds.clone().unwrap_or_else(ChunkBounds::all);
+        let select = ChunkSelect {
+            query,
+            columns: &job.columns,
+            key: &job.key,
+            bounds: &bounds,
         };
-        let (s, d) = tokio::join!(digest(&source, &src_sql), digest(&target, &dst_sql));
-        let (src_rows, src_hash) = s.map_err(|e| db("cannot read the source", &e))?;
-        let (dst_rows, dst_hash) = d.map_err(|e| db("cannot read the target", &e))?;
+        let (s, d) = tokio::join!(
+            digests::source_digest(&source, &select),
+            digests::target_digest(&target, table, &job.columns, &job.key, &bounds)
+        );
+        let s = s.map_err(|f| CoordinatorError::Database(f.message))?;
+        let d = d.map_err(|f| CoordinatorError::Database(f.message))?;
         let matches = if c.rows_rejected > 0 {
-            dst_rows + c.rows_rejected == src_rows
+            d.rows + c.rows_rejected == s.rows
         } else {
-            src_rows == dst_rows && src_hash == dst_hash
+            s == d
         };
         out.push(ChunkCheck {
             chunk_no: c.chunk_no,
             range: c.range.clone(),
-            source_rows: src_rows,
-            target_rows: dst_rows,
+            source_rows: s.rows,
+            target_rows: d.rows,
             rejected_rows: c.rows_rejected,
             matches,
         });
@@ -103,41 +94,20 @@ pub async fn list_rejects(
     limit: u32,
 ) -> Result<(Vec<Reject>, u64), CoordinatorError> {
     let spec = job.spec.clone().unwrap_or_default();
-    let url = conns
-        .url(&spec.target)
-        .map_err(|e| invalid(e.to_string()))?;
-    let target = connect(&spec.target, url)
+    let target = open(conns, &spec.target, &job.job_id).await?;
+    let limit = if limit == 0 { 1000 } else { limit };
+    let (rows, total) = rejects::list(&target, ledger_schema, &job.job_id, limit)
         .await
         .map_err(|f| CoordinatorError::Database(f.message))?;
-    let table = format!("{}.rejects", quote_ident(ledger_schema));
-    let limit = if limit == 0 { 1000 } else { limit } as i64;
-    let rows = target
-        .query(
-            &format!(
-                "SELECT chunk_no, coalesce(key, ''), row_text, sqlstate, message FROM {table}
-                  WHERE job_id = $1 ORDER BY chunk_no, id LIMIT $2"
-            ),
-            &[&job.job_id, &limit],
-        )
-        .await
-        .map_err(|e| db("cannot read the rejects table", &e))?;
-    let total: i64 = target
-        .query_one(
-            &format!("SELECT count(*) FROM {table} WHERE job_id = $1"),
-            &[&job.job_id],
-        )
-        .await
-        .map_err(|e| db("cannot count rejects", &e))?
-        .get(0);
     let rejects = rows
         .into_iter()
         .map(|r| Reject {
-            chunk_no: r.get::<_, i32>(0) as u32,
-            key: r.get(1),
-            row: r.get(2),
-            sqlstate: r.get(3),
-            message: r.get(4),
+            chunk_no: r.chunk_no,
+            key: r.key,
+            row: r.row,
+            sqlstate: r.sqlstate,
+            message: r.message,
         })
         .collect();
-    Ok((rejects, total.max(0) as u64))
+    Ok((rejects, total))
 }

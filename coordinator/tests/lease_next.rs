@@ -66,7 +66,12 @@ async fn next_chunk_is_a_real_lease(store: Arc<dyn StateStore>) {
         .await
         .expect("submit");
     let w = s
-        .register_worker("w1".into(), "test".into(), 1)
+        .register_worker(
+            "w1".into(),
+            "test".into(),
+            1,
+            ferry_common::plan::WORKER_PROTOCOL,
+        )
         .await
         .expect("register")
         .worker_id;

@@ -24,7 +24,7 @@ fn chunk(job: &str, n: u32) -> ChunkRecord {
     ChunkRecord {
         job_id: job.into(),
         chunk_no: n,
-        predicate: format!("{{key}} = {n}"),
+        bounds: Some(ferry_common::proto::ChunkBounds::all()),
         state: ChunkState::Pending as i32,
         ..Default::default()
     }

@@ -36,7 +36,7 @@ pub async fn create_items_table_without_key(client: &Client, schema_table: &str)
 /// job lasts long enough for faults to land mid-job and mid-chunk without
 /// burning CPU. Rows are not touched.
 pub async fn slow_down_inserts(client: &Client, schema_table: &str, ms: u64) {
-    let name = schema_table.replace('.', "_");
+    let name = schema_table.replace(['.', '"'], "_");
     let sql = format!(
         "CREATE FUNCTION ferry_test_slow_{name}() RETURNS trigger LANGUAGE plpgsql AS $$ \
          BEGIN PERFORM pg_sleep({secs}); RETURN NULL; END $$; \

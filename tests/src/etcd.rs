@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 use crate::net::free_ports;
-use crate::postgres::tail;
 use crate::sync::blocking;
+use crate::text::tail;
 
 /// Where Debian's etcd-server package puts the server.
 const DEFAULT_ETCD_BIN: &str = "/usr/bin/etcd";
@@ -239,9 +239,64 @@ impl EtcdCluster {
         }
     }
 
+    /// Sends `sig` to member `i` unless it is not running; false if that failed.
+    fn signal(&self, i: usize, sig: libc::c_int) -> bool {
+        // Holding the lock keeps the child from being reaped meanwhile.
+        let mut guard = self.members[i]
+            .child
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let Some(child) = guard.as_mut() else {
+            return true;
+        };
+        if child.try_wait().ok().flatten().is_some() {
+            return true;
+        }
+        let Ok(pid) = libc::pid_t::try_from(child.id()) else {
+            return false;
+        };
+        // SAFETY: plain kill(2) on our own unreaped child.
+        unsafe { libc::kill(pid, sig) == 0 }
+    }
+
+    /// Asks member `i` to stop (SIGTERM); does not wait.
+    pub fn terminate(&self, i: usize) {
+        assert!(
+            self.signal(i, libc::SIGTERM),
+            "SIGTERM to etcd member {i} failed"
+        );
+    }
+
+    /// Freezes member `i` (SIGSTOP): it holds its ports but answers nothing.
+    pub fn freeze(&self, i: usize) {
+        assert!(
+            self.signal(i, libc::SIGSTOP),
+            "SIGSTOP to etcd member {i} failed"
+        );
+    }
+
+    /// Resumes member `i` after `freeze` (SIGCONT).
+    pub fn thaw(&self, i: usize) {
+        assert!(
+            self.signal(i, libc::SIGCONT),
+            "SIGCONT to etcd member {i} failed"
+        );
+    }
+
+    /// A handle on member `i`.
+    pub fn member(&self, i: usize) -> EtcdMember<'_> {
+        assert!(
+            i < self.members.len(),
+            "etcd has {} members",
+            self.members.len()
+        );
+        EtcdMember { cluster: self, i }
+    }
+
     /// Restarts member `i` on its old ports and data (killing it first if it
     /// still runs) and waits until it is healthy again.
     pub fn restart(&self, i: usize) {
+        self.signal(i, libc::SIGCONT);
         self.kill(i);
         self.spawn_member(i);
         self.wait_healthy(i);
@@ -253,9 +308,70 @@ impl EtcdCluster {
     }
 }
 
+/// One member of an `EtcdCluster`: kill, terminate, freeze, thaw, restart,
+/// and its log and health.
+#[derive(Clone, Copy)]
+pub struct EtcdMember<'a> {
+    cluster: &'a EtcdCluster,
+    i: usize,
+}
+
+impl EtcdMember<'_> {
+    /// Its index in the cluster (`m{index}`).
+    pub fn index(&self) -> usize {
+        self.i
+    }
+
+    /// Its client URL.
+    pub fn endpoint(&self) -> String {
+        self.cluster.endpoint(self.i)
+    }
+
+    /// SIGKILL; its data dir stays.
+    pub fn kill(&self) {
+        self.cluster.kill(self.i);
+    }
+
+    /// SIGTERM; does not wait.
+    pub fn terminate(&self) {
+        self.cluster.terminate(self.i);
+    }
+
+    /// SIGSTOP.
+    pub fn freeze(&self) {
+        self.cluster.freeze(self.i);
+    }
+
+    /// SIGCONT.
+    pub fn thaw(&self) {
+        self.cluster.thaw(self.i);
+    }
+
+    /// Starts it again on its old ports and data and waits until it is healthy.
+    pub fn restart(&self) {
+        self.cluster.restart(self.i);
+    }
+
+    /// True when it answers `/health` healthy.
+    pub fn is_healthy(&self) -> bool {
+        self.cluster.is_healthy(self.i)
+    }
+
+    /// True when it is the Raft leader now.
+    pub fn is_raft_leader(&self) -> bool {
+        self.cluster.leader() == Some(self.i)
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        self.cluster.log(self.i)
+    }
+}
+
 impl Drop for EtcdCluster {
     fn drop(&mut self) {
         for i in 0..self.members.len() {
+            self.signal(i, libc::SIGCONT);
             if std::thread::panicking() {
                 eprintln!(
                     "--- etcd member {i} log, last lines ---\n{}",

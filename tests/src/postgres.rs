@@ -11,6 +11,7 @@ use tokio_postgres::{Client, NoTls};
 
 use crate::net::free_port;
 use crate::sync::blocking;
+use crate::text::tail;
 
 /// Where Debian's postgresql-15 package puts the server binaries.
 const DEFAULT_PG_BIN: &str = "/usr/lib/postgresql/15/bin";
@@ -72,12 +73,6 @@ fn postgres_ids() -> (u32, u32) {
             .expect("`id` prints a number")
     };
     (id("-u"), id("-g"))
-}
-
-/// The last `n` lines of `text`.
-pub(crate) fn tail(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// A PostgreSQL cluster of its own: data, socket and server log in a temp dir,

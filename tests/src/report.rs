@@ -11,7 +11,7 @@ use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::job::format_unix_secs;
+use crate::clock::format_unix_secs;
 
 /// The header of the report table (and the README's).
 pub const REPORT_HEADER: &str = "\

@@ -1,52 +1,45 @@
 //! End-to-end: a coordinator and workers as real processes copy real tables
-//! between real PostgreSQL databases; the target must equal the source.
+//! between real PostgreSQL databases; the target must equal the source, the
+//! ledger must account for every chunk, and the planner must cut even chunks
+//! and pick its scans as it says.
+
+use ferry_tests::cli::Submit;
+use ferry_tests::cli_output::JobState;
+use ferry_tests::cluster::Cluster;
+use ferry_tests::data::{create_items_table, fill_items, row_count};
+use ferry_tests::databases::ITEMS_TABLE;
+use ferry_tests::ledger::ledger_summary;
+use ferry_tests::log_lines::{
+    is_chunk_completed_line, parse_start_line, JOB_COMPLETE, JOB_STARTING,
+};
+use ferry_tests::sql::exec;
 
 use std::time::Duration;
 
-use ferry_tests::data::row_count;
-use ferry_tests::ferry::{run_cli, start_coordinator, start_worker};
-use ferry_tests::job::{
-    is_chunk_completed_line, job_id, job_state, job_verb, ledger_summary, parse_start_line,
-    submit_args, submit_watch, CLI_TIMEOUT, JOB_STATES,
-};
-use ferry_tests::scenario::{Databases, ITEMS_QUERY, ITEMS_TABLE};
-
 const ROWS: u64 = 1_000_000;
 const CHUNK_SIZE: u64 = 50_000;
-/// Fail-safe for one `submit --watch` of a million rows; a healthy run takes seconds.
-const WATCH_TIMEOUT: Duration = Duration::from_secs(150);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_workers_copy_a_million_rows_exactly_once() {
-    let dbs = Databases::one_cluster().await;
+    let cluster = Cluster::builder().workers(2).start().await;
+    let dbs = cluster.dbs();
     dbs.prepare_items(ROWS).await;
-    let env = dbs.conn_env();
-    let (coordinator, url) = start_coordinator(&[], &env);
-    let _w1 = start_worker(&url, 2, &env);
-    let _w2 = start_worker(&url, 2, &env);
 
-    let chunk_size = CHUNK_SIZE.to_string();
-    let out = submit_watch(
-        &url,
-        ITEMS_QUERY,
-        ITEMS_TABLE,
-        &["--chunk-size", &chunk_size],
-        &env,
-        WATCH_TIMEOUT,
-    );
+    let out = cluster.submit_watch(&Submit::items().chunk_size(CHUNK_SIZE));
     assert!(out.success(), "submit --watch failed: {out}");
-    let job = job_id(&out);
+    let job = out.job_id();
 
     dbs.assert_copied_exactly(ITEMS_TABLE).await;
 
+    let coordinator = cluster.coordinator(0);
     let log = coordinator.log();
     assert!(
-        log.contains("Starting parallel processing with"),
+        log.contains(JOB_STARTING),
         "coordinator log lacks the start line:\n{}",
         coordinator.log_tail(40)
     );
     assert!(
-        log.contains("Parallel processing complete:"),
+        log.contains(&format!("{JOB_COMPLETE}:")),
         "coordinator log lacks the completion line:\n{}",
         coordinator.log_tail(40)
     );
@@ -62,7 +55,7 @@ async fn two_workers_copy_a_million_rows_exactly_once() {
         "{ROWS} rows in chunks of {CHUNK_SIZE} should make about {min_chunks} chunks, planned {chunks}"
     );
 
-    assert_eq!(job_state(&url, &job).as_deref(), Ok("SUCCEEDED"));
+    assert_eq!(cluster.state(&job), Ok(JobState::Succeeded));
 
     let ledger = ledger_summary(&dbs.target().await, &job).await;
     assert_eq!(
@@ -75,24 +68,13 @@ async fn two_workers_copy_a_million_rows_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn skewed_keys_still_make_even_chunks() {
-    let dbs = Databases::one_cluster().await;
+    let cluster = Cluster::builder().workers(2).start().await;
+    let dbs = cluster.dbs();
     dbs.prepare_skewed_items(ROWS).await;
-    let env = dbs.conn_env();
-    let (coordinator, url) = start_coordinator(&[], &env);
-    let _w1 = start_worker(&url, 2, &env);
-    let _w2 = start_worker(&url, 2, &env);
 
-    let chunk_size = CHUNK_SIZE.to_string();
-    let out = submit_watch(
-        &url,
-        ITEMS_QUERY,
-        ITEMS_TABLE,
-        &["--chunk-size", &chunk_size],
-        &env,
-        WATCH_TIMEOUT,
-    );
+    let out = cluster.submit_watch(&Submit::items().chunk_size(CHUNK_SIZE));
     assert!(out.success(), "submit --watch failed: {out}");
-    let job = job_id(&out);
+    let job = out.job_id();
 
     dbs.assert_copied_exactly(ITEMS_TABLE).await;
     let ledger = ledger_summary(&dbs.target().await, &job).await;
@@ -103,40 +85,37 @@ async fn skewed_keys_still_make_even_chunks() {
         "a chunk wrote {} rows, more than twice the chunk size {CHUNK_SIZE}: \
          the planner cut the key domain by width, not by rows ({ledger:?})\ncoordinator log:\n{}",
         ledger.max_rows_written,
-        coordinator.log_tail(30)
+        cluster.coordinator(0).log_tail(30)
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn same_request_id_gives_the_same_job() {
     const SMALL: u64 = 10_000;
-    let dbs = Databases::one_cluster().await;
-    dbs.prepare_items(SMALL).await;
-    let env = dbs.conn_env();
-    let (coordinator, url) = start_coordinator(&[], &env);
-    let _worker = start_worker(&url, 2, &env);
+    let cluster = Cluster::builder().workers(1).start().await;
+    cluster.dbs().prepare_items(SMALL).await;
 
-    let args = submit_args(&url, ITEMS_QUERY, ITEMS_TABLE, &["--request-id", "abc"]);
-    let first = job_id(&run_cli(&args, &env, CLI_TIMEOUT));
-    let second = job_id(&run_cli(&args, &env, CLI_TIMEOUT));
+    let job = Submit::items().flag("--request-id", "abc");
+    let first = cluster.submit(&job);
+    let second = cluster.submit(&job);
     assert_eq!(
         first, second,
         "the same --request-id must return the same job id"
     );
 
-    let watch = job_verb("watch", &url, &first, WATCH_TIMEOUT);
+    let watch = cluster.watch(&first);
     assert!(
         watch.success(),
         "watch failed: {watch}\ncoordinator log:\n{}",
-        coordinator.log_tail(30)
+        cluster.coordinator(0).log_tail(30)
     );
     assert_eq!(
-        row_count(&dbs.target().await, ITEMS_TABLE).await,
+        row_count(&cluster.dbs().target().await, ITEMS_TABLE).await,
         SMALL as i64,
         "the job ran once: the target has each row once"
     );
 
-    let jobs = run_cli(&["jobs", "--coordinator", url.as_str()], &env, CLI_TIMEOUT);
+    let jobs = cluster.jobs();
     assert!(jobs.success(), "ferry jobs failed: {jobs}");
     assert!(
         jobs.stdout.contains(&first),
@@ -147,11 +126,82 @@ async fn same_request_id_gives_the_same_job() {
         .lines()
         .filter(|l| {
             l.split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
-                .any(|w| JOB_STATES.contains(&w))
+                .any(|w| w.parse::<JobState>().is_ok())
         })
         .count();
     assert_eq!(
         job_lines, 1,
         "ferry jobs should list exactly one job: {jobs}"
+    );
+}
+
+/// A source stored in key order is read by bitmap heap scans (the planner
+/// says so); a shuffled one keeps PostgreSQL's own plan; both land exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_ordered_sources_are_read_by_bitmap_scans() {
+    let cluster = Cluster::builder().workers(2).start().await;
+    let dbs = cluster.dbs();
+    let source = dbs.source().await;
+    let target = dbs.target().await;
+    for table in ["public.items", "public.shuffled"] {
+        create_items_table(&source, table).await;
+        create_items_table(&target, table).await;
+    }
+    fill_items(&source, "public.items", 200_000).await;
+    exec(
+        &source,
+        "INSERT INTO public.shuffled SELECT * FROM public.items ORDER BY random();
+         ANALYZE public.items; ANALYZE public.shuffled",
+    )
+    .await;
+    for (table, bitmap) in [("public.items", true), ("public.shuffled", false)] {
+        let job = cluster
+            .submit(&Submit::new(format!("SELECT * FROM {table}"), table).chunk_size(20_000));
+        let state = cluster.wait_terminal(&job, Duration::from_secs(60));
+        assert_eq!(
+            state,
+            Ok(JobState::Succeeded),
+            "{table}: {}",
+            cluster.coordinator(0).log_tail(20)
+        );
+        let planned = cluster
+            .job_log(&job)
+            .into_iter()
+            .find(|l| l.contains("job planned"))
+            .expect("a `job planned` line");
+        assert_eq!(
+            planned.contains("bitmap heap scans"),
+            bitmap,
+            "{table}: bitmap scans expected: {bitmap}; {planned}"
+        );
+        dbs.assert_copied_exactly(table).await;
+    }
+}
+
+/// `ferry local` (coordinator and workers in one process, no cluster)
+/// copies the same way: exact, and SUCCEEDED in its summary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ferry_local_copies_exactly() {
+    const SMALL: u64 = 100_000;
+    let cluster = Cluster::builder().start().await;
+    let dbs = cluster.dbs();
+    dbs.prepare_items(SMALL).await;
+    let job = Submit::items()
+        .chunk_size(20_000)
+        .flag("--min-rows-for-parallel", 0);
+    let out = cluster.local(&job, 2);
+    assert!(out.success(), "ferry local failed: {out}");
+    let job = out.job_id();
+    assert!(
+        out.stderr.contains(&format!("job {job} SUCCEEDED")),
+        "ferry local's summary should say the job SUCCEEDED: {out}"
+    );
+    dbs.assert_copied_exactly(ITEMS_TABLE).await;
+    let ledger = ledger_summary(&dbs.target().await, &job).await;
+    assert_eq!(ledger.rows_written, SMALL as i64, "{ledger:?}");
+    assert_eq!(ledger.rows, ledger.distinct_chunks, "{ledger:?}");
+    assert!(
+        ledger.rows >= 2,
+        "100,000 rows in chunks of 20,000: {ledger:?}"
     );
 }

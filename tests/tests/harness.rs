@@ -1,8 +1,19 @@
-//! Smoke tests of the harness itself: real PostgreSQL and real etcd.
+//! Smoke tests of the harness itself: real PostgreSQL, real etcd, and the
+//! cluster builder's handles on real `ferry` processes.
 
+use std::time::Duration;
+
+use ferry_tests::cli::Submit;
+use ferry_tests::cli_output::JobState;
+use ferry_tests::cluster::Cluster;
 use ferry_tests::data::{create_items_table, fill_items, fill_skewed, row_count, table_checksum};
+use ferry_tests::databases::ITEMS_TABLE;
 use ferry_tests::etcd::EtcdCluster;
+use ferry_tests::log_lines::Leadership;
+use ferry_tests::net::port_open;
 use ferry_tests::postgres::PgCluster;
+
+const WAIT: Duration = Duration::from_secs(30);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_cluster_starts_restarts_and_keeps_data() {
@@ -112,11 +123,92 @@ fn etcd_three_members_survive_losing_one() {
     for i in 0..3 {
         assert!(etcd.is_healthy(i), "member {i} healthy");
     }
-    etcd.kill(2);
-    assert!(!etcd.is_healthy(2), "a killed member does not answer");
+    etcd.member(2).kill();
+    assert!(
+        !etcd.member(2).is_healthy(),
+        "a killed member does not answer"
+    );
     // Two of three keep quorum.
     etcd.wait_healthy(0);
     etcd.wait_healthy(1);
-    etcd.restart(2);
-    assert!(etcd.is_healthy(2), "member 2 rejoins after a restart");
+    etcd.member(2).restart();
+    assert!(
+        etcd.member(2).is_healthy(),
+        "member 2 rejoins after a restart"
+    );
+    etcd.member(1).freeze();
+    assert!(
+        !etcd.member(1).is_healthy(),
+        "a frozen member does not answer"
+    );
+    etcd.member(1).thaw();
+    etcd.wait_healthy(1);
+}
+
+/// Every handle of a cluster without etcd: a worker frozen, thawed,
+/// terminated (SIGTERM: it exits cleanly) and restarted as a new process; the
+/// coordinator killed and restarted on its port; a worker added mid-test;
+/// and the CLI verbs still copy a job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_handles_break_and_restart_real_processes() {
+    let mut cluster = Cluster::builder().workers(1).start().await;
+    cluster.dbs().prepare_items(1_000).await;
+    assert_eq!(cluster.leader(), Some(0));
+    let w = cluster.worker(0);
+    assert_eq!(w.ids().len(), 1, "registered once: {}", w.log_tail(10));
+
+    w.freeze();
+    assert!(w.is_running(), "a frozen worker still runs");
+    w.thaw();
+    w.terminate();
+    let status = w
+        .wait_exit(WAIT)
+        .unwrap_or_else(|| panic!("SIGTERM did not stop the worker: {}", w.log_tail(20)));
+    assert!(
+        status.success(),
+        "a terminated worker exits cleanly: {status}"
+    );
+    let old_pid = w.pid();
+    cluster.worker_mut(0).restart();
+    let w = cluster.worker(0);
+    assert_eq!(w.lives(), 2);
+    assert_ne!(w.pid(), old_pid, "a restart is a new process");
+    w.wait_registered(WAIT);
+    assert_eq!(w.logs().len(), 2, "both lives' logs are kept");
+
+    let port = cluster.coordinator(0).port();
+    cluster.coordinator(0).kill();
+    assert!(!cluster.coordinator(0).is_running());
+    assert_eq!(cluster.leader(), None, "a killed coordinator does not lead");
+    cluster.coordinator_mut(0).restart();
+    assert!(port_open(port), "the coordinator comes back on its port");
+    assert_eq!(cluster.leader(), Some(0));
+
+    let added = cluster.add_worker();
+    cluster.worker(added).wait_registered(WAIT);
+    let out = cluster.submit_watch(&Submit::items().chunk_size(200));
+    assert!(out.success(), "{out}");
+    assert_eq!(cluster.state(&out.job_id()), Ok(JobState::Succeeded));
+    cluster.dbs().assert_copied_exactly(ITEMS_TABLE).await;
+}
+
+/// With etcd, c0 leads and c1 follows after start; killing c0 hands the
+/// lead to c1, and a restarted c0 follows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_with_etcd_tracks_the_leader() {
+    let mut cluster = Cluster::builder().etcd(1).coordinators(2).start().await;
+    assert_eq!(cluster.leader(), Some(0));
+    assert_eq!(
+        cluster.coordinator(1).leadership(),
+        Some(Leadership::Follower)
+    );
+    cluster.coordinator(0).kill();
+    assert_eq!(cluster.wait_leader(Duration::from_secs(60)), 1);
+    cluster.coordinator_mut(0).restart();
+    cluster.coordinator(0).expect_line(
+        |l| Leadership::of_line(l) == Some(Leadership::Follower),
+        WAIT,
+        "that it follows",
+    );
+    assert_eq!(cluster.leader(), Some(1));
 }

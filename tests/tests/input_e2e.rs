@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
+use ferry_tests::cli::{run_cli_until, CliOutput, Submit};
+use ferry_tests::cluster::Cluster;
 use ferry_tests::data::row_count;
-use ferry_tests::ferry::{run_cli_until, start_coordinator, start_worker, CliOutput, FerryProcess};
-use ferry_tests::job::submit_args;
-use ferry_tests::scenario::{Databases, ITEMS_QUERY, ITEMS_TABLE};
+use ferry_tests::databases::{ITEMS_QUERY, ITEMS_TABLE};
 
 /// A failing job may retry transient errors (an unreachable database) with
 /// backoff before giving up; permanent ones should fail at once.
@@ -100,26 +100,17 @@ fn mentions_any(out: &CliOutput, needles: &[&str]) -> bool {
 }
 
 /// Runs one case; returns what went wrong, if anything.
-async fn run_case(
-    case: &Case,
-    dbs: &Databases,
-    coordinator: &FerryProcess,
-    url: &str,
-    env: &[(String, String)],
-) -> Vec<String> {
+async fn run_case(case: &Case, cluster: &Cluster) -> Vec<String> {
     let mut problems = Vec::new();
+    let coordinator = cluster.coordinator(0);
     let log_before = coordinator.log().len();
-    let mut extra = case.extra.to_vec();
-    extra.push("--watch");
-    let mut args = submit_args(url, case.query, case.table, &extra);
-    let source = args
-        .iter()
-        .position(|a| a == "--source")
-        .expect("submit_args has --source")
-        + 1;
-    args[source] = case.source.to_string();
+    let args = Submit::new(case.query, case.table)
+        .source(case.source)
+        .args(case.extra)
+        .args(&["--watch"])
+        .submit_args(cluster.urls());
 
-    let out = run_cli_until(&args, env, CASE_TIMEOUT);
+    let out = cluster.cli_until(&args, CASE_TIMEOUT);
     // Shown with --nocapture, or for a failing test.
     eprintln!("[{}] {out}\n", case.name);
     if out.all().contains(SECRET) {
@@ -136,7 +127,7 @@ async fn run_case(
             case.mentions
         ));
     }
-    let landed = row_count(&dbs.target().await, ITEMS_TABLE).await;
+    let landed = row_count(&cluster.dbs().target().await, ITEMS_TABLE).await;
     if landed != 0 {
         problems.push(format!("{landed} rows landed in the target"));
     }
@@ -157,27 +148,33 @@ async fn run_case(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_fails_with_a_clear_message_and_copies_nothing() {
-    let dbs = Databases::one_cluster().await;
-    dbs.prepare_items(1_000).await;
     // Passwords in connection URLs must never reach logs or messages. The
     // test cluster trusts every local connection, so the password is ignored.
-    let mut env: Vec<(String, String)> = dbs
-        .conn_env()
-        .into_iter()
-        .map(|(k, v)| (k, v.replace("postgres@", &format!("postgres:{SECRET}@"))))
-        .collect();
-    env.push((
-        "FERRY_CONN_DOWN".into(),
-        format!("postgres://postgres:{SECRET}@127.0.0.1:1/x"),
-    ));
-    let (coordinator, url) = start_coordinator(&[], &env);
-    let worker = start_worker(&url, 2, &env);
+    let cluster = Cluster::builder()
+        .connection_password(SECRET)
+        .env(
+            "FERRY_CONN_DOWN",
+            format!("postgres://postgres:{SECRET}@127.0.0.1:1/x"),
+        )
+        .workers(1)
+        .start()
+        .await;
+    cluster.dbs().prepare_items(1_000).await;
+    assert!(
+        cluster.env().iter().any(|(_, v)| v.contains(SECRET)),
+        "the connection URLs should carry the password: {:?}",
+        cluster.env()
+    );
 
     let mut problems = Vec::new();
     for case in CASES {
-        problems.extend(run_case(case, &dbs, &coordinator, &url, &env).await);
+        problems.extend(run_case(case, &cluster).await);
     }
-    for process in [&coordinator, &worker] {
+    let processes = [
+        cluster.coordinator(0).process(),
+        cluster.worker(0).process(),
+    ];
+    for process in processes {
         if let Some(line) = process.log().lines().find(|l| l.contains(SECRET)) {
             problems.push(format!("{} logged a password: {line}", process.name()));
         }

@@ -1,4 +1,4 @@
-//! Issue 5, rejected rows: a million rows of which 50 break a CHECK on the
+//! Rejected rows: a million rows of which 50 break a CHECK on the
 //! target and 30 are too long for a `varchar(10)`. The job succeeds with the
 //! 999,920 good rows landed, the 80 bad ones in `ferry.rejects` with their
 //! keys and the database's messages, the counts in the guide's chunk lines,
@@ -8,13 +8,17 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use ferry_tests::cli::Submit;
+use ferry_tests::cli_output::JobState;
+use ferry_tests::cluster::Cluster;
 use ferry_tests::data::{create_items_table, fill_items, row_count};
-use ferry_tests::issue5::{exec, parse_chunk_completed, parse_rejects, query_i64, Ferry};
-use ferry_tests::job::{job_state, job_verb, ledger_summary, parse_start_line, CLI_TIMEOUT};
-use ferry_tests::scenario::{Databases, ITEMS_QUERY};
+use ferry_tests::databases::{Databases, DST_DB, ITEMS_QUERY};
+use ferry_tests::ledger::{ledger_summary, rejects_count};
+use ferry_tests::log_lines::{parse_start_line, ChunkCompleted, JOB_COMPLETE, JOB_FAILED};
+use ferry_tests::sql::{exec, wait_no_open_ferry_transactions};
 
 const ROWS: u64 = 1_000_000;
-const CHUNK_SIZE: &str = "50000";
+const CHUNK_SIZE: u64 = 50_000;
 
 /// The `items` columns with a named CHECK on `amount` and `status varchar(10)`.
 const TARGET_COLUMNS: &str = "id bigint primary key, \
@@ -80,18 +84,19 @@ async fn prepare(dbs: &Databases) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_rows_are_rejected_and_the_rest_lands() {
-    let dbs = Databases::one_cluster().await;
-    prepare(&dbs).await;
-    let ferry = Ferry::start(&dbs, &[], 2, 2);
+    let cluster = Cluster::builder().workers(2).start().await;
+    let dbs = cluster.dbs();
+    prepare(dbs).await;
 
-    let out = ferry.submit_watch(ITEMS_QUERY, "public.items", &["--chunk-size", CHUNK_SIZE]);
+    let out =
+        cluster.submit_watch(&Submit::new(ITEMS_QUERY, "public.items").chunk_size(CHUNK_SIZE));
     assert!(
         out.success(),
         "a job with 80 bad rows and no limit must succeed: {out}\ncoordinator log:\n{}",
-        ferry.coordinator.log_tail(40)
+        cluster.coordinator(0).log_tail(40)
     );
-    let job = out.last_line().expect("job id").to_string();
-    assert_eq!(job_state(&ferry.url, &job).as_deref(), Ok("SUCCEEDED"));
+    let job = out.job_id();
+    assert_eq!(cluster.state(&job), Ok(JobState::Succeeded));
 
     let target = dbs.target().await;
     let check: BTreeSet<String> = check_keys().iter().map(i64::to_string).collect();
@@ -175,7 +180,7 @@ async fn bad_rows_are_rejected_and_the_rest_lands() {
 
     // The ledger counts them per chunk.
     let ledger = ledger_summary(&target, &job).await;
-    let (_, chunks) = parse_start_line(&ferry.coordinator.log()).expect("start line");
+    let (_, chunks) = parse_start_line(&cluster.coordinator(0).log()).expect("start line");
     assert_eq!(ledger.rows, chunks as i64, "{ledger:?}");
     assert_eq!(ledger.distinct_chunks, chunks as i64, "{ledger:?}");
     assert_eq!(ledger.rows_written, 999_920, "{ledger:?}");
@@ -196,10 +201,10 @@ async fn bad_rows_are_rejected_and_the_rest_lands() {
     );
 
     // The guide's lines: per-chunk failed counts and the closing totals.
-    let log = ferry.job_log(&job);
-    let chunk_lines: Vec<(u32, u64, u64, u64)> = log
+    let log = cluster.job_log(&job);
+    let chunk_lines: Vec<ChunkCompleted> = log
         .iter()
-        .filter_map(|l| parse_chunk_completed(l))
+        .filter_map(|l| ChunkCompleted::parse(l))
         .collect();
     assert_eq!(
         chunk_lines.len() as u64,
@@ -208,14 +213,15 @@ async fn bad_rows_are_rejected_and_the_rest_lands() {
         log.join("\n")
     );
     let mut logged_failed: BTreeMap<i32, i64> = BTreeMap::new();
-    for (chunk, rows, ok, failed) in &chunk_lines {
+    for c in &chunk_lines {
         assert_eq!(
-            rows,
-            &(ok + failed),
-            "chunk {chunk}: rows = successful + failed"
+            c.rows,
+            c.successful + c.failed,
+            "chunk {}: rows = successful + failed",
+            c.chunk
         );
-        if *failed > 0 {
-            logged_failed.insert(*chunk as i32, *failed as i64);
+        if c.failed > 0 {
+            logged_failed.insert(c.chunk as i32, c.failed as i64);
         }
     }
     assert_eq!(
@@ -224,10 +230,13 @@ async fn bad_rows_are_rejected_and_the_rest_lands() {
         "the chunk lines' failed counts differ from ferry.rejects:\n{}",
         log.join("\n")
     );
-    assert_eq!(chunk_lines.iter().map(|c| c.2).sum::<u64>(), 999_920);
+    assert_eq!(
+        chunk_lines.iter().map(|c| c.successful).sum::<u64>(),
+        999_920
+    );
     let complete = log
         .iter()
-        .find(|l| l.contains("Parallel processing complete:"))
+        .find(|l| l.contains(&format!("{JOB_COMPLETE}:")))
         .unwrap_or_else(|| panic!("no completion line:\n{}", log.join("\n")));
     assert!(
         complete.contains("1,000,000 rows processed (999,920 successful, 80 failed)"),
@@ -235,19 +244,20 @@ async fn bad_rows_are_rejected_and_the_rest_lands() {
     );
 
     // ferry status and ferry rejects say the same.
-    let status = job_verb("status", &ferry.url, &job, CLI_TIMEOUT);
-    assert!(
-        status.stdout.contains("999920 rows written, 80 rejected"),
-        "ferry status should count the rejects: {status}"
+    let status = cluster.status(&job);
+    assert_eq!(
+        (status.rows_written, status.rows_rejected),
+        (999_920, 80),
+        "ferry status should count the rejects: {status:?}"
     );
-    let listed = ferry.verb("rejects", &job, &["--limit", "100"], CLI_TIMEOUT);
-    assert!(listed.success(), "{listed}");
-    let (total, lines) = parse_rejects(&listed.stdout);
-    assert_eq!(total, 80, "{listed}");
-    assert_eq!(lines.len(), 80, "{listed}");
-    let listed_keys: BTreeSet<String> = lines.iter().map(|l| l.key.clone()).collect();
-    assert_eq!(listed_keys, bad, "ferry rejects lists other keys: {listed}");
-    for l in &lines {
+    let listed = cluster.rejects(&job, 100);
+    let out = &listed.output;
+    assert_eq!(listed.total, 80, "{out}");
+    assert_eq!(listed.rows.len(), 80, "{out}");
+    assert_eq!(listed.more, None, "{out}");
+    let listed_keys: BTreeSet<String> = listed.rows.iter().map(|l| l.key.clone()).collect();
+    assert_eq!(listed_keys, bad, "ferry rejects lists other keys: {out}");
+    for l in &listed.rows {
         let want = if check.contains(&l.key) {
             "23514"
         } else {
@@ -274,60 +284,61 @@ async fn bad_rows_are_rejected_and_the_rest_lands() {
             l.chunk
         );
     }
-    let short = ferry.verb("rejects", &job, &["--limit", "5"], CLI_TIMEOUT);
-    let (total, lines) = parse_rejects(&short.stdout);
-    assert_eq!((total, lines.len()), (80, 5), "--limit 5: {short}");
-    assert!(
-        short.stdout.contains("75 more"),
-        "--limit 5 should say what it left out: {short}"
+    let short = cluster.rejects(&job, 5);
+    assert_eq!(
+        (short.total, short.rows.len()),
+        (80, 5),
+        "--limit 5: {}",
+        short.output
+    );
+    assert_eq!(
+        short.more,
+        Some(75),
+        "--limit 5 should say what it left out: {}",
+        short.output
     );
 }
 
 /// Waits until no ferry session on the target is inside a transaction, so a
 /// failed job's chunks in flight have rolled back (or committed) for good.
 async fn settle(target: &tokio_postgres::Client) {
-    let sql = "SELECT count(*) FROM pg_stat_activity \
-               WHERE datname = 'dst' AND application_name LIKE 'ferry:%' AND xact_start IS NOT NULL";
-    for _ in 0..40 {
-        if query_i64(target, sql).await == 0 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    panic!("ferry sessions still in a transaction on the target 10 s after the job failed");
+    let open = wait_no_open_ferry_transactions(target, DST_DB, Duration::from_secs(10)).await;
+    assert_eq!(
+        open, 0,
+        "ferry sessions still in a transaction on the target 10 s after the job failed"
+    );
 }
 
 /// Runs the bad data into `table` with `limit_flag value`: the job must fail,
 /// say which limit it passed, and leave in the target exactly what its ledger says.
 async fn assert_limit_fails(
-    dbs: &Databases,
-    ferry: &Ferry,
+    cluster: &Cluster,
     table: &str,
     limit_flag: &str,
     value: &str,
     word: &str,
 ) {
-    let out = ferry.submit_watch(
-        ITEMS_QUERY,
-        table,
-        &["--chunk-size", CHUNK_SIZE, limit_flag, value],
+    let out = cluster.submit_watch(
+        &Submit::new(ITEMS_QUERY, table)
+            .chunk_size(CHUNK_SIZE)
+            .flag(limit_flag, value),
     );
     assert!(
         !out.success(),
         "{limit_flag} {value} with 80 bad rows must fail the job: {out}"
     );
-    let job = out.last_line().expect("job id").to_string();
+    let job = out.job_id();
     assert!(
         out.stderr.contains(&format!("job {job} FAILED")) && out.stderr.contains(word),
         "the failure should say `{word}`: {out}"
     );
-    assert_eq!(job_state(&ferry.url, &job).as_deref(), Ok("FAILED"));
-    let status = job_verb("status", &ferry.url, &job, CLI_TIMEOUT);
+    assert_eq!(cluster.state(&job), Ok(JobState::Failed));
+    let status = cluster.status(&job);
     assert!(
-        status.stdout.contains("error:") && status.stdout.contains(word),
-        "ferry status should carry the reason `{word}`: {status}"
+        status.error.as_deref().is_some_and(|e| e.contains(word)),
+        "ferry status should carry the reason `{word}`: {status:?}"
     );
-    let target = dbs.target().await;
+    let target = cluster.dbs().target().await;
     settle(&target).await;
     let ledger = ledger_summary(&target, &job).await;
     assert!(
@@ -343,22 +354,15 @@ async fn assert_limit_fails(
         ledger.rows_written,
         "{table} holds other rows than the ledger of failed job {job} says ({ledger:?})"
     );
-    let rejects = target
-        .query_one(
-            "SELECT count(*) FROM ferry.rejects WHERE job_id = $1",
-            &[&job],
-        )
-        .await
-        .expect("count rejects")
-        .get::<_, i64>(0);
+    let rejects = rejects_count(&target, &job).await;
     assert_eq!(
         rejects, ledger.rows_rejected,
         "rejects table vs ledger for job {job}"
     );
-    let log = ferry.job_log(&job);
+    let log = cluster.job_log(&job);
     assert!(
         log.iter()
-            .any(|l| l.contains("Parallel processing failed") && l.contains(word)),
+            .any(|l| l.contains(JOB_FAILED) && l.contains(word)),
         "the coordinator should log why the job failed:\n{}",
         log.join("\n")
     );
@@ -366,12 +370,10 @@ async fn assert_limit_fails(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rejects_past_the_job_limits_fail_the_job() {
-    let dbs = Databases::one_cluster().await;
-    prepare(&dbs).await;
-    let ferry = Ferry::start(&dbs, &[], 2, 2);
+    let cluster = Cluster::builder().workers(2).start().await;
+    prepare(cluster.dbs()).await;
     assert_limit_fails(
-        &dbs,
-        &ferry,
+        &cluster,
         "public.items_rows_limit",
         "--max-failed-rows",
         "10",
@@ -380,8 +382,7 @@ async fn rejects_past_the_job_limits_fail_the_job() {
     .await;
     // 10 of 1,000,000 rows.
     assert_limit_fails(
-        &dbs,
-        &ferry,
+        &cluster,
         "public.items_ratio_limit",
         "--max-failed-ratio",
         "0.00001",

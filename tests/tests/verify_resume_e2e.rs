@@ -1,37 +1,20 @@
-//! Issue 5, verification and resume: `ferry verify` finds exactly the chunks
+//! Verification and resume: `ferry verify` finds exactly the chunks
 //! whose target rows were deleted or altered, `ferry repair` copies only those
 //! again; a job failed by a target outage resumes after the target is back
 //! and ends exact, with no chunk copied twice.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use ferry_tests::data::{create_items_table, fill_items, row_count, ITEMS_COLUMNS};
-use ferry_tests::ferry::CliOutput;
-use ferry_tests::issue5::{exec, parse_verify, query_i64, slow_inserts, Ferry, LONG_CLI_TIMEOUT};
-use ferry_tests::job::{
-    is_chunk_completed_line, job_state, job_verb, ledger_summary, parse_start_line, wait_for_state,
-    CLI_TIMEOUT, TERMINAL_STATES,
+use ferry_tests::cli::{CliOutput, Submit};
+use ferry_tests::cli_output::JobState;
+use ferry_tests::cluster::Cluster;
+use ferry_tests::data::{
+    create_items_table, create_items_table_without_key, fill_items, row_count, slow_down_inserts,
 };
-use ferry_tests::scenario::{Databases, ITEMS_QUERY, ITEMS_TABLE};
-
-/// `(attempt, fencing_token, committed_at as text)` per chunk in the ledger.
-async fn ledger_rows(
-    target: &tokio_postgres::Client,
-    job: &str,
-) -> BTreeMap<i32, (i32, i64, String, i64)> {
-    target
-        .query(
-            "SELECT chunk_no, attempt, fencing_token, committed_at::text, rows_written \
-             FROM ferry.ledger WHERE job_id = $1",
-            &[&job],
-        )
-        .await
-        .expect("read ferry.ledger")
-        .iter()
-        .map(|r| (r.get(0), (r.get(1), r.get(2), r.get(3), r.get(4))))
-        .collect()
-}
+use ferry_tests::databases::{Pg, ITEMS_TABLE};
+use ferry_tests::ledger::{ledger_rows, ledger_summary};
+use ferry_tests::log_lines::{is_chunk_completed_line, parse_start_line};
+use ferry_tests::sql::query_i64;
 
 /// `ferry repair` / `ferry resume` followed the job to SUCCEEDED: it exited
 /// 0, printed the job id last (the state may precede it on that line) and its
@@ -52,31 +35,29 @@ fn assert_reran_to_success(out: &CliOutput, job: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_names_changed_chunks_and_repair_fixes_only_them() {
     const ROWS: u64 = 200_000;
-    let dbs = Databases::one_cluster().await;
+    let cluster = Cluster::builder().workers(2).start().await;
+    let dbs = cluster.dbs();
     dbs.prepare_items(ROWS).await;
-    let ferry = Ferry::start(&dbs, &[], 2, 2);
 
-    let out = ferry.submit_watch(ITEMS_QUERY, ITEMS_TABLE, &["--chunk-size", "20000"]);
+    let out = cluster.submit_watch(&Submit::items().chunk_size(20_000));
     assert!(out.success(), "{out}");
-    let job = out.last_line().expect("job id").to_string();
+    let job = out.job_id();
     dbs.assert_copied_exactly(ITEMS_TABLE).await;
-    let (_, chunks) = parse_start_line(&ferry.coordinator.log()).expect("start line");
+    let (_, chunks) = parse_start_line(&cluster.coordinator(0).log()).expect("start line");
     assert!(
         chunks >= 5,
         "200,000 rows in chunks of 20,000 planned {chunks} chunks"
     );
 
     // A clean copy verifies clean.
-    let clean = ferry.verb("verify", &job, &[], LONG_CLI_TIMEOUT);
+    let clean = cluster.verify(&job);
     assert!(
-        clean.success(),
-        "verify after a clean copy must exit 0: {clean}"
+        clean.output.success(),
+        "verify after a clean copy must exit 0: {}",
+        clean.output
     );
-    assert!(
-        clean.stdout.contains(&format!("all {chunks} chunks match")),
-        "{clean}"
-    );
-    assert!(parse_verify(&clean.stdout).is_empty(), "{clean}");
+    assert_eq!(clean.all_match, Some(chunks), "{}", clean.output);
+    assert!(clean.diffs.is_empty(), "{}", clean.output);
 
     // Delete 10 rows in one chunk's range, alter one value in another's.
     let target = dbs.target().await;
@@ -95,13 +76,14 @@ async fn verify_names_changed_chunks_and_repair_fixes_only_them() {
     assert_eq!(altered, 1);
     let before_repair = ledger_rows(&target, &job).await;
 
-    let dirty = ferry.verb("verify", &job, &[], LONG_CLI_TIMEOUT);
+    let verified = cluster.verify(&job);
+    let dirty = &verified.output;
     assert_eq!(
         dirty.status.code(),
         Some(1),
         "verify must exit 1 when chunks differ: {dirty}"
     );
-    let diffs = parse_verify(&dirty.stdout);
+    let diffs = &verified.diffs;
     assert_eq!(
         diffs.len(),
         2,
@@ -138,31 +120,27 @@ async fn verify_names_changed_chunks_and_repair_fixes_only_them() {
         let written = before_repair
             .get(&(d.chunk as i32))
             .unwrap_or_else(|| panic!("chunk {} is not in the ledger", d.chunk))
-            .3;
+            .rows_written;
         assert_eq!(
             written as u64, d.source_rows,
             "ledger rows_written of chunk {} vs verify's source count: {d:?}",
             d.chunk
         );
     }
-    assert!(
-        dirty
-            .stdout
-            .contains(&format!("2 of {chunks} chunks differ")),
-        "{dirty}"
-    );
+    assert_eq!(verified.differ, Some((2, chunks)), "{dirty}");
+    assert_eq!(verified.all_match, None, "{dirty}");
 
     // Repair copies those two chunks again, and only them.
-    let repair = ferry.verb("repair", &job, &[], LONG_CLI_TIMEOUT);
+    let repair = cluster.repair(&job);
     assert!(repair.success(), "repair must exit 0: {repair}");
     assert_reran_to_success(&repair, &job);
     assert!(
-        ferry
+        cluster
             .job_log(&job)
             .iter()
             .any(|l| l.contains("job repair: running 2 chunks again")),
         "the coordinator should log a repair of 2 chunks:\n{}",
-        ferry.coordinator.log_tail(30)
+        cluster.coordinator(0).log_tail(30)
     );
     let after_repair = ledger_rows(&target, &job).await;
     assert_eq!(after_repair.len() as u64, chunks, "{after_repair:?}");
@@ -179,76 +157,70 @@ async fn verify_names_changed_chunks_and_repair_fixes_only_them() {
         }
     }
 
-    let again = ferry.verb("verify", &job, &[], LONG_CLI_TIMEOUT);
-    assert!(again.success(), "verify after repair must exit 0: {again}");
+    let again = cluster.verify(&job);
     assert!(
-        again.stdout.contains(&format!("all {chunks} chunks match")),
-        "{again}"
+        again.output.success(),
+        "verify after repair must exit 0: {}",
+        again.output
     );
+    assert_eq!(again.all_match, Some(chunks), "{}", again.output);
     dbs.assert_copied_exactly(ITEMS_TABLE).await;
     let ledger = ledger_summary(&target, &job).await;
     assert_eq!(ledger.rows_written, ROWS as i64, "{ledger:?}");
-    assert_eq!(job_state(&ferry.url, &job).as_deref(), Ok("SUCCEEDED"));
+    assert_eq!(cluster.state(&job), Ok(JobState::Succeeded));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_after_target_outage_lands_every_chunk_once() {
     const ROWS: u64 = 400_000;
-    let dbs = Databases::two_clusters().await;
+    let cluster = Cluster::builder()
+        .postgres(Pg::TwoClusters)
+        .workers(1)
+        .start()
+        .await;
+    let dbs = cluster.dbs();
     let source = dbs.source().await;
     create_items_table(&source, "public.items").await;
     fill_items(&source, "public.items", ROWS).await;
     let target = dbs.target().await;
     // No primary key on the target: a chunk landing twice leaves duplicates.
-    exec(
-        &target,
-        &format!(
-            "CREATE TABLE public.items ({})",
-            ITEMS_COLUMNS.replace(" primary key", "")
-        ),
-    )
-    .await;
-    slow_inserts(&target, "public.items", 400).await;
+    create_items_table_without_key(&target, "public.items").await;
+    slow_down_inserts(&target, "public.items", 400).await;
     drop(target);
 
-    let ferry = Ferry::start(&dbs, &[], 1, 2);
-    let job = ferry.submit(
-        ITEMS_QUERY,
-        ITEMS_TABLE,
-        &[
-            "--chunk-size",
-            "20000",
-            "--key",
-            "id",
-            "--max-retries",
-            "1",
-            "--retry-initial-delay-ms",
-            "200",
-            "--retry-max-delay-ms",
-            "500",
-        ],
+    let job = cluster.submit(&Submit::items().chunk_size(20_000).args(&[
+        "--key",
+        "id",
+        "--max-retries",
+        "1",
+        "--retry-initial-delay-ms",
+        "200",
+        "--retry-max-delay-ms",
+        "500",
+    ]));
+    let coordinator = cluster.coordinator(0);
+    coordinator.expect_line(
+        is_chunk_completed_line,
+        Duration::from_secs(60),
+        "a completed chunk",
     );
-    ferry
-        .coordinator
-        .wait_for_line(is_chunk_completed_line, Duration::from_secs(60))
-        .unwrap_or_else(|| panic!("no chunk completed: {}", ferry.coordinator.log_tail(30)));
     dbs.target_cluster().stop();
-    let state = wait_for_state(&ferry.url, &job, &TERMINAL_STATES, Duration::from_secs(60));
+    let state = cluster.wait_terminal(&job, Duration::from_secs(60));
     assert_eq!(
         state,
-        "FAILED",
+        Ok(JobState::Failed),
         "with the target down the job must fail; coordinator log:\n{}",
-        ferry.coordinator.log_tail(30)
+        coordinator.log_tail(30)
     );
-    let status = job_verb("status", &ferry.url, &job, CLI_TIMEOUT);
+    let status = cluster.status(&job);
     assert!(
-        status.stdout.contains("error:"),
-        "a failed job says why: {status}"
+        status.error.as_deref().is_some_and(|e| !e.is_empty()),
+        "a failed job says why: {status:?}"
     );
 
     dbs.target_cluster().start_again();
     let target = dbs.target().await;
-    let (_, chunks) = parse_start_line(&ferry.coordinator.log()).expect("start line");
+    let (_, chunks) = parse_start_line(&coordinator.log()).expect("start line");
     let before = ledger_summary(&target, &job).await;
     let before_rows = ledger_rows(&target, &job).await;
     assert!(
@@ -262,15 +234,15 @@ async fn resume_after_target_outage_lands_every_chunk_once() {
         "before resume the target holds exactly the landed chunks ({before:?})"
     );
 
-    let resume = ferry.verb("resume", &job, &[], LONG_CLI_TIMEOUT);
+    let resume = cluster.resume(&job);
     assert!(
         resume.success(),
         "resume must exit 0 once the target is back: {resume}\ncoordinator log:\n{}",
-        ferry.coordinator.log_tail(30)
+        coordinator.log_tail(30)
     );
     assert_reran_to_success(&resume, &job);
-    assert_eq!(job_state(&ferry.url, &job).as_deref(), Ok("SUCCEEDED"));
-    let rerun: u64 = ferry
+    assert_eq!(cluster.state(&job), Ok(JobState::Succeeded));
+    let rerun: u64 = cluster
         .job_log(&job)
         .iter()
         .find_map(|l| {

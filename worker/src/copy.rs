@@ -1,28 +1,29 @@
-//! The chunk executor (the guide's ChunkProcessor): streams binary COPY out of
-//! the source straight into binary COPY into the target, in bounded buffers,
-//! inside the transaction that claimed the chunk's ledger row.
+//! The chunk executor (the guide's ChunkProcessor): claims the chunk's ledger
+//! row in the target, reads the chunk from the source in a read-only
+//! transaction, streams it into the target, isolates refused rows, and
+//! commits unless the coordinator says stop. Every statement comes from the
+//! connector, built from the chunk's typed assignment.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
-use ferry_common::errors::{classify_pg, DbFailure, ErrorClass};
-use ferry_common::proto::{ChunkAssignment, WriteMode};
-use futures::{FutureExt, SinkExt, StreamExt};
+use ferry_common::errors::{DbFailure, ErrorClass};
+use ferry_common::proto::{ChunkAssignment, ChunkBounds, ChunkRef, TableRef, WriteMode};
+use ferry_connectors::postgres::copy::{
+    begin_read, end_read, pass_through, rewind_read, CopyControl, CopyStop,
+};
+use ferry_connectors::postgres::ledger::{Attempt, Claim};
+use ferry_connectors::postgres::select::ChunkSelect;
+use ferry_connectors::postgres::session::exec;
+use ferry_connectors::postgres::{modes, rejects};
 use tokio_postgres::Client;
+use tokio_util::sync::CancellationToken;
 
 use crate::fault::Faults;
 use crate::held::ChunkHandle;
-use crate::ledger::{self, Claim};
 use crate::pool::Pool;
-use crate::rejects;
-use crate::rowcount::TupleCounter;
 use crate::session::Session;
-
-/// Bytes gathered before one send to the target; memory per chunk in flight
-/// is bounded by this, not by the chunk's row count.
-pub const SEND_BUFFER: usize = 256 * 1024;
 
 /// How a chunk attempt ended.
 #[derive(Debug)]
@@ -57,29 +58,99 @@ pub struct ChunkContext {
     pub faults: Faults,
 }
 
-enum Stop {
-    Db(DbFailure),
-    Abort(String),
+/// The parts of an assignment every attempt needs, checked once.
+struct Chunk<'a> {
+    r: &'a ChunkRef,
+    table: &'a TableRef,
+    bounds: ChunkBounds,
+    columns: Vec<&'a str>,
 }
 
-impl From<DbFailure> for Stop {
-    fn from(f: DbFailure) -> Self {
-        Stop::Db(f)
+impl<'a> Chunk<'a> {
+    fn of(a: &'a ChunkAssignment) -> Result<Self, DbFailure> {
+        let incomplete = |what: &str| {
+            DbFailure::permanent(format!(
+                "the coordinator sent a chunk without {what}: the coordinator and this worker are of different versions"
+            ))
+        };
+        let r = a.chunk.as_ref().ok_or_else(|| incomplete("its id"))?;
+        let table = a
+            .table
+            .as_ref()
+            .ok_or_else(|| incomplete("a target table"))?;
+        if a.columns.is_empty() || a.query.is_empty() {
+            return Err(incomplete("its query and columns"));
+        }
+        Ok(Self {
+            r,
+            table,
+            bounds: a.bounds.clone().unwrap_or_else(ChunkBounds::all),
+            columns: a.columns.iter().map(|c| c.target.as_str()).collect(),
+        })
+    }
+
+    fn select(&self, a: &'a ChunkAssignment) -> ChunkSelect<'_> {
+        ChunkSelect {
+            query: &a.query,
+            columns: &a.columns,
+            key: &a.key,
+            bounds: &self.bounds,
+        }
     }
 }
 
-fn pg(e: tokio_postgres::Error) -> Stop {
-    Stop::Db(classify_pg(&e))
+/// The fence and progress of one attempt, as the copy sees them.
+struct Control<'a> {
+    ctx: &'a ChunkContext,
+    handle: &'a ChunkHandle,
+}
+
+impl CopyControl for Control<'_> {
+    fn check(&self) -> Result<(), String> {
+        check_fence(self.ctx, self.handle)
+    }
+
+    fn cancel(&self) -> &CancellationToken {
+        &self.handle.cancel
+    }
+
+    fn progress(&self, rows: u64) {
+        self.handle.rows.store(rows, Ordering::Relaxed);
+        self.ctx.faults.mid_copy(&self.handle.chunk);
+    }
+}
+
+fn check_fence(ctx: &ChunkContext, handle: &ChunkHandle) -> Result<(), String> {
+    if handle.cancel.is_cancelled() {
+        return Err("the coordinator asked to stop (job cancelled or chunk leased again)".into());
+    }
+    if !ctx.session.held.lease_valid(Instant::now()) {
+        return Err("no heartbeat acknowledged within the lease time: self-fenced".into());
+    }
+    Ok(())
 }
 
 /// Runs one chunk attempt to its end.
 pub async fn process(ctx: &ChunkContext, a: &ChunkAssignment, handle: &ChunkHandle) -> Outcome {
-    let target = match ctx.pool.get(&a.target).await {
+    let chunk = match Chunk::of(a) {
         Ok(c) => c,
         Err(f) => return Outcome::Failed(f),
     };
     let worker_id = ctx.session.id();
-    match ledger::claim(&target, a, &worker_id).await {
+    let attempt = Attempt {
+        ledger_schema: &a.ledger_schema,
+        job_id: &chunk.r.job_id,
+        chunk_no: chunk.r.chunk_no,
+        attempt: a.attempt,
+        token: chunk.r.fencing_token,
+        worker: &worker_id,
+        repair: a.repair,
+    };
+    let target = match ctx.pool.get(&a.target).await {
+        Ok(c) => c,
+        Err(f) => return Outcome::Failed(f),
+    };
+    match attempt.claim(&target).await {
         Ok(Claim::Claimed) => {}
         Ok(Claim::AlreadyCommitted {
             rows_written,
@@ -97,16 +168,17 @@ pub async fn process(ctx: &ChunkContext, a: &ChunkAssignment, handle: &ChunkHand
         Ok(c) => c,
         Err(f) => return Outcome::Failed(f),
     };
-    let result = match source_scan(&source, a, true).await {
-        Ok(()) => stream_chunk(ctx, a, handle, &source, &target).await,
-        Err(stop) => Err(stop),
+    let select = chunk.select(a);
+    let result = match begin_read(&source, &select, a.source_bitmap_scan).await {
+        Ok(()) => stream_chunk(ctx, a, &chunk, &attempt, handle, &source, &target).await,
+        Err(f) => Err(CopyStop::Db(f)),
     };
     match result {
         Ok((rows_written, rows_rejected)) => {
             ctx.faults.after_commit();
-            // The chunk is committed: a source that cannot take the RESET is
-            // dropped rather than pooled with the setting still on.
-            if source_scan(&source, a, false).await.is_ok() {
+            // The chunk is committed: a source that cannot end its read
+            // transaction is dropped rather than pooled.
+            if end_read(&source).await.is_ok() {
                 ctx.pool.put(&a.source, source);
             }
             ctx.pool.put(&a.target, target);
@@ -117,50 +189,15 @@ pub async fn process(ctx: &ChunkContext, a: &ChunkAssignment, handle: &ChunkHand
         }
         Err(stop) => {
             // Dropping the connections ends their sessions, which rolls the
-            // transaction back even where a ROLLBACK could not be sent.
+            // transactions back even where a ROLLBACK could not be sent.
             drop(source);
             drop(target);
             match stop {
-                Stop::Db(f) => Outcome::Failed(f),
-                Stop::Abort(why) => Outcome::Aborted(why),
+                CopyStop::Db(f) => Outcome::Failed(f),
+                CopyStop::Abort(why) => Outcome::Aborted(why),
             }
         }
     }
-}
-
-/// Turns index scans off on the source session for a chunk the planner marked
-/// for a bitmap heap scan (`on`), and back to the session default after it.
-async fn source_scan(source: &Client, a: &ChunkAssignment, on: bool) -> Result<(), Stop> {
-    if !a.source_bitmap_scan {
-        return Ok(());
-    }
-    let sql = if on {
-        "SET enable_indexscan = off"
-    } else {
-        "RESET enable_indexscan"
-    };
-    source.batch_execute(sql).await.map_err(pg)
-}
-
-fn check_fence(ctx: &ChunkContext, handle: &ChunkHandle) -> Result<(), Stop> {
-    if handle.cancel.is_cancelled() {
-        return Err(Stop::Abort(
-            "the coordinator asked to stop (job cancelled or chunk leased again)".into(),
-        ));
-    }
-    if !ctx.session.held.lease_valid(Instant::now()) {
-        return Err(Stop::Abort(
-            "no heartbeat acknowledged within the lease time: self-fenced".into(),
-        ));
-    }
-    Ok(())
-}
-
-/// The temporary table an upsert chunk loads before merging.
-const STAGE: &str = "pg_temp.ferry_stage";
-
-async fn exec(target: &Client, sql: &str) -> Result<(), Stop> {
-    target.batch_execute(sql).await.map_err(pg)
 }
 
 /// Inside the claimed transaction: (repair) delete the range, copy fast, fall
@@ -169,160 +206,86 @@ async fn exec(target: &Client, sql: &str) -> Result<(), Stop> {
 async fn stream_chunk(
     ctx: &ChunkContext,
     a: &ChunkAssignment,
+    chunk: &Chunk<'_>,
+    attempt: &Attempt<'_>,
     handle: &ChunkHandle,
     source: &Client,
     target: &Client,
-) -> Result<(u64, u64), Stop> {
-    if !a.repair_delete.is_empty() {
-        exec(
-            target,
-            &format!("DELETE FROM {} WHERE {}", a.target_table, a.repair_delete),
-        )
-        .await?;
+) -> Result<(u64, u64), CopyStop> {
+    if a.repair {
+        modes::delete_range(target, chunk.table, &a.key, &chunk.bounds).await?;
+        rejects::forget(target, &a.ledger_schema, &chunk.r.job_id, chunk.r.chunk_no).await?;
     }
     let upsert = a.mode == WriteMode::Upsert as i32;
     let load_into = if upsert {
-        exec(
-            target,
-            &format!(
-                "CREATE TEMP TABLE ferry_stage (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP",
-                a.target_table
-            ),
-        )
-        .await?;
-        STAGE.to_string()
+        modes::create_stage(target, chunk.table).await?;
+        modes::stage_table()
     } else {
-        a.target_table.clone()
+        chunk.table.clone()
     };
+    let select = chunk.select(a);
+    let control = Control { ctx, handle };
     exec(target, "SAVEPOINT ferry_chunk").await?;
-    let (copied, rejected) = match fast_copy(ctx, a, handle, source, target, &load_into).await {
+    let (copied, rejected) = match pass_through(
+        source,
+        target,
+        &select,
+        &load_into,
+        &chunk.columns,
+        &control,
+    )
+    .await
+    {
         Ok(n) => (n, Vec::new()),
-        Err(Stop::Db(f)) if f.class == ErrorClass::Data => {
+        Err(CopyStop::Db(f)) if f.class == ErrorClass::Data => {
             exec(target, "ROLLBACK TO SAVEPOINT ferry_chunk").await?;
-            let r = a.chunk.as_ref();
+            rewind_read(source).await?;
             tracing::info!(
-                job = r.map(|c| c.job_id.as_str()).unwrap_or(""),
-                chunk = r.map(|c| c.chunk_no).unwrap_or(0),
+                job = %chunk.r.job_id,
+                chunk = chunk.r.chunk_no,
                 error = %f.message,
                 "data error in chunk: isolating the rows the target refuses"
             );
-            let slow = rejects::copy_isolating(source, target, a, &load_into).await?;
+            let key_position = match a.key.as_slice() {
+                [k] => Some(k.position as usize),
+                _ => None,
+            };
+            let slow = rejects::isolate(
+                source,
+                target,
+                &select,
+                &load_into,
+                &chunk.columns,
+                key_position,
+            )
+            .await?;
             (slow.written, slow.rejected)
         }
         Err(e) => return Err(e),
     };
     let written = if upsert {
-        merge(target, a).await?
+        modes::merge_stage(target, chunk.table, &chunk.columns, &a.upsert_key).await?
     } else {
         copied
     };
-    rejects::record(target, a, &rejected).await?;
+    rejects::record(
+        target,
+        &a.ledger_schema,
+        &chunk.r.job_id,
+        chunk.r.chunk_no,
+        &rejected,
+    )
+    .await?;
     let rejected = rejected.len() as u64;
     handle.rows.store(written + rejected, Ordering::Relaxed);
-    ledger::record_counts(target, a, written, rejected).await?;
-    check_fence(ctx, handle)?;
+    attempt.record_counts(target, written, rejected).await?;
+    check_fence(ctx, handle).map_err(CopyStop::Abort)?;
     if !ctx.session.still_holds(&handle.chunk, written).await {
-        return Err(Stop::Abort(
+        return Err(CopyStop::Abort(
             "the coordinator asked to stop before the commit (job cancelled or chunk leased again)"
                 .into(),
         ));
     }
     exec(target, "COMMIT").await?;
     Ok((written, rejected))
-}
-
-/// Merges the staged rows into the target: insert, or update on the upsert key.
-async fn merge(target: &Client, a: &ChunkAssignment) -> Result<u64, Stop> {
-    let cols = a.target_columns.join(", ");
-    let keys = a.upsert_keys.join(", ");
-    let updates: Vec<String> = a
-        .target_columns
-        .iter()
-        .filter(|c| !a.upsert_keys.contains(c))
-        .map(|c| format!("{c} = EXCLUDED.{c}"))
-        .collect();
-    let action = if updates.is_empty() {
-        "DO NOTHING".to_string()
-    } else {
-        format!("DO UPDATE SET {}", updates.join(", "))
-    };
-    let sql = format!(
-        "INSERT INTO {} ({cols}) SELECT {cols} FROM {STAGE} ON CONFLICT ({keys}) {action}",
-        a.target_table
-    );
-    target.execute(sql.as_str(), &[]).await.map_err(pg)
-}
-
-/// The fast path: binary COPY out of the source straight into binary COPY
-/// into `table`, in bounded buffers.
-async fn fast_copy(
-    ctx: &ChunkContext,
-    a: &ChunkAssignment,
-    handle: &ChunkHandle,
-    source: &Client,
-    target: &Client,
-    table: &str,
-) -> Result<u64, Stop> {
-    let copy_in = format!(
-        "COPY {table} ({}) FROM STDIN (FORMAT binary)",
-        a.target_columns.join(", ")
-    );
-    let copy_out = format!("COPY ({}) TO STDOUT (FORMAT binary)", a.source_select);
-    let sink = target
-        .copy_in::<_, Bytes>(copy_in.as_str())
-        .await
-        .map_err(pg)?;
-    futures::pin_mut!(sink);
-    let stream = source.copy_out(copy_out.as_str()).await.map_err(pg)?;
-    futures::pin_mut!(stream);
-
-    let mut counter = TupleCounter::new();
-    let mut buf = BytesMut::with_capacity(SEND_BUFFER + 64 * 1024);
-    loop {
-        // Rows the source already sent are taken without arming the cancel
-        // future (a row is one message: this loop runs once per row); only
-        // when the source has nothing ready does the wait also watch cancel.
-        let next = match stream.next().now_or_never() {
-            Some(n) => Some(n),
-            None => tokio::select! {
-                biased;
-                _ = handle.cancel.cancelled() => None,
-                n = stream.next() => Some(n),
-            },
-        };
-        let Some(next) = next else {
-            return Err(Stop::Abort(
-                "the coordinator asked to stop (job cancelled or chunk leased again)".into(),
-            ));
-        };
-        match next {
-            Some(Ok(bytes)) => {
-                counter.feed(&bytes);
-                buf.extend_from_slice(&bytes);
-                if buf.len() >= SEND_BUFFER {
-                    check_fence(ctx, handle)?;
-                    handle.rows.store(counter.rows(), Ordering::Relaxed);
-                    sink.send(buf.split().freeze()).await.map_err(pg)?;
-                }
-            }
-            Some(Err(e)) => return Err(pg(e)),
-            None => break,
-        }
-    }
-    if !buf.is_empty() {
-        sink.send(buf.split().freeze()).await.map_err(pg)?;
-    }
-    let rows = sink.as_mut().finish().await.map_err(pg)?;
-    handle.rows.store(rows, Ordering::Relaxed);
-    if rows != counter.rows() {
-        return Err(Stop::Db(DbFailure {
-            class: ErrorClass::Transient,
-            sqlstate: None,
-            message: format!(
-                "target took {rows} rows but the source sent {}",
-                counter.rows()
-            ),
-        }));
-    }
-    Ok(rows)
 }

@@ -101,5 +101,7 @@ pub async fn drain(tasks: &mut JoinSet<()>, session: &Session, cfg: &DrainConfig
 }
 
 async fn join_all(tasks: &mut JoinSet<()>) {
-    while tasks.join_next().await.is_some() {}
+    while let Some(done) = tasks.join_next().await {
+        crate::log_slot_end(done);
+    }
 }

@@ -37,6 +37,7 @@ pub struct Held {
     /// Send time of the last heartbeat the coordinator acknowledged.
     last_ack: Mutex<Instant>,
     lease_ttl: Mutex<Duration>,
+    heartbeat: Mutex<Duration>,
 }
 
 impl Held {
@@ -46,6 +47,7 @@ impl Held {
             chunks: Mutex::new(HashMap::new()),
             last_ack: Mutex::new(Instant::now()),
             lease_ttl: Mutex::new(lease_ttl),
+            heartbeat: Mutex::new(lease_ttl / 3),
         })
     }
 
@@ -136,9 +138,18 @@ impl Held {
         }
     }
 
-    /// Sets the lease TTL the coordinator granted.
-    pub fn set_ttl(&self, ttl: Duration) {
+    /// Sets the lease TTL and heartbeat interval the coordinator granted.
+    pub fn set_timings(&self, ttl: Duration, heartbeat: Duration) {
         *self.lease_ttl.lock().unwrap_or_else(|p| p.into_inner()) = ttl;
+        if !heartbeat.is_zero() {
+            *self.heartbeat.lock().unwrap_or_else(|p| p.into_inner()) = heartbeat;
+        }
+    }
+
+    /// How often to heartbeat, as the coordinator said (a third of the
+    /// default lease until registered).
+    pub fn heartbeat_interval(&self) -> Duration {
+        *self.heartbeat.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The lease TTL in force.

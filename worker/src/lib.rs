@@ -7,20 +7,18 @@ pub mod copy;
 pub mod drain;
 pub mod fault;
 pub mod held;
-pub mod ledger;
 pub mod pool;
-pub mod rejects;
-pub mod rowcount;
 pub mod session;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ferry_common::client::{is_failover_status, AddressError, Coordinators};
 use ferry_common::connections::ConnectionRegistry;
 use ferry_common::errors::{DbFailure, ErrorClass};
 use ferry_common::proto::{AcquireChunkRequest, ChunkAssignment, ErrorClass as ProtoClass};
-use ferry_common::timing::{DEFAULT_WORKER_LEASE_TTL, RPC_TIMEOUT};
+use ferry_common::timing::{DEFAULT_WORKER_LEASE_TTL, RPC_TIMEOUT, WORKER_LEASE_RETRY};
+use futures::FutureExt;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -83,8 +81,7 @@ pub async fn run(cfg: WorkerConfig, shutdown: CancellationToken) -> Result<(), W
         return Ok(());
     }
     let heartbeat_stop = CancellationToken::new();
-    let ttl = held.ttl();
-    let hb = tokio::spawn(Arc::clone(&session).heartbeat_loop(ttl / 3, heartbeat_stop.clone()));
+    let hb = tokio::spawn(Arc::clone(&session).heartbeat_loop(heartbeat_stop.clone()));
     let ctx = Arc::new(ChunkContext {
         pool: Pool::new(cfg.connections.clone()),
         session: Arc::clone(&session),
@@ -93,12 +90,14 @@ pub async fn run(cfg: WorkerConfig, shutdown: CancellationToken) -> Result<(), W
     let slots = Arc::new(Semaphore::new(cfg.concurrency as usize));
     let mut tasks = JoinSet::new();
     while !shutdown.is_cancelled() {
-        while tasks.try_join_next().is_some() {}
+        while let Some(done) = tasks.try_join_next() {
+            log_slot_end(done);
+        }
         let free = slots.available_permits() as u32;
         if free == 0 {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = tasks.join_next() => {}
+                done = tasks.join_next() => if let Some(done) = done { log_slot_end(done) },
             }
             continue;
         }
@@ -139,7 +138,7 @@ pub async fn run(cfg: WorkerConfig, shutdown: CancellationToken) -> Result<(), W
                 }
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
-                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = tokio::time::sleep(WORKER_LEASE_RETRY) => {}
                 }
             }
         }
@@ -174,6 +173,26 @@ async fn run_slot(
     }
 }
 
+/// Logs a slot task that ended by panicking outside a chunk attempt (a chunk
+/// it held, no longer listed in heartbeats, is leased again by the coordinator).
+fn log_slot_end(done: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = done {
+        if e.is_panic() {
+            let why = panic_message(e.into_panic().as_ref());
+            tracing::error!(panic = %why, "a chunk slot panicked outside a chunk attempt");
+        }
+    }
+}
+
+/// The text of a panic's payload.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
 /// Copies one chunk and reports it; returns the next chunks leased with the
 /// report (at most `want_next`).
 async fn run_chunk(
@@ -187,7 +206,19 @@ async fn run_chunk(
     };
     let handle = session.held.add(chunk.clone());
     let started = Instant::now();
-    let outcome = copy::process(ctx, &a, &handle).await;
+    // A panic inside the attempt ends the attempt, not the worker's hold on
+    // the chunk: its connections are dropped (the target rolls back) and the
+    // chunk is reported failed, to be retried per the job's policy.
+    let outcome = std::panic::AssertUnwindSafe(copy::process(ctx, &a, &handle))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|panic| {
+            let why = panic_message(panic.as_ref());
+            tracing::error!(job = %chunk.job_id, chunk = chunk.chunk_no, attempt = a.attempt, panic = %why, "chunk attempt panicked; rolled back, reporting it failed");
+            Outcome::Failed(DbFailure::transient(format!(
+                "the worker panicked while copying the chunk ({why})"
+            )))
+        });
     session.held.remove(&chunk);
     let secs = started.elapsed().as_secs_f64();
     match outcome {

@@ -5,10 +5,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferry_common::client::{is_failover_status, Coordinators};
+use ferry_common::plan::WORKER_PROTOCOL;
 use ferry_common::proto::worker_service_client::WorkerServiceClient;
 use ferry_common::proto::{
     ChunkAssignment, ChunkRef, CompleteChunkRequest, ErrorClass as ProtoClass, FailChunkRequest,
     HeartbeatRequest, HeldChunk, RegisterWorkerRequest,
+};
+use ferry_common::timing::{
+    REGISTER_RETRY_MAX, REGISTER_RETRY_MIN, REPORT_GIVE_UP, REPORT_RETRY_MAX, REPORT_RETRY_MIN,
 };
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
@@ -38,18 +42,22 @@ impl Session {
     /// Registers (again), trying every coordinator address until one accepts;
     /// gives up only when `stop` fires.
     pub async fn register(&self, stop: &CancellationToken) -> bool {
-        let mut delay = Duration::from_millis(200);
+        let mut delay = REGISTER_RETRY_MIN;
         loop {
             let req = RegisterWorkerRequest {
                 worker_id: self.id(),
                 hostname: self.hostname.clone(),
                 concurrency: self.concurrency,
+                protocol: WORKER_PROTOCOL,
             };
             let sent = Instant::now();
             match self.coordinators.workers().register_worker(req).await {
                 Ok(resp) => {
                     let r = resp.into_inner();
-                    self.held.set_ttl(Duration::from_millis(r.lease_ttl_ms));
+                    self.held.set_timings(
+                        Duration::from_millis(r.lease_ttl_ms),
+                        Duration::from_millis(r.heartbeat_interval_ms),
+                    );
                     self.held.acked(sent);
                     if let Ok(mut w) = self.worker_id.lock() {
                         *w = r.worker_id.clone();
@@ -66,17 +74,18 @@ impl Session {
                 _ = stop.cancelled() => return false,
                 _ = tokio::time::sleep(delay) => {}
             }
-            delay = (delay * 2).min(Duration::from_secs(2));
+            delay = (delay * 2).min(REGISTER_RETRY_MAX);
         }
     }
 
-    /// Heartbeats every interval until `stop`; aborts chunks the coordinator
-    /// disowns and re-registers when the coordinator forgot this worker.
-    pub async fn heartbeat_loop(self: Arc<Self>, interval: Duration, stop: CancellationToken) {
+    /// Heartbeats at the interval the coordinator gave until `stop`; aborts
+    /// chunks the coordinator disowns and re-registers when the coordinator
+    /// forgot this worker.
+    pub async fn heartbeat_loop(self: Arc<Self>, stop: CancellationToken) {
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(interval) => {}
+                _ = tokio::time::sleep(self.held.heartbeat_interval()) => {}
             }
             let sent = Instant::now();
             let req = HeartbeatRequest {
@@ -193,8 +202,8 @@ impl Session {
         F: Fn(WorkerServiceClient<Channel>) -> Fut,
         Fut: std::future::Future<Output = Result<T, tonic::Status>>,
     {
-        let give_up = Instant::now() + Duration::from_secs(30);
-        let mut delay = Duration::from_millis(100);
+        let give_up = Instant::now() + REPORT_GIVE_UP;
+        let mut delay = REPORT_RETRY_MIN;
         loop {
             match call(self.coordinators.workers()).await {
                 Ok(answer) => return Some(answer),
@@ -206,7 +215,7 @@ impl Session {
                     tracing::warn!(error = %s.message(), "cannot report chunk {what}; retrying");
                     self.coordinators.failover(&s);
                     tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(2));
+                    delay = (delay * 2).min(REPORT_RETRY_MAX);
                 }
                 Err(s) => {
                     tracing::error!(job = %chunk.job_id, chunk = chunk.chunk_no, error = %s.message(), "cannot report chunk {what}; the coordinator will lease it again after the lease time");

@@ -195,6 +195,7 @@ async fn register(
             worker_id: id.lock().unwrap().clone(),
             hostname: format!("sim-{i}"),
             concurrency: 1,
+            protocol: ferry_common::plan::WORKER_PROTOCOL,
         };
         match client.register_worker(req).await {
             Ok(r) => {

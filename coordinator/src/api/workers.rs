@@ -51,7 +51,7 @@ impl WorkerService for WorkerApi {
         Ok(Response::new(
             self.gate
                 .scheduler()?
-                .register_worker(r.worker_id, r.hostname, r.concurrency)
+                .register_worker(r.worker_id, r.hostname, r.concurrency, r.protocol)
                 .await?,
         ))
     }

@@ -13,7 +13,6 @@ use ferry_common::proto::{ChunkAssignment, ChunkRecord, ChunkRef, ChunkState, Jo
 use super::state::{JobRuntime, LiveChunk, State, CLAIMED};
 use super::Scheduler;
 use crate::error::CoordinatorError;
-use crate::planner::{compose, KEY};
 use crate::store::StoreError;
 
 /// A chunk claimed for a lease whose store write has not been applied yet.
@@ -185,7 +184,8 @@ impl Scheduler {
         }
     }
 
-    /// What a worker needs to copy chunk `n` of `job` under `rec`'s token.
+    /// What a worker needs to copy chunk `n` of `job` under `rec`'s token:
+    /// typed names, key and bounds, from which the worker builds its SQL.
     fn assignment(
         &self,
         job: &JobRuntime,
@@ -193,12 +193,7 @@ impl Scheduler {
         n: u32,
         rec: &ChunkRecord,
     ) -> ChunkAssignment {
-        let (source, target, mode) = job
-            .record
-            .spec
-            .as_ref()
-            .map(|s| (s.source.clone(), s.target.clone(), s.mode))
-            .unwrap_or_default();
+        let spec = job.record.spec.clone().unwrap_or_default();
         ChunkAssignment {
             chunk: Some(ChunkRef {
                 job_id: job_id.to_string(),
@@ -206,36 +201,21 @@ impl Scheduler {
                 fencing_token: rec.fencing_token,
             }),
             attempt: rec.attempt,
-            source,
-            target,
-            source_select: compose(
-                &job.record.select_binary,
-                &rec.predicate,
-                &job.record.key_source,
-            ),
-            text_select: compose(
-                &job.record.select_text,
-                &rec.predicate,
-                &job.record.key_source,
-            ),
-            key_index: job.record.key_index,
+            source: spec.source,
+            target: spec.target,
+            query: spec.query.trim().trim_end_matches(';').trim().to_string(),
+            columns: job.record.columns.clone(),
+            key: job.record.key.clone(),
+            bounds: rec.bounds.clone(),
+            table: job
+                .record
+                .load
+                .clone()
+                .or_else(|| job.record.target.clone()),
+            mode: spec.mode,
+            upsert_key: job.record.upsert_key.clone(),
+            repair: rec.repair,
             source_bitmap_scan: job.record.source_bitmap_scan,
-            mode,
-            upsert_keys: job.record.upsert_keys.clone(),
-            repair_delete: if rec.repair && !job.record.key_target.is_empty() {
-                rec.predicate.replace(KEY, &job.record.key_target)
-            } else if rec.repair {
-                "true".to_string()
-            } else {
-                String::new()
-            },
-            // records written before load_table existed load into the target
-            target_table: if job.record.load_table.is_empty() {
-                job.record.target_table.clone()
-            } else {
-                job.record.load_table.clone()
-            },
-            target_columns: job.record.target_columns.clone(),
             ledger_schema: self.config.ledger_schema.clone(),
             chunks_total: job.chunks.len() as u32,
         }

@@ -6,24 +6,39 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
+use tokio::sync::MutexGuard;
+
 use ferry_common::errors::ErrorClass;
+use ferry_common::plan::WORKER_PROTOCOL;
 use ferry_common::proto::{
     ChunkAssignment, ChunkRef, ChunkState, HeldChunk, JobState, RegisterWorkerResponse,
 };
 use ferry_common::timing::{ACQUIRE_LONG_POLL, RPC_TIMEOUT};
 
+use super::outcomes::failure_transition;
 use super::state::{LiveChunk, State, WorkerEntry, CLAIMED};
+use super::transitions::Transition;
 use super::Scheduler;
 use crate::error::CoordinatorError;
 
 impl Scheduler {
-    /// Registers a worker (or re-registers one that kept its id) under a fresh lease.
+    /// Registers a worker (or re-registers one that kept its id) under a
+    /// fresh lease. A worker speaking an older protocol is refused: it could
+    /// not read the chunks this coordinator leases.
     pub async fn register_worker(
         &self,
         worker_id: String,
         hostname: String,
         concurrency: u32,
+        protocol: u32,
     ) -> Result<RegisterWorkerResponse, CoordinatorError> {
+        if protocol < WORKER_PROTOCOL {
+            return Err(CoordinatorError::OutdatedWorker {
+                hostname,
+                protocol,
+                needed: WORKER_PROTOCOL,
+            });
+        }
         let id = if worker_id.is_empty() {
             let u = uuid::Uuid::new_v4().simple().to_string();
             format!("w{}", &u[..11])
@@ -111,9 +126,11 @@ impl Scheduler {
             }
         }
         if !partial {
-            self.requeue_unheld(&mut st, worker_id, &reported).await?;
+            let (_st, result) = self.requeue_unheld(st, worker_id, &reported).await;
+            result?;
+        } else {
+            drop(st);
         }
-        drop(st);
         self.changed();
         Ok(abort)
     }
@@ -121,12 +138,12 @@ impl Scheduler {
     /// Requeues chunks leased to `worker_id` that its heartbeat does not list
     /// although the lease is older than the grace time: the lease response
     /// never reached it (say, the leader died while answering).
-    async fn requeue_unheld(
-        &self,
-        st: &mut State,
+    async fn requeue_unheld<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, State>,
         worker_id: &str,
         reported: &HashSet<(String, u32)>,
-    ) -> Result<(), CoordinatorError> {
+    ) -> (MutexGuard<'a, State>, Result<(), CoordinatorError>) {
         let grace = self.config.timings.heartbeat_interval() * 2 + RPC_TIMEOUT;
         let now = Instant::now();
         let mut unheld = Vec::new();
@@ -143,14 +160,14 @@ impl Scheduler {
                 }
             }
         }
-        for (job_id, n, token) in unheld {
-            let msg =
-                format!("worker {worker_id} does not hold chunk {n} (its lease response was lost)");
+        let msg = |n: u32| {
+            format!("worker {worker_id} does not hold chunk {n} (its lease response was lost)")
+        };
+        let transitions = hold_failures(&mut st, unheld, |job_id, n| {
             tracing::warn!(job = %job_id, chunk = n, worker = %worker_id, "leased chunk not held by its worker; leasing it again");
-            self.record_failure(st, &job_id, n, token, ErrorClass::Transient, &msg, true)
-                .await?;
-        }
-        Ok(())
+            (ErrorClass::Transient, msg(n), true)
+        });
+        self.write_transitions(st, transitions).await
     }
 
     /// Leases up to `slots` chunks to a worker, waiting up to the long-poll
@@ -179,6 +196,8 @@ impl Scheduler {
 
     /// Drops workers whose lease ran out and requeues their chunks; also
     /// requeues chunks adopted after a takeover that no live worker claimed.
+    /// The chunks are written in bulk, without holding the lock (a worker
+    /// may have held many: see `transitions`).
     pub(crate) async fn expire_workers(
         self: &Arc<Self>,
         now: Instant,
@@ -195,9 +214,9 @@ impl Scheduler {
             if let Some(w) = st.workers.remove(id) {
                 tracing::warn!(worker = %id, host = %w.hostname, "worker lease expired; its chunks will be leased again");
             }
-            self.store.remove_worker(id).await?;
         }
         let mut lost = Vec::new();
+        let mut owners = std::collections::HashMap::new();
         for (job_id, job) in st.jobs.iter() {
             for (n, live) in &job.live {
                 let Some(c) = job.chunk(*n) else { continue };
@@ -210,30 +229,51 @@ impl Scheduler {
                 let orphan =
                     !st.workers.contains_key(&c.record.worker_id) && live.leased_at + ttl <= now;
                 if owner_gone || orphan {
-                    lost.push((
-                        job_id.clone(),
-                        *n,
-                        c.record.fencing_token,
-                        c.record.worker_id.clone(),
-                    ));
+                    lost.push((job_id.clone(), *n, c.record.fencing_token));
+                    owners.insert((job_id.clone(), *n), c.record.worker_id.clone());
                 }
             }
         }
-        for (job_id, n, token, worker) in lost {
-            let msg = format!("worker {worker} stopped heartbeating (lease expired)");
-            self.record_failure(
-                &mut st,
-                &job_id,
-                n,
-                token,
+        let transitions = hold_failures(&mut st, lost, |job_id, n| {
+            let worker = owners
+                .get(&(job_id.to_string(), n))
+                .map(String::as_str)
+                .unwrap_or("?");
+            (
                 ErrorClass::Transient,
-                &msg,
+                format!("worker {worker} stopped heartbeating (lease expired)"),
                 false,
             )
-            .await?;
+        });
+        let (st, result) = self.write_transitions(st, transitions).await;
+        drop(st);
+        for id in &expired {
+            self.store.remove_worker(id).await?;
         }
-        Ok(())
+        result
     }
+}
+
+/// Plans and holds the failure of each `(job, chunk, token)` in `lost`, with
+/// the class, message and aborted flag `why` gives; returns the transitions
+/// to write.
+fn hold_failures(
+    st: &mut State,
+    lost: Vec<(String, u32, u64)>,
+    why: impl Fn(&str, u32) -> (ErrorClass, String, bool),
+) -> Vec<Transition> {
+    let mut out = Vec::with_capacity(lost.len());
+    for (job_id, n, token) in lost {
+        let Some(job) = st.jobs.get_mut(&job_id) else {
+            continue;
+        };
+        let (class, message, aborted) = why(&job_id, n);
+        if let Some(t) = failure_transition(job, n, token, class, &message, aborted) {
+            job.hold(&t);
+            out.push(t);
+        }
+    }
+    out
 }
 
 impl Scheduler {

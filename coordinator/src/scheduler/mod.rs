@@ -11,6 +11,7 @@ mod recovery;
 mod resume;
 mod spec;
 mod state;
+mod transitions;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -27,6 +28,7 @@ use crate::store::StateStore;
 pub use recovery::RecoverySummary;
 pub use spec::resolve_spec;
 use state::{now_ms, JobRuntime, State};
+use transitions::{After, Transition};
 
 /// Settings of one scheduler.
 #[derive(Clone)]
@@ -187,34 +189,50 @@ impl Scheduler {
     }
 
     /// Cancels a job: no chunk starts any more, chunks in flight are told to
-    /// roll back at their next heartbeat.
+    /// roll back at their next heartbeat. Waiting chunks are marked CANCELLED
+    /// in bulk, without holding the lock across their writes.
     pub async fn cancel(&self, job_id: &str) -> Result<proto::Job, CoordinatorError> {
         let mut st = self.state.lock().await;
         let job = st
             .jobs
             .get_mut(job_id)
             .ok_or_else(|| CoordinatorError::JobNotFound(job_id.to_string()))?;
-        if !job.state().is_terminal() {
-            job.record.state = JobState::Cancelled as i32;
-            job.record.error = "cancelled by request".into();
-            job.record.finished_at_ms = now_ms();
-            self.store.update_job(&job.record).await?;
-            job.ready.clear();
-            job.delayed.clear();
-            for n in 1..=job.chunks.len() as u32 {
-                let Some(c) = job.chunk(n) else { continue };
-                let s = c.record.state;
-                if s == ChunkState::Pending as i32 || s == ChunkState::RetryWait as i32 {
-                    let mut rec = c.record.clone();
-                    rec.state = ChunkState::Cancelled as i32;
-                    let v = self.store.update_chunk(&rec, c.version).await?;
-                    job.set_chunk(n, rec, v);
-                }
-            }
-            tracing::warn!(job = %job_id, in_flight = job.live.len(), "job cancelled; chunks in flight roll back");
-            self.changed();
+        if job.state().is_terminal() {
+            return Ok(job.to_proto(false));
         }
-        Ok(job.to_proto(false))
+        job.record.state = JobState::Cancelled as i32;
+        job.record.error = "cancelled by request".into();
+        job.record.finished_at_ms = now_ms();
+        self.store.update_job(&job.record).await?;
+        job.ready.clear();
+        job.delayed.clear();
+        let mut transitions = Vec::new();
+        for c in &job.chunks {
+            let s = c.record.state;
+            if s == ChunkState::Pending as i32 || s == ChunkState::RetryWait as i32 {
+                let mut new = c.record.clone();
+                new.state = ChunkState::Cancelled as i32;
+                transitions.push(Transition {
+                    job_id: job_id.to_string(),
+                    n: c.record.chunk_no,
+                    old: c.record.clone(),
+                    version: c.version,
+                    new,
+                    after: After::Stay,
+                });
+            }
+        }
+        for t in &transitions {
+            job.hold(t);
+        }
+        tracing::warn!(job = %job_id, in_flight = job.live.len(), waiting = transitions.len(), "job cancelled; chunks in flight roll back");
+        self.changed();
+        let (st, result) = self.write_transitions(st, transitions).await;
+        result?;
+        st.jobs
+            .get(job_id)
+            .map(|j| j.to_proto(false))
+            .ok_or_else(|| CoordinatorError::JobNotFound(job_id.to_string()))
     }
 
     async fn tick(self: &Arc<Self>) -> Result<(), CoordinatorError> {

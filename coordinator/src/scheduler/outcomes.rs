@@ -5,19 +5,22 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use ferry_common::db::connect;
 use ferry_common::errors::ErrorClass;
 use ferry_common::proto::{ChunkAssignment, ChunkRef, ChunkState, JobState, WriteMode};
-use ferry_common::sql::{parse_table_name, TableName};
+use ferry_connectors::postgres::replace;
+use ferry_connectors::postgres::sql::show_table;
 
 use super::grant;
 use super::progress;
 use super::state::{now_ms, JobRuntime, State, CLAIMED};
+use super::transitions::{After, Transition};
 use super::Scheduler;
 use crate::error::CoordinatorError;
-use crate::planner::replace;
+use crate::planner::open_target;
 
-/// Finds the chunk a report is about and checks the reporter still holds it.
+/// Finds the chunk a report is about and checks the reporter still holds it:
+/// the chunk is LEASED under the report's fencing token to this very worker.
+/// An empty or unknown worker id never passes.
 fn current_chunk<'a>(
     st: &'a mut State,
     r: &ChunkRef,
@@ -34,7 +37,8 @@ fn current_chunk<'a>(
     let c = job.chunk(r.chunk_no).ok_or_else(stale)?;
     if c.record.state != ChunkState::Leased as i32
         || c.record.fencing_token != r.fencing_token
-        || (!worker_id.is_empty() && c.record.worker_id != worker_id)
+        || worker_id.is_empty()
+        || c.record.worker_id != worker_id
     {
         return Err(stale());
     }
@@ -209,6 +213,7 @@ impl Scheduler {
 
     /// Applies a failed attempt: retry after backoff, fail the chunk and job,
     /// or (aborted on request) cancel or requeue it without counting a retry.
+    /// One write, under the lock (see `transitions` for many at once).
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn record_failure(
         &self,
@@ -223,57 +228,23 @@ impl Scheduler {
         let Some(job) = st.jobs.get_mut(job_id) else {
             return Ok(());
         };
-        let Some(c) = job.chunk(chunk_no) else {
+        let Some(t) = failure_transition(job, chunk_no, token, class, message, aborted) else {
             return Ok(());
         };
-        if c.record.fencing_token != token || c.record.state != ChunkState::Leased as i32 {
-            return Ok(());
-        }
-        let mut rec = c.record.clone();
-        let version = c.version;
-        job.live.remove(&chunk_no);
-        let retry = job.retry();
-        rec.last_error = message.to_string();
-        let job_state = job.state();
-        let mut fail_job = None;
-        if job_state != JobState::Running {
-            // cancelled or failed meanwhile: the attempt rolled back, the chunk stays undone
-            rec.state = if job_state == JobState::Cancelled {
-                ChunkState::Cancelled as i32
-            } else {
-                ChunkState::Pending as i32
-            };
-        } else if aborted {
-            rec.state = ChunkState::Pending as i32;
-            job.ready.push_front(chunk_no);
-        } else if class == ErrorClass::Transient && rec.retries < retry.allowed_retries() {
-            rec.retries += 1;
-            let delay = retry.delay(rec.retries, &mut rand::rng());
-            rec.state = ChunkState::RetryWait as i32;
-            rec.retry_at_ms = now_ms() + delay.as_millis() as i64;
-            job.delayed.push((rec.retry_at_ms, chunk_no));
-            job.retries += 1;
-            progress::log_chunk_retry(
-                job_id,
-                chunk_no,
-                message,
-                rec.attempt,
-                retry.allowed_retries(),
-            );
-        } else {
-            rec.state = ChunkState::Failed as i32;
-            let why = match class {
-                ErrorClass::Transient => format!("{} retries exhausted", retry.allowed_retries()),
-                ErrorClass::Permanent => "permanent error".to_string(),
-                ErrorClass::Data => "data error".to_string(),
-            };
-            progress::log_chunk_gave_up(job_id, chunk_no, message, &why);
-            fail_job = Some(format!("chunk {chunk_no} failed ({why}): {message}"));
-        }
-        let v = self.store.update_chunk(&rec, version).await?;
-        job.set_chunk(chunk_no, rec, v);
-        if let Some(error) = fail_job {
-            self.fail_job(job, error).await?;
+        let v = match self.store.update_chunk(&t.new, t.version).await {
+            Ok(v) => v,
+            Err(e) => {
+                job.set_chunk(t.n, t.old, t.version);
+                return Err(e.into());
+            }
+        };
+        job.set_chunk(chunk_no, t.new, v);
+        match t.after {
+            After::Stay => {}
+            After::Ready { front: true } => job.ready.push_front(chunk_no),
+            After::Ready { front: false } => job.ready.push_back(chunk_no),
+            After::Delayed(at) => job.delayed.push((at, chunk_no)),
+            After::FailJob(error) => self.fail_job(job, error).await?,
         }
         Ok(())
     }
@@ -353,30 +324,25 @@ impl Scheduler {
     /// Builds the indexes of a replace job's new table and swaps it in, then
     /// finishes the job; the swap is recorded so it never runs twice.
     async fn finalize_replace(self: Arc<Self>, job_id: String) {
-        let spec = {
+        let (spec, table, load) = {
             let st = self.state.lock().await;
             let Some(job) = st.jobs.get(&job_id) else {
                 return;
             };
-            job.record.spec.clone().unwrap_or_default()
+            (
+                job.record.spec.clone().unwrap_or_default(),
+                job.record.target.clone().unwrap_or_default(),
+                job.record.load.clone().unwrap_or_default(),
+            )
         };
-        tracing::info!(job = %job_id, table = %spec.table, "all chunks landed: building indexes on the new table and swapping it in");
+        tracing::info!(job = %job_id, table = %show_table(&table), "all chunks landed: building indexes on the new table and swapping it in");
         let result = async {
-            let table = parse_table_name(&spec.table).map_err(|e| e.to_string())?;
-            let load = TableName {
-                schema: table.schema.clone(),
-                table: replace::load_table(&table, &job_id).table,
-            };
-            let url = self
-                .config
-                .connections
-                .url(&spec.target)
-                .map_err(|e| e.to_string())?;
-            let mut client = connect(&spec.target, url).await.map_err(|e| e.message)?;
-            replace::finalize(&mut client, &table, &load)
+            let mut client = open_target(&self.config.connections, &spec, &job_id)
                 .await
                 .map_err(|e| e.message)?;
-            Ok::<_, String>(table.quoted())
+            replace::finalize(&mut client, &table, &load, &job_id)
+                .await
+                .map_err(|e| e.message)
         }
         .await;
         let mut st = self.state.lock().await;
@@ -385,9 +351,9 @@ impl Scheduler {
         };
         job.finalizing = false;
         let outcome = match result {
-            Ok(table) => {
+            Ok(()) => {
                 job.record.replaced = true;
-                job.record.load_table = table;
+                job.record.load = job.record.target.clone();
                 tracing::info!(job = %job_id, "new table swapped in");
                 if job.state() == JobState::Running {
                     self.succeed(job).await
@@ -401,4 +367,72 @@ impl Scheduler {
             tracing::error!(job = %job_id, error = %e, "cannot record the end of a replace job");
         }
     }
+}
+
+/// What a failed attempt of chunk `chunk_no` (under `token`) changes, or
+/// None when the attempt no longer holds the chunk. Logs the guide's retry
+/// or give-up line; the caller writes the transition.
+pub(crate) fn failure_transition(
+    job: &mut JobRuntime,
+    chunk_no: u32,
+    token: u64,
+    class: ErrorClass,
+    message: &str,
+    aborted: bool,
+) -> Option<Transition> {
+    let c = job.chunk(chunk_no)?;
+    if c.record.fencing_token != token || c.record.state != ChunkState::Leased as i32 {
+        return None;
+    }
+    let old = c.record.clone();
+    let version = c.version;
+    let mut rec = old.clone();
+    job.live.remove(&chunk_no);
+    let retry = job.retry();
+    rec.last_error = message.to_string();
+    let job_state = job.state();
+    let job_id = job.record.job_id.clone();
+    let after = if job_state != JobState::Running {
+        // cancelled or failed meanwhile: the attempt rolled back, the chunk stays undone
+        rec.state = if job_state == JobState::Cancelled {
+            ChunkState::Cancelled as i32
+        } else {
+            ChunkState::Pending as i32
+        };
+        After::Stay
+    } else if aborted {
+        rec.state = ChunkState::Pending as i32;
+        After::Ready { front: true }
+    } else if class == ErrorClass::Transient && rec.retries < retry.allowed_retries() {
+        rec.retries += 1;
+        let delay = retry.delay(rec.retries, &mut rand::rng());
+        rec.state = ChunkState::RetryWait as i32;
+        rec.retry_at_ms = now_ms() + delay.as_millis() as i64;
+        job.retries += 1;
+        progress::log_chunk_retry(
+            &job_id,
+            chunk_no,
+            message,
+            rec.retries,
+            retry.allowed_retries(),
+        );
+        After::Delayed(rec.retry_at_ms)
+    } else {
+        rec.state = ChunkState::Failed as i32;
+        let why = match class {
+            ErrorClass::Transient => format!("{} retries exhausted", retry.allowed_retries()),
+            ErrorClass::Permanent => "permanent error".to_string(),
+            ErrorClass::Data => "data error".to_string(),
+        };
+        progress::log_chunk_gave_up(&job_id, chunk_no, message, &why);
+        After::FailJob(format!("chunk {chunk_no} failed ({why}): {message}"))
+    };
+    Some(Transition {
+        job_id,
+        n: chunk_no,
+        old,
+        version,
+        new: rec,
+        after,
+    })
 }

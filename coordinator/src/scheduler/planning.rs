@@ -4,15 +4,17 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use ferry_common::db::connect;
-use ferry_common::errors::{classify_pg, ErrorClass};
+use ferry_common::errors::ErrorClass;
+use ferry_common::plan::STORE_FORMAT;
 use ferry_common::proto::{ChunkRecord, ChunkState, JobState, WriteMode};
+use ferry_connectors::postgres::modes;
+use ferry_connectors::postgres::sql::show_table;
 
 use super::progress;
 use super::state::{now_ms, ChunkRt};
 use super::Scheduler;
 use crate::error::CoordinatorError;
-use crate::planner::{plan_job, prepare_target, Plan, PlanError};
+use crate::planner::{open_target, plan_job, prepare_target, Plan, PlanError};
 
 /// Chunks written to the store per batch (etcd takes ~128 operations per transaction).
 const CHUNK_WRITE_BATCH: usize = 100;
@@ -56,13 +58,17 @@ impl Scheduler {
         let mut attempt = 0;
         let plan = loop {
             attempt += 1;
-            let result =
-                plan_job(&spec, &self.config.connections, &self.config.ledger_schema).await;
+            let result = plan_job(
+                &spec,
+                job_id,
+                &self.config.connections,
+                &self.config.ledger_schema,
+            )
+            .await;
             let result = match result {
-                Ok(plan) if spec.mode == WriteMode::Truncate as i32 => self
-                    .truncate_once(job_id, &spec.target, &plan)
-                    .await
-                    .map(|_| plan),
+                Ok(plan) if spec.mode == WriteMode::Truncate as i32 => {
+                    self.truncate_once(job_id, &spec, &plan).await.map(|_| plan)
+                }
                 other => other,
             };
             let result = match result {
@@ -75,8 +81,8 @@ impl Scheduler {
                 Ok((plan, prep)) => {
                     let mut st = self.state.lock().await;
                     if let Some(job) = st.jobs.get_mut(job_id) {
-                        job.record.load_table = prep.load_table;
-                        job.record.upsert_keys = prep.upsert_keys;
+                        job.record.load = Some(prep.load);
+                        job.record.upsert_key = prep.upsert_key;
                     }
                     break plan;
                 }
@@ -104,7 +110,7 @@ impl Scheduler {
     async fn truncate_once(
         &self,
         job_id: &str,
-        target: &str,
+        spec: &ferry_common::proto::JobSpec,
         plan: &Plan,
     ) -> Result<(), PlanError> {
         {
@@ -113,16 +119,8 @@ impl Scheduler {
                 return Ok(());
             }
         }
-        let url = self
-            .config
-            .connections
-            .url(target)
-            .map_err(|e| PlanError::invalid(e.to_string()))?;
-        let client = connect(target, url).await?;
-        client
-            .batch_execute(&format!("TRUNCATE {}", plan.target_table))
-            .await
-            .map_err(|e| PlanError::from(classify_pg(&e)))?;
+        let client = open_target(&self.config.connections, spec, job_id).await?;
+        modes::truncate(&client, &plan.target).await?;
         let mut st = self.state.lock().await;
         if let Some(job) = st.jobs.get_mut(job_id) {
             job.record.truncated = true;
@@ -134,7 +132,7 @@ impl Scheduler {
                     message: e.to_string(),
                 })?;
         }
-        tracing::info!(job = %job_id, table = %plan.target_table, "target table truncated (mode truncate)");
+        tracing::info!(job = %job_id, table = %show_table(&plan.target), "target table truncated (mode truncate)");
         Ok(())
     }
 
@@ -147,11 +145,11 @@ impl Scheduler {
             .chunks
             .iter()
             .enumerate()
-            .map(|(i, c)| ChunkRecord {
+            .map(|(i, bounds)| ChunkRecord {
                 job_id: job_id.to_string(),
                 chunk_no: i as u32 + 1,
-                predicate: c.predicate.clone(),
-                range: c.range.clone(),
+                range: bounds.describe(&plan.key),
+                bounds: Some(bounds.clone()),
                 state: ChunkState::Pending as i32,
                 ..Default::default()
             })
@@ -170,17 +168,13 @@ impl Scheduler {
         }
         job.record.rows_estimated = plan.rows;
         job.record.plan = plan.strategy.clone();
-        job.record.target_table = plan.target_table.clone();
-        job.record.target_columns = plan.target_columns.clone();
-        job.record.select_binary = plan.select_binary.clone();
-        job.record.select_text = plan.select_text.clone();
-        job.record.select_verify = plan.select_verify.clone();
-        job.record.key_source = plan.key_source.clone();
-        job.record.key_target = plan.key_target.clone();
-        job.record.key_index = plan.key_index;
+        job.record.format = STORE_FORMAT;
+        job.record.target = Some(plan.target.clone());
+        job.record.columns = plan.columns.clone();
+        job.record.key = plan.key.clone();
         job.record.source_bitmap_scan = plan.source_bitmap_scan;
-        if job.record.load_table.is_empty() {
-            job.record.load_table = plan.target_table.clone();
+        if job.record.load.is_none() {
+            job.record.load = Some(plan.target.clone());
         }
         job.record.chunks_total = records.len() as u32;
         job.record.state = JobState::Running as i32;

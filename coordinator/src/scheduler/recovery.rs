@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ferry_common::plan::STORE_FORMAT;
 use ferry_common::proto::{ChunkState, JobState};
 
 use super::state::{now_ms, ChunkRt, JobRuntime, LiveChunk, WorkerEntry};
@@ -32,6 +33,7 @@ impl Scheduler {
         let ttl = self.config.timings.lease_ttl;
         let mut summary = RecoverySummary::default();
         let mut replan = Vec::new();
+        let mut legacy = Vec::new();
         let mut st = self.state.lock().await;
         for id in snapshot.workers {
             st.workers.insert(
@@ -52,6 +54,11 @@ impl Scheduler {
             summary.jobs += 1;
             if matches!(state, JobState::Pending | JobState::Planning) {
                 replan.push(job.record.job_id.clone());
+            } else if job.record.format < STORE_FORMAT {
+                // planned by a version that stored SQL text: never guess at it
+                if !state.is_terminal() {
+                    legacy.push(job.record.job_id.clone());
+                }
             } else {
                 job.chunks = chunks
                     .into_iter()
@@ -112,6 +119,18 @@ impl Scheduler {
             }
             st.order.push(job.record.job_id.clone());
             st.jobs.insert(job.record.job_id.clone(), job);
+        }
+        for id in legacy {
+            let Some(job) = st.jobs.get_mut(&id) else {
+                continue;
+            };
+            let error = format!(
+                "job {id} was planned by an older Ferry (store format {}, SQL text); this version ({STORE_FORMAT}, typed plans) cannot continue it: finish it with the older coordinator, or submit it again (chunks already landed are not known to the new job)",
+                job.record.format
+            );
+            if let Err(e) = self.fail_job(job, error).await {
+                tracing::warn!(job = %id, error = %e, "cannot mark a job of an older format failed");
+            }
         }
         let running: Vec<String> = st
             .jobs

@@ -8,6 +8,7 @@ use std::time::Instant;
 use ferry_common::proto::{self, ChunkCheck, ChunkState, JobState, Reject};
 
 use super::state::now_ms;
+use super::transitions::{After, Transition};
 use super::Scheduler;
 use crate::error::CoordinatorError;
 
@@ -56,6 +57,12 @@ impl Scheduler {
             None => matches!(state, JobState::Failed | JobState::Cancelled),
             Some(_) => state.is_terminal(),
         };
+        if job.writing > 0 {
+            return Err(CoordinatorError::Busy(format!(
+                "job {job_id} is still writing {} chunk state changes (a cancel or failure in progress): try again in a moment",
+                job.writing
+            )));
+        }
         if !allowed || job.finalizing {
             return Err(CoordinatorError::InvalidArgument(format!(
                 "job {job_id} is {}: {}",
@@ -67,7 +74,7 @@ impl Scheduler {
                 }
             )));
         }
-        if repair.is_some() && job.record.key_target.is_empty() && job.chunks.len() > 1 {
+        if repair.is_some() && !crate::verify::key_copied(&job.record) && job.chunks.len() > 1 {
             return Err(CoordinatorError::InvalidArgument(
                 "repair deletes key ranges, but the key column is not copied into the target"
                     .into(),
@@ -82,9 +89,9 @@ impl Scheduler {
             self.spawn_planning(job_id.to_string());
             return self.get_job(job_id).await;
         }
-        let mut rerun = 0;
-        for n in 1..=job.chunks.len() as u32 {
-            let Some(c) = job.chunk(n) else { continue };
+        let mut transitions = Vec::new();
+        for c in &job.chunks {
+            let n = c.record.chunk_no;
             let pick = match &repair {
                 None => {
                     c.record.state != ChunkState::Succeeded as i32
@@ -95,14 +102,22 @@ impl Scheduler {
             if !pick {
                 continue;
             }
-            let mut rec = c.record.clone();
-            rec.state = ChunkState::Pending as i32;
-            rec.retries = 0;
-            rec.repair = repair.is_some();
-            let v = self.store.update_chunk(&rec, c.version).await?;
-            job.set_chunk(n, rec, v);
-            job.ready.push_back(n);
-            rerun += 1;
+            let mut new = c.record.clone();
+            new.state = ChunkState::Pending as i32;
+            new.retries = 0;
+            new.repair = repair.is_some();
+            transitions.push(Transition {
+                job_id: job_id.to_string(),
+                n,
+                old: c.record.clone(),
+                version: c.version,
+                new,
+                after: After::Ready { front: false },
+            });
+        }
+        let rerun = transitions.len() as u32;
+        for t in &transitions {
+            job.hold(t);
         }
         job.record.state = JobState::Running as i32;
         job.record.started_at_ms = now_ms();
@@ -113,6 +128,8 @@ impl Scheduler {
         if rerun > 0 {
             progress::log_start(job_id, job.max_in_flight().min(rerun), rerun);
         }
+        let (mut st, result) = self.write_transitions(st, transitions).await;
+        result?;
         let job_id = job_id.to_string();
         self.maybe_finish(&mut st, &job_id).await?;
         drop(st);

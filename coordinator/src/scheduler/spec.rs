@@ -2,8 +2,8 @@
 
 use ferry_common::config::JobDefaults;
 use ferry_common::connections::ConnectionRegistry;
+use ferry_common::ident::{parse_column, parse_table};
 use ferry_common::proto::{JobSpec, RetryPolicy, WriteMode};
-use ferry_common::sql::{parse_ident, parse_table_name};
 
 /// Validates `spec` without touching any database and resolves its defaults;
 /// the error names the field and the fix.
@@ -23,14 +23,15 @@ pub fn resolve_spec(
     }
     conns.url(&spec.source).map_err(|e| e.to_string())?;
     conns.url(&spec.target).map_err(|e| e.to_string())?;
-    let table = parse_table_name(&spec.table)
+    // Names are checked here and resolved to exact spellings by the planner,
+    // against the target database's own rules; the spec keeps them as typed.
+    parse_table(&spec.table)
         .map_err(|e| format!("invalid target table: {e}; pass --table schema.table"))?;
-    spec.table = table.to_string();
     if !spec.key_column.is_empty() {
-        parse_ident(&spec.key_column).map_err(|e| format!("invalid key column: {e}"))?;
+        parse_column(&spec.key_column).map_err(|e| format!("invalid key column: {e}"))?;
     }
-    for c in &spec.columns {
-        parse_ident(c).map_err(|e| format!("invalid target column: {e}"))?;
+    for c in spec.columns.iter().chain(&spec.upsert_key) {
+        parse_column(c).map_err(|e| format!("invalid target column: {e}"))?;
     }
     match spec.chunk_size {
         Some(0) => return Err("chunk_size must be greater than 0: pass --chunk-size N".into()),
@@ -93,7 +94,7 @@ mod tests {
     fn fills_defaults() {
         let s = resolve_spec(spec(), &JobDefaults::default(), &conns()).unwrap();
         assert_eq!(s.chunk_size, Some(50_000));
-        assert_eq!(s.table, "public.t");
+        assert_eq!(s.table, "t");
         assert_eq!(s.mode, WriteMode::Append as i32);
     }
 

@@ -67,6 +67,8 @@ pub(crate) struct JobRuntime {
     pub last_progress_log: Option<Instant>,
     /// A replace job's index build and swap is running.
     pub finalizing: bool,
+    /// Chunk writes of bulk transitions in flight (see `transitions`).
+    pub writing: usize,
 }
 
 impl JobRuntime {
@@ -83,6 +85,7 @@ impl JobRuntime {
             started: None,
             last_progress_log: None,
             finalizing: false,
+            writing: 0,
         }
     }
 

@@ -85,11 +85,33 @@ fn not_sent(e: &etcd_client::Error) -> bool {
     match e {
         etcd_client::Error::TransportError(_) => true,
         etcd_client::Error::GRpcStatus(s) => {
-            s.code() == tonic::Code::Unavailable
-                && (s.message().contains("connect") || s.message().contains("transport"))
+            s.code() == tonic::Code::Unavailable && connection_refused(s)
         }
         _ => false,
     }
+}
+
+/// Whether the error's cause chain holds an I/O error saying no connection
+/// was made (the member refused it, or has no route): judged by error
+/// kinds, never by message text.
+fn connection_refused(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionRefused
+                    | std::io::ErrorKind::AddrNotAvailable
+                    | std::io::ErrorKind::NotConnected
+                    | std::io::ErrorKind::HostUnreachable
+                    | std::io::ErrorKind::NetworkUnreachable
+            ) {
+                return true;
+            }
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// Runs an etcd call, again (up to four times) when it was not sent.
@@ -98,7 +120,7 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
 {
-    let mut delay = std::time::Duration::from_millis(50);
+    let mut delay = ferry_common::timing::ETCD_UNSENT_RETRY;
     let mut tries = 0;
     loop {
         match call().await {

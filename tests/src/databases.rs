@@ -2,6 +2,8 @@
 
 use tokio_postgres::Client;
 
+use crate::cli::{run_cli, CliOutput, Submit, LONG_CLI_TIMEOUT};
+
 use crate::data::{
     create_items_table, create_items_table_without_key, fill_items, fill_skewed, table_checksum,
 };
@@ -17,14 +19,34 @@ pub const ITEMS_TABLE: &str = "public.items";
 /// The job query over the source's test table.
 pub const ITEMS_QUERY: &str = "SELECT * FROM items";
 
+/// Where the source and target databases live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Pg {
+    /// `src` and `dst` in one PostgreSQL cluster.
+    #[default]
+    OneCluster,
+    /// `src` and `dst` each in a cluster of its own, so the target can be
+    /// stopped or restarted alone.
+    TwoClusters,
+}
+
 /// Source database `src` and target database `dst`, either in one cluster or
 /// each in its own (for tests that restart the target alone).
 pub struct Databases {
     source: PgCluster,
     target: Option<PgCluster>,
+    password: Option<String>,
 }
 
 impl Databases {
+    /// Starts the cluster(s) `pg` asks for and creates `src` and `dst`.
+    pub async fn start(pg: Pg) -> Self {
+        match pg {
+            Pg::OneCluster => Self::one_cluster().await,
+            Pg::TwoClusters => Self::two_clusters().await,
+        }
+    }
+
     /// One cluster holding both `src` and `dst`.
     pub async fn one_cluster() -> Self {
         let source = PgCluster::start();
@@ -33,6 +55,7 @@ impl Databases {
         Databases {
             source,
             target: None,
+            password: None,
         }
     }
 
@@ -45,6 +68,7 @@ impl Databases {
         Databases {
             source,
             target: Some(target),
+            password: None,
         }
     }
 
@@ -58,14 +82,28 @@ impl Databases {
         self.target.as_ref().unwrap_or(&self.source)
     }
 
+    /// Puts `password` into every connection URL handed out from now on.
+    /// The test clusters trust local connections, so it is never checked:
+    /// tests use it to prove a password is never printed.
+    pub fn set_password(&mut self, password: &str) {
+        self.password = Some(password.to_string());
+    }
+
+    fn with_password(&self, url: String) -> String {
+        match &self.password {
+            Some(pw) => url.replacen("postgres@", &format!("postgres:{pw}@"), 1),
+            None => url,
+        }
+    }
+
     /// URL of `src`.
     pub fn source_url(&self) -> String {
-        self.source.url(SRC_DB)
+        self.with_password(self.source.url(SRC_DB))
     }
 
     /// URL of `dst`.
     pub fn target_url(&self) -> String {
-        self.target_cluster().url(DST_DB)
+        self.with_password(self.target_cluster().url(DST_DB))
     }
 
     /// A client of `src`.
@@ -112,6 +150,13 @@ impl Databases {
         create_items_table(&source, "public.items").await;
         create_items_table(&self.target().await, "public.items").await;
         fill_skewed(&source, "public.items", rows).await;
+    }
+
+    /// Runs `ferry local` (coordinator and `workers` workers in one process)
+    /// copying `job` from `src` to `dst` by URL; the caller checks how it exited.
+    pub fn local(&self, job: &Submit, workers: usize) -> CliOutput {
+        let args = job.local_args(&self.source_url(), &self.target_url(), workers);
+        run_cli::<_, &str, &str>(&args, &[], LONG_CLI_TIMEOUT)
     }
 
     /// Panics unless `table` has the same row count and checksum in `dst` as

@@ -1,22 +1,17 @@
-//! The real `ferry` binary as separate processes: coordinator, workers, CLI.
+//! The real `ferry` binary as a separate process with a log file of its own.
 
 use std::ffi::OsStr;
 use std::fs::File;
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use crate::net::{free_port, port_open};
-use crate::postgres::tail;
 use crate::sync::blocking;
-
-/// How long a coordinator may take to accept TCP connections.
-const COORDINATOR_START_TIMEOUT: Duration = Duration::from_secs(30);
+use crate::text::{strip_ansi, tail};
 
 /// Log level passed to spawned processes as `RUST_LOG` unless the caller sets
 /// one: env `FERRY_TEST_RUST_LOG`, else `info` (the ops-guide lines are INFO).
@@ -47,32 +42,10 @@ pub fn ferry_bin() -> PathBuf {
     bin
 }
 
-/// Removes ANSI escape sequences (colours) from log text.
-pub fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            if chars.peek() == Some(&'[') {
-                chars.next();
-                // CSI: parameters and intermediates, then one final byte in @..~
-                for c in chars.by_ref() {
-                    if ('@'..='~').contains(&c) {
-                        break;
-                    }
-                }
-            }
-            continue;
-        }
-        out.push(c);
-    }
-    out
-}
-
 /// `ferry ARGS` with `env` on top of this process's environment, minus any
 /// `FERRY_*` / `MAPPER_*` settings inherited from the developer's shell (they
 /// would silently change what is under test), plain-text logs at `RUST_LOG`.
-fn ferry_command<S, K, V>(args: &[S], env: &[(K, V)]) -> Command
+pub(crate) fn ferry_command<S, K, V>(args: &[S], env: &[(K, V)]) -> Command
 where
     S: AsRef<OsStr>,
     K: AsRef<OsStr>,
@@ -166,6 +139,11 @@ impl FerryProcess {
         child.try_wait().ok().flatten()
     }
 
+    /// True while the process has not exited (a frozen process runs).
+    pub fn is_running(&self) -> bool {
+        self.try_exit().is_none()
+    }
+
     /// Kills the process with SIGKILL and reaps it. Idempotent.
     pub fn kill(&self) {
         let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
@@ -190,8 +168,17 @@ impl FerryProcess {
         unsafe { libc::kill(pid, sig) == 0 }
     }
 
+    /// Asks the process to stop (SIGTERM), as Kubernetes does; does not wait.
+    pub fn terminate(&self) {
+        assert!(
+            self.signal(libc::SIGTERM),
+            "SIGTERM to {} failed",
+            self.name
+        );
+    }
+
     /// Freezes the process (SIGSTOP), like a VM pause or a long GC stall.
-    pub fn stop_signal(&self) {
+    pub fn freeze(&self) {
         assert!(
             self.signal(libc::SIGSTOP),
             "SIGSTOP to {} failed",
@@ -199,20 +186,11 @@ impl FerryProcess {
         );
     }
 
-    /// Resumes a process frozen by `stop_signal` (SIGCONT).
-    pub fn cont(&self) {
+    /// Resumes a process frozen by `freeze` (SIGCONT).
+    pub fn thaw(&self) {
         assert!(
             self.signal(libc::SIGCONT),
             "SIGCONT to {} failed",
-            self.name
-        );
-    }
-
-    /// Asks the process to stop (SIGTERM), as Kubernetes and `podman stop` do.
-    pub fn terminate(&self) {
-        assert!(
-            self.signal(libc::SIGTERM),
-            "SIGTERM to {} failed",
             self.name
         );
     }
@@ -281,189 +259,4 @@ impl Drop for FerryProcess {
             );
         }
     }
-}
-
-/// Starts `ferry coordinator --listen 127.0.0.1:PORT EXTRA_ARGS` on a free
-/// port, waits until it accepts TCP, and returns it with its URL
-/// (`http://127.0.0.1:PORT`). Panics with its log if it exits or never listens.
-pub fn start_coordinator<K, V>(extra_args: &[&str], env: &[(K, V)]) -> (FerryProcess, String)
-where
-    K: AsRef<OsStr>,
-    V: AsRef<OsStr>,
-{
-    start_coordinator_on(free_port(), extra_args, env)
-}
-
-/// Like `start_coordinator`, on a given port: restarts a killed coordinator
-/// at the address its workers and clients already know.
-pub fn start_coordinator_on<K, V>(
-    port: u16,
-    extra_args: &[&str],
-    env: &[(K, V)],
-) -> (FerryProcess, String)
-where
-    K: AsRef<OsStr>,
-    V: AsRef<OsStr>,
-{
-    let listen = format!("127.0.0.1:{port}");
-    let mut args = vec!["coordinator", "--listen", listen.as_str()];
-    args.extend_from_slice(extra_args);
-    let process = FerryProcess::spawn("coordinator", &args, env);
-    blocking(|| {
-        let deadline = Instant::now() + COORDINATOR_START_TIMEOUT;
-        while !port_open(port) {
-            if let Some(status) = process.try_exit() {
-                panic!(
-                    "coordinator exited ({status}) before listening on {listen}; log:\n{}",
-                    process.log_tail(40)
-                );
-            }
-            if Instant::now() >= deadline {
-                panic!(
-                    "coordinator not listening on {listen} within {COORDINATOR_START_TIMEOUT:?}; log:\n{}",
-                    process.log_tail(40)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    });
-    (process, format!("http://{listen}"))
-}
-
-/// Starts `ferry worker --coordinator URL --concurrency N` with extra `env`.
-pub fn start_worker<K, V>(coordinator_url: &str, concurrency: usize, env: &[(K, V)]) -> FerryProcess
-where
-    K: AsRef<OsStr>,
-    V: AsRef<OsStr>,
-{
-    let concurrency = concurrency.to_string();
-    FerryProcess::spawn(
-        "worker",
-        &[
-            "worker",
-            "--coordinator",
-            coordinator_url,
-            "--concurrency",
-            concurrency.as_str(),
-        ],
-        env,
-    )
-}
-
-/// What a finished CLI invocation printed, and how it exited.
-#[derive(Debug, Clone)]
-pub struct CliOutput {
-    /// The command line, for messages.
-    pub command: String,
-    /// Exit status.
-    pub status: ExitStatus,
-    /// Standard output, lossily decoded, without colours.
-    pub stdout: String,
-    /// Standard error, lossily decoded, without colours.
-    pub stderr: String,
-    /// True when the command was killed for running past its timeout.
-    pub timed_out: bool,
-}
-
-impl CliOutput {
-    /// True when the command exited with status 0.
-    pub fn success(&self) -> bool {
-        self.status.success()
-    }
-
-    /// The last non-empty line of stdout, trimmed (a submit's job id).
-    pub fn last_line(&self) -> Option<&str> {
-        self.stdout.lines().map(str::trim).rfind(|l| !l.is_empty())
-    }
-
-    /// stdout followed by stderr, for searching messages.
-    pub fn all(&self) -> String {
-        format!("{}\n{}", self.stdout, self.stderr)
-    }
-}
-
-impl std::fmt::Display for CliOutput {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "`{}` {} {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.command,
-            if self.timed_out {
-                "timed out, killed:"
-            } else {
-                "exited"
-            },
-            self.status,
-            tail(&self.stdout, 40),
-            tail(&self.stderr, 40)
-        )
-    }
-}
-
-/// Runs `ferry ARGS` to completion with extra `env`; panics (with what it
-/// printed so far) if it takes longer than `timeout`.
-pub fn run_cli<S, K, V>(args: &[S], env: &[(K, V)], timeout: Duration) -> CliOutput
-where
-    S: AsRef<OsStr>,
-    K: AsRef<OsStr>,
-    V: AsRef<OsStr>,
-{
-    let out = run_cli_until(args, env, timeout);
-    if out.timed_out {
-        panic!("timed out after {timeout:?}: {out}");
-    }
-    out
-}
-
-/// Runs `ferry ARGS` with extra `env`, killing it after `timeout`; the result
-/// says whether that happened (`timed_out`) instead of panicking.
-pub fn run_cli_until<S, K, V>(args: &[S], env: &[(K, V)], timeout: Duration) -> CliOutput
-where
-    S: AsRef<OsStr>,
-    K: AsRef<OsStr>,
-    V: AsRef<OsStr>,
-{
-    let command = std::iter::once("ferry".to_string())
-        .chain(
-            args.iter()
-                .map(|a| a.as_ref().to_string_lossy().into_owned()),
-        )
-        .collect::<Vec<_>>()
-        .join(" ");
-    let child = ferry_command(args, env)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        // Its own process group, so a timeout kills anything it started
-        // that still holds the output pipes.
-        .process_group(0)
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {command}: {e}"));
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    blocking(|| {
-        let (output, timed_out) = match rx.recv_timeout(timeout) {
-            Ok(output) => (output, false),
-            Err(_) => {
-                if let Ok(pgid) = libc::pid_t::try_from(pid) {
-                    // SAFETY: the child leads its own process group and is not
-                    // reaped until wait_with_output returns, which has not
-                    // happened, so the group id is still ours.
-                    unsafe { libc::kill(-pgid, libc::SIGKILL) };
-                }
-                (rx.recv().expect("waiter thread reports"), true)
-            }
-        };
-        let output = output.unwrap_or_else(|e| panic!("wait for {command}: {e}"));
-        CliOutput {
-            command,
-            status: output.status,
-            stdout: strip_ansi(&String::from_utf8_lossy(&output.stdout)),
-            stderr: strip_ansi(&String::from_utf8_lossy(&output.stderr)),
-            timed_out,
-        }
-    })
 }

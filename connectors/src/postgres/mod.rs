@@ -1,0 +1,17 @@
+//! PostgreSQL: describe and sample a source query, read a chunk as binary
+//! COPY, write it under the target-side ledger, isolate refused rows, the
+//! write modes, verify digests.
+
+pub mod copy;
+pub mod describe;
+pub mod ledger;
+pub mod modes;
+pub mod rejects;
+pub mod replace;
+pub mod rowcount;
+pub mod sample;
+pub mod scan;
+pub mod select;
+pub mod session;
+pub mod sql;
+pub mod verify;

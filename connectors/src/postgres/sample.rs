@@ -1,0 +1,283 @@
+//! Samples a source query's key so the planner can cut equal-row chunks:
+//! from a share of the table's blocks (`TABLESAMPLE SYSTEM`) when the query
+//! is a plain scan of one table with a NOT NULL key column, otherwise by
+//! reading every row once (count, NULL keys and a random sample of keys in
+//! one scan). Keys come back typed: integers as integers, anything else in
+//! PostgreSQL's text form of the key's type.
+
+use ferry_common::errors::DbFailure;
+use ferry_common::proto::{KeyColumn, KeyValue};
+use serde_json::Value;
+use tokio_postgres::Client;
+
+use super::session::failed;
+use super::sql::quote_ident;
+
+/// Sampled keys per planned chunk: the sample's quantiles put each chunk within
+/// a few percent of `chunk_size` rows.
+const SAMPLES_PER_CHUNK: u64 = 200;
+/// Fewest keys sampled for a parallel plan.
+const MIN_SAMPLES: u64 = 10_000;
+/// Most keys sampled, bounding the planner's memory.
+const MAX_SAMPLES: u64 = 1_000_000;
+/// Sampled blocks per planned chunk: a block's rows arrive as one cluster, so
+/// boundaries need many blocks per chunk to land near the chunk size.
+const BLOCKS_PER_CHUNK: f64 = 100.0;
+/// Fewest planned chunks for the block sample; smaller jobs are scanned exactly.
+const MIN_BLOCK_CHUNKS: f64 = 20.0;
+/// Largest share of the table worth sampling by blocks, in percent.
+const MAX_BLOCK_PERCENT: f64 = 25.0;
+
+/// Integer types whose keys travel as integers.
+const INTEGER_TYPES: &[&str] = &["smallint", "integer", "bigint"];
+
+/// What one look at the key tells the planner.
+#[derive(Debug, Clone)]
+pub struct KeySample {
+    /// Rows the query returns (estimated when `estimated`).
+    pub rows: u64,
+    /// Rows whose key is not NULL.
+    pub non_null_rows: u64,
+    /// Rows whose key is NULL.
+    pub null_rows: u64,
+    /// A uniform sample of the non-NULL keys, in key order.
+    pub keys: Vec<KeyValue>,
+    /// How the sample was taken, for people.
+    pub how: String,
+}
+
+/// The root node of `EXPLAIN (VERBOSE, FORMAT JSON) sql` (node type,
+/// relation, schema, output columns, estimated rows, children).
+pub async fn root_plan(client: &Client, sql: &str) -> Result<Value, DbFailure> {
+    let row = client
+        .query_one(&format!("EXPLAIN (VERBOSE, FORMAT JSON) {sql}"), &[])
+        .await
+        .map_err(|e| failed("cannot explain the source query", &e))?;
+    let mut plan: Value = row
+        .try_get(0)
+        .map_err(|e| failed("cannot read the source query's plan", &e))?;
+    Ok(plan
+        .get_mut(0)
+        .and_then(|p| p.get_mut("Plan"))
+        .map(Value::take)
+        .unwrap_or(Value::Null))
+}
+
+/// Counts the query's rows.
+pub async fn count_rows(source: &Client, query: &str) -> Result<u64, DbFailure> {
+    let row = source
+        .query_one(&format!("SELECT count(*)::int8 FROM ({query}) AS src"), &[])
+        .await
+        .map_err(|e| failed("cannot count the source rows", &e))?;
+    Ok(row.get::<_, i64>(0).max(0) as u64)
+}
+
+fn estimated_rows(root: &Value) -> u64 {
+    root.get("Plan Rows")
+        .and_then(|r| r.as_f64())
+        .unwrap_or(0.0)
+        .max(0.0) as u64
+}
+
+fn sample_fraction(rows: u64, chunk_size: u64) -> f64 {
+    let chunks = rows.div_ceil(chunk_size.max(1));
+    let want = (chunks * SAMPLES_PER_CHUNK).clamp(MIN_SAMPLES, MAX_SAMPLES);
+    if rows == 0 {
+        1.0
+    } else {
+        (want as f64 / rows as f64).min(1.0)
+    }
+}
+
+/// Typed key values from their text forms.
+fn typed(key: &KeyColumn, texts: Vec<String>) -> Result<Vec<KeyValue>, DbFailure> {
+    if !INTEGER_TYPES.contains(&key.r#type.as_str()) {
+        return Ok(texts.into_iter().map(KeyValue::from_text).collect());
+    }
+    texts
+        .into_iter()
+        .map(|t| {
+            t.parse::<i64>().map(KeyValue::from_int).map_err(|_| {
+                DbFailure::permanent(format!(
+                    "key column '{}' sampled a value '{t}' that is not an integer",
+                    key.name
+                ))
+            })
+        })
+        .collect()
+}
+
+/// Samples the key of `query` for chunks of about `chunk_size` rows.
+pub async fn sample_keys(
+    source: &Client,
+    query: &str,
+    key: &KeyColumn,
+    chunk_size: u64,
+) -> Result<KeySample, DbFailure> {
+    let root = root_plan(source, query).await?;
+    let estimate = estimated_rows(&root);
+    let want = (sample_fraction(estimate, chunk_size) * estimate as f64) as u64;
+    if let Some(s) = block_sample(source, &root, key, chunk_size, want).await? {
+        return Ok(s);
+    }
+    let mut fraction = sample_fraction(estimate, chunk_size);
+    let sql = format!(
+        "SELECT count(*)::int8, count(*) FILTER (WHERE k IS NULL)::int8,
+                coalesce(array_agg(k::text ORDER BY k) FILTER (WHERE k IS NOT NULL AND r < $1), '{{}}')
+           FROM (SELECT src.{} AS k, random() AS r FROM ({query}) AS src) AS s",
+        quote_ident(&key.name)
+    );
+    for _ in 0..2 {
+        let row = source
+            .query_one(&sql, &[&fraction])
+            .await
+            .map_err(|e| failed("cannot sample the key column", &e))?;
+        let rows = row.get::<_, i64>(0).max(0) as u64;
+        let null_rows = row.get::<_, i64>(1).max(0) as u64;
+        let keys: Vec<String> = row.get(2);
+        let needed = rows.div_ceil(chunk_size.max(1)) * SAMPLES_PER_CHUNK / 4;
+        let better = sample_fraction(rows, chunk_size);
+        if (keys.len() as u64) < needed.min(rows - null_rows) && better > fraction * 1.5 {
+            fraction = better;
+            continue;
+        }
+        return Ok(KeySample {
+            rows,
+            non_null_rows: rows - null_rows,
+            null_rows,
+            keys: typed(key, keys)?,
+            how: "every row read, rows counted".into(),
+        });
+    }
+    Err(DbFailure::permanent(
+        "the source query returned a different row count on each scan: is it deterministic?",
+    ))
+}
+
+/// The table and key column when the plan `root` is one sequential scan
+/// with no filter whose key output is a bare column.
+struct PlainScan {
+    schema: String,
+    table: String,
+    column: String,
+    rows: f64,
+}
+
+fn plain_scan(root: &Value, key_position: usize) -> Option<PlainScan> {
+    let plain = root.get("Node Type")?.as_str()? == "Seq Scan"
+        && root.get("Plans").is_none()
+        && root.get("Filter").is_none();
+    if !plain {
+        return None;
+    }
+    let output = root
+        .get("Output")?
+        .as_array()?
+        .get(key_position)?
+        .as_str()?;
+    Some(PlainScan {
+        schema: root.get("Schema")?.as_str()?.to_string(),
+        table: root.get("Relation Name")?.as_str()?.to_string(),
+        column: bare_column(output)?,
+        rows: root.get("Plan Rows")?.as_f64()?,
+    })
+}
+
+/// The column name of an EXPLAIN output entry that is a bare column
+/// (`id`, `"Mixed Case"`), None for any expression.
+fn bare_column(entry: &str) -> Option<String> {
+    if let Some(inner) = entry.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
+        let unescaped = inner.replace("\"\"", "\"");
+        // a lone quote left inside means the entry was more than one identifier
+        return (!unescaped.is_empty() && !inner.replace("\"\"", "").contains('"'))
+            .then_some(unescaped);
+    }
+    let simple = !entry.is_empty()
+        && entry
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && !entry.starts_with(|c: char| c.is_ascii_digit());
+    simple.then(|| entry.to_string())
+}
+
+/// A block sample of the key, or None when the query is not a plain scan of
+/// one table, the key column may hold NULLs, or the job is small (the caller
+/// then scans exactly). The row count is then an estimate; chunks stay
+/// open-ended ranges, so every row is still copied exactly once.
+async fn block_sample(
+    source: &Client,
+    root: &Value,
+    key: &KeyColumn,
+    chunk_size: u64,
+    want_keys: u64,
+) -> Result<Option<KeySample>, DbFailure> {
+    let Some(scan) = plain_scan(root, key.position as usize) else {
+        return Ok(None);
+    };
+    let chunks = scan.rows / chunk_size.max(1) as f64;
+    if chunks < MIN_BLOCK_CHUNKS {
+        return Ok(None);
+    }
+    let row = source
+        .query_opt(
+            "SELECT (pg_relation_size(c.oid) / current_setting('block_size')::int8)::float8
+               FROM pg_class c
+               JOIN pg_namespace n ON n.oid = c.relnamespace
+               JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = $3
+              WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'm') AND a.attnotnull",
+            &[&scan.schema, &scan.table, &scan.column],
+        )
+        .await
+        .map_err(|e| failed("cannot read the source table's size", &e))?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let pages: f64 = row.get(0);
+    let percent = 100.0 * chunks * BLOCKS_PER_CHUNK / pages.max(1.0);
+    if !(percent > 0.0 && percent <= MAX_BLOCK_PERCENT) {
+        return Ok(None);
+    }
+    let thin = (want_keys as f64 / (scan.rows * percent / 100.0)).min(1.0);
+    let sql = format!(
+        "SELECT count(*)::int8, coalesce(array_agg(k::text ORDER BY k) FILTER (WHERE r < $2), '{{}}')
+           FROM (SELECT {col} AS k, random() AS r FROM {schema}.{table} TABLESAMPLE SYSTEM ($1)) AS s",
+        col = quote_ident(&scan.column),
+        schema = quote_ident(&scan.schema),
+        table = quote_ident(&scan.table),
+    );
+    let percent4 = percent as f32;
+    let row = source
+        .query_one(&sql, &[&percent4, &thin])
+        .await
+        .map_err(|e| failed("cannot block-sample the key column", &e))?;
+    let sampled: i64 = row.get(0);
+    let keys: Vec<String> = row.get(1);
+    if sampled <= 0 || (keys.len() as f64) < chunks * 20.0 {
+        return Ok(None);
+    }
+    let rows = (sampled as f64 * 100.0 / percent).round() as u64;
+    Ok(Some(KeySample {
+        rows,
+        non_null_rows: rows,
+        null_rows: 0,
+        keys: typed(key, keys)?,
+        how: format!("{percent:.1}% of the table's blocks, rows estimated"),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bare_column;
+
+    #[test]
+    fn only_bare_columns_are_columns() {
+        assert_eq!(bare_column("id").as_deref(), Some("id"));
+        assert_eq!(bare_column("\"Key Col\"").as_deref(), Some("Key Col"));
+        assert_eq!(bare_column("\"a\"\"b\"").as_deref(), Some("a\"b"));
+        assert_eq!(bare_column("(id)::text"), None);
+        assert_eq!(bare_column("items.id"), None);
+        assert_eq!(bare_column("(id + 1)"), None);
+        assert_eq!(bare_column("\"a\".\"b\""), None);
+        assert_eq!(bare_column("1"), None);
+    }
+}
