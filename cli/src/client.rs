@@ -123,7 +123,8 @@ fn connect_with(
     })
 }
 
-/// Calls the coordinator, trying each address once when one is down or not the leader.
+/// Calls the coordinator, trying each address once when one is down or not
+/// the leader (plus the leader a follower names).
 async fn call<T, F, Fut>(c: &Coordinators, f: F) -> Result<T, i32>
 where
     F: Fn(JobClient) -> Fut,
@@ -133,9 +134,9 @@ where
     loop {
         match f(c.jobs()).await {
             Ok(r) => return Ok(r.into_inner()),
-            Err(s) if is_failover_status(&s) && tries + 1 < c.len() => {
+            Err(s) if is_failover_status(&s) && tries < c.len() => {
                 tries += 1;
-                c.rotate();
+                c.failover(&s);
             }
             Err(s) => {
                 eprintln!("error: {}", describe_status(c, &s));

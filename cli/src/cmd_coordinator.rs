@@ -8,7 +8,7 @@ use std::time::Duration;
 use ferry_common::config::{parse_duration, JobDefaults};
 use ferry_common::connections::ConnectionRegistry;
 use ferry_common::ledger::DEFAULT_LEDGER_SCHEMA;
-use ferry_common::timing::{Timings, MIN_JOB_RETENTION};
+use ferry_common::timing::{Timings, MIN_JOB_RETENTION, RESIGN_TIMEOUT};
 use ferry_coordinator::etcd_security::EtcdSecurity;
 use ferry_coordinator::history::{History, HistoryConfig};
 use ferry_coordinator::leader::{self, EtcdOptions};
@@ -234,16 +234,29 @@ async fn serve(args: Args) -> i32 {
         tokio::spawn(leader::run(Arc::clone(&gate), config, opts, stop.clone()))
     };
     let server_stop = stop.clone();
+    let mut leading = leading;
+    let mut term_ended = false;
     let served = tokio::select! {
         r = server::serve_secured(listener, gate, health, Secured { security, health_listener }, async move { server_stop.cancelled().await }) => r.map_err(|e| e.to_string()),
-        r = leading => match r {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(format!("etcd: {e}; check --etcd")),
-            Err(e) => Err(e.to_string()),
-        },
+        r = &mut leading => {
+            term_ended = true;
+            match r {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(format!("etcd: {e}; check --etcd")),
+                Err(e) => Err(e.to_string()),
+            }
+        }
         _ = crate::shutdown_signal() => Ok(()),
     };
     stop.cancel();
+    if !term_ended {
+        // a leader resigns (revokes its election lease) before the process
+        // exits, so the standby leads at once
+        let budget = RESIGN_TIMEOUT + Duration::from_secs(1);
+        if tokio::time::timeout(budget, &mut leading).await.is_err() {
+            tracing::warn!("leadership not resigned in time: the standby leads once the election lease expires");
+        }
+    }
     match served {
         Ok(()) => {
             tracing::info!("coordinator stopped");

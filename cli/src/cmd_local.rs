@@ -120,6 +120,7 @@ async fn run_local(args: Args) -> i32 {
             hostname: format!("local-{i}"),
             connections: connections.clone(),
             tls: Default::default(),
+            drain: ferry_worker::drain::DrainConfig::default(),
         };
         workers.push(tokio::spawn(ferry_worker::run(cfg, stop.clone())));
     }

@@ -5,6 +5,7 @@ mod cmd_coordinator;
 mod cmd_local;
 mod cmd_worker;
 mod completions;
+mod duration;
 mod history;
 mod jobspec;
 mod metrics_listener;

@@ -141,6 +141,19 @@ impl ChannelFactory {
         url: &str,
         request_timeout: Option<Duration>,
     ) -> Result<Channel, String> {
+        self.lazy_as(url, None, request_timeout)
+    }
+
+    /// Like `lazy`, verifying an `https://` server's certificate against
+    /// `server_name` instead of the address's host: a replica reached by an IP
+    /// address that its Service name resolved to presents the Service's
+    /// certificate.
+    pub fn lazy_as(
+        &mut self,
+        url: &str,
+        server_name: Option<&str>,
+        request_timeout: Option<Duration>,
+    ) -> Result<Channel, String> {
         let https = url.starts_with("https://");
         // tonic refuses an https:// endpoint without its own TLS settings, and
         // TLS is done here by the connector: the endpoint keeps the authority only.
@@ -166,6 +179,9 @@ impl ChannelFactory {
                 c
             }
         };
-        Ok(ep.connect_with_connector_lazy(HttpsConnector::new(config)))
+        Ok(ep.connect_with_connector_lazy(HttpsConnector::new(
+            config,
+            server_name.map(str::to_string),
+        )))
     }
 }

@@ -62,6 +62,30 @@ pub const LINEAGE_MIN_INTERVAL: Duration = Duration::from_millis(500);
 /// Deadline for finding the tables a job's query reads (connect + EXPLAIN);
 /// past it the START event goes out with the source connection alone.
 pub const LINEAGE_EXPLAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a worker told to stop gives chunks in flight whose attempts were
+/// stopped (released) to roll back and report before it reports them released
+/// itself and exits: a COPY sees the stop at its next 256 KB buffer, but a
+/// statement already running in the target ends only when it returns (the
+/// server rolls it back when the connection closes at exit).
+pub const RELEASE_WAIT: Duration = Duration::from_secs(3);
+/// Time a worker needs after its drain timeout to release what it still holds
+/// and exit: the release wait plus one report round trip (`RPC_TIMEOUT`),
+/// rounded up. The Helm chart sets `--drain-timeout` to
+/// `terminationGracePeriodSeconds` minus this, so the worker exits before the
+/// kubelet's SIGKILL.
+pub const DRAIN_MARGIN: Duration = Duration::from_secs(10);
+/// Default drain timeout: how long a worker told to stop (SIGTERM) lets the
+/// chunks it holds finish before it rolls them back and hands them back:
+/// Kubernetes' default `terminationGracePeriodSeconds` (30 s) minus
+/// `DRAIN_MARGIN`.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30 - 10);
+/// How long a client skips a coordinator address it could not reach (and
+/// hints naming it): a follower names a dead leader until the leader's
+/// election key expires, which takes at most `ELECTION_TTL`.
+pub const REPLICA_DOWN_FOR: Duration = ELECTION_TTL;
+/// How long a coordinator stopping (SIGTERM) waits for etcd to revoke its
+/// election lease, so the standby may lead at once: one etcd request.
+pub const RESIGN_TIMEOUT: Duration = ETCD_REQUEST_TIMEOUT;
 
 /// Etcd client keepalive ping interval: a dead connection to a member is
 /// noticed within a couple of seconds, well inside a request deadline.
@@ -192,6 +216,16 @@ mod tests {
         assert!(ELECTION_KEEPALIVE * 3 <= ELECTION_TTL);
         assert!(ELECTION_STEP_DOWN < ELECTION_TTL);
         assert!(ELECTION_TTL + ELECTION_POLL + ETCD_REQUEST_TIMEOUT < DEFAULT_WORKER_LEASE_TTL);
+    }
+
+    #[test]
+    fn a_drain_fits_kubernetes_default_grace_period() {
+        assert_eq!(
+            DEFAULT_DRAIN_TIMEOUT + DRAIN_MARGIN,
+            Duration::from_secs(30)
+        );
+        // released chunks roll back, then one report round trip, before SIGKILL
+        assert!(RELEASE_WAIT + RPC_TIMEOUT <= DRAIN_MARGIN);
     }
 
     #[test]

@@ -5,6 +5,8 @@
 
 use std::collections::HashMap;
 
+use ferry_common::client::LEADER_HINT_KEY;
+use tonic::metadata::MetadataValue;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
@@ -227,7 +229,17 @@ impl From<CoordinatorError> for Status {
             }
             _ => {}
         }
-        Status::with_error_details(code, e.to_string(), details)
+        let mut status = Status::with_error_details(code, e.to_string(), details);
+        // a follower names the leader in metadata too, for clients to jump to it
+        if let CoordinatorError::NotLeader {
+            leader: Some(leader),
+        } = &e
+        {
+            if let Ok(value) = MetadataValue::try_from(leader.as_str()) {
+                status.metadata_mut().insert(LEADER_HINT_KEY, value);
+            }
+        }
+        status
     }
 }
 

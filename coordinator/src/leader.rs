@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use etcd_client::{Client, ConnectOptions};
-use ferry_common::timing::{ELECTION_RETRY, ETCD_KEEPALIVE, ETCD_REQUEST_TIMEOUT};
+use ferry_common::timing::{ELECTION_RETRY, ETCD_KEEPALIVE, ETCD_REQUEST_TIMEOUT, RESIGN_TIMEOUT};
 use tokio_util::sync::CancellationToken;
 
 use crate::assignments;
@@ -122,7 +122,28 @@ pub async fn run(
         scheduler.shutdown();
         gate.follow(None).await;
         leadership.lost.cancel();
-        let _ = client.clone().lease_revoke(leadership.lease_id).await;
+        resign(&client, leadership.lease_id, stop.is_cancelled()).await;
     }
     Ok(())
+}
+
+/// Ends a term: revokes the election lease, which deletes the leader key, so
+/// a standby leads at once instead of waiting for the lease to expire.
+/// `stopping` (the process is shutting down) says so in the log.
+async fn resign(client: &Client, lease_id: i64, stopping: bool) {
+    let started = Instant::now();
+    let revoked = tokio::time::timeout(RESIGN_TIMEOUT, client.clone().lease_revoke(lease_id)).await;
+    match revoked {
+        Ok(Ok(_)) if stopping => tracing::info!(
+            revoke_ms = started.elapsed().as_millis() as u64,
+            "resigned leadership: election lease revoked, a standby may lead at once"
+        ),
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "cannot revoke the election lease: a standby leads once it expires")
+        }
+        Err(_) => {
+            tracing::warn!("election lease revocation timed out: a standby leads once it expires")
+        }
+    }
 }

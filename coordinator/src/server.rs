@@ -53,14 +53,23 @@ pub async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ServeEr
     Ok((listener, local))
 }
 
+/// The gRPC health service name every running coordinator reports SERVING,
+/// leader or not: what a liveness probe checks. Service `""` (readiness) is
+/// SERVING on the leader alone, so a probe on it would restart followers.
+pub const LIVENESS_SERVICE: &str = "ferry.v1.Liveness";
+
 /// A gate (starting as a follower) and the health service it drives.
 ///
 /// Health starts NOT_SERVING (tonic-health's reporter starts the overall
-/// status at SERVING): a replica is ready only once it leads.
+/// status at SERVING): a replica is ready only once it leads. The liveness
+/// service is SERVING from the start, whatever the role.
 pub async fn gate() -> (Arc<Gate>, HealthServer<HealthService>) {
     let reporter = tonic_health::server::HealthReporter::new();
     reporter
         .set_service_status("", tonic_health::ServingStatus::NotServing)
+        .await;
+    reporter
+        .set_service_status(LIVENESS_SERVICE, tonic_health::ServingStatus::Serving)
         .await;
     let service = HealthServer::new(HealthService::from_health_reporter(reporter.clone()));
     (Gate::new(reporter), service)

@@ -4,6 +4,7 @@
 #![warn(missing_docs)]
 
 pub mod copy;
+pub mod drain;
 pub mod fault;
 pub mod held;
 mod metrics;
@@ -16,7 +17,7 @@ use std::time::Instant;
 use ferry_common::client::{is_failover_status, AddressError, Coordinators};
 use ferry_common::connections::ConnectionRegistry;
 use ferry_common::credentials::{BearerToken, ClientSecurity};
-use ferry_common::errors::DbFailure;
+use ferry_common::errors::{DbFailure, ErrorClass};
 use ferry_common::proto::{AcquireChunkRequest, ChunkAssignment, ErrorClass as ProtoClass};
 use ferry_common::telemetry::traces::from_carrier;
 use ferry_common::timing::{DEFAULT_WORKER_LEASE_TTL, RPC_TIMEOUT, WORKER_LEASE_RETRY};
@@ -31,6 +32,7 @@ use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use copy::{ChunkContext, Outcome};
+use drain::DrainConfig;
 use fault::Faults;
 use held::Held;
 use metrics::{connection_labels, metrics};
@@ -61,9 +63,13 @@ pub struct WorkerConfig {
     pub connections: ConnectionRegistry,
     /// TLS files for `https://` coordinators (`--tls-ca`, `--tls-cert`, `--tls-key`).
     pub tls: ClientTlsFiles,
+    /// How the worker stops once `shutdown` fires.
+    pub drain: DrainConfig,
 }
 
-/// Runs a worker until `shutdown` fires; chunks in flight then finish before it returns.
+/// Runs a worker until `shutdown` fires: it then leases nothing more, lets
+/// the chunks in flight finish within the drain timeout, and hands back (as
+/// released) those that do not (see `drain`).
 pub async fn run(cfg: WorkerConfig, shutdown: CancellationToken) -> Result<(), WorkerError> {
     if cfg.concurrency == 0 {
         return Err(WorkerError::Config(
@@ -86,7 +92,7 @@ pub async fn run(cfg: WorkerConfig, shutdown: CancellationToken) -> Result<(), W
         concurrency: cfg.concurrency,
         held: Arc::clone(&held),
     });
-    tracing::info!(coordinator = %cfg.coordinator, concurrency = cfg.concurrency, connections = ?cfg.connections.names(), "worker starting");
+    tracing::info!(coordinator = %cfg.coordinator, replicas = ?session.coordinators.replica_urls(), concurrency = cfg.concurrency, connections = ?cfg.connections.names(), "worker starting");
     if !session.register(&shutdown).await {
         return Ok(());
     }
@@ -119,11 +125,15 @@ pub async fn run(cfg: WorkerConfig, shutdown: CancellationToken) -> Result<(), W
             session_secret: session.secret(),
         };
         let mut client = session.coordinators.workers();
-        let resp = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            r = client.acquire_chunk(req) => r,
-        };
+        // Not cut short by shutdown (the long poll ends within a second): a
+        // lease granted to a dropped call would wait out its lease time.
+        let resp = client.acquire_chunk(req).await;
         match resp {
+            Ok(r) if shutdown.is_cancelled() => {
+                for a in r.into_inner().assignments {
+                    drain::release_unstarted(&session, a).await;
+                }
+            }
             Ok(r) => {
                 for a in r.into_inner().assignments {
                     let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
@@ -144,7 +154,7 @@ pub async fn run(cfg: WorkerConfig, shutdown: CancellationToken) -> Result<(), W
             Err(s) => {
                 tracing::warn!(coordinator = %session.coordinators.current_url(), error = %s.message(), "cannot lease chunks");
                 if is_failover_status(&s) {
-                    session.coordinators.rotate();
+                    session.coordinators.failover(&s);
                 }
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
@@ -153,15 +163,7 @@ pub async fn run(cfg: WorkerConfig, shutdown: CancellationToken) -> Result<(), W
             }
         }
     }
-    if !tasks.is_empty() {
-        tracing::info!(
-            in_flight = tasks.len(),
-            "shutting down: finishing chunks in flight"
-        );
-    }
-    while let Some(done) = tasks.join_next().await {
-        log_slot_end(done);
-    }
+    drain::drain(&mut tasks, &session, &cfg.drain).await;
     heartbeat_stop.cancel();
     let _ = hb.await;
     metrics().slots.add(-i64::from(cfg.concurrency), &[]);
@@ -181,9 +183,13 @@ async fn run_slot(
 ) {
     let mut queue = std::collections::VecDeque::from([first]);
     while let Some(a) = queue.pop_front() {
+        if shutdown.is_cancelled() {
+            // leased with the last report after the stop began: not started
+            drain::release_unstarted(session, a).await;
+            continue;
+        }
         // a next chunk is asked for only while this slot has nothing else queued
         let want_next = u32::from(queue.is_empty() && !shutdown.is_cancelled());
-        // a chunk leased with the report is in flight: it runs even if shutdown began meanwhile
         queue.extend(run_chunk(ctx, session, a, want_next).await);
     }
 }
@@ -314,6 +320,16 @@ async fn run_chunk_in_span(
             session
                 .report_complete(chunk, rows_written, rows_rejected, true, want_next)
                 .await
+        }
+        // stopped by the worker's own drain: handed back, whatever broke on the way
+        Outcome::Aborted(_)
+        | Outcome::Failed(DbFailure {
+            class: ErrorClass::Transient,
+            ..
+        }) if handle.is_released() => {
+            tracing::info!(job = %chunk.job_id, chunk = chunk.chunk_no, attempt = a.attempt, "shutting down: chunk rolled back and handed back");
+            drain::release(session, chunk).await;
+            Vec::new()
         }
         Outcome::Failed(f) => {
             tracing::warn!(job = %chunk.job_id, chunk = chunk.chunk_no, attempt = a.attempt, error = %f.message, "chunk failed and rolled back");

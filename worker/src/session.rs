@@ -81,7 +81,7 @@ impl Session {
                 }
                 Err(status) => {
                     tracing::warn!(coordinator = %self.coordinators.current_url(), error = %status.message(), "cannot register with coordinator; retrying");
-                    self.coordinators.rotate();
+                    self.coordinators.failover(&status);
                 }
             }
             tokio::select! {
@@ -127,7 +127,7 @@ impl Session {
                 Err(status) => {
                     tracing::warn!(coordinator = %self.coordinators.current_url(), error = %status.message(), "heartbeat failed");
                     if is_failover_status(&status) {
-                        self.coordinators.rotate();
+                        self.coordinators.failover(&status);
                     }
                 }
             }
@@ -231,7 +231,7 @@ impl Session {
                 }
                 Err(s) if is_failover_status(&s) && Instant::now() < give_up => {
                     tracing::warn!(error = %s.message(), "cannot report chunk {what}; retrying");
-                    self.coordinators.rotate();
+                    self.coordinators.failover(&s);
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(REPORT_RETRY_MAX);
                 }

@@ -96,12 +96,19 @@ impl ClientTlsFiles {
 #[derive(Clone)]
 pub struct HttpsConnector {
     config: Arc<Watched<ClientConfig>>,
+    /// The name the server certificate must carry, when not the address's host
+    /// (a replica reached by the IP address its Service name resolved to).
+    server_name: Option<String>,
 }
 
 impl HttpsConnector {
-    /// A connector using `config`.
-    pub fn new(config: Arc<Watched<ClientConfig>>) -> Self {
-        Self { config }
+    /// A connector using `config`, verifying the server certificate against
+    /// `server_name`, or the address's host when none is given.
+    pub fn new(config: Arc<Watched<ClientConfig>>, server_name: Option<String>) -> Self {
+        Self {
+            config,
+            server_name,
+        }
     }
 }
 
@@ -119,14 +126,16 @@ impl tower::Service<http::Uri> for HttpsConnector {
 
     fn call(&mut self, uri: http::Uri) -> Self::Future {
         let config = self.config.get();
+        let server_name = self.server_name.clone();
         Box::pin(async move {
             let host = uri
                 .host()
                 .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_string())
                 .ok_or_else(|| invalid(format!("address {uri} names no host")))?;
             let port = uri.port_u16().unwrap_or(443);
-            let name = ServerName::try_from(host.clone())
-                .map_err(|e| invalid(format!("'{host}' is not a host name: {e}")))?;
+            let verified = server_name.unwrap_or_else(|| host.clone());
+            let name = ServerName::try_from(verified.clone())
+                .map_err(|e| invalid(format!("'{verified}' is not a host name: {e}")))?;
             let tcp = TcpStream::connect((host.as_str(), port)).await?;
             tcp.set_nodelay(true)?;
             let tls = TlsConnector::from(config)

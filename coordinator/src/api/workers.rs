@@ -149,12 +149,16 @@ impl WorkerService for WorkerApi {
         let r = request.into_inner();
         session(&r.worker_id, &r.session_secret)?;
         let chunk = r.chunk.ok_or_else(missing_chunk)?;
-        let (class, aborted) = match proto::ErrorClass::try_from(r.class) {
+        let reported = proto::ErrorClass::try_from(r.class);
+        let (class, aborted) = match reported {
             Ok(proto::ErrorClass::Permanent) => (ErrorClass::Permanent, false),
             Ok(proto::ErrorClass::Data) => (ErrorClass::Data, false),
-            Ok(proto::ErrorClass::Aborted) => (ErrorClass::Transient, true),
+            Ok(proto::ErrorClass::Aborted | proto::ErrorClass::Released) => {
+                (ErrorClass::Transient, true)
+            }
             _ => (ErrorClass::Transient, false),
         };
+        let released = reported == Ok(proto::ErrorClass::Released);
         let reported = truncate(&r.message, MAX_FAILURE_MESSAGE_BYTES);
         let message = if r.sqlstate.is_empty() {
             reported
@@ -164,9 +168,14 @@ impl WorkerService for WorkerApi {
         let scheduler = self.gate.scheduler()?;
         let worker = r.worker_id;
         detached(async move {
+            let (job, chunk_no) = (chunk.job_id.clone(), chunk.chunk_no);
             scheduler
                 .fail(&worker, chunk, class, aborted, &message)
-                .await
+                .await?;
+            if released {
+                tracing::info!(%job, chunk = chunk_no, %worker, "chunk released by its worker (shutting down): leased again at once, no retry counted");
+            }
+            Ok(())
         })
         .await?;
         Ok(Response::new(FailChunkResponse {}))
