@@ -7,6 +7,7 @@
 //! silently.
 #![warn(missing_docs)]
 
+pub mod caller;
 pub mod chaos;
 pub mod chaos_events;
 pub mod chaos_verdict;

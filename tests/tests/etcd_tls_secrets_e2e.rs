@@ -6,13 +6,14 @@
 //! dump and the target's `ferry` tables are searched for the passwords.
 //! (A `/metrics` scrape joins the search once the coordinator serves one.)
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
+use ferry_tests::cli::{CliOutput, Submit, CLI_TIMEOUT};
+use ferry_tests::cluster::Cluster;
 use ferry_tests::data::{create_items_table, slow_down_inserts};
-use ferry_tests::ferry::{run_cli, start_coordinator, start_worker, CliOutput};
-use ferry_tests::job::{job_id, submit_args, CLI_TIMEOUT};
-use ferry_tests::scenario::{Databases, ITEMS_QUERY, ITEMS_TABLE};
+use ferry_tests::databases::{Databases, ITEMS_TABLE};
+use ferry_tests::log_lines::BECAME_LEADER;
 use ferry_tests::security::{
     enable_etcd_auth, etcd_dump, etcd_tls_client, set_pg_hba, Pki, TlsEtcd,
 };
@@ -31,9 +32,28 @@ fn leaks(text: &str) -> Option<&'static str> {
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> String {
-    let path: PathBuf = dir.join(name);
+    let path = dir.join(name);
     std::fs::write(&path, text).expect("write a secret file");
     path.display().to_string()
+}
+
+fn check(what: &str, text: &str) {
+    if let Some(secret) = leaks(text) {
+        let line = text.lines().find(|l| l.contains(secret)).unwrap_or("");
+        panic!("a secret leaked into the {what}: {line}");
+    }
+}
+
+/// `submit` (with `--watch` when the job asks for it) as the cluster's
+/// caller, and what it printed.
+fn run(cluster: &Cluster, job: &Submit, timeout: Duration) -> CliOutput {
+    cluster.cli(&job.submit_args(cluster.urls()), timeout)
+}
+
+/// The job id a submit printed; panics unless it succeeded.
+fn job_of(out: &CliOutput) -> String {
+    assert!(out.success(), "submit failed: {out}");
+    out.job_id()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -79,7 +99,7 @@ async fn etcd_with_client_certificates_fails_over_and_no_secret_leaks() {
 
     let dir = pki.path("");
     let url = |db: &str| format!("postgres://ferry_app@127.0.0.1:{}/{db}", pg.port());
-    let env: Vec<(String, String)> = vec![
+    let connections: Vec<(String, String)> = vec![
         (
             "FERRY_CONN_SRC_FILE".into(),
             write(&dir, "src-url", &format!("{}\n", url("src"))),
@@ -101,47 +121,34 @@ async fn etcd_with_client_certificates_fails_over_and_no_secret_leaks() {
             "FERRY_CONN_NOWHERE_PASSWORD_FILE".into(),
             write(&dir, "nowhere-pw", DB_SECRET),
         ),
-        (
-            "FERRY_ETCD_PASSWORD_FILE".into(),
-            write(&dir, "etcd-pw", ETCD_SECRET),
-        ),
     ];
-    let (cert, key, ca_pem) = (
-        coordinator_cert.cert.display().to_string(),
-        coordinator_cert.key.display().to_string(),
-        ca.pem.display().to_string(),
-    );
-    let endpoint = etcd.endpoint();
-    let coord_args = [
-        "--etcd",
-        endpoint.as_str(),
-        "--etcd-ca",
-        ca_pem.as_str(),
-        "--etcd-cert",
-        cert.as_str(),
-        "--etcd-key",
-        key.as_str(),
-        "--etcd-user",
-        "ferry",
-    ];
-    let (a, url_a) = start_coordinator(&coord_args, &env);
-    assert!(
-        a.wait_for_log("became the leader coordinator", LINE_TIMEOUT),
-        "coordinator A did not lead through the TLS etcd:\n{}",
-        a.log_tail(20)
-    );
-    let (b, url_b) = start_coordinator(&coord_args, &env);
-    let both = format!("{url_a},{url_b}");
-    let workers = [start_worker(&both, 2, &env), start_worker(&both, 2, &env)];
+    let etcd_password = write(&dir, "etcd-pw", ETCD_SECRET);
+    let p = |path: &Path| path.display().to_string();
+    // c0 leads through the TLS etcd before c1 starts and follows
+    let cluster = Cluster::builder()
+        .databases(dbs)
+        .connection_env(connections)
+        .env("FERRY_ETCD_PASSWORD_FILE", etcd_password)
+        .etcd_endpoints(etcd.endpoint())
+        .coordinator_arg("--etcd-ca")
+        .coordinator_arg(p(&ca.pem))
+        .coordinator_arg("--etcd-cert")
+        .coordinator_arg(p(&coordinator_cert.cert))
+        .coordinator_arg("--etcd-key")
+        .coordinator_arg(p(&coordinator_cert.key))
+        .coordinator_arg("--etcd-user")
+        .coordinator_arg("ferry")
+        .coordinators(2)
+        .workers(2)
+        .start()
+        .await;
+    let (a, b) = (cluster.coordinator(0), cluster.coordinator(1));
+    let both = cluster.urls();
     let mut outputs: Vec<CliOutput> = Vec::new();
 
     // success across a failover: the leader dies mid-job
-    let submitted = run_cli(
-        &submit_args(&both, ITEMS_QUERY, ITEMS_TABLE, &["--chunk-size", "10000"]),
-        &env,
-        CLI_TIMEOUT,
-    );
-    let job = job_id(&submitted);
+    let submitted = run(&cluster, &Submit::items().chunk_size(10_000), CLI_TIMEOUT);
+    let job = job_of(&submitted);
     outputs.push(submitted);
     assert!(
         a.wait_for_line(
@@ -154,34 +161,22 @@ async fn etcd_with_client_certificates_fails_over_and_no_secret_leaks() {
     );
     a.kill();
     assert!(
-        b.wait_for_log("became the leader coordinator", LINE_TIMEOUT),
+        b.wait_for_log(BECAME_LEADER, LINE_TIMEOUT),
         "B did not take over through the TLS etcd:\n{}",
         b.log_tail(20)
     );
-    let watched = run_cli(
-        &["watch", job.as_str(), "--coordinator", both.as_str()],
-        &env,
-        WATCH_TIMEOUT,
-    );
+    let watched = cluster.cli(&["watch", &job, "--coordinator", both], WATCH_TIMEOUT);
     assert!(
         watched.success(),
         "the job did not survive the failover: {watched}"
     );
     outputs.push(watched);
-    dbs.assert_copied_exactly(ITEMS_TABLE).await;
+    cluster.dbs().assert_copied_exactly(ITEMS_TABLE).await;
 
     // retries: the database restarts under chunks in flight
-    let submitted = run_cli(
-        &submit_args(
-            &both,
-            ITEMS_QUERY,
-            "public.items_retry",
-            &["--chunk-size", "10000"],
-        ),
-        &env,
-        CLI_TIMEOUT,
-    );
-    let retry_job = job_id(&submitted);
+    let retry = Submit::new("SELECT * FROM items", "public.items_retry").chunk_size(10_000);
+    let submitted = run(&cluster, &retry, CLI_TIMEOUT);
+    let retry_job = job_of(&submitted);
     outputs.push(submitted);
     assert!(
         b.wait_for_line(
@@ -192,12 +187,9 @@ async fn etcd_with_client_certificates_fails_over_and_no_secret_leaks() {
         "no chunk of the retry job completed:\n{}",
         b.log_tail(20)
     );
+    let pg = cluster.dbs().source_cluster();
     pg.restart();
-    let watched = run_cli(
-        &["watch", retry_job.as_str(), "--coordinator", both.as_str()],
-        &env,
-        WATCH_TIMEOUT,
-    );
+    let watched = cluster.cli(&["watch", &retry_job, "--coordinator", both], WATCH_TIMEOUT);
     assert!(
         watched.success(),
         "the job did not survive the restart: {watched}"
@@ -210,21 +202,12 @@ async fn etcd_with_client_certificates_fails_over_and_no_secret_leaks() {
     );
 
     // failures: a missing table, and a database that does not exist
-    let failed = run_cli(
-        &submit_args(
-            &both,
-            "SELECT * FROM no_such_table",
-            ITEMS_TABLE,
-            &["--watch"],
-        ),
-        &env,
-        WATCH_TIMEOUT,
-    );
+    let missing = Submit::new("SELECT * FROM no_such_table", ITEMS_TABLE).args(&["--watch"]);
+    let failed = run(&cluster, &missing, WATCH_TIMEOUT);
     assert_eq!(failed.status.code(), Some(1), "{failed}");
     outputs.push(failed);
-    let mut nowhere = submit_args(&both, ITEMS_QUERY, ITEMS_TABLE, &["--watch"]);
-    nowhere[4] = "nowhere".into(); // --source nowhere
-    let failed = run_cli(&nowhere, &env, WATCH_TIMEOUT);
+    let nowhere = Submit::items().source("nowhere").args(&["--watch"]);
+    let failed = run(&cluster, &nowhere, WATCH_TIMEOUT);
     assert_eq!(failed.status.code(), Some(1), "{failed}");
     assert!(
         failed.all().contains("password=***") && failed.all().contains("nosuch"),
@@ -232,10 +215,17 @@ async fn etcd_with_client_certificates_fails_over_and_no_secret_leaks() {
     );
     outputs.push(failed);
 
-    // the search
+    // the search: every life of every coordinator and worker
     let mut searched = 0;
-    for p in [&a, &b].into_iter().chain(workers.iter()) {
-        check(&format!("log of {}", p.name()), &p.log());
+    for node in cluster
+        .coordinators()
+        .iter()
+        .map(|c| &**c)
+        .chain(cluster.workers().iter().map(|w| &**w))
+    {
+        for (life, log) in node.logs().iter().enumerate() {
+            check(&format!("log of {} (life {life})", node.label()), log);
+        }
         searched += 1;
     }
     for out in &outputs {
@@ -254,7 +244,7 @@ async fn etcd_with_client_certificates_fails_over_and_no_secret_leaks() {
     }
     check("etcd server log", &etcd.log());
     check("PostgreSQL server log", &pg.server_log());
-    let target = dbs.target().await; // the restart closed the first one
+    let target = cluster.dbs().target().await; // the restart closed the first one
     let tables = target
         .query(
             "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'ferry'",
@@ -278,11 +268,4 @@ async fn etcd_with_client_certificates_fails_over_and_no_secret_leaks() {
         searched >= 4 && !tables.is_empty(),
         "the search covered the logs and the ledger"
     );
-}
-
-fn check(what: &str, text: &str) {
-    if let Some(secret) = leaks(text) {
-        let line = text.lines().find(|l| l.contains(secret)).unwrap_or("");
-        panic!("a secret leaked into the {what}: {line}");
-    }
 }

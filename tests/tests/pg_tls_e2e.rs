@@ -4,38 +4,21 @@
 
 use std::time::Duration;
 
-use ferry_tests::data::{create_items_table, fill_items, table_checksum};
-use ferry_tests::ferry::{run_cli, CliOutput};
-use ferry_tests::postgres::PgCluster;
+use ferry_tests::cli::{run_cli, CliOutput, Submit};
+use ferry_tests::data::table_checksum;
+use ferry_tests::databases::{Databases, DST_DB, ITEMS_TABLE, SRC_DB};
 use ferry_tests::security::{enable_pg_tls, socket_client, Pki};
 
 const ROWS: u64 = 200_000;
 const TIMEOUT: Duration = Duration::from_secs(120);
 
-/// `ferry local` from `src` to `dst` of `port`, with `params` on both URLs.
+/// `ferry local` from `src` to `dst` on `host:port`, with `params` on both URLs.
 fn local(port: u16, host: &str, params: &str) -> CliOutput {
     let url = |db: &str| format!("postgres://postgres@{host}:{port}/{db}?{params}");
-    run_cli::<_, &str, &str>(
-        &[
-            "local",
-            "--source",
-            &url("src"),
-            "--target",
-            &url("dst"),
-            "--query",
-            "SELECT * FROM items",
-            "--table",
-            "public.items",
-            "--workers",
-            "2",
-            "--chunk-size",
-            "50000",
-            "--mode",
-            "truncate",
-        ],
-        &[],
-        TIMEOUT,
-    )
+    let job = Submit::items()
+        .chunk_size(50_000)
+        .flag("--mode", "truncate");
+    run_cli::<_, &str, &str>(&job.local_args(&url(SRC_DB), &url(DST_DB), 2), &[], TIMEOUT)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -46,18 +29,13 @@ async fn sslmodes_work_as_libpq_means_them() {
     let wrong = pki.server(&ca, "pg-elsewhere", &["elsewhere.example"]);
     let ca_path = ca.pem.display().to_string();
 
-    let pg = PgCluster::start();
-    pg.create_db("src").await;
-    pg.create_db("dst").await;
-    let src = pg.client("src").await;
-    create_items_table(&src, "public.items").await;
-    create_items_table(&pg.client("dst").await, "public.items").await;
-    fill_items(&src, "public.items", ROWS).await;
-    enable_pg_tls(&pg, &good, true);
+    let dbs = Databases::one_cluster().await;
+    dbs.prepare_items(ROWS).await;
+    let pg = dbs.source_cluster();
+    enable_pg_tls(pg, &good, true);
 
-    let expected = table_checksum(&socket_client(&pg, "src").await, "public.items").await;
-    let copied =
-        || async { table_checksum(&socket_client(&pg, "dst").await, "public.items").await };
+    let expected = table_checksum(&socket_client(pg, SRC_DB).await, ITEMS_TABLE).await;
+    let copied = || async { table_checksum(&socket_client(pg, DST_DB).await, ITEMS_TABLE).await };
 
     // require: encrypted, certificate not checked
     let out = local(pg.port(), "127.0.0.1", "sslmode=require");
@@ -107,7 +85,7 @@ async fn sslmodes_work_as_libpq_means_them() {
     assert!(out.all().contains("does not chain to sslrootcert"), "{out}");
 
     // verify-full against a certificate for another host name
-    enable_pg_tls(&pg, &wrong, true);
+    enable_pg_tls(pg, &wrong, true);
     let out = local(
         pg.port(),
         "localhost",

@@ -6,55 +6,44 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use ferry_tests::caller::Caller;
+use ferry_tests::cli::{CliOutput, Submit, CLI_TIMEOUT};
+use ferry_tests::cluster::{Cluster, ClusterBuilder, WorkerOptions};
 use ferry_tests::data::slow_down_inserts;
-use ferry_tests::ferry::{run_cli, start_coordinator, CliOutput, FerryProcess};
-use ferry_tests::job::{job_id, ledger_summary, submit_args, CLI_TIMEOUT};
-use ferry_tests::scenario::{Databases, ITEMS_QUERY, ITEMS_TABLE};
+use ferry_tests::databases::{Databases, ITEMS_TABLE};
+use ferry_tests::ledger::ledger_summary;
 use ferry_tests::security::{Issued, Pki};
 
 const WATCH_TIMEOUT: Duration = Duration::from_secs(240);
 /// Exit code of a CLI refused by the coordinator (credentials or role).
 const EXIT_REFUSED: i32 = 4;
 
-type Env = Vec<(String, String)>;
-
-fn with(env: &Env, extra: &[(&str, &str)]) -> Env {
-    let mut e = env.clone();
-    e.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    e
-}
-
 fn p(path: &Path) -> String {
     path.display().to_string()
 }
 
-/// `ferry worker` against `url` presenting `cert` (or no certificate).
-fn worker(url: &str, ca: &Path, cert: Option<&Issued>, env: &Env) -> FerryProcess {
-    let mut args = vec![
-        "worker".to_string(),
-        "--coordinator".into(),
-        url.into(),
-        "--concurrency".into(),
-        "2".into(),
-        "--tls-ca".into(),
-        p(ca),
-    ];
-    if let Some(c) = cert {
-        args.extend([
-            "--tls-cert".into(),
-            p(&c.cert),
-            "--tls-key".into(),
-            p(&c.key),
-        ]);
-    }
-    FerryProcess::spawn("worker", &args, env)
+/// Coordinators serving TLS with `server`'s certificate files, requiring
+/// worker certificates from `worker_ca`; clients get `https://` URLs.
+fn serving_tls(
+    builder: ClusterBuilder,
+    cert: &Path,
+    key: &Path,
+    worker_ca: &Path,
+) -> ClusterBuilder {
+    builder
+        .https()
+        .coordinator_arg("--tls-cert")
+        .coordinator_arg(p(cert))
+        .coordinator_arg("--tls-key")
+        .coordinator_arg(p(key))
+        .coordinator_arg("--worker-ca")
+        .coordinator_arg(p(worker_ca))
 }
 
-/// A client verb with `--tls-ca` (and the environment's token).
-fn cli(args: &[&str], ca: &Path, env: &Env) -> CliOutput {
-    let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    all.extend(["--tls-ca".into(), p(ca)]);
-    run_cli(&all, env, CLI_TIMEOUT)
+/// The job id a submit printed; panics unless it succeeded.
+fn job_of(out: &CliOutput) -> String {
+    assert!(out.success(), "submit failed: {out}");
+    out.job_id()
 }
 
 fn assert_refused(out: &CliOutput, needle: &str) {
@@ -78,68 +67,60 @@ async fn mtls_and_tokens_copy_a_million_rows_and_refuse_strangers() {
     let tokens = pki.tokens_file("tokens", &[("op-token", "op-a", "operator")]);
     let dbs = Databases::one_cluster().await;
     dbs.prepare_items(ROWS).await;
-    let env = dbs.conn_env();
-    let coord_env = with(&env, &[("FERRY_AUTH_TOKENS_FILE", &p(&tokens))]);
-    let (coordinator, plain_url) = start_coordinator(
-        &[
-            "--tls-cert",
-            &p(&server.cert),
-            "--tls-key",
-            &p(&server.key),
-            "--worker-ca",
-            &p(&ca.pem),
-        ],
-        &coord_env,
-    );
-    let url = plain_url.replace("http://", "https://");
-
-    let from_other_ca = worker(&url, &ca.pem, Some(&stranger), &env);
-    let without_cert = worker(&url, &ca.pem, None, &env);
-    let _w1 = worker(&url, &ca.pem, Some(&good), &env);
-    let _w2 = worker(&url, &ca.pem, Some(&good), &env);
+    let trusting = Caller::new().tls_ca(&ca.pem);
+    // the strangers knock first and keep knocking while the job runs
+    let cluster = serving_tls(Cluster::builder(), &server.cert, &server.key, &ca.pem)
+        .databases(dbs)
+        .coordinator_env("FERRY_AUTH_TOKENS_FILE", p(&tokens))
+        .worker(
+            WorkerOptions::new()
+                .caller(&trusting.clone().client_cert(&stranger))
+                .unregistered(),
+        )
+        .worker(WorkerOptions::new().caller(&trusting).unregistered())
+        .worker_caller(&trusting.clone().client_cert(&good))
+        .workers(2)
+        .caller(trusting.clone().token("op-token"))
+        .start()
+        .await;
+    let coordinator = cluster.coordinator(0);
 
     // a plaintext client learns that TLS is required
-    let plain = run_cli(
+    let plain_url = format!("http://127.0.0.1:{}", coordinator.port());
+    let plain = cluster.cli_as(
+        &Caller::new().token("op-token"),
         &["jobs", "--coordinator", &plain_url],
-        &with(&env, &[("FERRY_TOKEN", "op-token")]),
         CLI_TIMEOUT,
     );
     assert_refused(&plain, "requires TLS");
 
-    let client_env = with(&env, &[("FERRY_TOKEN", "op-token")]);
-    let mut args = submit_args(
-        &url,
-        ITEMS_QUERY,
-        ITEMS_TABLE,
-        &["--chunk-size", "50000", "--watch"],
-    );
-    args.extend(["--tls-ca".into(), p(&ca.pem)]);
-    let out = run_cli(&args, &client_env, WATCH_TIMEOUT);
+    let watch = Submit::items().chunk_size(50_000).args(&["--watch"]);
+    let out = cluster.cli(&watch.submit_args(cluster.urls()), WATCH_TIMEOUT);
     assert!(out.success(), "the TLS job failed: {out}");
-    let job = job_id(&out);
-    dbs.assert_copied_exactly(ITEMS_TABLE).await;
-    let ledger = ledger_summary(&dbs.target().await, &job).await;
+    let job = job_of(&out);
+    cluster.dbs().assert_copied_exactly(ITEMS_TABLE).await;
+    let ledger = ledger_summary(&cluster.dbs().target().await, &job).await;
     assert_eq!(ledger.rows, ledger.distinct_chunks, "{ledger:?}");
     assert_eq!(ledger.rows_written, ROWS as i64, "{ledger:?}");
 
     for (w, why) in [
         (
-            &from_other_ca,
+            cluster.worker(0),
             "is refused: invalid peer certificate: UnknownIssuer",
         ),
-        (&without_cert, "the call came without one"),
+        (cluster.worker(1), "the call came without one"),
     ] {
-        let log = w.log();
+        let log = w.all_lines().join("\n");
         assert!(
             log.contains("needs a client certificate issued by the worker CA") && log.contains(why),
             "{} should say why it is refused ({why}):\n{}",
-            w.name(),
+            w.label(),
             w.log_tail(10)
         );
         assert!(
             !log.contains("registered with coordinator") && !log.contains("chunk committed"),
             "{} was let in:\n{}",
-            w.name(),
+            w.label(),
             w.log_tail(10)
         );
     }
@@ -179,88 +160,68 @@ async fn each_role_gets_exactly_its_rights() {
     );
     let dbs = Databases::one_cluster().await;
     dbs.prepare_items(10_000).await;
-    let env = dbs.conn_env();
-    let (coordinator, plain_url) = start_coordinator(
-        &[
-            "--tls-cert",
-            &p(&server.cert),
-            "--tls-key",
-            &p(&server.key),
-            "--worker-ca",
-            &p(&ca.pem),
-            "--client-ca",
-            &p(&client_ca.pem),
-        ],
-        &with(&env, &[("FERRY_AUTH_TOKENS_FILE", &p(&tokens))]),
-    );
-    let url = plain_url.replace("http://", "https://");
-    let as_token = |t: &str| with(&env, &[("FERRY_TOKEN", t)]);
-    let submit = |t: &str| {
-        let mut args = submit_args(&url, ITEMS_QUERY, ITEMS_TABLE, &[]);
-        args.extend(["--tls-ca".into(), p(&ca.pem)]);
-        run_cli(&args, &as_token(t), CLI_TIMEOUT)
-    };
+    let cluster = serving_tls(Cluster::builder(), &server.cert, &server.key, &ca.pem)
+        .databases(dbs)
+        .coordinator_arg("--client-ca")
+        .coordinator_arg(p(&client_ca.pem))
+        .coordinator_env("FERRY_AUTH_TOKENS_FILE", p(&tokens))
+        .caller(Caller::new().tls_ca(&ca.pem))
+        .start()
+        .await;
+    let url = cluster.urls();
+    let as_token = |t: &str| cluster.caller().clone().token(t);
+    let call = |caller: &Caller, args: &[&str]| cluster.cli_as(caller, args, CLI_TIMEOUT);
+    let submit =
+        |t: &str| cluster.cli_as(&as_token(t), &Submit::items().submit_args(url), CLI_TIMEOUT);
 
     // viewer: reads, no changes
     let viewer = as_token("view-token");
-    assert!(cli(&["jobs", "--coordinator", &url], &ca.pem, &viewer).success());
+    assert!(call(&viewer, &["jobs", "--coordinator", url]).success());
     assert_refused(
         &submit("view-token"),
         "vera (role viewer) may not call SubmitJob: it needs role operator",
     );
 
     // operator: submits and cancels; reads too
-    let job = job_id(&submit("op-token"));
+    let job = job_of(&submit("op-token"));
     let operator = as_token("op-token");
-    assert!(cli(&["status", &job, "--coordinator", &url], &ca.pem, &viewer).success());
+    assert!(call(&viewer, &["status", &job, "--coordinator", url]).success());
     assert_refused(
-        &cli(&["cancel", &job, "--coordinator", &url], &ca.pem, &viewer),
+        &call(&viewer, &["cancel", &job, "--coordinator", url]),
         "needs role operator",
     );
-    let cancelled = cli(&["cancel", &job, "--coordinator", &url], &ca.pem, &operator);
+    let cancelled = call(&operator, &["cancel", &job, "--coordinator", url]);
     assert!(cancelled.success(), "operator cancel: {cancelled}");
-    assert!(cli(&["jobs", "--coordinator", &url], &ca.pem, &operator).success());
+    assert!(call(&operator, &["jobs", "--coordinator", url]).success());
 
     // admin: everything an operator may, and reads
     let admin = as_token("admin-token");
-    let job2 = job_id(&submit("admin-token"));
-    assert!(cli(&["cancel", &job2, "--coordinator", &url], &ca.pem, &admin).success());
-    assert!(cli(&["status", &job2, "--coordinator", &url], &ca.pem, &admin).success());
+    let job2 = job_of(&submit("admin-token"));
+    assert!(call(&admin, &["cancel", &job2, "--coordinator", url]).success());
+    assert!(call(&admin, &["status", &job2, "--coordinator", url]).success());
 
     // wrong or missing token: UNAUTHENTICATED
     assert_refused(
-        &cli(
-            &["jobs", "--coordinator", &url],
-            &ca.pem,
-            &as_token("guess"),
-        ),
+        &call(&as_token("guess"), &["jobs", "--coordinator", url]),
         "not in the coordinator's tokens file",
     );
     assert_refused(
-        &cli(&["jobs", "--coordinator", &url], &ca.pem, &env),
+        &call(cluster.caller(), &["jobs", "--coordinator", url]),
         "JobService needs credentials",
     );
 
     // a certificate from --client-ca gets its name's role; a worker's certificate gets nothing
-    let with_cert = |c: &Issued, args: &[&str]| {
-        let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        all.extend([
-            "--tls-ca".into(),
-            p(&ca.pem),
-            "--tls-cert".into(),
-            p(&c.cert),
-            "--tls-key".into(),
-            p(&c.key),
-        ]);
-        run_cli(&all, &env, CLI_TIMEOUT)
-    };
-    assert!(with_cert(&viewer_cert, &["jobs", "--coordinator", &url]).success());
+    let as_cert = |c: &Issued| cluster.caller().clone().client_cert(c);
+    assert!(call(&as_cert(&viewer_cert), &["jobs", "--coordinator", url]).success());
     assert_refused(
-        &with_cert(&viewer_cert, &["cancel", &job2, "--coordinator", &url]),
+        &call(
+            &as_cert(&viewer_cert),
+            &["cancel", &job2, "--coordinator", url],
+        ),
         "dashboard (role viewer) may not call CancelJob",
     );
     assert_refused(
-        &with_cert(&worker_cert, &["jobs", "--coordinator", &url]),
+        &call(&as_cert(&worker_cert), &["jobs", "--coordinator", url]),
         "client CA (--client-ca)",
     );
 
@@ -269,11 +230,7 @@ async fn each_role_gets_exactly_its_rights() {
     std::fs::rename(&rotated, &tokens).expect("replace the tokens file");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let out = cli(
-            &["jobs", "--coordinator", &url],
-            &ca.pem,
-            &as_token("new-token"),
-        );
+        let out = call(&as_token("new-token"), &["jobs", "--coordinator", url]);
         if out.success() {
             break;
         }
@@ -284,10 +241,11 @@ async fn each_role_gets_exactly_its_rights() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     assert_refused(
-        &cli(&["jobs", "--coordinator", &url], &ca.pem, &operator),
+        &call(&operator, &["jobs", "--coordinator", url]),
         "not in the coordinator's tokens file",
     );
 
+    let coordinator = cluster.coordinator(0);
     let log = coordinator.log();
     for (who, action, job) in [
         ("otto", "submit", &job),
@@ -324,24 +282,17 @@ async fn certificate_rotation_mid_job_serves_the_new_certificate_and_drops_no_ch
     dbs.prepare_items(ROWS).await;
     // each chunk's insert takes 0.3 s longer: the job lasts well past its first chunk
     slow_down_inserts(&dbs.target().await, ITEMS_TABLE, 300).await;
-    let env = dbs.conn_env();
-    let (coordinator, plain_url) = start_coordinator(
-        &[
-            "--tls-cert",
-            &p(&cert),
-            "--tls-key",
-            &p(&key),
-            "--worker-ca",
-            &p(&old_ca.pem),
-        ],
-        &env,
-    );
-    let url = plain_url.replace("http://", "https://");
-    let _w1 = worker(&url, &trust, Some(&worker_cert), &env);
-    let _w2 = worker(&url, &trust, Some(&worker_cert), &env);
-    let mut args = submit_args(&url, ITEMS_QUERY, ITEMS_TABLE, &["--chunk-size", "5000"]);
-    args.extend(["--tls-ca".into(), p(&trust)]);
-    let job = job_id(&run_cli(&args, &env, CLI_TIMEOUT));
+    let trusting = Caller::new().tls_ca(&trust);
+    let cluster = serving_tls(Cluster::builder(), &cert, &key, &old_ca.pem)
+        .databases(dbs)
+        .worker_caller(&trusting.clone().client_cert(&worker_cert))
+        .workers(2)
+        .caller(trusting)
+        .start()
+        .await;
+    let coordinator = cluster.coordinator(0);
+    let url = cluster.urls();
+    let job = cluster.submit(&Submit::items().chunk_size(5000));
     assert!(
         coordinator
             .wait_for_line(
@@ -355,7 +306,7 @@ async fn certificate_rotation_mid_job_serves_the_new_certificate_and_drops_no_ch
 
     // hold the chunks in flight where they are (their COPY waits on this lock)
     // while the certificate changes: the job cannot end meanwhile
-    let blocker = dbs.target().await;
+    let blocker = cluster.dbs().target().await;
     blocker
         .batch_execute("BEGIN; LOCK TABLE public.items IN SHARE MODE")
         .await
@@ -368,9 +319,14 @@ async fn certificate_rotation_mid_job_serves_the_new_certificate_and_drops_no_ch
     std::fs::rename(pki.path("tmp.key"), &key).expect("rotate key");
 
     // new connections get the new certificate: a client trusting only the new CA gets in
+    let new_only = Caller::new().tls_ca(&new_ca.pem);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let out = cli(&["status", &job, "--coordinator", &url], &new_ca.pem, &env);
+        let out = cluster.cli_as(
+            &new_only,
+            &["status", &job, "--coordinator", url],
+            CLI_TIMEOUT,
+        );
         if out.success() {
             assert!(
                 out.stdout.starts_with("RUNNING"),
@@ -384,7 +340,11 @@ async fn certificate_rotation_mid_job_serves_the_new_certificate_and_drops_no_ch
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let old_only = cli(&["jobs", "--coordinator", &url], &old_ca.pem, &env);
+    let old_only = cluster.cli_as(
+        &Caller::new().tls_ca(&old_ca.pem),
+        &["jobs", "--coordinator", url],
+        CLI_TIMEOUT,
+    );
     assert!(
         !old_only.success() && old_only.stderr.contains("UnknownIssuer"),
         "the old certificate is still served: {old_only}"
@@ -394,23 +354,12 @@ async fn certificate_rotation_mid_job_serves_the_new_certificate_and_drops_no_ch
         .await
         .expect("release the lock");
 
-    let watched = run_cli(
-        &[
-            "watch",
-            job.as_str(),
-            "--coordinator",
-            url.as_str(),
-            "--tls-ca",
-            &p(&trust),
-        ],
-        &env,
-        WATCH_TIMEOUT,
-    );
+    let watched = cluster.cli(&["watch", &job, "--coordinator", url], WATCH_TIMEOUT);
     assert!(
         watched.success(),
         "the job did not survive the rotation: {watched}"
     );
-    dbs.assert_copied_exactly(ITEMS_TABLE).await;
+    cluster.dbs().assert_copied_exactly(ITEMS_TABLE).await;
     let log = coordinator.log();
     assert!(
         log.contains("files changed: reloaded"),
