@@ -18,10 +18,29 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use tempfile::TempDir;
 
 use crate::net::{free_port, wait_for_port};
+use crate::node::Node;
 use crate::sync::blocking;
 
 /// How long a helper waits for a server it started to listen.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The variable a process reads its metrics address from (as `--metrics-listen`).
+pub const METRICS_LISTEN_ENV: &str = "FERRY_METRICS_LISTEN";
+
+/// `--metrics-listen 127.0.0.1:PORT`, for `.coordinator_args_for` or `WorkerOptions::arg`.
+pub fn metrics_listen(port: u16) -> Vec<String> {
+    vec!["--metrics-listen".to_string(), format!("127.0.0.1:{port}")]
+}
+
+/// Waits until `node` serves metrics on `127.0.0.1:port`; panics with its log otherwise.
+pub fn wait_serving_metrics(node: &Node, port: u16) {
+    assert!(
+        blocking(|| wait_for_port(port, START_TIMEOUT)),
+        "{} serves no metrics on {port}; log:\n{}",
+        node.label(),
+        node.log_tail(30)
+    );
+}
 
 /// One HTTP/1.0 exchange with `127.0.0.1:port`: status code and body.
 fn http(port: u16, request: &str) -> Result<(u16, String), String> {

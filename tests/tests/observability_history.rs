@@ -2,18 +2,18 @@
 //! across a leader killed mid-job (real etcd, two coordinators) and across
 //! `resume` (which counts runs); `ferry history` lists it; past the
 //! retention a finished job leaves memory and etcd (request id included)
-//! and `ferry status` answers from the history.
+//! and `ferry status` and `ferry watch` answer from the history.
 
 use std::time::Duration;
 
+use ferry_tests::cli::{Submit, CLI_TIMEOUT};
+use ferry_tests::cli_output::JobState;
+use ferry_tests::cluster::Cluster;
 use ferry_tests::data::slow_down_inserts;
-use ferry_tests::etcd::EtcdCluster;
-use ferry_tests::ferry::{run_cli, start_coordinator, start_coordinator_on, start_worker};
-use ferry_tests::issue5::query_i64;
-use ferry_tests::job::{job_id, job_verb, submit_args, wait_for_state, CLI_TIMEOUT};
-use ferry_tests::net::free_ports;
+use ferry_tests::databases::ITEMS_TABLE;
+use ferry_tests::log_lines::BECAME_LEADER;
 use ferry_tests::observability::etcd_count;
-use ferry_tests::scenario::{Databases, ITEMS_QUERY, ITEMS_TABLE};
+use ferry_tests::sql::query_i64;
 use tokio_postgres::Client;
 
 const ROWS: u64 = 200_000;
@@ -37,72 +37,49 @@ async fn history(target: &Client, job: &str) -> (i64, String, i64, i64) {
     (rows, r.get(0), r.get(1), r.get(2))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn history_has_one_row_for_a_job_whose_leader_was_killed() {
-    let dbs = Databases::one_cluster().await;
-    dbs.prepare_items(ROWS).await;
-    slow_down_inserts(&dbs.target().await, ITEMS_TABLE, 400).await;
-    let env = dbs.conn_env();
-    let etcd = EtcdCluster::start(1);
-    let endpoints = etcd.endpoints().join(",");
-    let args = ["--etcd", endpoints.as_str()];
-    let ports = free_ports(2);
-    let (c0, _) = start_coordinator_on(ports[0], &args, &env);
-    assert!(
-        c0.wait_for_log("became the leader coordinator", LINE_TIMEOUT),
-        "{}",
-        c0.log_tail(20)
-    );
-    let (c1, _) = start_coordinator_on(ports[1], &args, &env);
-    assert!(
-        c1.wait_for_log("following the leader coordinator", LINE_TIMEOUT),
-        "{}",
-        c1.log_tail(20)
-    );
-    let urls = format!(
-        "http://127.0.0.1:{},http://127.0.0.1:{}",
-        ports[0], ports[1]
-    );
-    let _w1 = start_worker(&urls, 2, &env);
-    let _w2 = start_worker(&urls, 2, &env);
-
-    let out = run_cli(
-        &submit_args(&urls, ITEMS_QUERY, ITEMS_TABLE, &["--chunk-size", "10000"]),
-        &env,
-        CLI_TIMEOUT,
-    );
-    let job = job_id(&out);
-    assert!(
-        c0.wait_for_log("Chunk ", LINE_TIMEOUT),
-        "no chunk landed before the kill:\n{}",
-        c0.log_tail(20)
-    );
-    c0.kill();
-    assert!(
-        c1.wait_for_log("became the leader coordinator", LINE_TIMEOUT),
-        "the standby did not take over:\n{}",
-        c1.log_tail(20)
-    );
-    let state = wait_for_state(
-        &urls,
-        &job,
-        &["SUCCEEDED", "FAILED", "CANCELLED"],
-        JOB_TIMEOUT,
-    );
-    assert_eq!(state, "SUCCEEDED", "{}", c1.log_tail(30));
-    dbs.assert_copied_exactly(ITEMS_TABLE).await;
-
-    let target = dbs.target().await;
-    let mut seen = history(&target, &job).await;
+/// The job's history once its row says SUCCEEDED (the row is written after
+/// the state changes), or what it says after 10 s.
+async fn settled_history(target: &Client, job: &str) -> (i64, String, i64, i64) {
+    let mut seen = history(target, job).await;
     for _ in 0..50 {
-        if seen.1 == "SUCCEEDED" {
+        if seen.1 == JobState::Succeeded.label() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
-        seen = history(&target, &job).await;
+        seen = history(target, job).await;
     }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_has_one_row_for_a_job_whose_leader_was_killed() {
+    let cluster = Cluster::builder()
+        .etcd(1)
+        .coordinators(2)
+        .workers(2)
+        .start()
+        .await;
+    cluster.dbs().prepare_items(ROWS).await;
+    slow_down_inserts(&cluster.dbs().target().await, ITEMS_TABLE, 400).await;
+
+    let job = cluster.submit(&Submit::items().chunk_size(10_000));
+    let finished = cluster.wait_first_chunk(LINE_TIMEOUT);
+    assert!(!finished, "the job ended before the leader could be killed");
+    cluster.coordinator(0).kill();
+    cluster
+        .coordinator(1)
+        .expect_log(BECAME_LEADER, LINE_TIMEOUT);
     assert_eq!(
-        seen,
+        cluster.wait_terminal(&job, JOB_TIMEOUT),
+        Ok(JobState::Succeeded),
+        "{}",
+        cluster.coordinator(1).log_tail(30)
+    );
+    cluster.dbs().assert_copied_exactly(ITEMS_TABLE).await;
+
+    let target = cluster.dbs().target().await;
+    assert_eq!(
+        settled_history(&target, &job).await,
         (1, "SUCCEEDED".to_string(), 1, ROWS as i64),
         "history of {job}"
     );
@@ -112,59 +89,38 @@ async fn history_has_one_row_for_a_job_whose_leader_was_killed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_updates_the_row_and_counts_runs() {
-    let dbs = Databases::one_cluster().await;
-    dbs.prepare_items(ROWS).await;
-    slow_down_inserts(&dbs.target().await, ITEMS_TABLE, 300).await;
-    let env = dbs.conn_env();
-    let (coordinator, url) = start_coordinator(&[], &env);
-    let _w = start_worker(&url, 2, &env);
-    let out = run_cli(
-        &submit_args(&url, ITEMS_QUERY, ITEMS_TABLE, &["--chunk-size", "10000"]),
-        &env,
-        CLI_TIMEOUT,
-    );
-    let job = job_id(&out);
-    assert!(
-        coordinator.wait_for_log("Chunk ", LINE_TIMEOUT),
-        "{}",
-        coordinator.log_tail(20)
-    );
-    let out = job_verb("cancel", &url, &job, CLI_TIMEOUT);
+    let cluster = Cluster::builder().workers(1).start().await;
+    cluster.dbs().prepare_items(ROWS).await;
+    slow_down_inserts(&cluster.dbs().target().await, ITEMS_TABLE, 300).await;
+    let url = cluster.urls();
+    let job = cluster.submit(&Submit::items().chunk_size(10_000));
+    cluster.wait_first_chunk(LINE_TIMEOUT);
+    let out = cluster.cancel(&job);
     assert!(out.success(), "{out}");
     assert_eq!(
-        wait_for_state(&url, &job, &["CANCELLED"], JOB_TIMEOUT),
-        "CANCELLED"
+        cluster.wait_for_state(&job, &[JobState::Cancelled], JOB_TIMEOUT),
+        Ok(JobState::Cancelled)
     );
-    let out = run_cli::<_, &str, &str>(
-        &["history", "--coordinator", &url, "--state", "cancelled"],
-        &[],
-        CLI_TIMEOUT,
-    );
+    let history_cli = |state: &str| {
+        cluster.cli(
+            &["history", "--coordinator", url, "--state", state],
+            CLI_TIMEOUT,
+        )
+    };
+    let out = history_cli("cancelled");
     assert!(out.success() && out.stdout.contains(&job), "{out}");
 
-    let out = job_verb("resume", &url, &job, JOB_TIMEOUT);
+    let out = cluster.resume(&job);
     assert!(out.success(), "{out}");
-    dbs.assert_copied_exactly(ITEMS_TABLE).await;
-    let target = dbs.target().await;
-    let mut seen = history(&target, &job).await;
-    for _ in 0..50 {
-        if seen.1 == "SUCCEEDED" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        seen = history(&target, &job).await;
-    }
+    cluster.dbs().assert_copied_exactly(ITEMS_TABLE).await;
+    let target = cluster.dbs().target().await;
     assert_eq!(
-        seen,
+        settled_history(&target, &job).await,
         (1, "SUCCEEDED".to_string(), 2, ROWS as i64),
         "history of {job}"
     );
 
-    let out = run_cli::<_, &str, &str>(
-        &["history", "--coordinator", &url, "--state", "succeeded"],
-        &[],
-        CLI_TIMEOUT,
-    );
+    let out = history_cli("succeeded");
     assert!(out.success(), "{out}");
     let line = out
         .stdout
@@ -175,11 +131,7 @@ async fn resume_updates_the_row_and_counts_runs() {
         line.contains("SUCCEEDED") && line.contains(&ROWS.to_string()),
         "{line}"
     );
-    let out = run_cli::<_, &str, &str>(
-        &["history", "--coordinator", &url, "--state", "cancelled"],
-        &[],
-        CLI_TIMEOUT,
-    );
+    let out = history_cli("cancelled");
     assert!(
         !out.stdout.contains(&job),
         "a succeeded job listed as cancelled: {out}"
@@ -188,28 +140,22 @@ async fn resume_updates_the_row_and_counts_runs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finished_jobs_leave_memory_and_etcd_after_the_retention() {
-    let dbs = Databases::one_cluster().await;
-    dbs.prepare_items_keyless_target(20_000).await;
-    let mut env = dbs.conn_env();
-    env.push(("FERRY_JOB_RETENTION".to_string(), "30s".to_string()));
-    let etcd = EtcdCluster::start(1);
-    let endpoint = etcd.endpoints()[0].clone();
-    let (coordinator, url) = start_coordinator(&["--etcd", &endpoint], &env);
-    assert!(coordinator.wait_for_log("became the leader coordinator", LINE_TIMEOUT));
-    let _w = start_worker(&url, 2, &env);
-    let submit = submit_args(
-        &url,
-        ITEMS_QUERY,
-        ITEMS_TABLE,
-        &["--request-id", "nightly-1"],
-    );
-    let job = job_id(&run_cli(&submit, &env, CLI_TIMEOUT));
+    let cluster = Cluster::builder()
+        .etcd(1)
+        .coordinator_env("FERRY_JOB_RETENTION", "30s")
+        .workers(1)
+        .start()
+        .await;
+    cluster.dbs().prepare_items_keyless_target(20_000).await;
+    let endpoint = cluster.etcd().endpoint(0);
+    let submit = Submit::items().flag("--request-id", "nightly-1");
+    let job = cluster.submit(&submit);
     assert_eq!(
-        wait_for_state(&url, &job, &["SUCCEEDED"], JOB_TIMEOUT),
-        "SUCCEEDED"
+        cluster.wait_for_state(&job, &[JobState::Succeeded], JOB_TIMEOUT),
+        Ok(JobState::Succeeded)
     );
     // within the retention the request id still names the same job
-    assert_eq!(job_id(&run_cli(&submit, &env, CLI_TIMEOUT)), job);
+    assert_eq!(cluster.submit(&submit), job);
     assert_eq!(
         etcd_count(&endpoint, &format!("/ferry/jobs/{job}")),
         2,
@@ -217,22 +163,21 @@ async fn finished_jobs_leave_memory_and_etcd_after_the_retention() {
     );
     assert_eq!(etcd_count(&endpoint, "/ferry/requests/nightly-1"), 1);
 
-    assert!(
-        coordinator.wait_for_log("finished job retired", Duration::from_secs(120)),
-        "the job was not retired:\n{}",
-        coordinator.log_tail(20)
-    );
+    cluster
+        .coordinator(0)
+        .expect_log("finished job retired", Duration::from_secs(120));
     assert_eq!(etcd_count(&endpoint, &format!("/ferry/jobs/{job}")), 0);
     assert_eq!(etcd_count(&endpoint, "/ferry/requests/nightly-1"), 0);
-    let out = job_verb("status", &url, &job, CLI_TIMEOUT);
-    assert!(out.success(), "status of a retired job: {out}");
-    assert!(out.stdout.starts_with("SUCCEEDED"), "{out}");
-    assert!(out.stdout.contains("20000 rows written"), "{out}");
-    let out = run_cli::<_, &str, &str>(&["jobs", "--coordinator", &url], &[], CLI_TIMEOUT);
+    let status = cluster
+        .try_status(&job)
+        .unwrap_or_else(|e| panic!("status of a retired job: {e}"));
+    assert_eq!(status.state, JobState::Succeeded, "{status:?}");
+    assert_eq!(status.rows_written, 20_000, "{status:?}");
+    let out = cluster.jobs();
     assert!(
         !out.stdout.contains(&job),
         "a retired job is still listed: {out}"
     );
-    let out = job_verb("watch", &url, &job, CLI_TIMEOUT);
+    let out = cluster.watch(&job);
     assert!(out.success(), "watch of a retired job: {out}");
 }

@@ -3,60 +3,59 @@
 //! Prometheus holds equal the job's rows; a page with 100 finished jobs in
 //! memory stays under 50 KB; bad settings are refused with clear messages.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use ferry_tests::ferry::{run_cli, start_coordinator, start_worker, FerryProcess};
-use ferry_tests::job::{job_id, submit_args, submit_watch, CLI_TIMEOUT};
-use ferry_tests::net::{free_port, free_ports, wait_for_port};
-use ferry_tests::observability::{promtool_check, sample, scrape, Prometheus};
-use ferry_tests::scenario::{Databases, ITEMS_QUERY, ITEMS_TABLE};
+use ferry_tests::cli::{run_cli, Submit, CLI_TIMEOUT};
+use ferry_tests::cluster::{Cluster, WorkerOptions};
+use ferry_tests::databases::ITEMS_TABLE;
+use ferry_tests::net::{free_port, free_ports};
+use ferry_tests::observability::{
+    metrics_listen, promtool_check, sample, scrape, wait_serving_metrics, Prometheus,
+    METRICS_LISTEN_ENV,
+};
 
 const ROWS: u64 = 300_000;
 const WATCH_TIMEOUT: Duration = Duration::from_secs(180);
 const SETTLE: Duration = Duration::from_secs(60);
 
-fn with_metrics(env: &[(String, String)], port: u16) -> Vec<(String, String)> {
-    let mut env = env.to_vec();
-    env.push((
-        "FERRY_METRICS_LISTEN".to_string(),
-        format!("127.0.0.1:{port}"),
-    ));
-    env
-}
-
-fn wait_listening(p: &FerryProcess, port: u16) {
-    assert!(
-        wait_for_port(port, Duration::from_secs(30)),
-        "{} serves no metrics on {port}; log:\n{}",
-        p.name(),
-        p.log_tail(30)
-    );
+/// Every series name on a metrics page (without labels), comments skipped.
+fn names(page: &str) -> Vec<String> {
+    page.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(['{', ' ']).next().map(str::to_string))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_a_coordinator_and_two_workers_during_a_job() {
-    let dbs = Databases::one_cluster().await;
-    dbs.prepare_items(ROWS).await;
-    let env = dbs.conn_env();
+    // [coordinator, worker 0, worker 1]; the coordinator gets the flag, the
+    // workers the environment variable, so both ways are exercised.
     let ports = free_ports(3);
-    let (coordinator, url) = start_coordinator(&[], &with_metrics(&env, ports[0]));
-    let w1 = start_worker(&url, 1, &with_metrics(&env, ports[1]));
-    let w2 = start_worker(&url, 1, &with_metrics(&env, ports[2]));
-    wait_listening(&coordinator, ports[0]);
-    wait_listening(&w1, ports[1]);
-    wait_listening(&w2, ports[2]);
+    let coordinator_port = ports[0];
+    let cluster = Cluster::builder()
+        .coordinator_args_for(move |_| metrics_listen(coordinator_port))
+        .worker(
+            WorkerOptions::new()
+                .concurrency(1)
+                .env(METRICS_LISTEN_ENV, format!("127.0.0.1:{}", ports[1])),
+        )
+        .worker(
+            WorkerOptions::new()
+                .concurrency(1)
+                .env(METRICS_LISTEN_ENV, format!("127.0.0.1:{}", ports[2])),
+        )
+        .start()
+        .await;
+    cluster.dbs().prepare_items(ROWS).await;
+    wait_serving_metrics(cluster.coordinator(0), ports[0]);
+    wait_serving_metrics(cluster.worker(0), ports[1]);
+    wait_serving_metrics(cluster.worker(1), ports[2]);
     let prometheus = Prometheus::start(&ports);
 
-    let out = submit_watch(
-        &url,
-        ITEMS_QUERY,
-        ITEMS_TABLE,
-        &["--chunk-size", "25000"],
-        &env,
-        WATCH_TIMEOUT,
-    );
-    let job = job_id(&out);
-    dbs.assert_copied_exactly(ITEMS_TABLE).await;
+    let out = cluster.submit_watch(&Submit::items().chunk_size(25_000));
+    assert!(out.success(), "{out}");
+    let job = out.job_id();
+    cluster.dbs().assert_copied_exactly(ITEMS_TABLE).await;
 
     // every page passes promtool's lint
     let pages: Vec<String> = ports.iter().map(|p| scrape(*p)).collect();
@@ -89,12 +88,6 @@ async fn prometheus_scrapes_a_coordinator_and_two_workers_during_a_job() {
     )
     .expect("the job's succeeded chunks are exported");
     // no name is exported by both sides
-    let names = |page: &str| -> Vec<String> {
-        page.lines()
-            .filter(|l| !l.starts_with('#'))
-            .filter_map(|l| l.split(['{', ' ']).next().map(str::to_string))
-            .collect()
-    };
     for w in &pages[1..] {
         for n in names(w) {
             assert!(
@@ -149,28 +142,23 @@ async fn prometheus_scrapes_a_coordinator_and_two_workers_during_a_job() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_page_stays_small_with_100_finished_jobs() {
     const JOBS: usize = 100;
-    let dbs = Databases::one_cluster().await;
-    dbs.prepare_items_keyless_target(200).await;
-    let env = dbs.conn_env();
     let port = free_port();
-    let (coordinator, url) = start_coordinator(&[], &with_metrics(&env, port));
-    let _w = start_worker(&url, 4, &env);
-    wait_listening(&coordinator, port);
-    let mut ids = Vec::new();
-    for _ in 0..JOBS {
-        let out = run_cli(
-            &submit_args(&url, ITEMS_QUERY, ITEMS_TABLE, &[]),
-            &env,
-            CLI_TIMEOUT,
-        );
-        ids.push(job_id(&out));
-    }
+    let cluster = Cluster::builder()
+        .coordinator_env(METRICS_LISTEN_ENV, format!("127.0.0.1:{port}"))
+        .worker(WorkerOptions::new().concurrency(4))
+        .start()
+        .await;
+    cluster.dbs().prepare_items_keyless_target(200).await;
+    wait_serving_metrics(cluster.coordinator(0), port);
+    let ids: Vec<String> = (0..JOBS)
+        .map(|_| cluster.submit(&Submit::items()))
+        .collect();
     let page = tokio::task::spawn_blocking(move || {
-        let deadline = std::time::Instant::now() + WATCH_TIMEOUT;
+        let deadline = Instant::now() + WATCH_TIMEOUT;
         loop {
             let page = scrape(port);
             let done = sample(&page, "ferry_jobs", &["state=\"succeeded\""]);
-            if done == Some(JOBS as f64) || std::time::Instant::now() >= deadline {
+            if done == Some(JOBS as f64) || Instant::now() >= deadline {
                 return page;
             }
             std::thread::sleep(Duration::from_millis(500));
@@ -182,7 +170,7 @@ async fn metrics_page_stays_small_with_100_finished_jobs() {
         sample(&page, "ferry_jobs", &["state=\"succeeded\""]),
         Some(JOBS as f64),
         "not every job succeeded; coordinator log:\n{}",
-        coordinator.log_tail(30)
+        cluster.coordinator(0).log_tail(30)
     );
     for id in &ids {
         assert!(
@@ -198,6 +186,8 @@ async fn metrics_page_stays_small_with_100_finished_jobs() {
     promtool_check(&page).unwrap_or_else(|e| panic!("promtool: {e}"));
 }
 
+/// Start-up refusals: these processes must exit at once, so they are run to
+/// completion like client verbs rather than started as a cluster.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_telemetry_settings_are_refused_with_clear_messages() {
     let none: [(&str, &str); 0] = [];

@@ -8,28 +8,49 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use ferry_tests::ferry::{start_coordinator, start_worker};
-use ferry_tests::job::{job_id, ledger_summary, submit_watch};
+use ferry_tests::cli::{run_cli, Submit, LONG_CLI_TIMEOUT};
+use ferry_tests::cluster::{Cluster, ClusterBuilder, WorkerOptions};
+use ferry_tests::databases::ITEMS_TABLE;
+use ferry_tests::ledger::ledger_summary;
+use ferry_tests::log_lines::{JOB_COMPLETE, JOB_STARTING};
 use ferry_tests::net::free_port;
 use ferry_tests::observability::{OtlpReceiver, ReceivedSpan};
-use ferry_tests::scenario::{Databases, ITEMS_QUERY, ITEMS_TABLE};
 
 const ROWS: u64 = 200_000;
-const WATCH_TIMEOUT: Duration = Duration::from_secs(180);
 const CLIENT_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CLIENT_SPAN: &str = "00f067aa0ba902b7";
+const COORDINATOR_SERVICE: &str = "ferry-coordinator";
+const WORKER_SERVICE: &str = "ferry-worker";
 
-fn traced(env: &[(String, String)], endpoint: &str, service: &str) -> Vec<(String, String)> {
-    let mut env = env.to_vec();
-    for (k, v) in [
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
-        ("OTEL_SERVICE_NAME", service),
-        ("OTEL_TRACES_SAMPLER", "always_on"),
-        ("FERRY_LOG_FORMAT", "json"),
-    ] {
-        env.push((k.to_string(), v.to_string()));
+/// The standard OpenTelemetry variables sending every span to `endpoint` as `service`.
+fn otel_env(endpoint: &str, service: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.to_string()),
+        ("OTEL_SERVICE_NAME", service.to_string()),
+        ("OTEL_TRACES_SAMPLER", "always_on".to_string()),
+    ]
+}
+
+/// `builder` with tracing on in every coordinator (JSON logs when `json_logs`).
+fn traced_coordinators(builder: ClusterBuilder, endpoint: &str, json_logs: bool) -> ClusterBuilder {
+    let mut builder = otel_env(endpoint, COORDINATOR_SERVICE)
+        .into_iter()
+        .fold(builder, |b, (k, v)| b.coordinator_env(k, v));
+    if json_logs {
+        builder = builder.coordinator_env("FERRY_LOG_FORMAT", "json");
     }
-    env
+    builder
+}
+
+/// A worker tracing to `endpoint`, logging JSON.
+fn traced_worker(endpoint: &str, concurrency: usize) -> WorkerOptions {
+    otel_env(endpoint, WORKER_SERVICE)
+        .into_iter()
+        .fold(
+            WorkerOptions::new().concurrency(concurrency),
+            |w, (k, v)| w.env(k, v),
+        )
+        .env("FERRY_LOG_FORMAT", "json")
 }
 
 fn named<'a>(spans: &'a [ReceivedSpan], name: &str) -> Vec<&'a ReceivedSpan> {
@@ -39,30 +60,32 @@ fn named<'a>(spans: &'a [ReceivedSpan], name: &str) -> Vec<&'a ReceivedSpan> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_is_one_trace_across_coordinator_and_workers() {
     let receiver = OtlpReceiver::start();
-    let dbs = Databases::one_cluster().await;
-    dbs.prepare_items(ROWS).await;
-    let env = dbs.conn_env();
     let endpoint = receiver.endpoint();
-    let (coordinator, url) = start_coordinator(&[], &traced(&env, &endpoint, "ferry-coordinator"));
-    let _w1 = start_worker(&url, 1, &traced(&env, &endpoint, "ferry-worker"));
-    let _w2 = start_worker(&url, 1, &traced(&env, &endpoint, "ferry-worker"));
+    let cluster = traced_coordinators(Cluster::builder(), &endpoint, true)
+        .worker(traced_worker(&endpoint, 1))
+        .worker(traced_worker(&endpoint, 1))
+        .start()
+        .await;
+    cluster.dbs().prepare_items(ROWS).await;
 
-    let mut client_env = env.clone();
+    // `ferry submit --watch` as an Airflow task would run it: inside the
+    // client's trace (TRACEPARENT), with the cluster's connections.
+    let mut client_env = cluster.env().to_vec();
     client_env.push((
         "TRACEPARENT".to_string(),
         format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"),
     ));
-    let out = submit_watch(
-        &url,
-        ITEMS_QUERY,
-        ITEMS_TABLE,
-        &["--chunk-size", "25000"],
-        &client_env,
-        WATCH_TIMEOUT,
-    );
-    let job = job_id(&out);
-    dbs.assert_copied_exactly(ITEMS_TABLE).await;
-    let chunks = ledger_summary(&dbs.target().await, &job).await.rows as usize;
+    let args = Submit::items()
+        .chunk_size(25_000)
+        .args(&["--watch"])
+        .submit_args(cluster.urls());
+    let out = run_cli(&args, &client_env, LONG_CLI_TIMEOUT);
+    assert!(out.success(), "{out}");
+    let job = out.job_id();
+    cluster.dbs().assert_copied_exactly(ITEMS_TABLE).await;
+    let chunks = ledger_summary(&cluster.dbs().target().await, &job)
+        .await
+        .rows as usize;
 
     let spans = receiver.wait_until(
         |s| named(s, "ferry.job").len() == 1 && named(s, "ferry.chunk").len() >= chunks,
@@ -91,7 +114,7 @@ async fn a_job_is_one_trace_across_coordinator_and_workers() {
     let submit = named(&spans, "ferry.submit");
     assert_eq!(submit.len(), 1, "{}", summary());
     assert_eq!(submit[0].parent_id, CLIENT_SPAN, "{}", summary());
-    assert_eq!(submit[0].service, "ferry-coordinator");
+    assert_eq!(submit[0].service, COORDINATOR_SERVICE);
     let jobs = named(&spans, "ferry.job");
     assert_eq!(jobs.len(), 1, "{}", summary());
     let job_span = jobs[0];
@@ -112,7 +135,7 @@ async fn a_job_is_one_trace_across_coordinator_and_workers() {
     );
     let mut rows = 0u64;
     for c in &chunk_spans {
-        assert_eq!(c.service, "ferry-worker", "{c:?}");
+        assert_eq!(c.service, WORKER_SERVICE, "{c:?}");
         assert_eq!(
             c.parent_id, job_span.span_id,
             "chunk span not under the job span: {c:?}"
@@ -142,7 +165,7 @@ async fn a_job_is_one_trace_across_coordinator_and_workers() {
     }
 
     // JSON log lines: the guide's wording, and the trace id inside spans
-    let log = coordinator.log();
+    let log = cluster.coordinator(0).log();
     let lines: Vec<serde_json::Value> = log
         .lines()
         .filter(|l| !l.trim().is_empty())
@@ -152,12 +175,12 @@ async fn a_job_is_one_trace_across_coordinator_and_workers() {
     assert!(
         lines
             .iter()
-            .any(|v| message(v).starts_with("Parallel processing complete: 200,000 rows")),
+            .any(|v| message(v).starts_with(&format!("{JOB_COMPLETE}: 200,000 rows"))),
         "no completion line:\n{log}"
     );
     let planned = lines
         .iter()
-        .find(|v| message(v).starts_with("Starting parallel processing with"))
+        .find(|v| message(v).starts_with(JOB_STARTING))
         .unwrap_or_else(|| panic!("no start line:\n{log}"));
     assert_eq!(
         planned["trace_id"].as_str(),
@@ -169,20 +192,16 @@ async fn a_job_is_one_trace_across_coordinator_and_workers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_otlp_endpoint_is_a_warning_and_the_copy_goes_on() {
-    let dbs = Databases::one_cluster().await;
-    dbs.prepare_items(50_000).await;
-    let env = dbs.conn_env();
     let nowhere = format!("http://127.0.0.1:{}", free_port());
-    let mut coord_env = traced(&env, &nowhere, "ferry-coordinator");
-    coord_env.retain(|(k, _)| k != "FERRY_LOG_FORMAT");
-    let (coordinator, url) = start_coordinator(&[], &coord_env);
-    let _w = start_worker(&url, 2, &traced(&env, &nowhere, "ferry-worker"));
-    let out = submit_watch(&url, ITEMS_QUERY, ITEMS_TABLE, &[], &env, WATCH_TIMEOUT);
+    let cluster = traced_coordinators(Cluster::builder(), &nowhere, false)
+        .worker(traced_worker(&nowhere, 2))
+        .start()
+        .await;
+    cluster.dbs().prepare_items(50_000).await;
+    let out = cluster.submit_watch(&Submit::items());
     assert!(out.success(), "{out}");
-    dbs.assert_copied_exactly(ITEMS_TABLE).await;
-    assert!(
-        coordinator.wait_for_log("OTLP endpoint unreachable", Duration::from_secs(10)),
-        "no warning about the endpoint:\n{}",
-        coordinator.log_tail(20)
-    );
+    cluster.dbs().assert_copied_exactly(ITEMS_TABLE).await;
+    cluster
+        .coordinator(0)
+        .expect_log("OTLP endpoint unreachable", Duration::from_secs(10));
 }
