@@ -33,6 +33,10 @@ pub struct Tuning {
     /// How rows are written.
     #[arg(long, value_enum, default_value = "append")]
     pub mode: Mode,
+    /// Create the target table from the query's columns (types mapped to the
+    /// target database) when it does not exist.
+    #[arg(long)]
+    pub create_table: bool,
     /// Target columns identifying a row, for --mode upsert (comma-separated).
     #[arg(long, value_delimiter = ',')]
     pub upsert_key: Vec<String>,
@@ -87,6 +91,7 @@ impl Tuning {
             } as i32,
             parallel: None,
             upsert_key: self.upsert_key.clone(),
+            create_table: self.create_table,
             max_failed_rows: self.max_failed_rows,
             max_failed_ratio: self.max_failed_ratio,
         }

@@ -41,6 +41,29 @@ fn count(label: &str, role: DbRole, delta: i64) {
     *n += delta;
 }
 
+/// Counts one connection opened by another driver (MySQL, SQLite) as open
+/// until the guard drops with it.
+#[derive(Debug)]
+pub struct OpenGuard {
+    name: String,
+    role: DbRole,
+}
+
+impl OpenGuard {
+    /// Counts a connection to `label` for `role` as open.
+    pub fn new(label: &str, role: DbRole) -> Self {
+        let name = label.to_ascii_lowercase();
+        count(&name, role, 1);
+        Self { name, role }
+    }
+}
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        count(&self.name, self.role, -1);
+    }
+}
+
 /// Connections this process holds open now, by name and role.
 pub fn open_connections() -> Vec<(String, DbRole, i64)> {
     OPEN.lock()

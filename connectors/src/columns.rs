@@ -26,6 +26,8 @@ pub struct TableColumn {
     pub ty: FerryType,
     /// Its type as the database spells it.
     pub db_type: String,
+    /// Its type without modifiers (PostgreSQL's binary COPY encodes by it).
+    pub base_type: String,
     /// Whether it may hold NULL.
     pub nullable: bool,
 }

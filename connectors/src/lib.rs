@@ -8,8 +8,10 @@
 #![warn(missing_docs)]
 
 pub mod bounds;
+pub mod coltype;
 pub mod columns;
 pub mod convert;
+pub mod db;
 pub mod isolate;
 pub mod kind;
 pub mod mysql;

@@ -11,6 +11,7 @@ use std::time::Instant;
 use ferry_common::db::DbRole;
 use ferry_common::errors::{DbFailure, ErrorClass};
 use ferry_common::proto::{ChunkAssignment, ChunkBounds, ChunkRef, TableRef, WriteMode};
+use ferry_connectors::db::Conn;
 use ferry_connectors::postgres::copy::{
     begin_read, end_read, pass_through, rewind_read, CopyControl, CopyStop,
 };
@@ -60,15 +61,20 @@ pub struct ChunkContext {
 }
 
 /// The parts of an assignment every attempt needs, checked once.
-struct Chunk<'a> {
-    r: &'a ChunkRef,
-    table: &'a TableRef,
-    bounds: ChunkBounds,
-    columns: Vec<&'a str>,
+pub(crate) struct Chunk<'a> {
+    /// The chunk's id.
+    pub r: &'a ChunkRef,
+    /// The table rows land in.
+    pub table: &'a TableRef,
+    /// Its rows.
+    pub bounds: ChunkBounds,
+    /// The target columns, in row order.
+    pub columns: Vec<&'a str>,
 }
 
 impl<'a> Chunk<'a> {
-    fn of(a: &'a ChunkAssignment) -> Result<Self, DbFailure> {
+    /// Checks an assignment has what every attempt needs.
+    pub fn of(a: &'a ChunkAssignment) -> Result<Self, DbFailure> {
         let incomplete = |what: &str| {
             DbFailure::permanent(format!(
                 "the coordinator sent a chunk without {what}: the coordinator and this worker are of different versions"
@@ -88,6 +94,19 @@ impl<'a> Chunk<'a> {
             bounds: a.bounds.clone().unwrap_or_else(ChunkBounds::all),
             columns: a.columns.iter().map(|c| c.target.as_str()).collect(),
         })
+    }
+
+    /// The ledger attempt this assignment is.
+    pub fn attempt(&self, a: &'a ChunkAssignment, worker: &'a str) -> Attempt<'a> {
+        Attempt {
+            ledger_schema: &a.ledger_schema,
+            job_id: &self.r.job_id,
+            chunk_no: self.r.chunk_no,
+            attempt: a.attempt,
+            token: self.r.fencing_token,
+            worker,
+            repair: a.repair,
+        }
     }
 
     fn select(&self, a: &'a ChunkAssignment) -> ChunkSelect<'_> {
@@ -125,7 +144,8 @@ impl CopyControl for Control<'_> {
     }
 }
 
-fn check_fence(ctx: &ChunkContext, handle: &ChunkHandle) -> Result<(), String> {
+/// Whether the attempt may go on: not cancelled, lease not expired.
+pub(crate) fn check_fence(ctx: &ChunkContext, handle: &ChunkHandle) -> Result<(), String> {
     if handle.cancel.is_cancelled() {
         return Err("the coordinator asked to stop (job cancelled or chunk leased again)".into());
     }
@@ -136,24 +156,21 @@ fn check_fence(ctx: &ChunkContext, handle: &ChunkHandle) -> Result<(), String> {
     Ok(())
 }
 
-/// Runs one chunk attempt to its end.
+/// Runs one chunk attempt to its end: rows of PostgreSQL → PostgreSQL plans
+/// pass through as binary COPY, every other pair as typed values.
 pub async fn process(ctx: &ChunkContext, a: &ChunkAssignment, handle: &ChunkHandle) -> Outcome {
     let chunk = match Chunk::of(a) {
         Ok(c) => c,
         Err(f) => return Outcome::Failed(f),
     };
+    if crate::typed::is_typed(a) {
+        return crate::typed::process(ctx, a, &chunk, handle).await;
+    }
     let worker_id = ctx.session.id();
-    let attempt = Attempt {
-        ledger_schema: &a.ledger_schema,
-        job_id: &chunk.r.job_id,
-        chunk_no: chunk.r.chunk_no,
-        attempt: a.attempt,
-        token: chunk.r.fencing_token,
-        worker: &worker_id,
-        repair: a.repair,
-    };
+    let attempt = chunk.attempt(a, &worker_id);
     let target = match ctx.pool.get(&a.target, DbRole::Target).await {
-        Ok(c) => c,
+        Ok(Conn::Postgres(c)) => c,
+        Ok(other) => return Outcome::Failed(not_postgres(&a.target, &other)),
         Err(f) => return Outcome::Failed(f),
     };
     match attempt.claim(&target).await {
@@ -162,7 +179,8 @@ pub async fn process(ctx: &ChunkContext, a: &ChunkAssignment, handle: &ChunkHand
             rows_written,
             rows_rejected,
         }) => {
-            ctx.pool.put(&a.target, DbRole::Target, target);
+            ctx.pool
+                .put(&a.target, DbRole::Target, Conn::Postgres(target));
             return Outcome::AlreadyCommitted {
                 rows_written,
                 rows_rejected,
@@ -171,7 +189,8 @@ pub async fn process(ctx: &ChunkContext, a: &ChunkAssignment, handle: &ChunkHand
         Err(f) => return Outcome::Failed(f),
     }
     let source = match ctx.pool.get(&a.source, DbRole::Source).await {
-        Ok(c) => c,
+        Ok(Conn::Postgres(c)) => c,
+        Ok(other) => return Outcome::Failed(not_postgres(&a.source, &other)),
         Err(f) => return Outcome::Failed(f),
     };
     let select = chunk.select(a);
@@ -185,9 +204,11 @@ pub async fn process(ctx: &ChunkContext, a: &ChunkAssignment, handle: &ChunkHand
             // The chunk is committed: a source that cannot end its read
             // transaction is dropped rather than pooled.
             if end_read(&source).await.is_ok() {
-                ctx.pool.put(&a.source, DbRole::Source, source);
+                ctx.pool
+                    .put(&a.source, DbRole::Source, Conn::Postgres(source));
             }
-            ctx.pool.put(&a.target, DbRole::Target, target);
+            ctx.pool
+                .put(&a.target, DbRole::Target, Conn::Postgres(target));
             Outcome::Committed {
                 rows_written,
                 rows_rejected,
@@ -198,12 +219,27 @@ pub async fn process(ctx: &ChunkContext, a: &ChunkAssignment, handle: &ChunkHand
             // transactions back even where a ROLLBACK could not be sent.
             drop(source);
             drop(target);
-            match stop {
-                CopyStop::Db(f) => Outcome::Failed(f),
-                CopyStop::Abort(why) => Outcome::Aborted(why),
-            }
+            stop.into()
         }
     }
+}
+
+impl From<CopyStop> for Outcome {
+    fn from(stop: CopyStop) -> Self {
+        match stop {
+            CopyStop::Db(f) => Outcome::Failed(f),
+            CopyStop::Abort(why) => Outcome::Aborted(why),
+        }
+    }
+}
+
+/// A plan for PostgreSQL rows met another database under the same name: the
+/// connection changed between planning and this attempt.
+fn not_postgres(name: &str, conn: &Conn) -> DbFailure {
+    DbFailure::permanent(format!(
+        "connection '{name}' is {} here but the job was planned for PostgreSQL: give the coordinator and every worker the same connections, then `ferry resume` the job",
+        conn.kind().name()
+    ))
 }
 
 /// Inside the claimed transaction: (repair) delete the range, copy fast, fall

@@ -10,6 +10,7 @@ pub mod held;
 mod metrics;
 pub mod pool;
 pub mod session;
+pub mod typed;
 
 use std::sync::Arc;
 use std::time::Instant;

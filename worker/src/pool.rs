@@ -5,9 +5,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use ferry_common::connections::ConnectionRegistry;
-use ferry_common::db::{connect_as, DbRole};
+use ferry_common::db::DbRole;
 use ferry_common::errors::{DbFailure, ErrorClass};
-use tokio_postgres::Client;
+use ferry_connectors::db::{self, Conn};
 
 /// Most idle connections kept per name.
 const MAX_IDLE: usize = 8;
@@ -16,7 +16,7 @@ const MAX_IDLE: usize = 8;
 /// connection serves one role for its life, so metrics label it rightly).
 pub struct Pool {
     registry: ConnectionRegistry,
-    idle: Mutex<HashMap<(String, DbRole), Vec<Client>>>,
+    idle: Mutex<HashMap<(String, DbRole), Vec<Conn>>>,
 }
 
 impl Pool {
@@ -29,7 +29,7 @@ impl Pool {
     }
 
     /// An open connection to `name` for `role`: an idle one, or a new one.
-    pub async fn get(&self, name: &str, role: DbRole) -> Result<Client, DbFailure> {
+    pub async fn get(&self, name: &str, role: DbRole) -> Result<Conn, DbFailure> {
         let key = (name.to_string(), role);
         loop {
             let c = self
@@ -49,18 +49,18 @@ impl Pool {
             sqlstate: None,
             message: e.to_string(),
         })?;
-        connect_as(role, name, url).await
+        db::open(role, name, url, None).await
     }
 
     /// Returns a healthy connection for reuse.
-    pub fn put(&self, name: &str, role: DbRole, client: Client) {
-        if client.is_closed() {
+    pub fn put(&self, name: &str, role: DbRole, conn: Conn) {
+        if conn.is_closed() {
             return;
         }
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         let v = idle.entry((name.to_string(), role)).or_default();
         if v.len() < MAX_IDLE {
-            v.push(client);
+            v.push(conn);
         }
     }
 }

@@ -63,6 +63,7 @@ pub async fn describe_table(
             TableColumn {
                 name: r.get(0),
                 ty: ferry_type(&db_type),
+                base_type: db_type.clone(),
                 db_type,
                 nullable: r.get::<i64, _>(2) != 0,
             }

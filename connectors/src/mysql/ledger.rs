@@ -10,7 +10,7 @@ use sqlx::mysql::MySqlConnection;
 use sqlx::{AssertSqlSafe, Row};
 
 use super::errors::classify;
-use super::session::exec;
+use super::session::{exec, exec_each};
 use super::sql::quote_ident;
 use crate::isolate::Rejected;
 
@@ -36,26 +36,33 @@ pub async fn ensure(conn: &mut MySqlConnection, schema: &str) -> Result<(), DbFa
             "another process is creating Ferry's tables (named lock busy)",
         ));
     }
-    let ddl = format!(
-        "CREATE DATABASE IF NOT EXISTS {s};
-         CREATE TABLE IF NOT EXISTS {s}.ledger (
+    let ddl = [
+        format!("CREATE DATABASE IF NOT EXISTS {s}"),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {s}.ledger (
              job_id varchar(64) NOT NULL, chunk_no int NOT NULL, attempt int NOT NULL,
              fencing_token bigint NOT NULL, worker varchar(128) NOT NULL,
              rows_written bigint NOT NULL DEFAULT 0, rows_rejected bigint NOT NULL DEFAULT 0,
              committed_at datetime(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
-             PRIMARY KEY (job_id, chunk_no)) ENGINE=InnoDB;
-         CREATE TABLE IF NOT EXISTS {s}.rejects (
+             PRIMARY KEY (job_id, chunk_no)) ENGINE=InnoDB"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {s}.rejects (
              id bigint NOT NULL AUTO_INCREMENT PRIMARY KEY, job_id varchar(64) NOT NULL,
              chunk_no int NOT NULL, `key` longtext, row_text longtext NOT NULL,
-             sqlstate varchar(5) NOT NULL, message text NOT NULL,
+             `sqlstate` varchar(5) NOT NULL, message text NOT NULL,
              rejected_at datetime(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
-             KEY rejects_job_idx (job_id, chunk_no)) ENGINE=InnoDB;
-         CREATE TABLE IF NOT EXISTS {s}.attempts (
+             KEY rejects_job_idx (job_id, chunk_no)) ENGINE=InnoDB"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {s}.attempts (
              job_id varchar(64) NOT NULL, chunk_no int NOT NULL, attempt int NOT NULL,
              connection_id bigint unsigned NOT NULL,
              PRIMARY KEY (job_id, chunk_no, attempt)) ENGINE=InnoDB"
-    );
-    let made = exec(conn, &ddl).await;
+        ),
+    ];
+    let ddl: Vec<&str> = ddl.iter().map(String::as_str).collect();
+    let made = exec_each(conn, &ddl).await;
     let _ = sqlx::query("SELECT RELEASE_LOCK(?)")
         .bind(format!("ferry:ledger:{schema}"))
         .execute(&mut *conn)
@@ -115,11 +122,12 @@ impl Attempt<'_> {
             self.table("ledger")
         );
         for _ in 0..CLAIM_TRIES {
-            exec(
+            exec_each(
                 conn,
-                &format!(
-                    "SET SESSION innodb_lock_wait_timeout = {CLAIM_LOCK_WAIT_S}; START TRANSACTION"
-                ),
+                &[
+                    &format!("SET SESSION innodb_lock_wait_timeout = {CLAIM_LOCK_WAIT_S}"),
+                    "START TRANSACTION",
+                ],
             )
             .await?;
             let r = sqlx::query(AssertSqlSafe(insert.clone()))
@@ -252,7 +260,7 @@ impl Attempt<'_> {
         for batch in rejected.chunks(500) {
             let holes = vec!["(?, ?, ?, ?, ?, ?)"; batch.len()].join(", ");
             let mut q = sqlx::query(AssertSqlSafe(format!(
-                "INSERT INTO {} (job_id, chunk_no, `key`, row_text, sqlstate, message) VALUES {holes}",
+                "INSERT INTO {} (job_id, chunk_no, `key`, row_text, `sqlstate`, message) VALUES {holes}",
                 self.table("rejects")
             )));
             for r in batch {
@@ -289,7 +297,7 @@ pub async fn list_rejects(
 ) -> Result<(Vec<crate::postgres::rejects::StoredReject>, u64), DbFailure> {
     let table = format!("{}.{}", quote_ident(schema), quote_ident("rejects"));
     let rows = sqlx::query(AssertSqlSafe(format!(
-        "SELECT chunk_no, COALESCE(`key`, ''), row_text, sqlstate, message FROM {table}
+        "SELECT chunk_no, COALESCE(`key`, ''), row_text, `sqlstate`, message FROM {table}
           WHERE job_id = ? ORDER BY chunk_no, id LIMIT ?"
     )))
     .bind(job_id)

@@ -10,7 +10,7 @@ use sqlx::AssertSqlSafe;
 use super::errors::classify;
 use super::read::bind_all;
 use super::select::target_filter;
-use super::session::exec;
+use super::session::{exec, exec_each};
 use super::sql::{quote_ident, quote_table};
 
 /// Empties the target table (mode truncate, once per job).
@@ -58,13 +58,13 @@ pub async fn create_load_table(
     table: &TableRef,
     load: &TableRef,
 ) -> Result<(), DbFailure> {
-    exec(
+    let (l, t) = (quote_table(load), quote_table(table));
+    exec_each(
         conn,
-        &format!(
-            "DROP TABLE IF EXISTS {l}; CREATE TABLE {l} LIKE {t}",
-            l = quote_table(load),
-            t = quote_table(table)
-        ),
+        &[
+            &format!("DROP TABLE IF EXISTS {l}"),
+            &format!("CREATE TABLE {l} LIKE {t}"),
+        ],
     )
     .await
     .map_err(|f| f.context("cannot create the table to load for mode replace"))
@@ -90,14 +90,13 @@ pub async fn finalize_replace(
         return Ok(());
     }
     let old = load_table(table, &format!("old_{job_id}"));
-    exec(
+    let (t, o, l) = (quote_table(table), quote_table(&old), quote_table(load));
+    exec_each(
         conn,
-        &format!(
-            "RENAME TABLE {t} TO {o}, {l} TO {t}; DROP TABLE {o}",
-            t = quote_table(table),
-            o = quote_table(&old),
-            l = quote_table(load)
-        ),
+        &[
+            &format!("RENAME TABLE {t} TO {o}, {l} TO {t}"),
+            &format!("DROP TABLE {o}"),
+        ],
     )
     .await
     .map_err(|f| f.context("cannot swap the new table in"))

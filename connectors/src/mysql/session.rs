@@ -63,11 +63,21 @@ pub async fn open(name: &str, url: &str) -> Result<MySqlConnection, DbFailure> {
 }
 
 /// Runs a statement that returns nothing.
+/// One statement only: MySQL sessions do not take several in one request.
 pub async fn exec(conn: &mut MySqlConnection, sql: &str) -> Result<(), DbFailure> {
     conn.execute(sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string())))
         .await
         .map(|_| ())
         .map_err(|e| classify(&e))
+}
+
+/// Runs statements that return nothing, one request each, stopping at the
+/// first failure.
+pub async fn exec_each(conn: &mut MySqlConnection, sql: &[&str]) -> Result<(), DbFailure> {
+    for statement in sql {
+        exec(conn, statement).await?;
+    }
+    Ok(())
 }
 
 /// The session's current database (what an unqualified table name means).

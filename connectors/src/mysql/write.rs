@@ -16,6 +16,15 @@ use crate::value::Value;
 /// Most placeholders in one MySQL statement.
 const MAX_PLACEHOLDERS: usize = 65_535;
 
+/// The server's `max_allowed_packet`: the most bytes one statement may take.
+pub async fn max_allowed_packet(conn: &mut MySqlConnection) -> Result<usize, DbFailure> {
+    let n: i64 = sqlx::query_scalar("SELECT CAST(@@max_allowed_packet AS SIGNED)")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| classify(&e))?;
+    Ok(usize::try_from(n).unwrap_or(1 << 20))
+}
+
 /// How rows of one chunk are inserted.
 #[derive(Debug, Clone)]
 pub struct Insert {

@@ -120,3 +120,33 @@ pub async fn delete_range(
         .await
         .map_err(|e| failed("cannot delete the chunk's rows before copying it again", &e))
 }
+
+/// Creates `table` with `columns` (`name`, PostgreSQL type) and, when given,
+/// a primary key (`--create-table`).
+pub async fn create_table(
+    target: &Client,
+    table: &TableRef,
+    columns: &[(String, String)],
+    primary_key: &[String],
+) -> Result<(), DbFailure> {
+    let mut defs: Vec<String> = columns
+        .iter()
+        .map(|(n, t)| format!("{} {t}", quote_ident(n)))
+        .collect();
+    if !primary_key.is_empty() {
+        defs.push(format!(
+            "PRIMARY KEY ({})",
+            quote_list(primary_key.iter().map(String::as_str))
+        ));
+    }
+    exec(
+        target,
+        &format!(
+            "CREATE TABLE IF NOT EXISTS {} ({})",
+            quote_table(table),
+            defs.join(", ")
+        ),
+    )
+    .await
+    .map_err(|f| f.context("cannot create the target table"))
+}

@@ -213,6 +213,7 @@ mod tests {
             target: source.into(),
             cast: cast.into(),
             verify_type: "bigint".into(),
+            ..Default::default()
         }
     }
 

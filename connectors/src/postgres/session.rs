@@ -30,6 +30,17 @@ pub async fn open_reporting(name: &str, url: &str) -> Result<(Client, Encryption
     Ok((client, encryption))
 }
 
+/// Opens a session for `role` (a worker's source or target) with Ferry's
+/// session settings.
+pub async fn open_as(role: db::DbRole, name: &str, url: &str) -> Result<Client, DbFailure> {
+    let client = db::connect_as(role, name, url).await?;
+    client
+        .batch_execute(SESSION_SETTINGS)
+        .await
+        .map_err(|e| classify_pg(&e).context(format!("cannot set up a session on '{name}'")))?;
+    Ok(client)
+}
+
 /// Runs statements that return nothing.
 pub async fn exec(client: &Client, sql: &str) -> Result<(), DbFailure> {
     client.batch_execute(sql).await.map_err(|e| classify_pg(&e))

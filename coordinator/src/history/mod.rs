@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use ferry_common::connections::ConnectionRegistry;
 use ferry_common::errors::DbFailure;
 use ferry_common::proto::{JobRecord, JobState};
+use ferry_connectors::kind::DbKind;
 use ferry_connectors::postgres::history::{self, HistoryRow};
 use ferry_connectors::postgres::session;
 use tokio_postgres::Client;
@@ -46,6 +47,14 @@ pub enum HistoryError {
         /// The variable that would define it.
         var: String,
     },
+    /// `FERRY_HISTORY_CONN` names a database other than PostgreSQL.
+    #[error("{HISTORY_CONN_VAR}={name} names a {kind} database: the job history is kept in PostgreSQL; name a PostgreSQL connection, or unset {HISTORY_CONN_VAR} to keep each job's history in its target database when that is PostgreSQL")]
+    NotPostgres {
+        /// The name given.
+        name: String,
+        /// What it is.
+        kind: &'static str,
+    },
 }
 
 /// The process's history writer and reader: connections by name, reused.
@@ -63,11 +72,22 @@ impl History {
         connections: ConnectionRegistry,
     ) -> Result<Arc<Self>, HistoryError> {
         if let Some(name) = &config.connection {
-            if let Err(e) = connections.url(name) {
-                return Err(HistoryError::UnknownConnection {
-                    name: name.clone(),
-                    var: e.var,
-                });
+            match connections.url(name) {
+                Err(e) => {
+                    return Err(HistoryError::UnknownConnection {
+                        name: name.clone(),
+                        var: e.var,
+                    })
+                }
+                Ok(url) => match DbKind::of_url(name, url) {
+                    Ok(DbKind::Postgres) | Err(_) => {}
+                    Ok(other) => {
+                        return Err(HistoryError::NotPostgres {
+                            name: name.clone(),
+                            kind: other.name(),
+                        })
+                    }
+                },
             }
         }
         Ok(Arc::new(Self {
@@ -83,15 +103,21 @@ impl History {
         &self.config
     }
 
-    /// The connection holding `record`'s row.
-    pub fn connection_for(&self, record: &JobRecord) -> String {
-        self.config.connection.clone().unwrap_or_else(|| {
-            record
-                .spec
-                .as_ref()
-                .map(|s| s.target.clone())
-                .unwrap_or_default()
-        })
+    /// The connection holding `record`'s row: the history connection, or
+    /// the job's target when that is PostgreSQL (None: the job has no row).
+    pub fn connection_for(&self, record: &JobRecord) -> Option<String> {
+        if let Some(c) = &self.config.connection {
+            return Some(c.clone());
+        }
+        let target = record.spec.as_ref().map(|s| s.target.clone())?;
+        self.is_postgres(&target).then_some(target)
+    }
+
+    /// Whether connection `name` is a PostgreSQL database.
+    fn is_postgres(&self, name: &str) -> bool {
+        self.connections
+            .url(name)
+            .is_ok_and(|u| DbKind::of_url(name, u).is_ok_and(|k| k == DbKind::Postgres))
     }
 
     /// The connections whose databases may hold rows (the history
@@ -105,9 +131,11 @@ impl History {
             .names()
             .into_iter()
             .filter(|n| {
-                self.connections
-                    .url(n)
-                    .is_ok_and(|u| seen.insert(u.to_string()))
+                self.is_postgres(n)
+                    && self
+                        .connections
+                        .url(n)
+                        .is_ok_and(|u| seen.insert(u.to_string()))
             })
             .collect()
     }

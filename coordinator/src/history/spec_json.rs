@@ -40,6 +40,7 @@ pub fn to_json(spec: &JobSpec) -> Value {
         "mode": mode_name(spec.mode),
         "parallel": spec.parallel,
         "upsert_key": spec.upsert_key,
+        "create_table": spec.create_table,
         "max_failed_rows": spec.max_failed_rows,
         "max_failed_ratio": spec.max_failed_ratio,
     })
@@ -91,6 +92,10 @@ pub fn from_json(v: &Value) -> JobSpec {
         mode: mode_of(&text(v, "mode")),
         parallel: v.get("parallel").and_then(Value::as_bool),
         upsert_key: texts(v, "upsert_key"),
+        create_table: v
+            .get("create_table")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
         max_failed_rows: v.get("max_failed_rows").and_then(Value::as_u64),
         max_failed_ratio: v.get("max_failed_ratio").and_then(Value::as_f64),
     }

@@ -120,6 +120,7 @@ impl Columns {
                 target: tc.name.clone(),
                 cast,
                 verify_type: tc.full_type.clone(),
+                ..Default::default()
             });
         }
         Ok(Self {

@@ -5,18 +5,21 @@
 
 mod columns;
 mod split;
+pub mod typed;
 
-pub use split::{equal_row_boundaries, range_chunks};
+pub use split::{equal_row_boundaries, range_chunks, split_sample};
 
 use ferry_common::connections::ConnectionRegistry;
 use ferry_common::errors::{DbFailure, ErrorClass};
 use ferry_common::ident::{parse_column, parse_table, QualifiedName};
 use ferry_common::pg_tls::Encryption;
 use ferry_common::proto::{ChunkBounds, ColumnPlan, JobSpec, KeyColumn, TableRef, WriteMode};
+use ferry_connectors::db::{catalog, target as db_target, Conn};
+use ferry_connectors::kind::DbKind;
 use ferry_connectors::postgres::describe::{self, resolve_part};
 use ferry_connectors::postgres::select::ChunkSelect;
 use ferry_connectors::postgres::sql::{show_ident, show_table};
-use ferry_connectors::postgres::{ledger, modes, replace, sample, scan, session};
+use ferry_connectors::postgres::{ledger, sample, scan, session};
 use tokio_postgres::Client;
 
 use columns::{Columns, STRING_TYPES};
@@ -72,6 +75,9 @@ pub struct Plan {
     pub key: Vec<KeyColumn>,
     /// Workers read chunks with index scans off.
     pub source_bitmap_scan: bool,
+    /// Most chunks in flight the target takes at once (SQLite: one writer),
+    /// lowering the job's `max_workers`.
+    pub max_in_flight: Option<u32>,
 }
 
 impl Plan {
@@ -102,9 +108,11 @@ impl Plan {
                 target: "id".into(),
                 cast: String::new(),
                 verify_type: "bigint".into(),
+                ..Default::default()
             }],
             key: vec![key],
             source_bitmap_scan: false,
+            max_in_flight: None,
         }
     }
 }
@@ -122,11 +130,6 @@ async fn open_reporting(
     let (client, encryption) = session::open_reporting(name, url).await?;
     session::tag(&client, &format!("ferry:plan:{job_id}")).await?;
     Ok((client, encryption))
-}
-
-/// Opens a planner session on connection `name`, tagged with the job.
-async fn open(conns: &ConnectionRegistry, name: &str, job_id: &str) -> Result<Client, PlanError> {
-    Ok(open_reporting(conns, name, job_id).await?.0)
 }
 
 /// A table name as typed, shown the way PostgreSQL would show it once resolved.
@@ -171,6 +174,14 @@ pub async fn plan_job(
             "the query is empty: pass --query 'SELECT …'",
         ));
     }
+    let both_postgres = typed::kind_of(conns, &spec.source)? == DbKind::Postgres
+        && typed::kind_of(conns, &spec.target)? == DbKind::Postgres;
+    if !both_postgres {
+        return typed::plan_typed(spec, job_id, conns, ledger_schema, query).await;
+    }
+    if spec.create_table {
+        typed::create_if_missing(spec, job_id, conns, query).await?;
+    }
     let (source, source_tls) = open_reporting(conns, &spec.source, job_id).await?;
     let (target, target_tls) = open_reporting(conns, &spec.target, job_id).await?;
 
@@ -205,35 +216,18 @@ pub async fn plan_job(
         Some(key) if parallel => {
             let s = sample::sample_keys(&source, query, &key, chunk_size).await?;
             keys.push(key.clone());
-            if s.rows < min_rows || s.rows <= chunk_size {
-                let why = format!(
-                    "one chunk: {} rows, below min_rows_for_parallel {min_rows} or chunk_size {chunk_size}",
-                    s.rows
-                );
-                (s.rows, vec![ChunkBounds::all()], why)
-            } else {
-                let bounds = equal_row_boundaries(&s.keys, s.non_null_rows, chunk_size);
-                let mut chunks = range_chunks(bounds);
-                if let Some(first) = chunks.first() {
-                    let select = ChunkSelect {
-                        query,
-                        columns: &cols.plan,
-                        key: &keys,
-                        bounds: first,
-                    };
-                    bitmap = scan::prefer_bitmap_scan(&source, &select).await?;
-                }
-                if s.null_rows > 0 {
-                    chunks.push(ChunkBounds::null_key());
-                }
-                let why = format!(
-                    "key ranges on {} with equal row counts ({} sampled keys: {})",
-                    show_ident(&key.name),
-                    s.keys.len(),
-                    s.how
-                );
-                (s.rows, chunks, why)
+            let (chunks, why) = split_sample(&s, &show_ident(&key.name), chunk_size, min_rows);
+            // the first chunk is a key range whenever there are several
+            if let (true, Some(first)) = (chunks.len() > 1, chunks.first()) {
+                let select = ChunkSelect {
+                    query,
+                    columns: &cols.plan,
+                    key: &keys,
+                    bounds: first,
+                };
+                bitmap = scan::prefer_bitmap_scan(&source, &select).await?;
             }
+            (s.rows, chunks, why)
         }
         other => {
             let rows = sample::count_rows(&source, query).await?;
@@ -260,6 +254,7 @@ pub async fn plan_job(
         columns: cols.plan,
         key: keys,
         source_bitmap_scan: bitmap,
+        max_in_flight: None,
         strategy: format!(
             "{}; source {}, target {}",
             if bitmap {
@@ -308,6 +303,7 @@ async fn check_select(source: &Client, query: &str, cols: &Columns) -> Result<()
             target: cast.column.clone(),
             cast: cast.to.clone(),
             verify_type: String::new(),
+            ..Default::default()
         }];
         let probe = ChunkSelect {
             query,
@@ -355,11 +351,12 @@ pub async fn prepare_target(
         }
         return Ok(prep);
     }
-    let target = open(conns, &spec.target, job_id).await?;
-    let shown = show_table(&plan.target);
+    let mut target = open_target(conns, spec, job_id).await?;
+    let kind = target.kind();
+    let shown = format!("{}.{}", plan.target.schema, plan.target.name);
     if mode == WriteMode::Replace {
-        let load = replace::load_table(&plan.target, job_id);
-        replace::create_load_table(&target, &plan.target, &load).await?;
+        let load = db_target::load_table(kind, &plan.target, job_id);
+        db_target::create_load_table(&mut target, &plan.target, &load).await?;
         prep.load = load;
         return Ok(prep);
     }
@@ -368,21 +365,23 @@ pub async fn prepare_target(
             "mode upsert needs --upsert-key COL[,COL]: the target columns that identify a row",
         ));
     }
+    let copied: Vec<String> = plan.columns.iter().map(|c| c.target.clone()).collect();
     let mut keys = Vec::new();
     for k in &spec.upsert_key {
-        let k = column(k, "upsert key column")?;
-        if !plan.columns.iter().any(|c| c.target == k) {
+        let part = parse_column(k)
+            .map_err(|e| PlanError::invalid(format!("invalid upsert key column: {e}")))?;
+        let Some(found) = catalog::find_column(kind, &part, &copied) else {
             return Err(PlanError::invalid(format!(
-                "upsert key column {} is not one of the columns copied into {shown}",
-                show_ident(&k)
+                "upsert key column '{}' is not one of the columns copied into {shown}",
+                part.text
             )));
-        }
-        keys.push(k);
+        };
+        keys.push(found.to_string());
     }
-    if !modes::has_unique_index(&target, &plan.target, &keys).await? {
+    if !catalog::has_unique_index(&mut target, &plan.target, &keys).await? {
         return Err(PlanError::invalid(format!(
             "mode upsert needs a unique index or primary key on ({}) in {shown}: create one, or pick --upsert-key columns that have one",
-            keys.iter().map(|k| show_ident(k)).collect::<Vec<_>>().join(", ")
+            keys.join(", ")
         )));
     }
     prep.upsert_key = keys;
@@ -394,6 +393,6 @@ pub async fn open_target(
     conns: &ConnectionRegistry,
     spec: &JobSpec,
     job_id: &str,
-) -> Result<Client, PlanError> {
-    open(conns, &spec.target, job_id).await
+) -> Result<Conn, PlanError> {
+    typed::open(conns, &spec.target, job_id).await
 }

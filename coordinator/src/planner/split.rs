@@ -2,6 +2,37 @@
 //! not make one giant chunk.
 
 use ferry_common::proto::{ChunkBounds, KeyTuple, KeyValue};
+use ferry_connectors::sample::KeySample;
+
+/// Chunks of about `chunk_size` rows from a key sample, and how the job was
+/// split (for people): one chunk below `min_rows` or `chunk_size` rows,
+/// else equal-row key ranges, plus a chunk for NULL keys when there are any.
+/// `key` names the key column in the explanation.
+pub fn split_sample(
+    s: &KeySample,
+    key: &str,
+    chunk_size: u64,
+    min_rows: u64,
+) -> (Vec<ChunkBounds>, String) {
+    if s.rows < min_rows || s.rows <= chunk_size {
+        let why = format!(
+            "one chunk: {} rows, below min_rows_for_parallel {min_rows} or chunk_size {chunk_size}",
+            s.rows
+        );
+        return (vec![ChunkBounds::all()], why);
+    }
+    let bounds = equal_row_boundaries(&s.keys, s.non_null_rows, chunk_size);
+    let mut chunks = range_chunks(bounds);
+    if s.null_rows > 0 {
+        chunks.push(ChunkBounds::null_key());
+    }
+    let why = format!(
+        "key ranges on {key} with equal row counts ({} sampled keys: {})",
+        s.keys.len(),
+        s.how
+    );
+    (chunks, why)
+}
 
 /// Boundaries that cut `rows` keys, of which `sample` is a sorted uniform
 /// sample, into chunks of about `chunk_size` rows. Duplicates collapse, so a

@@ -119,7 +119,10 @@ impl Scheduler {
             return;
         };
         let row = row_of(&job.view(), &history.config().coordinator);
-        let conn = history.connection_for(&job.record);
+        let Some(conn) = history.connection_for(&job.record) else {
+            tracing::debug!(job = %job.record.job_id, "no job history row: the target is not PostgreSQL and FERRY_HISTORY_CONN is not set");
+            return;
+        };
         let final_run = job.state().is_terminal().then_some(job.record.runs.max(1));
         let me = self.me.clone();
         self.history_pending.fetch_add(1, Ordering::SeqCst);
@@ -212,7 +215,7 @@ impl Scheduler {
         let Some(retention) = self.config.lifecycle.retention else {
             return;
         };
-        let history = self.config.lifecycle.history.is_some();
+        let history = self.config.lifecycle.history.clone();
         let cutoff = now_ms() - retention.as_millis() as i64;
         let expired: Vec<(String, String)> = {
             let mut st = self.state.lock().await;
@@ -228,7 +231,10 @@ impl Scheduler {
                 if !done {
                     continue;
                 }
-                if history && job.record.history_run < job.record.runs.max(1) {
+                let has_row = history
+                    .as_ref()
+                    .is_some_and(|h| h.connection_for(&job.record).is_some());
+                if has_row && job.record.history_run < job.record.runs.max(1) {
                     // its final row was never confirmed: write it (again) first
                     self.write_history(job);
                     continue;

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use ferry_common::errors::ErrorClass;
 use ferry_common::proto::{ChunkAssignment, ChunkRef, ChunkState, JobState, WriteMode};
-use ferry_connectors::postgres::replace;
+use ferry_connectors::db::target as db_target;
 use ferry_connectors::postgres::sql::show_table;
 
 use super::grant;
@@ -330,7 +330,7 @@ impl Scheduler {
     /// Builds the indexes of a replace job's new table and swaps it in, then
     /// finishes the job; the swap is recorded so it never runs twice.
     async fn finalize_replace(self: Arc<Self>, job_id: String) {
-        let (spec, table, load) = {
+        let (spec, table, load, columns) = {
             let st = self.state.lock().await;
             let Some(job) = st.jobs.get(&job_id) else {
                 return;
@@ -339,14 +339,20 @@ impl Scheduler {
                 job.record.spec.clone().unwrap_or_default(),
                 job.record.target.clone().unwrap_or_default(),
                 job.record.load.clone().unwrap_or_default(),
+                job.record
+                    .columns
+                    .iter()
+                    .map(|c| c.target.clone())
+                    .collect::<Vec<_>>(),
             )
         };
         tracing::info!(job = %job_id, table = %show_table(&table), "all chunks landed: building indexes on the new table and swapping it in");
         let result = async {
-            let mut client = open_target(&self.config.connections, &spec, &job_id)
+            let mut conn = open_target(&self.config.connections, &spec, &job_id)
                 .await
                 .map_err(|e| e.message)?;
-            replace::finalize(&mut client, &table, &load, &job_id)
+            let names: Vec<&str> = columns.iter().map(String::as_str).collect();
+            db_target::finalize_replace(&mut conn, &table, &load, &job_id, &names)
                 .await
                 .map_err(|e| e.message)
         }

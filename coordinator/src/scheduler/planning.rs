@@ -7,7 +7,7 @@ use std::time::Instant;
 use ferry_common::errors::ErrorClass;
 use ferry_common::plan::STORE_FORMAT;
 use ferry_common::proto::{ChunkRecord, ChunkState, JobState, WriteMode};
-use ferry_connectors::postgres::modes;
+use ferry_connectors::db::target as db_target;
 use ferry_connectors::postgres::sql::show_table;
 
 use tracing::Instrument;
@@ -145,8 +145,8 @@ impl Scheduler {
                 return Ok(());
             }
         }
-        let client = open_target(&self.config.connections, spec, job_id).await?;
-        modes::truncate(&client, &plan.target).await?;
+        let mut conn = open_target(&self.config.connections, spec, job_id).await?;
+        db_target::truncate(&mut conn, &plan.target).await?;
         let mut st = self.state.lock().await;
         if let Some(job) = st.jobs.get_mut(job_id) {
             job.record.truncated = true;
@@ -199,6 +199,9 @@ impl Scheduler {
         job.record.columns = plan.columns.clone();
         job.record.key = plan.key.clone();
         job.record.source_bitmap_scan = plan.source_bitmap_scan;
+        if let (Some(cap), Some(spec)) = (plan.max_in_flight, job.record.spec.as_mut()) {
+            spec.max_workers = Some(spec.max_workers.map_or(cap, |n| n.min(cap)));
+        }
         if job.record.load.is_none() {
             job.record.load = Some(plan.target.clone());
         }
