@@ -2,9 +2,12 @@
 //!
 //! `mariadbd` runs with `--no-defaults` (no `/etc/mysql` file applies) as a
 //! child of the test, with its data, socket, pid file and error log in a temp
-//! dir. User `root` logs in over TCP from 127.0.0.1 without a password, with
-//! every privilege. The data directory is a copy of a template made once by
-//! `mariadb-install-db` (see `mariadb_datadir`).
+//! dir. Two accounts: `ferry` (password `secret`), the one Ferry gets in its
+//! URLs (`mysql://ferry:secret@127.0.0.1:PORT/db`), with every privilege but
+//! `READ_ONLY ADMIN` (so `set_read_only` stops it); and `root` without a
+//! password, the harness's own for setup and assertions, which nothing
+//! stops. Both log in over TCP from 127.0.0.1. The data directory is a copy
+//! of a template made once by `mariadb-install-db` (see `mariadb_datadir`).
 
 use std::fs::File;
 use std::future::Future;
@@ -34,8 +37,15 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long one login attempt may hang (a frozen server) while waiting for ready.
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The account tests and Ferry use.
-pub const MARIADB_USER: &str = "root";
+/// The account Ferry's URLs name (`url`).
+pub const MARIADB_USER: &str = "ferry";
+
+/// The password of `MARIADB_USER`.
+pub const MARIADB_PASSWORD: &str = "secret";
+
+/// The harness's own account (no password, every privilege), used by
+/// `exec`, `query_*` and the privilege helpers.
+pub const MARIADB_ADMIN: &str = "root";
 
 /// Server options besides paths and ports. Durability against a killed
 /// server is kept (`innodb_flush_log_at_trx_commit=2` writes the redo log to
@@ -89,6 +99,12 @@ impl MariaDb {
             create_datadir(&server.data_dir());
             server.spawn();
             server.wait_ready();
+            on_own_runtime(server.create_user(
+                MARIADB_USER,
+                MARIADB_PASSWORD,
+                &["ALL PRIVILEGES ON *.*"],
+            ));
+            on_own_runtime(server.revoke(MARIADB_USER, "READ_ONLY ADMIN ON *.*"));
             server
         })
     }
@@ -116,10 +132,21 @@ impl MariaDb {
         self.port
     }
 
-    /// A connection URL for database `db` as `root` without a password
-    /// (`mysql://root@127.0.0.1:PORT/db`; an empty `db` selects none).
+    /// The URL Ferry gets for database `db`:
+    /// `mysql://ferry:secret@127.0.0.1:PORT/db` (an empty `db` selects none).
     pub fn url(&self, db: &str) -> String {
-        format!("mysql://{MARIADB_USER}@127.0.0.1:{}/{db}", self.port)
+        self.url_as(MARIADB_USER, MARIADB_PASSWORD, db)
+    }
+
+    /// Like `url`, with the `mariadb://` scheme Ferry also takes.
+    pub fn mariadb_url(&self, db: &str) -> String {
+        self.url(db).replacen("mysql://", "mariadb://", 1)
+    }
+
+    /// A URL for database `db` as `user` with `password` (made with
+    /// `create_user`; both must be URL-safe, they are not percent-encoded).
+    pub fn url_as(&self, user: &str, password: &str, db: &str) -> String {
+        format!("mysql://{user}:{password}@127.0.0.1:{}/{db}", self.port)
     }
 
     /// The server's error log so far (every start of it).
@@ -221,7 +248,7 @@ impl MariaDb {
         }
     }
 
-    /// Logs in as `root` over TCP and runs `SELECT 1`.
+    /// Logs in as the admin over TCP and runs `SELECT 1`.
     async fn ping(&self) -> Result<(), String> {
         let login = async {
             let mut conn = MySqlConnection::connect_with(&self.connect_options("")).await?;
@@ -334,13 +361,13 @@ impl MariaDb {
         );
     }
 
-    /// Connection options for database `db` as `root` over TCP (an empty
-    /// `db` selects none). sqlx sets the session time zone to `+00:00`.
+    /// Connection options for database `db` as the admin (`root`) over TCP
+    /// (an empty `db` selects none). sqlx sets the session time zone to `+00:00`.
     pub fn connect_options(&self, db: &str) -> MySqlConnectOptions {
         let options = MySqlConnectOptions::new()
             .host("127.0.0.1")
             .port(self.port)
-            .username(MARIADB_USER);
+            .username(MARIADB_ADMIN);
         if db.is_empty() {
             options
         } else {
@@ -348,8 +375,8 @@ impl MariaDb {
         }
     }
 
-    /// A new connection to database `db` (empty: none); panics with the
-    /// server's log tail when the server does not accept it.
+    /// A new admin connection to database `db` (empty: none); panics with
+    /// the server's log tail when the server does not accept it.
     pub async fn connect(&self, db: &str) -> MySqlConnection {
         MySqlConnection::connect_with(&self.connect_options(db))
             .await
@@ -369,13 +396,14 @@ impl MariaDb {
     }
 
     /// Runs `sql` (one or more statements, `;`-separated) in database `db`
-    /// on a new connection; panics with the statement on error.
+    /// on a new admin connection; panics with the statement on error.
     pub async fn exec(&self, db: &str, sql: &str) {
         let mut conn = self.connect(db).await;
         sqlx::raw_sql(AssertSqlSafe(sql))
             .execute(&mut conn)
             .await
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        close(conn).await;
     }
 
     /// One `i64` from a query in `db` returning one row whose first value is
@@ -394,11 +422,19 @@ impl MariaDb {
     async fn fetch_all(&self, db: &str, sql: &str) -> Vec<sqlx::mysql::MySqlRow> {
         let mut conn = self.connect(db).await;
         // No bound arguments: the text protocol, so values arrive as text.
-        sqlx::raw_sql(AssertSqlSafe(sql))
+        let rows = sqlx::raw_sql(AssertSqlSafe(sql))
             .fetch_all(&mut conn)
             .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        close(conn).await;
+        rows
     }
+}
+
+/// Closes `conn` politely (a dropped connection is logged by the server as
+/// aborted); a failure to say goodbye is no test's concern.
+pub(crate) async fn close(conn: MySqlConnection) {
+    let _ = conn.close().await;
 }
 
 impl Drop for MariaDb {

@@ -22,9 +22,11 @@ use crate::sqlx_text::{rows_as_text, single_i64, TextRow};
 /// The file name `create` and `missing` use inside their temp dir.
 pub const SQLITE_FILE_NAME: &str = "db.sqlite";
 
-/// The URL Ferry takes for the SQLite file at `path` (`sqlite:PATH`).
+/// The URL Ferry takes for the SQLite file at absolute `path`:
+/// `sqlite:///abs/path` (`sqlite://` and the path).
 pub fn url(path: &Path) -> String {
-    format!("sqlite:{}", path.display())
+    assert!(path.is_absolute(), "{} is not absolute", path.display());
+    format!("sqlite://{}", path.display())
 }
 
 /// A SQLite file (or the place for one) in a temp dir of its own. Dropping it
@@ -80,13 +82,26 @@ impl SqliteFile {
         self.dir.path()
     }
 
-    /// `sqlite:PATH`, the URL Ferry takes for this file.
+    /// `sqlite:///abs/path`, the URL Ferry (and sqlx) take for this file.
     pub fn url(&self) -> String {
         url(&self.path)
     }
 
-    /// `sqlite:PATH?mode=ro`: SQLite opens the file read-only and refuses
-    /// every write on that connection (SQLITE_READONLY), root included.
+    /// `sqlite:/abs/path`, the `sqlite:PATH` form of the same file.
+    pub fn path_url(&self) -> String {
+        format!("sqlite:{}", self.path.display())
+    }
+
+    /// `sqlite:db.sqlite`: the file relative to `dir()`, for a process whose
+    /// working directory is `dir()` (Ferry resolves a relative path against
+    /// its own working directory).
+    pub fn relative_url(&self) -> String {
+        format!("sqlite:{SQLITE_FILE_NAME}")
+    }
+
+    /// `sqlite:///abs/path?mode=ro` for sqlx: SQLite opens the file
+    /// read-only and refuses every write on that connection
+    /// (SQLITE_READONLY), root included. Ferry ignores the query part.
     pub fn read_only_url(&self) -> String {
         format!("{}?mode=ro", self.url())
     }
