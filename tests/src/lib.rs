@@ -1,7 +1,7 @@
 //! Test harness for Ferry's end-to-end tests.
 //!
-//! Starts real PostgreSQL clusters, real etcd members and the real `ferry`
-//! binary as separate processes, and breaks them. `cluster::Cluster` is the
+//! Starts real PostgreSQL clusters, MariaDB servers, SQLite files, real etcd
+//! members and the real `ferry` binary as separate processes, and breaks them. `cluster::Cluster` is the
 //! one way tests start them. Every helper fails loudly (panics with the
 //! reason and where to look) when a dependency is missing: tests never skip
 //! silently.
