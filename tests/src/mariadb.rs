@@ -99,12 +99,13 @@ impl MariaDb {
             create_datadir(&server.data_dir());
             server.spawn();
             server.wait_ready();
-            on_own_runtime(server.create_user(
-                MARIADB_USER,
-                MARIADB_PASSWORD,
-                &["ALL PRIVILEGES ON *.*"],
-            ));
-            on_own_runtime(server.revoke(MARIADB_USER, "READ_ONLY ADMIN ON *.*"));
+            on_own_runtime(async {
+                let every = ["ALL PRIVILEGES ON *.*"];
+                server
+                    .create_user(MARIADB_USER, MARIADB_PASSWORD, &every)
+                    .await;
+                server.revoke(MARIADB_USER, "READ_ONLY ADMIN ON *.*").await;
+            });
             server
         })
     }

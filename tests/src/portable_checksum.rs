@@ -10,7 +10,7 @@
 //! | column | normalized text | PostgreSQL | MariaDB | SQLite |
 //! |---|---|---|---|---|
 //! | `id`, `customer_id` | base-10 integer, `-` only when negative, no leading zeros | `::text` | `CAST(… AS CHAR)` | `CAST(… AS TEXT)` |
-//! | `amount` | exactly two decimals after a `.` (`12.30`, `0.00`), rounded half away from zero | `round(…::numeric, 2)::text` | `CAST(CAST(… AS DECIMAL(30,2)) AS CHAR)` | `printf('%.2f', …)` |
+//! | `amount` | exactly two decimals after a `.` (`12.30`, `0.00`); more decimals are rounded (the fixtures have none) | `round(…::numeric, 2)::text` | `CAST(CAST(… AS DECIMAL(30,2)) AS CHAR)` | `printf('%.2f', …)` |
 //! | `status`, `note` | the stored text's UTF-8 bytes, unchanged (no trimming, no case or Unicode folding); NULL stays NULL | as is | as is | as is |
 //! | `created_at` | the instant in UTC as `YYYY-MM-DD HH:MM:SS`: fractional seconds are dropped (the fixtures have none); a value without a zone (`timestamp`, `DATETIME`, SQLite text without an offset) is taken as UTC | `to_char(…, 'YYYY-MM-DD HH24:MI:SS')` with the session in UTC | `DATE_FORMAT(…, '%Y-%m-%d %H:%i:%s')` with the session in `+00:00` | `strftime('%Y-%m-%d %H:%M:%S', …)` (converts a `+HH:MM` suffix to UTC) |
 //!
