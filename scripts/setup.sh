@@ -7,7 +7,9 @@ set -euo pipefail
 PG_BIN=/usr/lib/postgresql/15/bin
 # prometheus (which brings promtool): the observability tests scrape real processes with it;
 # locales: a French locale for the translated-messages test
-APT_PACKAGES=(protobuf-compiler libprotobuf-dev etcd-server postgresql-15 postgresql-client-15 prometheus locales)
+# mariadb-server, mariadb-client, sqlite3: the MySQL/MariaDB and SQLite connector tests
+APT_PACKAGES=(protobuf-compiler libprotobuf-dev etcd-server postgresql-15 postgresql-client-15 prometheus locales
+    mariadb-server mariadb-client sqlite3)
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 
@@ -44,7 +46,11 @@ tools_present() {
         [[ -x "$PG_BIN/pg_ctl" ]] &&
         command -v psql >/dev/null 2>&1 &&
         command -v prometheus >/dev/null 2>&1 &&
-        command -v promtool >/dev/null 2>&1
+        command -v promtool >/dev/null 2>&1 &&
+        [[ -x /usr/sbin/mariadbd ]] &&
+        command -v mariadb-install-db >/dev/null 2>&1 &&
+        command -v mariadb >/dev/null 2>&1 &&
+        command -v sqlite3 >/dev/null 2>&1
 }
 
 # restore_policy POLICY BACKUP: puts back the saved policy-rc.d, or removes ours.
@@ -96,7 +102,7 @@ install_packages() {
     trap - EXIT
 
     if ! tools_present; then
-        log "packages installed but protoc, etcd, initdb, pg_ctl, psql, prometheus or promtool is still missing"
+        log "packages installed but protoc, etcd, initdb, pg_ctl, psql, prometheus, promtool, mariadbd, mariadb-install-db, mariadb or sqlite3 is still missing"
         exit 1
     fi
 }
@@ -112,6 +118,9 @@ report_services() {
     fi
     if pgrep -x etcd >/dev/null 2>&1; then
         log "note: an etcd process is running; leaving it alone (tests use their own ports)"
+    fi
+    if pgrep -x mariadbd >/dev/null 2>&1; then
+        log "note: a mariadbd process is running; leaving it alone (tests use their own ports)"
     fi
     if pgrep -x prometheus >/dev/null 2>&1; then
         log "note: a prometheus process is running; leaving it alone (tests use their own ports)"

@@ -182,6 +182,14 @@ impl ClusterBuilder {
         self
     }
 
+    /// Adds (or replaces) connection `name` for every process and CLI call:
+    /// `FERRY_CONN_<NAME>=url`, on top of the databases' `src` and `dst`
+    /// (`.connection("src", my.url("src"))` reads from a MariaDB instead).
+    pub fn connection(self, name: &str, url: impl Into<String>) -> Self {
+        let var = format!("FERRY_CONN_{}", name.to_ascii_uppercase());
+        self.env(var, url)
+    }
+
     /// Starts an etcd cluster of `members` members; the coordinators elect
     /// their leader in it (default: no etcd, one in-memory coordinator).
     pub fn etcd(mut self, members: usize) -> Self {

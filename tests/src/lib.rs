@@ -1,7 +1,7 @@
 //! Test harness for Ferry's end-to-end tests.
 //!
-//! Starts real PostgreSQL clusters, real etcd members and the real `ferry`
-//! binary as separate processes, and breaks them. `cluster::Cluster` is the
+//! Starts real PostgreSQL clusters, MariaDB servers, SQLite files, real etcd
+//! members and the real `ferry` binary as separate processes, and breaks them. `cluster::Cluster` is the
 //! one way tests start them. Every helper fails loudly (panics with the
 //! reason and where to look) when a dependency is missing: tests never skip
 //! silently.
@@ -19,16 +19,23 @@ pub mod cluster_cli;
 pub mod data;
 pub mod databases;
 pub mod etcd;
+pub mod items_fixture;
 pub mod ledger;
 pub mod log_lines;
+pub mod mariadb;
+pub mod mariadb_access;
+pub mod mariadb_datadir;
 pub mod net;
 pub mod node;
 pub mod observability;
+pub mod portable_checksum;
 pub mod postgres;
 pub mod process;
 pub mod report;
 pub mod roles;
 pub mod security;
 pub mod sql;
+pub mod sqlite_file;
+pub mod sqlx_text;
 mod sync;
 pub mod text;
