@@ -18,3 +18,4 @@ pub mod security;
 pub mod server;
 pub mod store;
 pub mod verify;
+pub mod verify_typed;

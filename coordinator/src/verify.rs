@@ -3,12 +3,14 @@
 //! connector computes the digests from the job's typed plan.
 
 use ferry_common::connections::ConnectionRegistry;
+use ferry_common::db::DbRole;
 use ferry_common::proto::{ChunkBounds, ChunkCheck, ChunkRecord, JobRecord, Reject};
+use ferry_connectors::db::{self, target as db_target, Conn};
 use ferry_connectors::postgres::select::ChunkSelect;
-use ferry_connectors::postgres::{rejects, session, verify as digests};
-use tokio_postgres::Client;
+use ferry_connectors::postgres::verify as digests;
 
 use crate::error::{CoordinatorError, Reason};
+use crate::verify_typed::{is_typed, Sides};
 
 fn unknown_connection(field: &str, e: impl ToString) -> CoordinatorError {
     CoordinatorError::precondition(field, Reason::UnknownConnection, e.to_string())
@@ -19,21 +21,46 @@ async fn open(
     field: &str,
     name: &str,
     job_id: &str,
-) -> Result<Client, CoordinatorError> {
+) -> Result<Conn, CoordinatorError> {
     let url = conns.url(name).map_err(|e| unknown_connection(field, e))?;
-    let client = session::open(name, url)
-        .await
-        .map_err(|f| CoordinatorError::Database(f.message))?;
-    session::tag(&client, &format!("ferry:verify:{job_id}"))
-        .await
-        .map_err(|f| CoordinatorError::Database(f.message))?;
-    Ok(client)
+    db::open(
+        DbRole::Planner,
+        name,
+        url,
+        Some(&format!("ferry:verify:{job_id}")),
+    )
+    .await
+    .map_err(|f| CoordinatorError::Database(f.message))
+}
+
+/// The PostgreSQL session behind `conn` (a PostgreSQL → PostgreSQL job's).
+fn postgres<'a>(
+    conn: &'a Conn,
+    field: &str,
+) -> Result<&'a tokio_postgres::Client, CoordinatorError> {
+    conn.postgres().ok_or_else(|| {
+        CoordinatorError::precondition(
+            field,
+            Reason::UnknownConnection,
+            format!(
+                "the job was planned for PostgreSQL but the connection is now {}: give the coordinator the job's connections",
+                conn.kind().name()
+            ),
+        )
+    })
 }
 
 /// Whether the job's key lands in the target, so chunks can be compared
 /// range by range there.
 pub fn key_copied(job: &JobRecord) -> bool {
     !job.key.is_empty() && job.key.iter().all(|k| !k.target.is_empty())
+}
+
+/// A chunk side's row count and order-independent hash.
+#[derive(PartialEq, Eq)]
+struct Count {
+    rows: u64,
+    hash: String,
 }
 
 /// Compares every chunk of `job`.
@@ -58,24 +85,51 @@ pub async fn verify(
         ));
     }
     let table = job.load.as_ref().unwrap_or(target_table);
-    let source = open(conns, "spec.source", &spec.source, &job.job_id).await?;
-    let target = open(conns, "spec.target", &spec.target, &job.job_id).await?;
+    let mut source = open(conns, "spec.source", &spec.source, &job.job_id).await?;
+    let mut target = open(conns, "spec.target", &spec.target, &job.job_id).await?;
     let query = spec.query.trim().trim_end_matches(';').trim();
+    let typed = is_typed(job)
+        .then(|| Sides::of(job, query, table, &target))
+        .transpose()?;
     let mut out = Vec::with_capacity(chunks.len());
     for c in chunks {
         let bounds = c.bounds.clone().unwrap_or_else(ChunkBounds::all);
-        let select = ChunkSelect {
-            query,
-            columns: &job.columns,
-            key: &job.key,
-            bounds: &bounds,
+        let (s, d) = if let Some(sides) = &typed {
+            let (s, d) = tokio::join!(
+                sides.digest(&mut source, &sides.source, &bounds),
+                sides.digest(&mut target, &sides.target, &bounds)
+            );
+            let (s, d) = (s?, d?);
+            ((s.rows, s.sum.to_string()), (d.rows, d.sum.to_string()))
+        } else {
+            let select = ChunkSelect {
+                query,
+                columns: &job.columns,
+                key: &job.key,
+                bounds: &bounds,
+            };
+            let (pg_source, pg_target) = (
+                postgres(&source, "spec.source")?,
+                postgres(&target, "spec.target")?,
+            );
+            let (s, d) = tokio::join!(
+                digests::source_digest(pg_source, &select),
+                digests::target_digest(pg_target, table, &job.columns, &job.key, &bounds)
+            );
+            let s = s.map_err(|f| CoordinatorError::Database(f.message))?;
+            let d = d.map_err(|f| CoordinatorError::Database(f.message))?;
+            ((s.rows, s.hash), (d.rows, d.hash))
         };
-        let (s, d) = tokio::join!(
-            digests::source_digest(&source, &select),
-            digests::target_digest(&target, table, &job.columns, &job.key, &bounds)
+        let (s, d) = (
+            Count {
+                rows: s.0,
+                hash: s.1,
+            },
+            Count {
+                rows: d.0,
+                hash: d.1,
+            },
         );
-        let s = s.map_err(|f| CoordinatorError::Database(f.message))?;
-        let d = d.map_err(|f| CoordinatorError::Database(f.message))?;
         let matches = if c.rows_rejected > 0 {
             d.rows + c.rows_rejected == s.rows
         } else {
@@ -101,9 +155,9 @@ pub async fn list_rejects(
     limit: u32,
 ) -> Result<(Vec<Reject>, u64), CoordinatorError> {
     let spec = job.spec.clone().unwrap_or_default();
-    let target = open(conns, "spec.target", &spec.target, &job.job_id).await?;
+    let mut target = open(conns, "spec.target", &spec.target, &job.job_id).await?;
     let limit = if limit == 0 { 1000 } else { limit };
-    let (rows, total) = rejects::list(&target, ledger_schema, &job.job_id, limit)
+    let (rows, total) = db_target::list_rejects(&mut target, ledger_schema, &job.job_id, limit)
         .await
         .map_err(|f| CoordinatorError::Database(f.message))?;
     let rejects = rows

@@ -60,6 +60,17 @@ pub async fn finalize_replace(
     }
 }
 
+/// A query reading every row of `table`, in `kind`'s quoting (what verify
+/// reads a target's rows through).
+pub fn select_all(kind: DbKind, table: &TableRef) -> String {
+    let quoted = match kind {
+        DbKind::Postgres => postgres::sql::quote_table(table),
+        DbKind::MySql => mysql::sql::quote_table(table),
+        DbKind::Sqlite => sqlite::sql::quote_table(table),
+    };
+    format!("SELECT * FROM {quoted}")
+}
+
 /// The target's type for a column holding `t`, in `kind`'s spelling.
 pub fn column_type(kind: DbKind, t: &FerryType) -> String {
     match kind {

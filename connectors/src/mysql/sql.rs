@@ -8,8 +8,12 @@ pub fn quote_ident(name: &str) -> String {
     format!("`{}`", name.replace('`', "``"))
 }
 
-/// `` `database`.`table` `` for SQL text.
+/// `` `database`.`table` `` for SQL text (`` `table` ``, in the session's
+/// database, when the database is empty).
 pub fn quote_table(t: &TableRef) -> String {
+    if t.schema.is_empty() {
+        return quote_ident(&t.name);
+    }
     format!("{}.{}", quote_ident(&t.schema), quote_ident(&t.name))
 }
 

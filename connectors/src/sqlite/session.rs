@@ -51,7 +51,21 @@ pub async fn exec(conn: &mut SqliteConnection, sql: &str) -> Result<(), DbFailur
 /// Fails with a message naming the connection when the file cannot be
 /// written (a read-only file or directory).
 pub async fn check_writable(conn: &mut SqliteConnection, name: &str) -> Result<(), DbFailure> {
-    let tried = exec(conn, "BEGIN IMMEDIATE").await;
+    // A file SQLite could only open read-only takes BEGIN IMMEDIATE; writing
+    // the header's user_version (to its own value, rolled back) does not.
+    let version: i64 = sqlx::query_scalar("PRAGMA user_version")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| classify(&e))?;
+    let tried = exec(
+        conn,
+        &format!("BEGIN IMMEDIATE; PRAGMA user_version = {version}"),
+    )
+    .await;
     let _ = exec(conn, "ROLLBACK").await;
-    tried.map_err(|f| f.context(format!("connection '{name}' cannot be written")))
+    tried.map_err(|f| {
+        f.context(format!(
+            "connection '{name}' cannot be written (check the file's and its directory's permissions)"
+        ))
+    })
 }
