@@ -174,6 +174,19 @@ pub async fn has_unique_index(
             .map_err(|e| classify(&e).context("cannot read the table's unique indexes"))?;
     let mut want: Vec<String> = keys.iter().map(|k| k.to_ascii_lowercase()).collect();
     want.sort();
+    // An INTEGER PRIMARY KEY is the rowid itself and has no index of its own.
+    let mut primary: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM pragma_table_info(?, ?) WHERE pk > 0")
+            .bind(&table.name)
+            .bind(&table.schema)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(|e| classify(&e).context("cannot read the table's primary key"))?;
+    primary.iter_mut().for_each(|c| *c = c.to_ascii_lowercase());
+    primary.sort();
+    if !primary.is_empty() && primary == want {
+        return Ok(true);
+    }
     for ix in indexes {
         let mut cols: Vec<String> = sqlx::query_scalar("SELECT name FROM pragma_index_info(?, ?)")
             .bind(&ix)

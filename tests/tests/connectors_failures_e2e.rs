@@ -1,0 +1,197 @@
+//! Connectors under failure: a worker SIGKILLed and MariaDB SIGKILLed and
+//! restarted mid-job still land every row exactly once in a MariaDB table
+//! without a key (a duplicate would show); rows MariaDB and SQLite refuse
+//! (CHECK, NOT NULL, DECIMAL overflow) are rejected with their keys and
+//! reasons while the rest land, and verify accounts for them; the write
+//! modes work on MariaDB and SQLite targets; repair brings back rows deleted
+//! from a MariaDB target.
+
+use std::time::Duration;
+
+use ferry_tests::cli::Submit;
+use ferry_tests::cli_output::JobState;
+use ferry_tests::cluster::Cluster;
+use ferry_tests::mariadb::MariaDb;
+use ferry_tests::portable_checksum::pg_items_checksum;
+use ferry_tests::sql::exec;
+use ferry_tests::sqlite_file::SqliteFile;
+
+/// How long a job here may take.
+const JOB_TIMEOUT: Duration = Duration::from_secs(300);
+
+fn items() -> Submit {
+    Submit::new("SELECT * FROM items", "items").flag("--min-rows-for-parallel", 0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_and_mariadb_killed_mid_job_land_every_row_once() {
+    const ROWS: u64 = 400_000;
+    let my = MariaDb::start();
+    my.create_db("dst").await;
+    my.create_items_without_key("dst", "items").await;
+    let cluster = Cluster::builder()
+        .workers(2)
+        .connection("dst", my.url("dst"))
+        .start()
+        .await;
+    cluster.dbs().prepare_items(ROWS).await;
+    let want = pg_items_checksum(&cluster.dbs().source().await, "public.items").await;
+
+    let job = cluster.submit(&items().chunk_size(10_000));
+    let finished = cluster.wait_first_chunk(JOB_TIMEOUT);
+    assert!(!finished, "the job ended before the faults: raise ROWS");
+    cluster.worker(0).kill();
+    my.kill();
+    std::thread::sleep(Duration::from_secs(2));
+    my.start_again();
+    let state = cluster.wait_terminal(&job, JOB_TIMEOUT);
+    assert_eq!(
+        state,
+        Ok(JobState::Succeeded),
+        "{}",
+        cluster.coordinator_tails(40)
+    );
+    assert_eq!(
+        my.items_checksum("dst", "items").await,
+        want,
+        "MariaDB's rows after a worker kill and a MariaDB restart"
+    );
+    let ledger = my
+        .query_i64(
+            "dst",
+            &format!("SELECT count(*) FROM ferry.ledger WHERE job_id = '{job}'"),
+        )
+        .await;
+    assert_eq!(ledger, 40, "one ledger row per chunk");
+    let verify = cluster.verify(&job);
+    assert_eq!(verify.all_match, Some(40), "{}", verify.output);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_rows_are_rejected_with_reasons_in_mariadb_and_sqlite() {
+    const ROWS: u64 = 20_000;
+    let my = MariaDb::start();
+    my.create_db("dst").await;
+    // amount over 900 breaks the CHECK; a NULL note breaks NOT NULL; an
+    // amount of 1000 or more does not fit DECIMAL(5,2)
+    my.exec(
+        "dst",
+        "CREATE TABLE items (id bigint PRIMARY KEY, customer_id int NOT NULL,
+           amount decimal(5,2) NOT NULL CHECK (amount < 900), status text NOT NULL,
+           note text NOT NULL, created_at timestamp(6) NOT NULL)",
+    )
+    .await;
+    let lite = SqliteFile::create(
+        "CREATE TABLE items (id integer PRIMARY KEY, customer_id integer NOT NULL,
+           amount numeric NOT NULL CHECK (amount < 900), status text NOT NULL,
+           note text NOT NULL, created_at text NOT NULL)",
+    )
+    .await;
+    let cluster = Cluster::builder()
+        .workers(2)
+        .connection("my", my.url("dst"))
+        .connection("lite", lite.url())
+        .start()
+        .await;
+    cluster.dbs().prepare_items(ROWS).await;
+    let source = cluster.dbs().source().await;
+    exec(
+        &source,
+        "UPDATE items SET amount = 950 WHERE id IN (100, 5000);
+         UPDATE items SET amount = 5000.5 WHERE id = 12000;",
+    )
+    .await;
+    let refused_sql = "SELECT count(*) FROM items WHERE note IS NULL OR amount >= 900";
+    let refused = ferry_tests::sql::query_i64(&source, refused_sql).await as u64;
+    assert!(refused > 3, "the fixture has NULL notes");
+
+    for target in ["my", "lite"] {
+        let out = cluster.submit_watch(&items().target(target).chunk_size(5_000));
+        assert!(out.success(), "{target}: {out}");
+        let job = out.job_id();
+        let rejects = cluster.rejects(&job, 10_000);
+        assert_eq!(rejects.total, refused, "{target}: {}", rejects.output);
+        let keys: Vec<&str> = rejects.rows.iter().map(|r| r.key.as_str()).collect();
+        for key in ["100", "5000", "12000"] {
+            assert!(
+                keys.contains(&key),
+                "{target}: key {key} not rejected: {keys:?}"
+            );
+        }
+        assert!(
+            rejects.rows.iter().all(|r| !r.sqlstate.is_empty()),
+            "{target}: every reject has a code"
+        );
+        let verify = cluster.verify(&job);
+        assert_eq!(verify.all_match, Some(4), "{target}: {}", verify.output);
+    }
+    let landed = ROWS - refused;
+    assert_eq!(
+        my.query_i64("dst", "SELECT count(*) FROM items").await as u64,
+        landed
+    );
+    assert_eq!(
+        lite.query_i64("SELECT count(*) FROM items").await as u64,
+        landed
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_modes_and_repair_on_mariadb_and_sqlite() {
+    const ROWS: u64 = 30_000;
+    let my = MariaDb::start();
+    my.create_db("dst").await;
+    my.create_items("dst", "items").await;
+    let lite = SqliteFile::create("").await;
+    lite.create_items("items").await;
+    let cluster = Cluster::builder()
+        .workers(2)
+        .connection("my", my.url("dst"))
+        .connection("lite", lite.url())
+        .start()
+        .await;
+    cluster.dbs().prepare_items(ROWS).await;
+    let source = cluster.dbs().source().await;
+    let want = pg_items_checksum(&source, "public.items").await;
+
+    for target in ["my", "lite"] {
+        let job = items().target(target).chunk_size(10_000);
+        // append, then truncate: one copy
+        assert!(cluster.submit_watch(&job).success(), "{target} append");
+        let out = cluster.submit_watch(&job.clone().flag("--mode", "truncate"));
+        assert!(out.success(), "{target} truncate: {out}");
+        // upsert twice: one copy, latest values
+        let upsert = job
+            .clone()
+            .flag("--mode", "upsert")
+            .flag("--upsert-key", "id");
+        assert!(cluster.submit_watch(&upsert).success(), "{target} upsert");
+        assert!(
+            cluster.submit_watch(&upsert).success(),
+            "{target} upsert again"
+        );
+        // replace: a new table swapped in
+        let out = cluster.submit_watch(&job.clone().flag("--mode", "replace"));
+        assert!(out.success(), "{target} replace: {out}");
+    }
+    assert_eq!(my.items_checksum("dst", "items").await, want, "MariaDB");
+    assert_eq!(lite.items_checksum("items").await, want, "SQLite");
+
+    // rows deleted from the target: verify names the chunk, repair restores it
+    let out = cluster.submit_watch(
+        &items()
+            .target("my")
+            .chunk_size(10_000)
+            .flag("--mode", "truncate"),
+    );
+    assert!(out.success(), "{out}");
+    let job = out.job_id();
+    my.exec("dst", "DELETE FROM items WHERE id BETWEEN 12000 AND 12100")
+        .await;
+    let verify = cluster.verify(&job);
+    assert_eq!(verify.differ, Some((1, 3)), "{}", verify.output);
+    let out = cluster.repair(&job);
+    assert!(out.success(), "{out}");
+    assert_eq!(cluster.verify(&job).all_match, Some(3));
+    assert_eq!(my.items_checksum("dst", "items").await, want, "repaired");
+}
