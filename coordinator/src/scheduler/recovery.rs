@@ -42,6 +42,7 @@ impl Scheduler {
                     deadline: now + ttl,
                     hostname: "(before takeover)".into(),
                     concurrency: 0,
+                    held: None,
                 },
             );
         }
