@@ -60,6 +60,9 @@ impl StateStore for SlowStore {
     async fn load(&self) -> Result<Snapshot, StoreError> {
         self.0.load().await
     }
+    async fn delete_job(&self, job: &JobRecord) -> Result<(), StoreError> {
+        self.0.delete_job(job).await
+    }
     fn describe(&self) -> String {
         "slow memory store (test)".into()
     }

@@ -6,7 +6,6 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
-
 use ferry_common::errors::ErrorClass;
 use ferry_common::plan::WORKER_PROTOCOL;
 use ferry_common::proto::{
@@ -232,7 +231,9 @@ impl Scheduler {
                     tracing::warn!(job = %job_id, chunk = n, worker = %worker, "leased chunk not held by its worker; leasing it again");
                     (
                         ErrorClass::Transient,
-                        format!("worker {worker} does not hold chunk {n} (its lease response was lost)"),
+                        format!(
+                            "worker {worker} does not hold chunk {n} (its lease response was lost)"
+                        ),
                         true,
                     )
                 }

@@ -203,13 +203,23 @@ impl JobRuntime {
                             .unwrap_or(c.record.rows_written),
                         rows_rejected: c.record.rows_rejected,
                         last_error: c.record.last_error.clone(),
-                        range: c.record.range.clone(),
+                        range: describe_range(&c.record, &self.record.key),
                     })
                     .collect()
             } else {
                 Vec::new()
             },
         }
+    }
+}
+
+/// A chunk's key range for people: the text an older record kept, else
+/// from its bounds (chunks planned since store format 3 keep no text: it is
+/// made when asked for, not held for every chunk).
+pub(crate) fn describe_range(c: &ChunkRecord, key: &[proto::KeyColumn]) -> String {
+    match &c.bounds {
+        Some(b) if c.range.is_empty() => b.describe(key),
+        _ => c.range.clone(),
     }
 }
 

@@ -128,6 +128,10 @@ impl StateStore for MemoryStore {
         let mut s = self.inner.lock().await;
         s.revision += 1;
         let rev = s.revision;
+        if let Some(first) = chunks.first() {
+            // a plan replaces the job's earlier one
+            s.chunks.remove(&first.job_id);
+        }
         for c in chunks {
             s.put(c, rev);
         }
@@ -216,6 +220,26 @@ impl StateStore for MemoryStore {
             live_assignments,
             workers,
         })
+    }
+
+    async fn delete_job(&self, job: &JobRecord) -> Result<(), StoreError> {
+        let mut s = self.inner.lock().await;
+        s.revision += 1;
+        s.jobs.remove(&job.job_id);
+        s.chunks.remove(&job.job_id);
+        if !job.request_id.is_empty() {
+            s.requests.remove(&job.request_id);
+        }
+        let assigned: Vec<(String, u32)> = s
+            .assignments
+            .keys()
+            .filter(|(j, _)| *j == job.job_id)
+            .cloned()
+            .collect();
+        for key in assigned {
+            s.unassign(&key);
+        }
+        Ok(())
     }
 
     fn describe(&self) -> String {

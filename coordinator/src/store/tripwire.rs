@@ -66,6 +66,9 @@ impl<S: StateStore> StateStore for Tripwire<S> {
     async fn load(&self) -> Result<Snapshot, StoreError> {
         self.inner.load().await
     }
+    async fn delete_job(&self, job: &JobRecord) -> Result<(), StoreError> {
+        self.watch(self.inner.delete_job(job).await)
+    }
     fn describe(&self) -> String {
         self.inner.describe()
     }
