@@ -7,16 +7,20 @@
 #   bash bench/run.sh                                   # full run: 5,000,000 + 500,000 rows, 3 rounds
 #   ROWS=200000 WIDE_ROWS=20000 ROUNDS=1 bash bench/run.sh   # quick smoke run
 #   ONLY="pipe local2 dist" bash bench/run.sh           # a subset (config or group names, see below)
+#   ROUNDS=7 ONLY=obs bash bench/run.sh                 # telemetry cost: local2 with metrics+tracing on vs off
 #   KEEP=1 bash bench/run.sh                            # leave PostgreSQL (and etcd) running at the end
 #
 # Knobs (environment):
 #   ROWS       rows of the narrow `items` table (default 5000000)
 #   WIDE_ROWS  rows of the wide `wide` table, 2 KB text per row (default 500000)
 #   ROUNDS     rounds; every config runs once per round, medians are reported (default 3)
-#   ONLY       configs or groups to run (default: all). Groups: narrow, wide, mem, ferry, peers.
+#   ONLY       configs or groups to run (default: all). Groups: narrow, wide, mem, ferry, peers,
+#              obs (local2 and local2-obs).
 #              Configs: pipe pipe-nopk local1 local2 local4 dist local2-replace dist-replace
 #                       pgcopydb pgcopydb-clone sling wide-pipe wide-local2 wide-dist wide-local2-replace
-#                       mem-local mem-dist mem-local-wide mem-dist-wide
+#                       mem-local mem-dist mem-local-wide mem-dist-wide tls-local2 tls-dist local2-obs
+#              Group tls: local2 tls-local2 dist tls-dist (PostgreSQL over TLS against plaintext)
+#              Group obs: local2 local2-obs (metrics and traces on against off)
 #   KEEP=1     leave the cluster and etcd running
 #   FRESH=1    re-initdb the cluster (and regenerate the data)
 #   ETCD       auto (default): run the distributed coordinator with --etcd when its --help lists it;
@@ -37,7 +41,7 @@ REPO=$(cd "$BENCH/.." && pwd)
 ROWS=${ROWS:-5000000}
 WIDE_ROWS=${WIDE_ROWS:-500000}
 ROUNDS=${ROUNDS:-3}
-ALL_CONFIGS="pipe pipe-nopk local1 local2 local4 dist local2-replace dist-replace pgcopydb pgcopydb-clone sling wide-pipe wide-local2 wide-dist wide-local2-replace mem-local mem-dist mem-local-wide mem-dist-wide"
+ALL_CONFIGS="pipe pipe-nopk local1 local2 local4 dist local2-replace dist-replace pgcopydb pgcopydb-clone sling wide-pipe wide-local2 wide-dist wide-local2-replace mem-local mem-dist mem-local-wide mem-dist-wide tls-local2 tls-dist local2-obs"
 ONLY=${ONLY:-$ALL_CONFIGS}
 DIST_CONCURRENCY=${DIST_CONCURRENCY:-1}
 DIST_WORKERS=2
@@ -71,6 +75,8 @@ for w in $ONLY; do
     mem) for c in mem-local mem-dist mem-local-wide mem-dist-wide; do WANT[$c]=1; done ;;
     ferry) for c in local1 local2 local4 dist local2-replace dist-replace wide-local2 wide-dist wide-local2-replace mem-local mem-dist mem-local-wide mem-dist-wide; do WANT[$c]=1; done ;;
     peers) for c in pipe pipe-nopk pgcopydb pgcopydb-clone sling wide-pipe; do WANT[$c]=1; done ;;
+    tls) for c in local2 tls-local2 dist tls-dist; do WANT[$c]=1; done ;;
+    obs) for c in local2 local2-obs; do WANT[$c]=1; done ;;
     *) [[ " $ALL_CONFIGS " == *" $w "* ]] || die "unknown config or group in ONLY: $w"; WANT[$w]=1 ;;
   esac
 done
@@ -80,7 +86,7 @@ want_any() { local c; for c in "$@"; do want "$c" && return 0; done; return 1; }
 # ---------------------------------------------------------------- install
 install_deps() {
   local need=() p
-  for p in time bc curl; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
+  for p in time bc curl openssl; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
   want_any pgcopydb pgcopydb-clone && { dpkg -s pgcopydb >/dev/null 2>&1 || need+=(pgcopydb); }
   if ((${#need[@]})); then
     log "apt-get install ${need[*]}"
@@ -99,6 +105,11 @@ install_deps() {
     SLING_BIN=$("$VENV/bin/python" -c 'import sling_linux_amd64 as s; print(s.SLING_BIN)')
   fi
   if want_any dist dist-replace wide-dist mem-dist mem-dist-wide; then [[ -x /usr/bin/etcd ]] || die "/usr/bin/etcd missing"; fi
+  if want local2-obs; then
+    [[ -x $VENV/bin/python ]] || python3 -m venv "$VENV"
+    "$VENV/bin/python" -c 'import grpc, opentelemetry.proto' 2>/dev/null ||
+      "$VENV/bin/pip" install -q --disable-pip-version-check grpcio opentelemetry-proto
+  fi
 }
 
 ferry_binary() {
@@ -161,8 +172,30 @@ EOF
     su postgres -c "$PGBIN/pg_ctl -D $PGDATA -l $PGLOG -o '-p $PORT' -w start" >/dev/null
   fi
   export PGHOST=127.0.0.1 PGPORT=$PORT PGUSER=postgres
-  SRC_URL="postgres://postgres@127.0.0.1:$PORT/src"
-  DST_URL="postgres://postgres@127.0.0.1:$PORT/dst"
+  ensure_tls
+  # plaintext configs say so: the server offers TLS, and libpq's default (prefer) would take it
+  SRC_URL="postgres://postgres@127.0.0.1:$PORT/src?sslmode=disable"
+  DST_URL="postgres://postgres@127.0.0.1:$PORT/dst?sslmode=disable"
+  local q="sslmode=verify-full&sslrootcert=$WORK/tls/ca.pem"
+  TLS_SRC_URL="postgres://postgres@localhost:$PORT/src?$q"
+  TLS_DST_URL="postgres://postgres@localhost:$PORT/dst?$q"
+}
+
+# TLS on the server (a CA and a certificate for localhost made once with openssl), for the
+# tls-* configs; plaintext connections stay allowed. ssl is reloadable: no restart.
+ensure_tls() {
+  local d=$WORK/tls
+  if [[ ! -f $d/server.pem ]]; then
+    mkdir -p "$d"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj /CN=ferry-bench-ca -keyout "$d/ca.key" -out "$d/ca.pem" >/dev/null 2>&1
+    openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout "$d/server.key" -out "$d/server.csr" >/dev/null 2>&1
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >"$d/server.ext"
+    openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial -days 3650 \
+      -extfile "$d/server.ext" -out "$d/server.pem" >/dev/null 2>&1 || die "openssl could not make the bench certificate"
+  fi
+  install -o postgres -m 600 "$d/server.key" "$PGDATA/server.key"
+  install -o postgres -m 644 "$d/server.pem" "$PGDATA/server.crt"
+  psql -X -q -d postgres -c "ALTER SYSTEM SET ssl = on" -c "SELECT pg_reload_conf()" >/dev/null
 }
 stop_cluster() { su postgres -c "$PGBIN/pg_ctl -D $PGDATA -m fast -w stop" >/dev/null 2>&1 || true; }
 
@@ -203,7 +236,7 @@ gen_data() {
     Q -d postgres -tc "select 1 from pg_database where datname='$db'" | grep -q 1 || Q -d postgres -c "create database $db"
   done
   NEED_ITEMS=0; NEED_WIDE=0
-  want_any pipe local1 local2 local4 dist pgcopydb pgcopydb-clone sling mem-local mem-dist && NEED_ITEMS=1
+  want_any pipe local1 local2 local4 dist pgcopydb pgcopydb-clone sling mem-local mem-dist local2-obs && NEED_ITEMS=1
   want_any wide-pipe wide-local2 wide-dist mem-local-wide mem-dist-wide && NEED_WIDE=1
   Q -d src -c "CREATE EXTENSION IF NOT EXISTS pg_prewarm"
   if ((NEED_ITEMS)); then
@@ -264,6 +297,19 @@ stop_etcd() {
   ETCD_PID=; ETCD_DIR=
 }
 proc_cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+
+# ---------------------------------------------------------------- OTLP receiver (config local2-obs)
+OTLP_PID=; OTLP_PORT=
+start_otlp() {
+  want local2-obs || return 0
+  OTLP_PORT=$(free_port)
+  "$VENV/bin/python" "$BENCH/otlp_sink.py" "$OTLP_PORT" "$OUT/otlp-spans.txt" >"$OUT/logs/otlp.log" 2>&1 &
+  OTLP_PID=$!
+  local i
+  for ((i = 0; i < 100; i++)); do port_in_use "$OTLP_PORT" && return 0; sleep 0.1; done
+  die "the OTLP receiver did not listen on $OTLP_PORT, see $OUT/logs/otlp.log"
+}
+stop_otlp() { [[ -n $OTLP_PID ]] && kill "$OTLP_PID" 2>/dev/null && wait "$OTLP_PID" 2>/dev/null || true; OTLP_PID=; }
 
 # ---------------------------------------------------------------- measurement
 cpu_busy_jiffies() { awk '/^cpu /{print $2+$3+$4+$7+$8+$9; exit}' /proc/stat; }
@@ -331,6 +377,28 @@ exec_local() { # LOGF TABLE WORKERS [CHUNK] [MODE]
   RC=0; /usr/bin/time -f "$TIMEF" -o "$lf.time" "$FERRY" local --source "$SRC_URL" --target "$DST_URL" \
     --workers "$n" "${args[@]}" >"$lf" 2>&1 || RC=$?
   t_end
+  TOOL_CPU=$(time_cpu "$lf.time")
+  RSS="ferry-local=$(time_rss_mib "$lf.time")/$TOOL_CPU"
+}
+
+# the same over TLS (verify-full) to source and target
+exec_local_tls() { local SRC_URL=$TLS_SRC_URL DST_URL=$TLS_DST_URL; exec_local "$@"; }
+exec_dist_tls() { local SRC_URL=$TLS_SRC_URL DST_URL=$TLS_DST_URL; exec_dist "$@"; }
+# ferry local --workers N with /metrics on (scraped every second, as Prometheus would) and
+# traces on (always_on sampler, exported to the local OTLP receiver)
+exec_local_obs() { # LOGF TABLE WORKERS
+  local lf=$1 t=$2 n=$3 args mp scraper
+  mapfile -t args < <(ferry_job_args "$t")
+  mp=$(free_port)
+  echo "FERRY_METRICS_LISTEN=127.0.0.1:$mp OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$OTLP_PORT OTEL_TRACES_SAMPLER=always_on $FERRY local --source $SRC_URL --target $DST_URL --workers $n ${args[*]@Q}   (GET /metrics every 1 s)" >"$lf.cmd"
+  ( while sleep 1; do curl -fsS "http://127.0.0.1:$mp/metrics" >"$lf.metrics" 2>/dev/null || true; done ) &
+  scraper=$!
+  t_start
+  RC=0; FERRY_METRICS_LISTEN=127.0.0.1:$mp OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$OTLP_PORT OTEL_TRACES_SAMPLER=always_on \
+    /usr/bin/time -f "$TIMEF" -o "$lf.time" "$FERRY" local --source "$SRC_URL" --target "$DST_URL" \
+    --workers "$n" "${args[@]}" >"$lf" 2>&1 || RC=$?
+  t_end
+  kill "$scraper" 2>/dev/null; wait "$scraper" 2>/dev/null || true
   TOOL_CPU=$(time_cpu "$lf.time")
   RSS="ferry-local=$(time_rss_mib "$lf.time")/$TOOL_CPU"
 }
@@ -442,6 +510,9 @@ define_configs() {
   cfg sling items narrow "sling 1.4.11 -m truncate, SLING_DIRECT_INSERT=true" exec_shell \
     "$S SLING_DIRECT_INSERT=true $SLING_BIN run --src-conn SRC_PG --src-stream public.items --tgt-conn DST_PG --tgt-object public.items -m truncate"
 
+  cfg tls-local2 items narrow "ferry local --workers 2, PostgreSQL over TLS (verify-full, source and target)" exec_local_tls items 2
+  cfg tls-dist items narrow "$dist_label, PostgreSQL over TLS (verify-full, source and target)" exec_dist_tls items
+
   cfg wide-pipe wide wide "psql COPY binary pipe, 1 stream" exec_shell "$(pipe_cmd wide)"
   cfg wide-local2 wide wide "ferry local --workers 2" exec_local wide 2
   cfg wide-dist wide wide "$dist_label" exec_dist wide
@@ -451,6 +522,8 @@ define_configs() {
   cfg mem-dist items mem "Ferry distributed --chunk-size $MEM_CHUNK ($DIST_WORKERS workers x $DIST_CONCURRENCY)" exec_dist items "$MEM_CHUNK"
   cfg mem-local-wide wide mem "ferry local --workers 2 --chunk-size $MEM_CHUNK" exec_local wide 2 "$MEM_CHUNK"
   cfg mem-dist-wide wide mem "Ferry distributed --chunk-size $MEM_CHUNK ($DIST_WORKERS workers x $DIST_CONCURRENCY)" exec_dist wide "$MEM_CHUNK"
+
+  cfg local2-obs items obs "ferry local --workers 2, metrics (scraped every 1 s) and traces (always_on, local OTLP receiver) on" exec_local_obs items 2
 
   : >"$CONFIGS_TSV"
   local i rows
@@ -530,6 +603,7 @@ versions() {
 }
 
 cleanup() {
+  stop_otlp
   stop_etcd
   if [[ -z ${KEEP:-} && -n ${PORT:-} ]]; then log "stopping cluster"; stop_cluster; fi
 }
@@ -542,6 +616,7 @@ main() {
   start_cluster
   gen_data
   start_etcd
+  start_otlp
   define_configs
   : >"$RUNS_TSV"; rm -f "$OUT/failures.md"
   local r i
@@ -561,7 +636,32 @@ main() {
     ((NEED_WIDE)) && echo "- Wide table \`wide(id bigint primary key, payload text)\`, 2,048-char md5-hex payload (stored in TOAST): $WIDE_ROWS rows, $WIDE_SIZE"
   } >"$OUT/header.md"
   printf 'REPORT_ROUNDS=%q\nREPORT_DIST_CONCURRENCY=%q\nREPORT_RESULTS=%q\n' "$ROUNDS" "$DIST_CONCURRENCY" "$results" >"$OUT/meta.env"
-  report
+  if want local2 && want local2-obs; then obs_summary; fi
+  report || log "summarize.py could not build the full report from this subset of configs (see the tables above)"
+}
+
+# telemetry cost: medians of local2 (off) and local2-obs (metrics + tracing on) over the rounds
+obs_summary() {
+  python3 - "$RUNS_TSV" "$ROWS" <<'PY' | tee "$OUT/observability.md"
+import csv, statistics, sys
+runs, rows = sys.argv[1], int(sys.argv[2])
+by = {}
+for r in csv.reader(open(runs), delimiter="\t"):
+    if r[2] == "ok":
+        by.setdefault(r[0], []).append((float(r[3]), float(r[4])))
+off, on = by.get("local2", []), by.get("local2-obs", [])
+if not off or not on:
+    sys.exit("no successful runs of both local2 and local2-obs")
+med = lambda xs: statistics.median(xs)
+w0, w1 = med([w for w, _ in off]), med([w for w, _ in on])
+c0, c1 = med([c for _, c in off]), med([c for _, c in on])
+per = lambda c: c / rows * 1e6
+print(f"| ferry local --workers 2, {rows:,} rows | rounds | wall s (median) | ferry CPU-s per million rows (median) |")
+print("|---|---|---|---|")
+print(f"| telemetry off | {len(off)} | {w0:.2f} | {per(c0):.3f} |")
+print(f"| metrics + tracing on (always_on) | {len(on)} | {w1:.2f} | {per(c1):.3f} |")
+print(f"| ratio on/off | | {w1 / w0:.3f}x | {c1 / c0:.3f}x (goal <= 1.05x) |")
+PY
 }
 
 # (re)write the report from $OUT (runs.tsv, configs.tsv, header.md, logs/); REPORT_ONLY=1 runs just this

@@ -284,6 +284,11 @@ def findings(configs, S, order, args):
                      f"(the ceiling for loading this table on this machine).")
         if ok("dist"):
             f.append("- Ferry distributed, CPU by process (median s): " + ", ".join(f"{p} {v:.2f}" for p, v in S['dist']['pcpu'].items()) + ".")
+    for tls, plain in (("tls-local2", "local2"), ("tls-dist", "dist")):
+        if ok(tls) and ok(plain):
+            r = x(tls, plain)
+            f.append(f"- PostgreSQL over TLS (verify-full, source and target), {configs[plain]['label']}: {rps(tls):,.0f} rows/s against "
+                     f"{rps(plain):,.0f} in plaintext, {r:.2f}x (goal 0.90x: {'met' if r >= 0.9 else 'missed'}).")
     ov = [f"{n} {S[n]['wall'] - S[n]['job']:.2f} s of {S[n]['wall']:.2f} s" for n in order if configs[n]["group"] != "mem" and n in S and "pipe" not in n
           if ok(n) and S[n].get("job") is not None]
     if ov:
@@ -360,12 +365,12 @@ def findings(configs, S, order, args):
             q = []
             for n in order:
                 base = "pipe" if configs[n]["table"] == "items" else "wide-pipe"
-                if configs[n]["group"] == "mem" or n == base:
+                if configs[n]["group"] == "mem" or n == base or base not in configs:
                     continue
                 (qn, cn), (qb, _) = quiet(n), quiet(base)
                 if qn and qb:
                     q.append(f"{n} {qb / qn:.2f}x ({cn} run{'s' if cn > 1 else ''})")
-            if q and quiet("pipe")[0]:
+            if q and "pipe" in configs and quiet("pipe")[0]:
                 f.append(f"- The same over the quiet runs only (other CPU <= max(0.5 s, 15% of wall)), rows/s relative to the pipe "
                          f"(pipe {quiet('pipe')[0]:.2f} s" + (f", wide pipe {quiet('wide-pipe')[0]:.2f} s" if quiet("wide-pipe")[0] else "") + "): " + ", ".join(q) + ".")
         spread = []

@@ -5,7 +5,9 @@
 set -euo pipefail
 
 PG_BIN=/usr/lib/postgresql/15/bin
-APT_PACKAGES=(protobuf-compiler libprotobuf-dev etcd-server postgresql-15 postgresql-client-15 locales)
+# prometheus (which brings promtool): the observability tests scrape real processes with it;
+# locales: a French locale for the translated-messages test
+APT_PACKAGES=(protobuf-compiler libprotobuf-dev etcd-server postgresql-15 postgresql-client-15 prometheus locales)
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 
@@ -40,7 +42,9 @@ tools_present() {
         [[ -x /usr/bin/etcd ]] &&
         [[ -x "$PG_BIN/initdb" ]] &&
         [[ -x "$PG_BIN/pg_ctl" ]] &&
-        command -v psql >/dev/null 2>&1
+        command -v psql >/dev/null 2>&1 &&
+        command -v prometheus >/dev/null 2>&1 &&
+        command -v promtool >/dev/null 2>&1
 }
 
 # restore_policy POLICY BACKUP: puts back the saved policy-rc.d, or removes ours.
@@ -92,7 +96,7 @@ install_packages() {
     trap - EXIT
 
     if ! tools_present; then
-        log "packages installed but protoc, etcd, initdb, pg_ctl or psql is still missing"
+        log "packages installed but protoc, etcd, initdb, pg_ctl, psql, prometheus or promtool is still missing"
         exit 1
     fi
 }
@@ -108,6 +112,9 @@ report_services() {
     fi
     if pgrep -x etcd >/dev/null 2>&1; then
         log "note: an etcd process is running; leaving it alone (tests use their own ports)"
+    fi
+    if pgrep -x prometheus >/dev/null 2>&1; then
+        log "note: a prometheus process is running; leaving it alone (tests use their own ports)"
     fi
 }
 

@@ -29,3 +29,10 @@ cargo test --workspace -- --test-threads=2
 
 step "clients: Python package, Airflow provider, Argo and Dagster examples"
 bash scripts/test-clients.sh
+
+step "Helm chart: lint, golden renderings, kubernetes-validate, CRD schemas (scripts/test-chart.sh)"
+bash scripts/test-chart.sh
+
+step "static release binary (once), image, chart as pods under podman (scripts/test-pods.sh)"
+static_bin=$(bash scripts/static-build.sh | tail -n1)
+FERRY_STATIC_BIN=$static_bin bash scripts/test-pods.sh

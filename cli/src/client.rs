@@ -2,20 +2,19 @@
 
 use std::future::Future;
 
-use ferry_common::client::{is_failover_status, Coordinators};
-use ferry_common::proto::job_service_client::JobServiceClient;
+use ferry_common::client::{is_failover_status, Coordinators, JobClient};
 use ferry_common::proto::{
     CancelJobRequest, GetJobRequest, Job, JobState, ListJobsRequest, ListRejectsRequest,
     RepairJobRequest, ResumeJobRequest, SubmitJobRequest, VerifyJobRequest,
 };
 use ferry_common::timing::RPC_TIMEOUT;
-use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 use crate::jobspec::Tuning;
 use crate::output::{print_json, OutputArg};
+use crate::security_args::ClientSecurityArgs;
 use crate::watch::{follow, summarize};
-use crate::{EXIT_BAD_INPUT, EXIT_JOB_FAILED, EXIT_UNREACHABLE};
+use crate::{EXIT_BAD_INPUT, EXIT_JOB_FAILED, EXIT_REFUSED, EXIT_UNREACHABLE};
 
 /// Where the coordinator is.
 #[derive(clap::Args, Clone, Debug)]
@@ -27,6 +26,8 @@ pub struct CoordinatorArg {
         default_value = "http://127.0.0.1:50051"
     )]
     pub coordinator: String,
+    #[command(flatten)]
+    pub security: ClientSecurityArgs,
 }
 
 /// Flags of `ferry submit`.
@@ -94,34 +95,48 @@ pub fn describe_status(c: &Coordinators, s: &Status) -> String {
     }
 }
 
-/// The exit code for a refused or failed call, by its gRPC code.
+/// The exit code for a call the coordinator answered with `s`, by its gRPC code.
 pub fn exit_code(s: &Status) -> i32 {
     match s.code() {
         Code::Unavailable | Code::DeadlineExceeded | Code::Unknown => EXIT_UNREACHABLE,
+        Code::Unauthenticated | Code::PermissionDenied => EXIT_REFUSED,
         _ => EXIT_BAD_INPUT,
     }
 }
 
 fn connect(arg: &CoordinatorArg) -> Result<Coordinators, i32> {
-    Coordinators::new(&arg.coordinator, Some(RPC_TIMEOUT)).map_err(|e| {
+    connect_with(arg, Some(RPC_TIMEOUT))
+}
+
+/// Coordinators of `arg` with its credentials, calls timing out after `timeout`.
+fn connect_with(
+    arg: &CoordinatorArg,
+    timeout: Option<std::time::Duration>,
+) -> Result<Coordinators, i32> {
+    let security = arg.security.load().map_err(|e| {
+        eprintln!("error: {e}");
+        EXIT_BAD_INPUT
+    })?;
+    Coordinators::with_security(&arg.coordinator, timeout, &security).map_err(|e| {
         eprintln!("error: {e}");
         EXIT_BAD_INPUT
     })
 }
 
-/// Calls the coordinator, trying each address once when one is down or not the leader.
+/// Calls the coordinator, trying each address once when one is down or not
+/// the leader (plus the leader a follower names).
 async fn call<T, F, Fut>(c: &Coordinators, f: F) -> Result<T, i32>
 where
-    F: Fn(JobServiceClient<Channel>) -> Fut,
+    F: Fn(JobClient) -> Fut,
     Fut: Future<Output = Result<tonic::Response<T>, Status>>,
 {
     let mut tries = 0;
     loop {
         match f(c.jobs()).await {
             Ok(r) => return Ok(r.into_inner()),
-            Err(s) if is_failover_status(&s) && tries + 1 < c.len() => {
+            Err(s) if is_failover_status(&s) && tries < c.len() => {
                 tries += 1;
-                c.rotate();
+                c.failover(&s);
             }
             Err(s) => {
                 eprintln!("error: {}", describe_status(c, &s));
@@ -148,8 +163,11 @@ pub async fn submit(a: SubmitArgs) -> i32 {
         request_id: a.request_id.clone(),
         spec: Some(spec),
     };
+    // a caller's trace (TRACEPARENT, as CI and workflow tools set it) becomes the job's parent
+    let parent = ferry_common::telemetry::traces::from_environment();
     let resp = match call(&c, |mut j| {
-        let req = req.clone();
+        let mut req = tonic::Request::new(req.clone());
+        ferry_common::telemetry::traces::inject_metadata(&parent, req.metadata_mut());
         async move { j.submit_job(req).await }
     })
     .await
@@ -333,10 +351,7 @@ pub struct RepairArgs {
 
 /// A coordinator list for calls that may run long (verify scans both databases).
 fn connect_long(arg: &CoordinatorArg) -> Result<Coordinators, i32> {
-    Coordinators::new(&arg.coordinator, None).map_err(|e| {
-        eprintln!("error: {e}");
-        EXIT_BAD_INPUT
-    })
+    connect_with(arg, None)
 }
 
 /// `ferry rejects`.

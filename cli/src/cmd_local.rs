@@ -9,8 +9,10 @@ use ferry_common::connections::ConnectionRegistry;
 use ferry_common::ledger::DEFAULT_LEDGER_SCHEMA;
 use ferry_common::proto::{JobState, SubmitJobRequest};
 use ferry_common::timing::{
-    DEFAULT_WORKER_LEASE_TTL, LOCAL_CANCEL_GRACE, LOCAL_SERVER_STOP, LOCAL_WORKER_STOP, RPC_TIMEOUT,
+    DEFAULT_WORKER_LEASE_TTL, LOCAL_CANCEL_GRACE, LOCAL_HISTORY_FLUSH, LOCAL_SERVER_STOP,
+    LOCAL_WORKER_STOP, RPC_TIMEOUT,
 };
+use ferry_coordinator::history::{History, HistoryConfig};
 use ferry_coordinator::scheduler::Scheduler;
 use ferry_coordinator::server;
 use ferry_coordinator::store::MemoryStore;
@@ -20,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::client::describe_status;
 use crate::cmd_coordinator::scheduler_config;
 use crate::jobspec::Tuning;
+use crate::telemetry::TelemetryArgs;
 use crate::watch::{follow, summarize};
 use crate::{EXIT_BAD_INPUT, EXIT_JOB_FAILED};
 
@@ -43,6 +46,8 @@ pub struct Args {
     workers: u32,
     #[command(flatten)]
     tuning: Tuning,
+    #[command(flatten)]
+    telemetry: TelemetryArgs,
 }
 
 /// Runs one job locally and prints the guide's lines and a summary.
@@ -53,17 +58,34 @@ pub async fn run(args: Args) -> i32 {
             "info,ferry_worker=warn,h2=warn,tower=warn,hyper=warn",
         );
     }
-    ferry_common::telemetry::init_logging();
+    let telemetry = match crate::telemetry::start(&args.telemetry, "ferry-local").await {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
+    let code = run_local(args).await;
+    telemetry.shutdown().await;
+    code
+}
+
+async fn run_local(args: Args) -> i32 {
     let connections = ConnectionRegistry::from_pairs([
         ("source".to_string(), args.source.clone()),
         ("target".to_string(), args.target.clone()),
     ]);
+    let history = HistoryConfig {
+        connection: None,
+        schema: DEFAULT_LEDGER_SCHEMA.to_string(),
+        coordinator: "ferry local".to_string(),
+    };
     let scheduler = match scheduler_config(
         connections.clone(),
         DEFAULT_WORKER_LEASE_TTL,
         DEFAULT_LEDGER_SCHEMA.to_string(),
     ) {
-        Ok(c) => Scheduler::new(Arc::new(MemoryStore::new()), c),
+        Ok(mut c) => {
+            c.lifecycle.history = History::new(history, connections.clone()).ok();
+            Scheduler::new(Arc::new(MemoryStore::new()), c)
+        }
         Err(e) => {
             eprintln!("error: {e}");
             return EXIT_BAD_INPUT;
@@ -79,7 +101,8 @@ pub async fn run(args: Args) -> i32 {
     };
     let _ticker = scheduler.spawn_ticker();
     let (gate, health) = server::gate().await;
-    gate.lead(scheduler).await;
+    ferry_coordinator::metrics::register_job_table(Arc::clone(&gate));
+    gate.lead(Arc::clone(&scheduler)).await;
     // workers stop first and the server after them, so their last
     // heartbeats and reports still reach it
     let stop = CancellationToken::new();
@@ -96,10 +119,15 @@ pub async fn run(args: Args) -> i32 {
             concurrency: 1,
             hostname: format!("local-{i}"),
             connections: connections.clone(),
+            tls: Default::default(),
+            drain: ferry_worker::drain::DrainConfig::default(),
         };
         workers.push(tokio::spawn(ferry_worker::run(cfg, stop.clone())));
     }
     let code = submit_and_follow(&url, &args).await;
+    if !scheduler.flush_history(LOCAL_HISTORY_FLUSH).await {
+        tracing::warn!("the job's history row was not written before exit");
+    }
     stop.cancel();
     for w in workers {
         let _ = tokio::time::timeout(LOCAL_WORKER_STOP, w).await;

@@ -5,8 +5,13 @@ mod cmd_coordinator;
 mod cmd_local;
 mod cmd_worker;
 mod completions;
+mod duration;
+mod history;
 mod jobspec;
+mod metrics_listener;
 mod output;
+mod security_args;
+mod telemetry;
 mod watch;
 
 use clap::{CommandFactory, Parser, Subcommand};
@@ -17,6 +22,8 @@ pub const EXIT_JOB_FAILED: i32 = 1;
 pub const EXIT_BAD_INPUT: i32 = 2;
 /// Exit code when no coordinator could be reached.
 pub const EXIT_UNREACHABLE: i32 = 3;
+/// Exit code when the coordinator refused the credentials or the role.
+pub const EXIT_REFUSED: i32 = 4;
 
 #[derive(Parser)]
 #[command(
@@ -55,6 +62,8 @@ enum Command {
     Verify(client::JobArgs),
     /// Copy again the chunks that differ (delete the range and copy, in one transaction).
     Repair(client::RepairArgs),
+    /// List jobs from the job history table (ferry.job_history), newest first.
+    History(history::HistoryArgs),
     /// Print a shell completion script: `source <(ferry completions bash)`.
     Completions(completions::Args),
 }
@@ -88,6 +97,7 @@ fn main() {
             Command::Rejects(a) => client::rejects(a).await,
             Command::Verify(a) => client::verify(a).await,
             Command::Repair(a) => client::repair(a).await,
+            Command::History(a) => history::run(a).await,
             Command::Completions(_) => 0,
         }
     });

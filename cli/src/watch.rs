@@ -57,7 +57,7 @@ pub async fn follow(
                     && outage_since.is_none_or(|t| t.elapsed() < CLIENT_OUTAGE_LIMIT) =>
             {
                 outage_since.get_or_insert_with(Instant::now);
-                coordinators.rotate();
+                coordinators.failover(&s);
                 tokio::time::sleep(CLIENT_RECONNECT).await;
                 continue;
             }
@@ -103,7 +103,7 @@ pub async fn follow(
                 }
                 Ok(None) => break,
                 Err(s) if is_failover_status(&s) => {
-                    coordinators.rotate();
+                    coordinators.failover(&s);
                     tokio::time::sleep(CLIENT_RECONNECT).await;
                     break;
                 }

@@ -116,6 +116,29 @@ pub fn parse_u64(name: &str, value: &str) -> Result<u64, ConfigError> {
     })
 }
 
+/// Parses a duration: `0`, seconds (`90`), or a number with a unit
+/// (`500ms`, `90s`, `30m`, `24h`, `7d`).
+pub fn parse_duration(name: &str, value: &str) -> Result<Duration, ConfigError> {
+    let bad = || ConfigError {
+        name: name.into(),
+        value: value.into(),
+        expected: "a duration such as 0, 90s, 30m, 24h or 7d",
+    };
+    let v = value.trim();
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (num, unit) = v.split_at(split);
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let secs = match unit.trim() {
+        "ms" => return Ok(Duration::from_millis(n)),
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(bad()),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
 /// Parses a whole number greater than zero.
 pub fn parse_positive(name: &str, value: &str) -> Result<u64, ConfigError> {
     match parse_u64(name, value)? {
@@ -155,6 +178,24 @@ mod tests {
         assert_eq!(d.chunk_size, 100_000);
         assert_eq!(d.retry.max_retries, 5);
         assert_eq!(load(&[]).unwrap().chunk_size, 50_000);
+    }
+
+    #[test]
+    fn parses_durations() {
+        assert_eq!(
+            parse_duration("X", "24h").unwrap(),
+            Duration::from_secs(86_400)
+        );
+        assert_eq!(parse_duration("X", "90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("X", "0").unwrap(), Duration::ZERO);
+        assert_eq!(
+            parse_duration("X", "250ms").unwrap(),
+            Duration::from_millis(250)
+        );
+        assert!(parse_duration("X", "1 fortnight")
+            .unwrap_err()
+            .to_string()
+            .contains('X'));
     }
 
     #[test]

@@ -10,7 +10,7 @@ pub const ENV_PREFIX: &str = "FERRY_CONN_";
 
 /// A job named a connection this process does not know.
 #[derive(Debug, thiserror::Error)]
-#[error("unknown connection '{name}': set {var}=postgres://… on the coordinator and every worker")]
+#[error("unknown connection '{name}': set {var}=postgres://… (or {var}_FILE naming a file that holds the URL) on the coordinator and every worker")]
 pub struct UnknownConnection {
     /// The name used in the job.
     pub name: String,
@@ -25,12 +25,13 @@ pub struct ConnectionRegistry {
 }
 
 impl ConnectionRegistry {
-    /// Reads every `FERRY_CONN_<NAME>` variable of the process environment.
-    pub fn from_env() -> Self {
-        Self::from_pairs(
-            std::env::vars()
-                .filter_map(|(k, v)| k.strip_prefix(ENV_PREFIX).map(|name| (name.to_string(), v))),
-        )
+    /// Reads every connection of the process environment: `FERRY_CONN_<NAME>`,
+    /// or the files of `FERRY_CONN_<NAME>_FILE` and `…_PASSWORD_FILE`
+    /// (`conn_secrets`).
+    pub fn from_env() -> Result<Self, crate::conn_secrets::ConnectionEnvError> {
+        Ok(Self::from_pairs(crate::conn_secrets::from_vars(
+            std::env::vars(),
+        )?))
     }
 
     /// Builds a registry from `(name, url)` pairs.
@@ -61,16 +62,19 @@ impl ConnectionRegistry {
     }
 }
 
-/// Removes the password from a connection string so it can be logged.
+/// Removes the password from a connection string so it can be logged: the
+/// URL's `user:password@` and any `password=` parameter, in URL or
+/// `key=value` form.
 pub fn redact(url: &str) -> String {
     if let Some(scheme_end) = url.find("://") {
         let rest = &url[scheme_end + 3..];
         let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
         let authority = &rest[..authority_end];
+        let mut out = url.to_string();
         if let Some(at) = authority.rfind('@') {
             let userinfo = &authority[..at];
             if let Some(colon) = userinfo.find(':') {
-                return format!(
+                out = format!(
                     "{}{}:***{}",
                     &url[..scheme_end + 3],
                     &userinfo[..colon],
@@ -78,10 +82,23 @@ pub fn redact(url: &str) -> String {
                 );
             }
         }
-        return url.to_string();
+        return match out.split_once('?') {
+            Some((base, query)) => {
+                let masked: Vec<String> = query
+                    .split('&')
+                    .map(|pair| match pair.split_once('=') {
+                        Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                        _ => pair.to_string(),
+                    })
+                    .collect();
+                format!("{base}?{}", masked.join("&"))
+            }
+            None => out,
+        };
     }
     // key=value form: hide password=…
-    url.split_whitespace()
+    kv_tokens(url)
+        .into_iter()
         .map(|kv| {
             if kv.starts_with("password=") {
                 "password=***"
@@ -91,6 +108,38 @@ pub fn redact(url: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// The `key=value` items of a connection string in libpq's key/value form,
+/// as slices of it: whitespace separates items except inside single quotes
+/// (where `\'` and `\\` escape).
+pub fn kv_tokens(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = None;
+    let mut quoted = false;
+    let mut escaped = false;
+    for (i, c) in text.char_indices() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' if quoted => escaped = true,
+            '\'' => quoted = !quoted,
+            c if c.is_whitespace() && !quoted => {
+                if let Some(s) = start.take() {
+                    out.push(&text[s..i]);
+                }
+                continue;
+            }
+            _ => {}
+        }
+        start.get_or_insert(i);
+    }
+    if let Some(s) = start {
+        out.push(&text[s..]);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -113,5 +162,13 @@ mod tests {
         );
         assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact("host=h password=secret"), "host=h password=***");
+        assert_eq!(
+            redact("host=h password='a  b\\' c' user=u"),
+            "host=h password=*** user=u"
+        );
+        assert_eq!(
+            redact("postgres://u@h/db?sslmode=require&password=secret"),
+            "postgres://u@h/db?sslmode=require&password=***"
+        );
     }
 }

@@ -6,13 +6,18 @@
 
 pub mod client;
 pub mod config;
+pub mod conn_secrets;
 pub mod connections;
+pub mod credentials;
 pub mod db;
 pub mod errors;
 pub mod ident;
 pub mod ledger;
+pub mod limits;
+pub mod pg_tls;
 pub mod plan;
 pub mod proto;
 pub mod retry;
 pub mod telemetry;
 pub mod timing;
+pub mod tls;

@@ -62,6 +62,30 @@ pub const LINEAGE_MIN_INTERVAL: Duration = Duration::from_millis(500);
 /// Deadline for finding the tables a job's query reads (connect + EXPLAIN);
 /// past it the START event goes out with the source connection alone.
 pub const LINEAGE_EXPLAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a worker told to stop gives chunks in flight whose attempts were
+/// stopped (released) to roll back and report before it reports them released
+/// itself and exits: a COPY sees the stop at its next 256 KB buffer, but a
+/// statement already running in the target ends only when it returns (the
+/// server rolls it back when the connection closes at exit).
+pub const RELEASE_WAIT: Duration = Duration::from_secs(3);
+/// Time a worker needs after its drain timeout to release what it still holds
+/// and exit: the release wait plus one report round trip (`RPC_TIMEOUT`),
+/// rounded up. The Helm chart sets `--drain-timeout` to
+/// `terminationGracePeriodSeconds` minus this, so the worker exits before the
+/// kubelet's SIGKILL.
+pub const DRAIN_MARGIN: Duration = Duration::from_secs(10);
+/// Default drain timeout: how long a worker told to stop (SIGTERM) lets the
+/// chunks it holds finish before it rolls them back and hands them back:
+/// Kubernetes' default `terminationGracePeriodSeconds` (30 s) minus
+/// `DRAIN_MARGIN`.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30 - 10);
+/// How long a client skips a coordinator address it could not reach (and
+/// hints naming it): a follower names a dead leader until the leader's
+/// election key expires, which takes at most `ELECTION_TTL`.
+pub const REPLICA_DOWN_FOR: Duration = ELECTION_TTL;
+/// How long a coordinator stopping (SIGTERM) waits for etcd to revoke its
+/// election lease, so the standby may lead at once: one etcd request.
+pub const RESIGN_TIMEOUT: Duration = ETCD_REQUEST_TIMEOUT;
 
 /// How long etcd's group committer waits after a chunk write arrives for
 /// others to share its transaction, unless the batch fills first. etcd's
@@ -109,13 +133,46 @@ pub const REPORT_GIVE_UP: Duration = Duration::from_secs(30);
 pub const CLIENT_RECONNECT: Duration = Duration::from_secs(1);
 /// …and gives up after this long (many takeovers' worth).
 pub const CLIENT_OUTAGE_LIMIT: Duration = Duration::from_secs(60);
+/// How long start-up waits for the OTLP endpoint to accept a connection
+/// before warning that it is unreachable (the check never delays the copy).
+pub const OTLP_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the metrics' view of the job table may be reused between
+/// observable callbacks: one scrape reads every per-job series from one
+/// snapshot, and a scrape never waits on the scheduler's lock (a busy lock
+/// serves the last snapshot instead).
+pub const METRICS_SNAPSHOT_MAX_AGE: Duration = Duration::from_millis(500);
+/// How often the leader looks for finished jobs past their retention.
+pub const RETENTION_SWEEP: Duration = Duration::from_secs(5);
+/// Shortest non-zero job retention: a finished job's per-job series must
+/// stay for at least two scrape intervals, and 15 s is the scrape interval
+/// of Prometheus's example configuration and of most ServiceMonitors.
+pub const MIN_JOB_RETENTION: Duration = Duration::from_secs(30);
+/// Default job retention: a day of finished jobs stays in memory and etcd.
+pub const DEFAULT_JOB_RETENTION: Duration = Duration::from_secs(24 * 3600);
+/// First and last wait between attempts to write a job's history row
+/// (doubling): a history database that is down is tried again, never given up on.
+pub const HISTORY_RETRY_MIN: Duration = Duration::from_millis(500);
+/// See `HISTORY_RETRY_MIN`.
+pub const HISTORY_RETRY_MAX: Duration = Duration::from_secs(30);
 /// `ferry local`: how long workers get to finish once the job has ended.
 pub const LOCAL_WORKER_STOP: Duration = Duration::from_secs(5);
+/// `ferry local`: how long the job's history row gets to be written before
+/// exit (a few writes to the target, which just took the whole copy).
+pub const LOCAL_HISTORY_FLUSH: Duration = Duration::from_secs(10);
 /// `ferry local`: how long the server gets to stop.
 pub const LOCAL_SERVER_STOP: Duration = Duration::from_secs(2);
 /// After an interrupted `ferry local` cancels its job, how long it waits for
 /// chunks in flight to roll back before exiting (a heartbeat or two).
 pub const LOCAL_CANCEL_GRACE: Duration = Duration::from_secs(2);
+/// How often certificate, key and tokens files are checked for changes. A
+/// Kubernetes Secret update reaches a pod's files within about a minute
+/// (kubelet sync period); checking every 2 s adds little to that and costs a
+/// few small reads.
+pub const SECURITY_FILE_POLL: Duration = Duration::from_secs(2);
+/// Longest a TLS handshake may take before the connection is dropped (a
+/// silent or very slow peer must not hold an accept slot): well above a
+/// handshake's few round trips on any network Ferry runs on.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The timings of one cluster, derived from its worker lease TTL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,6 +229,16 @@ mod tests {
     }
 
     #[test]
+    fn a_drain_fits_kubernetes_default_grace_period() {
+        assert_eq!(
+            DEFAULT_DRAIN_TIMEOUT + DRAIN_MARGIN,
+            Duration::from_secs(30)
+        );
+        // released chunks roll back, then one report round trip, before SIGKILL
+        assert!(RELEASE_WAIT + RPC_TIMEOUT <= DRAIN_MARGIN);
+    }
+
+    #[test]
     fn retries_fit_inside_their_deadlines() {
         assert!(COORDINATOR_CONNECT_TIMEOUT < RPC_TIMEOUT);
         assert!(REGISTER_RETRY_MAX <= ELECTION_TTL);
@@ -179,6 +246,10 @@ mod tests {
         assert!(ETCD_UNSENT_RETRY * 16 < ETCD_REQUEST_TIMEOUT);
         assert!(ETCD_KEEPALIVE < ETCD_REQUEST_TIMEOUT);
         assert!(WORKER_LEASE_RETRY < ACQUIRE_LONG_POLL);
+        assert!(METRICS_SNAPSHOT_MAX_AGE < Duration::from_secs(15));
+        assert!(RETENTION_SWEEP * 2 < MIN_JOB_RETENTION);
+        assert!(MIN_JOB_RETENTION <= DEFAULT_JOB_RETENTION);
+        assert!(HISTORY_RETRY_MIN < HISTORY_RETRY_MAX);
     }
 
     #[test]

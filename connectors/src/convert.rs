@@ -194,17 +194,27 @@ pub fn convert(v: Value, to: &FerryType) -> Result<Value, Refusal> {
         T::Decimal { precision, scale } => {
             let c = decimal_text(&v, to)?;
             let (int, frac) = decimal_digits(&c);
-            let scale = scale.unwrap_or(if precision.is_some() { 0 } else { u32::MAX }) as usize;
-            if precision.is_some() && frac > scale {
-                return Err(refuse(
-                    "22003",
-                    format!("value {c} has more than {scale} digits after the point for {}: it would be rounded", to.describe()),
-                ));
-            }
-            if let Some(p) = precision {
-                if int > (*p as usize).saturating_sub(scale) {
-                    return Err(out_of_range(&c, to));
+            match (precision.map(|p| p as usize), scale.map(|s| s as usize)) {
+                // precision and scale: digits before and after the point
+                (Some(p), Some(s)) => {
+                    if frac > s {
+                        return Err(refuse(
+                            "22003",
+                            format!("value {c} has more than {s} digits after the point for {}: it would be rounded", to.describe()),
+                        ));
+                    }
+                    if int > p.saturating_sub(s) {
+                        return Err(out_of_range(&c, to));
+                    }
                 }
+                // precision alone: significant digits, wherever the point is
+                (Some(p), None) if int + frac > p => {
+                    return Err(refuse(
+                        "22003",
+                        format!("value {c} has more than {p} significant digits for {}: it would be rounded", to.describe()),
+                    ));
+                }
+                _ => {}
             }
             Ok(Value::Decimal(c))
         }

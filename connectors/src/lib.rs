@@ -7,7 +7,15 @@
 //! refused (`convert`) by the rules of `types`.
 #![warn(missing_docs)]
 
+pub mod bounds;
+pub mod columns;
 pub mod convert;
+pub mod isolate;
+pub mod kind;
+pub mod mysql;
 pub mod postgres;
+pub mod rows;
+pub mod sample;
+pub mod sqlite;
 pub mod types;
 pub mod value;

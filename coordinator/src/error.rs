@@ -5,9 +5,12 @@
 
 use std::collections::HashMap;
 
+use ferry_common::client::LEADER_HINT_KEY;
+use tonic::metadata::MetadataValue;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
+use crate::security::auth::AuthError;
 use crate::store::StoreError;
 
 /// `google.rpc.ErrorInfo.domain` of every error the coordinator returns.
@@ -122,6 +125,9 @@ pub enum CoordinatorError {
     /// The state store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The caller's credentials, role or worker session were refused.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
 }
 
 impl CoordinatorError {
@@ -156,6 +162,8 @@ impl CoordinatorError {
                 Code::Unavailable
             }
             CoordinatorError::Store(StoreError::Corrupt { .. }) => Code::Internal,
+            CoordinatorError::Auth(AuthError::Denied { .. }) => Code::PermissionDenied,
+            CoordinatorError::Auth(_) => Code::Unauthenticated,
         }
     }
 
@@ -178,6 +186,8 @@ impl CoordinatorError {
             CoordinatorError::Store(StoreError::Unavailable(_)) => "STORE_UNAVAILABLE",
             CoordinatorError::Store(StoreError::OutcomeUnknown(_)) => "STORE_OUTCOME_UNKNOWN",
             CoordinatorError::Store(StoreError::Corrupt { .. }) => "STORE_CORRUPT",
+            CoordinatorError::Auth(AuthError::Denied { .. }) => "PERMISSION_DENIED",
+            CoordinatorError::Auth(_) => "UNAUTHENTICATED",
         }
     }
 
@@ -219,7 +229,17 @@ impl From<CoordinatorError> for Status {
             }
             _ => {}
         }
-        Status::with_error_details(code, e.to_string(), details)
+        let mut status = Status::with_error_details(code, e.to_string(), details);
+        // a follower names the leader in metadata too, for clients to jump to it
+        if let CoordinatorError::NotLeader {
+            leader: Some(leader),
+        } = &e
+        {
+            if let Ok(value) = MetadataValue::try_from(leader.as_str()) {
+                status.metadata_mut().insert(LEADER_HINT_KEY, value);
+            }
+        }
+        status
     }
 }
 

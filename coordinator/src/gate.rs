@@ -45,6 +45,7 @@ impl Gate {
     /// Starts serving as leader through `scheduler`.
     pub async fn lead(&self, scheduler: Arc<Scheduler>) {
         *self.role.write().unwrap_or_else(|p| p.into_inner()) = Role::Leader(scheduler);
+        crate::metrics::events().leader_changes.add(1, &[]);
         self.health.set_serving::<JobServiceServer<JobApi>>().await;
         self.health
             .set_serving::<WorkerServiceServer<WorkerApi>>()

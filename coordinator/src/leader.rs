@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use etcd_client::{Client, ConnectOptions};
-use ferry_common::timing::{ELECTION_RETRY, ETCD_KEEPALIVE, ETCD_REQUEST_TIMEOUT};
+use ferry_common::timing::{ELECTION_RETRY, ETCD_KEEPALIVE, ETCD_REQUEST_TIMEOUT, RESIGN_TIMEOUT};
 use tokio_util::sync::CancellationToken;
 
 use crate::assignments;
 use crate::election::{campaign, current_leader};
+use crate::etcd_security::EtcdSecurity;
 use crate::gate::Gate;
 use crate::scheduler::{Scheduler, SchedulerConfig};
 use crate::store::{map_etcd_error, EtcdStore, StateStore, StoreError, Tripwire};
@@ -24,14 +25,27 @@ pub struct EtcdOptions {
     pub prefix: String,
     /// The address workers and clients reach this coordinator at.
     pub advertise: String,
+    /// TLS and user credentials for etcd.
+    pub security: EtcdSecurity,
 }
 
 /// Connects to etcd with Ferry's request deadline.
 pub async fn connect_etcd(endpoints: &[String]) -> Result<Client, StoreError> {
+    connect_etcd_secured(endpoints, &EtcdSecurity::default()).await
+}
+
+/// Like `connect_etcd`, with TLS and user credentials.
+pub async fn connect_etcd_secured(
+    endpoints: &[String],
+    security: &EtcdSecurity,
+) -> Result<Client, StoreError> {
     let opts = ConnectOptions::new()
         .with_timeout(ETCD_REQUEST_TIMEOUT)
         .with_connect_timeout(ETCD_REQUEST_TIMEOUT)
         .with_keep_alive(ETCD_KEEPALIVE, ETCD_REQUEST_TIMEOUT);
+    let opts = security
+        .apply(endpoints, opts)
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
     Client::connect(endpoints, Some(opts))
         .await
         .map_err(map_etcd_error)
@@ -44,7 +58,7 @@ pub async fn run(
     opts: EtcdOptions,
     stop: CancellationToken,
 ) -> Result<(), StoreError> {
-    let client = connect_etcd(&opts.endpoints).await?;
+    let client = connect_etcd_secured(&opts.endpoints, &opts.security).await?;
     while !stop.is_cancelled() {
         gate.follow(current_leader(&client, &opts.prefix).await)
             .await;
@@ -108,7 +122,28 @@ pub async fn run(
         scheduler.shutdown();
         gate.follow(None).await;
         leadership.lost.cancel();
-        let _ = client.clone().lease_revoke(leadership.lease_id).await;
+        resign(&client, leadership.lease_id, stop.is_cancelled()).await;
     }
     Ok(())
+}
+
+/// Ends a term: revokes the election lease, which deletes the leader key, so
+/// a standby leads at once instead of waiting for the lease to expire.
+/// `stopping` (the process is shutting down) says so in the log.
+async fn resign(client: &Client, lease_id: i64, stopping: bool) {
+    let started = Instant::now();
+    let revoked = tokio::time::timeout(RESIGN_TIMEOUT, client.clone().lease_revoke(lease_id)).await;
+    match revoked {
+        Ok(Ok(_)) if stopping => tracing::info!(
+            revoke_ms = started.elapsed().as_millis() as u64,
+            "resigned leadership: election lease revoked, a standby may lead at once"
+        ),
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "cannot revoke the election lease: a standby leads once it expires")
+        }
+        Err(_) => {
+            tracing::warn!("election lease revocation timed out: a standby leads once it expires")
+        }
+    }
 }

@@ -39,6 +39,7 @@ fn config() -> SchedulerConfig {
         ]),
         timings: Timings::new(LEASE).expect("a 3 s lease is valid"),
         ledger_schema: DEFAULT_LEDGER_SCHEMA.to_string(),
+        lifecycle: Default::default(),
     }
 }
 

@@ -36,11 +36,13 @@ async fn start(etcd: &EtcdCluster) -> Replica {
         connections: ConnectionRegistry::default(),
         timings: Timings::default(),
         ledger_schema: "ferry".into(),
+        lifecycle: Default::default(),
     };
     let opts = EtcdOptions {
         endpoints: etcd.endpoints(),
         prefix: "/roles".into(),
         advertise: url.clone(),
+        security: Default::default(),
     };
     tokio::spawn(leader::run(Arc::clone(&gate), config, opts, stop.clone()));
     let s = stop.clone();

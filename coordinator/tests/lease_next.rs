@@ -35,6 +35,7 @@ fn config() -> SchedulerConfig {
         ]),
         timings: Timings::default(),
         ledger_schema: DEFAULT_LEDGER_SCHEMA.to_string(),
+        lifecycle: Default::default(),
     }
 }
 

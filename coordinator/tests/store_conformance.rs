@@ -324,8 +324,39 @@ async fn jobs_are_deleted_whole(store: &dyn StateStore) {
     assert_eq!(again.job_id, "jd2");
 }
 
+/// A retired job leaves with its chunks and its request id; a job whose id
+/// it prefixes stays.
+async fn retired_jobs_are_deleted(store: &dyn StateStore) {
+    let (retired, _) = store.create_job(&job("jr", "req-r")).await.expect("job");
+    store.create_job(&job("jr2", "")).await.expect("job");
+    store
+        .put_chunks(&[chunk("jr", 1), chunk("jr", 2)])
+        .await
+        .expect("chunks");
+    store.put_chunks(&[chunk("jr2", 1)]).await.expect("chunks");
+    store.delete_job(&retired).await.expect("delete");
+    let snap = store.load().await.expect("load");
+    assert!(
+        !snap.jobs.iter().any(|(j, _)| j.job_id == "jr"),
+        "jr still stored"
+    );
+    let kept = snap.jobs.iter().find(|(j, _)| j.job_id == "jr2");
+    assert_eq!(
+        kept.map(|(_, c)| c.len()),
+        Some(1),
+        "jr2 and its chunk stay"
+    );
+    let (again, created) = store
+        .create_job(&job("jr3", "req-r"))
+        .await
+        .expect("create with the retired request id");
+    assert!(created, "the retired job's request id names a new job");
+    assert_eq!(again.job_id, "jr3");
+}
+
 async fn run_suite(store: &dyn StateStore) {
     idempotent_submit(store).await;
+    retired_jobs_are_deleted(store).await;
     leases_are_fenced(store).await;
     snapshot_round_trip(store).await;
     concurrent_chunk_writes(store).await;

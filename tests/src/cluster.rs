@@ -19,6 +19,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::caller::Caller;
 use crate::databases::{Databases, Pg};
 use crate::etcd::EtcdCluster;
 use crate::log_lines::{
@@ -39,12 +40,14 @@ pub const STARTUP_LINE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Chunks a worker copies at once unless its options say otherwise.
 pub const DEFAULT_CONCURRENCY: usize = 2;
 
-/// How one worker is started: `--concurrency`, extra arguments, extra environment.
+/// How one worker is started: `--concurrency`, extra arguments, extra
+/// environment, and whether `start()` waits for it to register.
 #[derive(Debug, Clone)]
 pub struct WorkerOptions {
     concurrency: usize,
     args: Vec<String>,
     env: Vec<(String, String)>,
+    await_registration: bool,
 }
 
 impl Default for WorkerOptions {
@@ -53,6 +56,7 @@ impl Default for WorkerOptions {
             concurrency: DEFAULT_CONCURRENCY,
             args: Vec::new(),
             env: Vec::new(),
+            await_registration: true,
         }
     }
 }
@@ -80,6 +84,31 @@ impl WorkerOptions {
         self.env.push((key.into(), value.into()));
         self
     }
+
+    /// Presents `caller`'s credentials to the coordinator (`--tls-ca`,
+    /// `--tls-cert`, `--tls-key`, …).
+    pub fn caller(mut self, caller: &Caller) -> Self {
+        self.args.extend(caller.extra_args().iter().cloned());
+        self.env.extend(caller.extra_env().iter().cloned());
+        self
+    }
+
+    /// `start()` does not wait for this worker to register: one the
+    /// coordinator is expected to refuse (a certificate from another CA).
+    pub fn unregistered(mut self) -> Self {
+        self.await_registration = false;
+        self
+    }
+}
+
+/// Where the coordinators elect their leader.
+enum EtcdChoice {
+    /// Nowhere: one coordinator with an in-memory store.
+    None,
+    /// An etcd cluster of this many members, started by the builder.
+    Members(usize),
+    /// An etcd the test started itself (TLS, users), at these endpoints.
+    Endpoints(String),
 }
 
 /// Extra arguments of coordinator `i` (a port of its own, a file of its own).
@@ -90,7 +119,10 @@ pub struct ClusterBuilder {
     pg: Pg,
     databases: Option<Databases>,
     password: Option<String>,
-    etcd_members: usize,
+    connection_env: Option<Vec<(String, String)>>,
+    etcd: EtcdChoice,
+    https: bool,
+    caller: Caller,
     coordinators: usize,
     lease_ttl: Option<Duration>,
     coordinator_args: Vec<String>,
@@ -107,7 +139,10 @@ impl ClusterBuilder {
             pg: Pg::OneCluster,
             databases: None,
             password: None,
-            etcd_members: 0,
+            connection_env: None,
+            etcd: EtcdChoice::None,
+            https: false,
+            caller: Caller::new(),
             coordinators: 1,
             lease_ttl: None,
             coordinator_args: Vec::new(),
@@ -139,10 +174,40 @@ impl ClusterBuilder {
         self
     }
 
+    /// The connection environment every process and CLI call gets instead
+    /// of the databases' `FERRY_CONN_SRC` and `FERRY_CONN_DST` (URLs and
+    /// passwords in files, another database user).
+    pub fn connection_env(mut self, env: Vec<(String, String)>) -> Self {
+        self.connection_env = Some(env);
+        self
+    }
+
     /// Starts an etcd cluster of `members` members; the coordinators elect
     /// their leader in it (default: no etcd, one in-memory coordinator).
     pub fn etcd(mut self, members: usize) -> Self {
-        self.etcd_members = members;
+        self.etcd = EtcdChoice::Members(members);
+        self
+    }
+
+    /// The coordinators elect their leader in an etcd the test started
+    /// itself (with TLS, users): `--etcd ENDPOINTS`. Its TLS and user flags
+    /// go in with `coordinator_arg`; `Cluster::etcd` has no handle on it.
+    pub fn etcd_endpoints(mut self, endpoints: impl Into<String>) -> Self {
+        self.etcd = EtcdChoice::Endpoints(endpoints.into());
+        self
+    }
+
+    /// The coordinators serve TLS (their `--tls-cert` and `--tls-key` go in
+    /// with `coordinator_arg`): workers and CLI calls get `https://` URLs.
+    pub fn https(mut self) -> Self {
+        self.https = true;
+        self
+    }
+
+    /// Who the cluster's CLI verbs run as (`--tls-ca`, a token, a client
+    /// certificate); default: `Caller::new()`, nothing presented.
+    pub fn caller(mut self, caller: Caller) -> Self {
+        self.caller = caller;
         self
     }
 
@@ -214,6 +279,12 @@ impl ClusterBuilder {
         self
     }
 
+    /// Workers with the default options present `caller`'s credentials.
+    pub fn worker_caller(mut self, caller: &Caller) -> Self {
+        self.worker_defaults = self.worker_defaults.caller(caller);
+        self
+    }
+
     /// Starts PostgreSQL (unless given), etcd, the coordinators (with etcd:
     /// `c0` until it leads, then each other one until it follows) and the
     /// workers (each until it registered). Panics with logs when anything
@@ -221,7 +292,7 @@ impl ClusterBuilder {
     pub async fn start(self) -> Cluster {
         assert!(self.coordinators >= 1, "a cluster needs a coordinator");
         assert!(
-            self.coordinators == 1 || self.etcd_members > 0,
+            self.coordinators == 1 || !matches!(self.etcd, EtcdChoice::None),
             "{} coordinators need etcd to elect a leader: add .etcd(members)",
             self.coordinators
         );
@@ -232,18 +303,28 @@ impl ClusterBuilder {
         if let Some(pw) = &self.password {
             dbs.set_password(pw);
         }
-        let mut env = dbs.conn_env();
+        let mut env = self.connection_env.unwrap_or_else(|| dbs.conn_env());
         env.extend(self.env.iter().cloned());
-        let etcd = (self.etcd_members > 0).then(|| EtcdCluster::start(self.etcd_members));
+        let (etcd, etcd_endpoints) = match self.etcd {
+            EtcdChoice::None => (None, None),
+            EtcdChoice::Members(n) => {
+                let etcd = EtcdCluster::start(n);
+                let endpoints = etcd.endpoints().join(",");
+                (Some(etcd), Some(endpoints))
+            }
+            EtcdChoice::Endpoints(endpoints) => (None, Some(endpoints)),
+        };
+        let elects = etcd_endpoints.is_some();
+        let scheme = if self.https { "https" } else { "http" };
         let ports = free_ports(self.coordinators);
         let urls = ports
             .iter()
-            .map(|p| format!("http://127.0.0.1:{p}"))
+            .map(|p| format!("{scheme}://127.0.0.1:{p}"))
             .collect::<Vec<_>>()
             .join(",");
         let mut shared_args = Vec::new();
-        if let Some(etcd) = &etcd {
-            shared_args.extend(["--etcd".to_string(), etcd.endpoints().join(",")]);
+        if let Some(endpoints) = etcd_endpoints {
+            shared_args.extend(["--etcd".to_string(), endpoints]);
         }
         if let Some(ttl) = self.lease_ttl {
             shared_args.extend(["--lease-ttl-ms".to_string(), ttl.as_millis().to_string()]);
@@ -270,7 +351,7 @@ impl ClusterBuilder {
                 env: coordinator_env.clone(),
                 ready: Ready::Listening(port),
             });
-            if etcd.is_some() {
+            if elects {
                 let line = if i == 0 {
                     BECAME_LEADER
                 } else {
@@ -278,7 +359,7 @@ impl ClusterBuilder {
                 };
                 node.expect_log(line, STARTUP_LINE_TIMEOUT);
             }
-            coordinators.push(Coordinator::new(node, port));
+            coordinators.push(Coordinator::new(node, port, scheme));
         }
 
         let mut cluster = Cluster {
@@ -287,16 +368,23 @@ impl ClusterBuilder {
             worker_defaults: self.worker_defaults,
             env,
             urls,
+            caller: self.caller,
             lease_ttl: self.lease_ttl.unwrap_or(DEFAULT_LEASE_TTL),
+            elects,
             etcd,
             dbs,
         };
+        let mut awaited = Vec::new();
         for options in self.workers {
             let options = options.unwrap_or_else(|| cluster.worker_defaults.clone());
-            cluster.spawn_worker(options);
+            let wait = options.await_registration;
+            let i = cluster.spawn_worker(options);
+            if wait {
+                awaited.push(i);
+            }
         }
-        for w in &cluster.workers {
-            w.wait_registered(STARTUP_LINE_TIMEOUT);
+        for i in awaited {
+            cluster.workers[i].wait_registered(STARTUP_LINE_TIMEOUT);
         }
         cluster
     }
@@ -310,7 +398,9 @@ pub struct Cluster {
     worker_defaults: WorkerOptions,
     env: Vec<(String, String)>,
     urls: String,
+    caller: Caller,
     lease_ttl: Duration,
+    elects: bool,
     etcd: Option<EtcdCluster>,
     dbs: Databases,
 }
@@ -342,6 +432,11 @@ impl Cluster {
     /// The environment every process and CLI call gets (connections first).
     pub fn env(&self) -> &[(String, String)] {
         &self.env
+    }
+
+    /// Who the cluster's CLI verbs run as.
+    pub fn caller(&self) -> &Caller {
+        &self.caller
     }
 
     /// The coordinators' worker lease TTL.
@@ -416,7 +511,7 @@ impl Cluster {
     /// leadership line says it leads. Without etcd, the only coordinator
     /// while it runs.
     pub fn leader(&self) -> Option<usize> {
-        if self.etcd.is_none() {
+        if !self.elects {
             return self.coordinators[0].is_running().then_some(0);
         }
         self.coordinators.iter().position(Coordinator::is_leader)

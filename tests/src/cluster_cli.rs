@@ -1,10 +1,12 @@
 //! The client verbs against a test cluster: `ferry submit`, `status`,
 //! `watch`, `jobs`, `cancel`, `resume`, `verify`, `repair`, `rejects`, and
 //! `ferry local` over the cluster's databases, with their output read back
-//! as typed values.
+//! as typed values. Every verb runs as the cluster's caller (its TLS and
+//! token flags); `cli_as` runs one call as another.
 
 use std::time::{Duration, Instant};
 
+use crate::caller::Caller;
 use crate::cli::{run_cli, run_cli_until, CliOutput, Submit, CLI_TIMEOUT, LONG_CLI_TIMEOUT};
 use crate::cli_output::{JobState, JobStatus, Rejects, Verify};
 use crate::cluster::Cluster;
@@ -13,17 +15,47 @@ use crate::sync::blocking;
 /// How often `wait_for_state` asks `ferry status`.
 const STATE_POLL: Duration = Duration::from_millis(500);
 
+/// `ARGS` followed by `caller`'s arguments, and the cluster's environment
+/// followed by `caller`'s.
+fn as_caller<S: AsRef<str>>(
+    cluster: &Cluster,
+    caller: &Caller,
+    args: &[S],
+) -> (Vec<String>, Vec<(String, String)>) {
+    let args = args
+        .iter()
+        .map(|a| a.as_ref().to_string())
+        .chain(caller.extra_args().iter().cloned())
+        .collect();
+    let mut env = cluster.env().to_vec();
+    env.extend(caller.extra_env().iter().cloned());
+    (args, env)
+}
+
 impl Cluster {
-    /// Runs `ferry ARGS` with the cluster's environment; panics if it takes
-    /// longer than `timeout`.
-    pub fn cli(&self, args: &[&str], timeout: Duration) -> CliOutput {
-        run_cli(args, self.env(), timeout)
+    /// Runs `ferry ARGS` with the cluster's environment as the cluster's
+    /// caller; panics if it takes longer than `timeout`.
+    pub fn cli<S: AsRef<str>>(&self, args: &[S], timeout: Duration) -> CliOutput {
+        self.cli_as(self.caller(), args, timeout)
     }
 
-    /// Runs `ferry ARGS` with the cluster's environment, killing it after
-    /// `timeout` (the result says so) instead of panicking.
+    /// Runs `ferry ARGS` with the cluster's environment as `caller` (another
+    /// token, CA or client certificate); panics if it takes longer than `timeout`.
+    pub fn cli_as<S: AsRef<str>>(
+        &self,
+        caller: &Caller,
+        args: &[S],
+        timeout: Duration,
+    ) -> CliOutput {
+        let (args, env) = as_caller(self, caller, args);
+        run_cli(&args, &env, timeout)
+    }
+
+    /// Runs `ferry ARGS` with the cluster's environment as the cluster's
+    /// caller, killing it after `timeout` (the result says so) instead of panicking.
     pub fn cli_until(&self, args: &[String], timeout: Duration) -> CliOutput {
-        run_cli_until(args, self.env(), timeout)
+        let (args, env) = as_caller(self, self.caller(), args);
+        run_cli_until(&args, &env, timeout)
     }
 
     /// `ferry VERB JOB --coordinator URLS EXTRA…`.
@@ -35,7 +67,7 @@ impl Cluster {
 
     /// `ferry submit` without `--watch`; panics unless it succeeds; returns the job id.
     pub fn submit(&self, job: &Submit) -> String {
-        let out = run_cli(&job.submit_args(self.urls()), self.env(), CLI_TIMEOUT);
+        let out = self.cli_as(self.caller(), &job.submit_args(self.urls()), CLI_TIMEOUT);
         assert!(out.success(), "submit failed: {out}");
         out.job_id()
     }
@@ -44,7 +76,7 @@ impl Cluster {
     pub fn submit_watch(&self, job: &Submit) -> CliOutput {
         let mut args = job.submit_args(self.urls());
         args.push("--watch".to_string());
-        run_cli(&args, self.env(), LONG_CLI_TIMEOUT)
+        self.cli_as(self.caller(), &args, LONG_CLI_TIMEOUT)
     }
 
     /// The state `ferry status JOB` prints first, or the failed command's

@@ -7,6 +7,7 @@
 //! silently.
 #![warn(missing_docs)]
 
+pub mod caller;
 pub mod chaos;
 pub mod chaos_events;
 pub mod chaos_verdict;
@@ -22,10 +23,12 @@ pub mod ledger;
 pub mod log_lines;
 pub mod net;
 pub mod node;
+pub mod observability;
 pub mod postgres;
 pub mod process;
 pub mod report;
 pub mod roles;
+pub mod security;
 pub mod sql;
 mod sync;
 pub mod text;

@@ -13,11 +13,12 @@ use crate::node::Node;
 pub struct Coordinator {
     node: Node,
     port: u16,
+    scheme: &'static str,
 }
 
 impl Coordinator {
-    pub(crate) fn new(node: Node, port: u16) -> Self {
-        Coordinator { node, port }
+    pub(crate) fn new(node: Node, port: u16, scheme: &'static str) -> Self {
+        Coordinator { node, port, scheme }
     }
 
     /// Its port on 127.0.0.1.
@@ -25,9 +26,9 @@ impl Coordinator {
         self.port
     }
 
-    /// Its URL, `http://127.0.0.1:PORT`.
+    /// Its URL, `http://127.0.0.1:PORT` (`https://` when it serves TLS).
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("{}://127.0.0.1:{}", self.scheme, self.port)
     }
 
     /// Where the current life stands in the election (its last leadership

@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
+use ferry_common::db::DbRole;
 use ferry_common::errors::{DbFailure, ErrorClass};
 use ferry_common::proto::{ChunkAssignment, ChunkBounds, ChunkRef, TableRef, WriteMode};
 use ferry_connectors::postgres::copy::{
@@ -118,6 +119,10 @@ impl CopyControl for Control<'_> {
         self.handle.rows.store(rows, Ordering::Relaxed);
         self.ctx.faults.mid_copy(&self.handle.chunk);
     }
+
+    fn sent(&self, bytes: usize) {
+        self.handle.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
 }
 
 fn check_fence(ctx: &ChunkContext, handle: &ChunkHandle) -> Result<(), String> {
@@ -125,6 +130,7 @@ fn check_fence(ctx: &ChunkContext, handle: &ChunkHandle) -> Result<(), String> {
         return Err("the coordinator asked to stop (job cancelled or chunk leased again)".into());
     }
     if !ctx.session.held.lease_valid(Instant::now()) {
+        crate::metrics::metrics().self_fenced.add(1, &[]);
         return Err("no heartbeat acknowledged within the lease time: self-fenced".into());
     }
     Ok(())
@@ -146,7 +152,7 @@ pub async fn process(ctx: &ChunkContext, a: &ChunkAssignment, handle: &ChunkHand
         worker: &worker_id,
         repair: a.repair,
     };
-    let target = match ctx.pool.get(&a.target).await {
+    let target = match ctx.pool.get(&a.target, DbRole::Target).await {
         Ok(c) => c,
         Err(f) => return Outcome::Failed(f),
     };
@@ -156,7 +162,7 @@ pub async fn process(ctx: &ChunkContext, a: &ChunkAssignment, handle: &ChunkHand
             rows_written,
             rows_rejected,
         }) => {
-            ctx.pool.put(&a.target, target);
+            ctx.pool.put(&a.target, DbRole::Target, target);
             return Outcome::AlreadyCommitted {
                 rows_written,
                 rows_rejected,
@@ -164,7 +170,7 @@ pub async fn process(ctx: &ChunkContext, a: &ChunkAssignment, handle: &ChunkHand
         }
         Err(f) => return Outcome::Failed(f),
     }
-    let source = match ctx.pool.get(&a.source).await {
+    let source = match ctx.pool.get(&a.source, DbRole::Source).await {
         Ok(c) => c,
         Err(f) => return Outcome::Failed(f),
     };
@@ -179,9 +185,9 @@ pub async fn process(ctx: &ChunkContext, a: &ChunkAssignment, handle: &ChunkHand
             // The chunk is committed: a source that cannot end its read
             // transaction is dropped rather than pooled.
             if end_read(&source).await.is_ok() {
-                ctx.pool.put(&a.source, source);
+                ctx.pool.put(&a.source, DbRole::Source, source);
             }
-            ctx.pool.put(&a.target, target);
+            ctx.pool.put(&a.target, DbRole::Target, target);
             Outcome::Committed {
                 rows_written,
                 rows_rejected,

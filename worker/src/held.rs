@@ -2,7 +2,7 @@
 //! whose heartbeats have gone unacknowledged for its lease time stops writing.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,8 +16,20 @@ pub struct ChunkHandle {
     pub chunk: ChunkRef,
     /// Rows streamed so far.
     pub rows: Arc<AtomicU64>,
-    /// Cancelled when the coordinator says abort.
+    /// COPY bytes sent to the target so far.
+    pub bytes: Arc<AtomicU64>,
+    /// Cancelled when the coordinator says abort, or when the worker releases it.
     pub cancel: CancellationToken,
+    /// Set when the worker itself stops the attempt to hand the chunk back
+    /// (shutting down): its rollback is reported as released, not as a failure.
+    pub released: Arc<AtomicBool>,
+}
+
+impl ChunkHandle {
+    /// Whether the worker released this attempt (see `Held::release_all`).
+    pub fn is_released(&self) -> bool {
+        self.released.load(Ordering::Acquire)
+    }
 }
 
 /// Chunks in flight plus the time of the last acknowledged heartbeat.
@@ -50,7 +62,9 @@ impl Held {
         let h = ChunkHandle {
             chunk,
             rows: Arc::new(AtomicU64::new(0)),
+            bytes: Arc::new(AtomicU64::new(0)),
             cancel: CancellationToken::new(),
+            released: Arc::new(AtomicBool::new(false)),
         };
         self.lock_chunks()
             .insert((h.chunk.job_id.clone(), h.chunk.chunk_no), h.clone());
@@ -98,6 +112,25 @@ impl Held {
                 }
             }
         }
+    }
+
+    /// Stops every attempt in flight so its chunk can be handed back (the
+    /// worker is shutting down); returns how many there were.
+    pub fn release_all(&self) -> usize {
+        let m = self.lock_chunks();
+        for h in m.values() {
+            h.released.store(true, Ordering::Release);
+            h.cancel.cancel();
+        }
+        m.len()
+    }
+
+    /// The attempts in flight.
+    pub fn chunks(&self) -> Vec<ChunkRef> {
+        self.lock_chunks()
+            .values()
+            .map(|h| h.chunk.clone())
+            .collect()
     }
 
     /// Records an acknowledged heartbeat sent at `sent`.

@@ -4,8 +4,10 @@
 #![warn(missing_docs)]
 
 pub mod copy;
+pub mod drain;
 pub mod fault;
 pub mod held;
+mod metrics;
 pub mod pool;
 pub mod session;
 
@@ -14,17 +16,26 @@ use std::time::Instant;
 
 use ferry_common::client::{is_failover_status, AddressError, Coordinators};
 use ferry_common::connections::ConnectionRegistry;
-use ferry_common::errors::DbFailure;
+use ferry_common::credentials::{BearerToken, ClientSecurity};
+use ferry_common::errors::{DbFailure, ErrorClass};
 use ferry_common::proto::{AcquireChunkRequest, ChunkAssignment, ErrorClass as ProtoClass};
+use ferry_common::telemetry::traces::from_carrier;
 use ferry_common::timing::{DEFAULT_WORKER_LEASE_TTL, RPC_TIMEOUT, WORKER_LEASE_RETRY};
+use ferry_common::tls::client::ClientTlsFiles;
 use futures::FutureExt;
+use opentelemetry::KeyValue;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::field::Empty;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use copy::{ChunkContext, Outcome};
+use drain::DrainConfig;
 use fault::Faults;
 use held::Held;
+use metrics::{connection_labels, metrics};
 use pool::Pool;
 use session::Session;
 
@@ -50,9 +61,15 @@ pub struct WorkerConfig {
     pub hostname: String,
     /// Named connections.
     pub connections: ConnectionRegistry,
+    /// TLS files for `https://` coordinators (`--tls-ca`, `--tls-cert`, `--tls-key`).
+    pub tls: ClientTlsFiles,
+    /// How the worker stops once `shutdown` fires.
+    pub drain: DrainConfig,
 }
 
-/// Runs a worker until `shutdown` fires; chunks in flight then finish before it returns.
+/// Runs a worker until `shutdown` fires: it then leases nothing more, lets
+/// the chunks in flight finish within the drain timeout, and hands back (as
+/// released) those that do not (see `drain`).
 pub async fn run(cfg: WorkerConfig, shutdown: CancellationToken) -> Result<(), WorkerError> {
     if cfg.concurrency == 0 {
         return Err(WorkerError::Config(
@@ -61,16 +78,21 @@ pub async fn run(cfg: WorkerConfig, shutdown: CancellationToken) -> Result<(), W
     }
     let faults = Faults::from_env().map_err(WorkerError::Config)?;
     // Acquire long-polls, so its deadline must outlast the poll.
-    let coordinators = Coordinators::new(&cfg.coordinator, Some(RPC_TIMEOUT))?;
+    let security = ClientSecurity {
+        tls: cfg.tls.clone(),
+        token: BearerToken::none(),
+    };
+    let coordinators = Coordinators::with_security(&cfg.coordinator, Some(RPC_TIMEOUT), &security)?;
     let held = Held::new(DEFAULT_WORKER_LEASE_TTL);
     let session = Arc::new(Session {
         coordinators,
         worker_id: std::sync::Mutex::new(String::new()),
+        session_secret: std::sync::Mutex::new(String::new()),
         hostname: cfg.hostname.clone(),
         concurrency: cfg.concurrency,
         held: Arc::clone(&held),
     });
-    tracing::info!(coordinator = %cfg.coordinator, concurrency = cfg.concurrency, connections = ?cfg.connections.names(), "worker starting");
+    tracing::info!(coordinator = %cfg.coordinator, replicas = ?session.coordinators.replica_urls(), concurrency = cfg.concurrency, connections = ?cfg.connections.names(), "worker starting");
     if !session.register(&shutdown).await {
         return Ok(());
     }
@@ -82,6 +104,8 @@ pub async fn run(cfg: WorkerConfig, shutdown: CancellationToken) -> Result<(), W
         faults,
     });
     let slots = Arc::new(Semaphore::new(cfg.concurrency as usize));
+    metrics::init();
+    metrics().slots.add(i64::from(cfg.concurrency), &[]);
     let mut tasks = JoinSet::new();
     while !shutdown.is_cancelled() {
         while let Some(done) = tasks.try_join_next() {
@@ -98,13 +122,18 @@ pub async fn run(cfg: WorkerConfig, shutdown: CancellationToken) -> Result<(), W
         let req = AcquireChunkRequest {
             worker_id: session.id(),
             slots: free,
+            session_secret: session.secret(),
         };
         let mut client = session.coordinators.workers();
-        let resp = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            r = client.acquire_chunk(req) => r,
-        };
+        // Not cut short by shutdown (the long poll ends within a second): a
+        // lease granted to a dropped call would wait out its lease time.
+        let resp = client.acquire_chunk(req).await;
         match resp {
+            Ok(r) if shutdown.is_cancelled() => {
+                for a in r.into_inner().assignments {
+                    drain::release_unstarted(&session, a).await;
+                }
+            }
             Ok(r) => {
                 for a in r.into_inner().assignments {
                     let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
@@ -118,13 +147,14 @@ pub async fn run(cfg: WorkerConfig, shutdown: CancellationToken) -> Result<(), W
                     });
                 }
             }
-            Err(s) if s.code() == tonic::Code::NotFound => {
+            Err(s) if session::needs_registration(&s) => {
+                tracing::warn!(error = %s.message(), "coordinator does not know this worker session; registering again");
                 session.register(&shutdown).await;
             }
             Err(s) => {
                 tracing::warn!(coordinator = %session.coordinators.current_url(), error = %s.message(), "cannot lease chunks");
                 if is_failover_status(&s) {
-                    session.coordinators.rotate();
+                    session.coordinators.failover(&s);
                 }
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
@@ -133,17 +163,10 @@ pub async fn run(cfg: WorkerConfig, shutdown: CancellationToken) -> Result<(), W
             }
         }
     }
-    if !tasks.is_empty() {
-        tracing::info!(
-            in_flight = tasks.len(),
-            "shutting down: finishing chunks in flight"
-        );
-    }
-    while let Some(done) = tasks.join_next().await {
-        log_slot_end(done);
-    }
+    drain::drain(&mut tasks, &session, &cfg.drain).await;
     heartbeat_stop.cancel();
     let _ = hb.await;
+    metrics().slots.add(-i64::from(cfg.concurrency), &[]);
     tracing::info!("worker stopped");
     Ok(())
 }
@@ -160,9 +183,13 @@ async fn run_slot(
 ) {
     let mut queue = std::collections::VecDeque::from([first]);
     while let Some(a) = queue.pop_front() {
+        if shutdown.is_cancelled() {
+            // leased with the last report after the stop began: not started
+            drain::release_unstarted(session, a).await;
+            continue;
+        }
         // a next chunk is asked for only while this slot has nothing else queued
         let want_next = u32::from(queue.is_empty() && !shutdown.is_cancelled());
-        // a chunk leased with the report is in flight: it runs even if shutdown began meanwhile
         queue.extend(run_chunk(ctx, session, a, want_next).await);
     }
 }
@@ -187,17 +214,49 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "a panic without a message".into())
 }
 
-/// Copies one chunk and reports it; returns the next chunks leased with the
-/// report (at most `want_next`).
+/// Copies one chunk and reports it, as a span in the job's trace; returns
+/// the next chunks leased with the report (at most `want_next`).
 async fn run_chunk(
     ctx: &ChunkContext,
     session: &Session,
     a: ChunkAssignment,
     want_next: u32,
 ) -> Vec<ChunkAssignment> {
+    let Some(chunk) = a.chunk.as_ref() else {
+        return Vec::new();
+    };
+    let span = tracing::info_span!(
+        "ferry.chunk",
+        ferry.job_id = %chunk.job_id,
+        ferry.chunk = chunk.chunk_no,
+        ferry.attempt = a.attempt,
+        ferry.rows = Empty,
+        ferry.rows_rejected = Empty,
+        ferry.outcome = Empty,
+        ferry.error_class = Empty,
+        otel.status_code = Empty,
+    );
+    if !a.trace_context.is_empty() {
+        let _ = span.set_parent(from_carrier(&a.trace_context));
+    }
+    run_chunk_in_span(ctx, session, a, want_next, &span)
+        .instrument(span.clone())
+        .await
+}
+
+async fn run_chunk_in_span(
+    ctx: &ChunkContext,
+    session: &Session,
+    a: ChunkAssignment,
+    want_next: u32,
+    span: &tracing::Span,
+) -> Vec<ChunkAssignment> {
     let Some(chunk) = a.chunk.clone() else {
         return Vec::new();
     };
+    let m = metrics();
+    let labels = connection_labels(&a.source, &a.target);
+    m.in_flight.add(1, &[]);
     let handle = session.held.add(chunk.clone());
     let started = Instant::now();
     // A panic inside the attempt ends the attempt, not the worker's hold on
@@ -214,12 +273,38 @@ async fn run_chunk(
             )))
         });
     session.held.remove(&chunk);
+    m.in_flight.add(-1, &[]);
     let secs = started.elapsed().as_secs_f64();
+    let (outcome_label, class) = match &outcome {
+        Outcome::Committed { .. } | Outcome::AlreadyCommitted { .. } => ("committed", None),
+        Outcome::Failed(f) => ("failed", Some(f.class.to_proto())),
+        Outcome::Aborted(_) => ("aborted", Some(ProtoClass::Aborted)),
+    };
+    m.chunk_duration
+        .record(secs, &[KeyValue::new("outcome", outcome_label)]);
+    span.record("ferry.outcome", outcome_label);
+    if let Some(class) = class {
+        let name = class
+            .as_str_name()
+            .trim_start_matches("ERROR_CLASS_")
+            .to_ascii_lowercase();
+        span.record("ferry.error_class", name.as_str());
+        span.record("otel.status_code", "ERROR");
+    }
     match outcome {
         Outcome::Committed {
             rows_written,
             rows_rejected,
         } => {
+            m.rows_written.add(rows_written, &labels);
+            m.rows_rejected.add(rows_rejected, &labels);
+            m.bytes_copied.add(
+                handle.bytes.load(std::sync::atomic::Ordering::Relaxed),
+                &labels,
+            );
+            m.chunks_completed.add(1, &labels);
+            span.record("ferry.rows", rows_written);
+            span.record("ferry.rows_rejected", rows_rejected);
             tracing::info!(job = %chunk.job_id, chunk = chunk.chunk_no, attempt = a.attempt, rows = rows_written, secs, "chunk committed");
             session
                 .report_complete(chunk, rows_written, rows_rejected, false, want_next)
@@ -229,10 +314,22 @@ async fn run_chunk(
             rows_written,
             rows_rejected,
         } => {
+            span.record("ferry.rows", rows_written);
+            span.record("ferry.rows_rejected", rows_rejected);
             tracing::info!(job = %chunk.job_id, chunk = chunk.chunk_no, attempt = a.attempt, "chunk already committed by another attempt; not copied again");
             session
                 .report_complete(chunk, rows_written, rows_rejected, true, want_next)
                 .await
+        }
+        // stopped by the worker's own drain: handed back, whatever broke on the way
+        Outcome::Aborted(_)
+        | Outcome::Failed(DbFailure {
+            class: ErrorClass::Transient,
+            ..
+        }) if handle.is_released() => {
+            tracing::info!(job = %chunk.job_id, chunk = chunk.chunk_no, attempt = a.attempt, "shutting down: chunk rolled back and handed back");
+            drain::release(session, chunk).await;
+            Vec::new()
         }
         Outcome::Failed(f) => {
             tracing::warn!(job = %chunk.job_id, chunk = chunk.chunk_no, attempt = a.attempt, error = %f.message, "chunk failed and rolled back");

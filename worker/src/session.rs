@@ -23,8 +23,10 @@ use crate::held::Held;
 pub struct Session {
     /// Coordinator addresses.
     pub coordinators: Coordinators,
-    /// Worker id, stable across re-registrations.
+    /// Worker id issued by the coordinator, kept across re-registrations.
     pub worker_id: std::sync::Mutex<String>,
+    /// Session secret issued with the id; sent with it in every call, never logged.
+    pub session_secret: std::sync::Mutex<String>,
     /// Host name, for the coordinator's logs.
     pub hostname: String,
     /// Chunk slots.
@@ -39,6 +41,14 @@ impl Session {
         self.worker_id.lock().map(|w| w.clone()).unwrap_or_default()
     }
 
+    /// The current session secret.
+    pub fn secret(&self) -> String {
+        self.session_secret
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default()
+    }
+
     /// Registers (again), trying every coordinator address until one accepts;
     /// gives up only when `stop` fires.
     pub async fn register(&self, stop: &CancellationToken) -> bool {
@@ -49,6 +59,7 @@ impl Session {
                 hostname: self.hostname.clone(),
                 concurrency: self.concurrency,
                 protocol: WORKER_PROTOCOL,
+                session_secret: self.secret(),
             };
             let sent = Instant::now();
             match self.coordinators.workers().register_worker(req).await {
@@ -62,12 +73,15 @@ impl Session {
                     if let Ok(mut w) = self.worker_id.lock() {
                         *w = r.worker_id.clone();
                     }
+                    if let Ok(mut s) = self.session_secret.lock() {
+                        *s = r.session_secret;
+                    }
                     tracing::info!(worker = %r.worker_id, coordinator = %self.coordinators.current_url(), "registered with coordinator");
                     return true;
                 }
                 Err(status) => {
                     tracing::warn!(coordinator = %self.coordinators.current_url(), error = %status.message(), "cannot register with coordinator; retrying");
-                    self.coordinators.rotate();
+                    self.coordinators.failover(&status);
                 }
             }
             tokio::select! {
@@ -92,6 +106,7 @@ impl Session {
                 worker_id: self.id(),
                 held: self.held.snapshot(),
                 partial: false,
+                session_secret: self.secret(),
             };
             match self.coordinators.workers().heartbeat(req).await {
                 Ok(resp) => {
@@ -105,14 +120,14 @@ impl Session {
                         self.held.abort(&abort);
                     }
                 }
-                Err(status) if status.code() == tonic::Code::NotFound => {
-                    tracing::warn!(error = %status.message(), "coordinator does not know this worker; registering again");
+                Err(status) if needs_registration(&status) => {
+                    tracing::warn!(error = %status.message(), "coordinator does not know this worker session; registering again");
                     self.register(&stop).await;
                 }
                 Err(status) => {
                     tracing::warn!(coordinator = %self.coordinators.current_url(), error = %status.message(), "heartbeat failed");
                     if is_failover_status(&status) {
-                        self.coordinators.rotate();
+                        self.coordinators.failover(&status);
                     }
                 }
             }
@@ -132,6 +147,7 @@ impl Session {
                 rows_so_far: rows,
             }],
             partial: true,
+            session_secret: self.secret(),
         };
         match self.coordinators.workers().heartbeat(req).await {
             Ok(resp) => {
@@ -165,6 +181,7 @@ impl Session {
             rows_rejected,
             already_committed: already,
             want_next,
+            session_secret: self.secret(),
         };
         self.retrying("complete", &chunk, |mut c| {
             let req = req.clone();
@@ -188,6 +205,7 @@ impl Session {
             class: class as i32,
             message,
             sqlstate,
+            session_secret: self.secret(),
         };
         self.retrying("failure", &chunk, |mut c| {
             let req = req.clone();
@@ -213,7 +231,7 @@ impl Session {
                 }
                 Err(s) if is_failover_status(&s) && Instant::now() < give_up => {
                     tracing::warn!(error = %s.message(), "cannot report chunk {what}; retrying");
-                    self.coordinators.rotate();
+                    self.coordinators.failover(&s);
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(REPORT_RETRY_MAX);
                 }
@@ -224,4 +242,14 @@ impl Session {
             }
         }
     }
+}
+
+/// Whether a refusal means the coordinator does not know this worker's
+/// session (expired, restarted coordinator, or a secret it cannot verify):
+/// register again.
+pub fn needs_registration(status: &tonic::Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::NotFound | tonic::Code::Unauthenticated
+    )
 }

@@ -251,6 +251,7 @@ fn scheduler_config() -> SchedulerConfig {
         ]),
         timings: Timings::default(),
         ledger_schema: DEFAULT_LEDGER_SCHEMA.to_string(),
+        lifecycle: Default::default(),
     }
 }
 
@@ -319,6 +320,7 @@ pub async fn run(o: &RunOpts, log_path: &Path) -> Result<RunResult> {
                 endpoints: vec![e.endpoint()],
                 prefix: PREFIX.into(),
                 advertise: format!("http://{addr}"),
+                security: Default::default(),
             };
             leader_task = Some(tokio::spawn(leader::run(
                 Arc::clone(&gate),

@@ -228,21 +228,23 @@ pub async fn run(url: String, fleet: Fleet) -> Result<()> {
 async fn register(
     client: &mut WorkerServiceClient<Channel>,
     i: u32,
-    id: &Mutex<String>,
+    id: &Mutex<(String, String)>,
     stop: &CancellationToken,
 ) -> Result<Duration> {
     let mut tries = 0;
     loop {
+        let (worker_id, session_secret) = id.lock().unwrap().clone();
         let req = RegisterWorkerRequest {
-            worker_id: id.lock().unwrap().clone(),
+            worker_id,
             hostname: format!("sim-{i}"),
             concurrency: 1,
             protocol: ferry_common::plan::WORKER_PROTOCOL,
+            session_secret,
         };
         match client.register_worker(req).await {
             Ok(r) => {
                 let r = r.into_inner();
-                *id.lock().unwrap() = r.worker_id;
+                *id.lock().unwrap() = (r.worker_id, r.session_secret);
                 return Ok(Duration::from_millis(r.heartbeat_interval_ms.max(100)));
             }
             Err(s) => {
@@ -286,7 +288,7 @@ async fn worker(
 ) -> Result<Lat> {
     let i = sim.i;
     let mut client = WorkerServiceClient::new(ch);
-    let id = Arc::new(Mutex::new(String::new()));
+    let id = Arc::new(Mutex::new((String::new(), String::new())));
     let every = register(&mut client, i, &id, &stop).await?;
     let held: Arc<Mutex<Option<ChunkRef>>> = Arc::new(Mutex::new(None));
     let hb = tokio::spawn(heartbeats(
@@ -311,10 +313,10 @@ async fn worker(
         let assignments = if next.is_empty() {
             stats.acquire_calls.fetch_add(1, Ordering::Relaxed);
             let t = Instant::now();
-            let worker_id = id.lock().unwrap().clone();
+            let (worker_id, session_secret) = id.lock().unwrap().clone();
             let resp = tokio::select! {
                 _ = stop.cancelled() => break,
-                r = client.acquire_chunk(AcquireChunkRequest { worker_id, slots: 1 }) => r,
+                r = client.acquire_chunk(AcquireChunkRequest { worker_id, slots: 1, session_secret }) => r,
             };
             let assignments = match resp {
                 Ok(r) => r.into_inner().assignments,
@@ -362,7 +364,7 @@ async fn worker(
 async fn complete_all(
     client: &mut WorkerServiceClient<Channel>,
     sim: Sim,
-    id: &Mutex<String>,
+    id: &Mutex<(String, String)>,
     assignments: Vec<ChunkAssignment>,
     held: &Mutex<Option<ChunkRef>>,
     stats: &Stats,
@@ -393,7 +395,7 @@ async fn complete_all(
         let t = Instant::now();
         let mut tries = 0;
         loop {
-            let worker_id = id.lock().unwrap().clone();
+            let (worker_id, session_secret) = id.lock().unwrap().clone();
             stats.complete_calls.fetch_add(1, Ordering::Relaxed);
             let r = client
                 .complete_chunk(CompleteChunkRequest {
@@ -403,6 +405,7 @@ async fn complete_all(
                     rows_rejected: 0,
                     already_committed: false,
                     want_next,
+                    session_secret,
                 })
                 .await;
             match r {
@@ -439,7 +442,7 @@ async fn complete_all(
 async fn heartbeats(
     mut client: WorkerServiceClient<Channel>,
     i: u32,
-    id: Arc<Mutex<String>>,
+    id: Arc<Mutex<(String, String)>>,
     every: Duration,
     held: Arc<Mutex<Option<ChunkRef>>>,
     stats: Arc<Stats>,
@@ -452,8 +455,10 @@ async fn heartbeats(
             _ = tick.tick() => {}
         }
         let chunk = held.lock().unwrap().clone();
+        let (worker_id, session_secret) = id.lock().unwrap().clone();
         let req = HeartbeatRequest {
-            worker_id: id.lock().unwrap().clone(),
+            worker_id,
+            session_secret,
             held: chunk
                 .map(|c| HeldChunk {
                     chunk: Some(c),

@@ -44,6 +44,8 @@ pub trait CopyControl: Sync {
     fn cancel(&self) -> &CancellationToken;
     /// Publishes the rows streamed so far.
     fn progress(&self, rows: u64);
+    /// Counts COPY bytes about to be sent to the target (for metrics).
+    fn sent(&self, _bytes: usize) {}
 }
 
 fn pg(e: tokio_postgres::Error) -> CopyStop {
@@ -138,6 +140,7 @@ pub async fn pass_through(
                 if buf.len() >= SEND_BUFFER {
                     control.check().map_err(CopyStop::Abort)?;
                     control.progress(counter.rows());
+                    control.sent(buf.len());
                     sink.send(buf.split().freeze()).await.map_err(pg)?;
                 }
             }
@@ -146,6 +149,7 @@ pub async fn pass_through(
         }
     }
     if !buf.is_empty() {
+        control.sent(buf.len());
         sink.send(buf.split().freeze()).await.map_err(pg)?;
     }
     let rows = sink.as_mut().finish().await.map_err(pg)?;

@@ -4,6 +4,7 @@
 
 pub mod copy;
 pub mod describe;
+pub mod history;
 pub mod ledger;
 pub mod modes;
 pub mod rejects;
@@ -14,4 +15,6 @@ pub mod scan;
 pub mod select;
 pub mod session;
 pub mod sql;
+pub mod typed;
+pub mod types;
 pub mod verify;

@@ -20,18 +20,7 @@ use super::sql::{quote_ident, quote_list, quote_table};
 /// row is halved until the row is alone.
 const BATCH_LINES: usize = 1_000;
 
-/// One refused row.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejected {
-    /// The key, as text (None when NULL or not copied).
-    pub key: Option<String>,
-    /// The row in COPY text form.
-    pub row: String,
-    /// SQLSTATE of the refusal.
-    pub sqlstate: String,
-    /// The database's message.
-    pub message: String,
-}
+pub use crate::isolate::Rejected;
 
 /// What the slow path landed.
 #[derive(Debug, Default)]
@@ -89,7 +78,7 @@ async fn copy_text(
 
 /// Decodes one field of a COPY text line (`\N` is NULL; backslash escapes
 /// undone), so a key reads as the value itself.
-fn decode_field(field: &str) -> Option<String> {
+pub fn decode_field(field: &str) -> Option<String> {
     if field == "\\N" {
         return None;
     }

@@ -12,14 +12,9 @@ use tokio_postgres::Client;
 
 use super::session::failed;
 use super::sql::quote_ident;
+pub use crate::sample::KeySample;
+use crate::sample::{sample_fraction, SAMPLES_PER_CHUNK};
 
-/// Sampled keys per planned chunk: the sample's quantiles put each chunk within
-/// a few percent of `chunk_size` rows.
-const SAMPLES_PER_CHUNK: u64 = 200;
-/// Fewest keys sampled for a parallel plan.
-const MIN_SAMPLES: u64 = 10_000;
-/// Most keys sampled, bounding the planner's memory.
-const MAX_SAMPLES: u64 = 1_000_000;
 /// Sampled blocks per planned chunk: a block's rows arrive as one cluster, so
 /// boundaries need many blocks per chunk to land near the chunk size.
 const BLOCKS_PER_CHUNK: f64 = 100.0;
@@ -30,21 +25,6 @@ const MAX_BLOCK_PERCENT: f64 = 25.0;
 
 /// Integer types whose keys travel as integers.
 const INTEGER_TYPES: &[&str] = &["smallint", "integer", "bigint"];
-
-/// What one look at the key tells the planner.
-#[derive(Debug, Clone)]
-pub struct KeySample {
-    /// Rows the query returns (estimated when `estimated`).
-    pub rows: u64,
-    /// Rows whose key is not NULL.
-    pub non_null_rows: u64,
-    /// Rows whose key is NULL.
-    pub null_rows: u64,
-    /// A uniform sample of the non-NULL keys, in key order.
-    pub keys: Vec<KeyValue>,
-    /// How the sample was taken, for people.
-    pub how: String,
-}
 
 /// The root node of `EXPLAIN (VERBOSE, FORMAT JSON) sql` (node type,
 /// relation, schema, output columns, estimated rows, children).
@@ -77,16 +57,6 @@ fn estimated_rows(root: &Value) -> u64 {
         .and_then(|r| r.as_f64())
         .unwrap_or(0.0)
         .max(0.0) as u64
-}
-
-fn sample_fraction(rows: u64, chunk_size: u64) -> f64 {
-    let chunks = rows.div_ceil(chunk_size.max(1));
-    let want = (chunks * SAMPLES_PER_CHUNK).clamp(MIN_SAMPLES, MAX_SAMPLES);
-    if rows == 0 {
-        1.0
-    } else {
-        (want as f64 / rows as f64).min(1.0)
-    }
 }
 
 /// Typed key values from their text forms.

@@ -5,6 +5,7 @@
 
 use ferry_common::db;
 use ferry_common::errors::{classify_pg, DbFailure};
+use ferry_common::pg_tls::Encryption;
 use tokio_postgres::Client;
 
 /// Settings of every Ferry session: ISO dates (day and month never swap
@@ -13,15 +14,20 @@ use tokio_postgres::Client;
 const SESSION_SETTINGS: &str =
     "SET DateStyle = 'ISO, MDY'; SET IntervalStyle = 'postgres'; SET extra_float_digits = 3";
 
-/// Opens a session on connection `name` (`url`); errors name the connection
-/// and never its password.
+/// Opens a session on connection `name` (`url`, with libpq's `sslmode`
+/// and friends); errors name the connection and never its password.
 pub async fn open(name: &str, url: &str) -> Result<Client, DbFailure> {
-    let client = db::connect(name, url).await?;
+    Ok(open_reporting(name, url).await?.0)
+}
+
+/// Like `open`, also saying whether the session is encrypted.
+pub async fn open_reporting(name: &str, url: &str) -> Result<(Client, Encryption), DbFailure> {
+    let (client, encryption) = db::connect_reporting(name, url).await?;
     client
         .batch_execute(SESSION_SETTINGS)
         .await
         .map_err(|e| classify_pg(&e).context(format!("cannot set up a session on '{name}'")))?;
-    Ok(client)
+    Ok((client, encryption))
 }
 
 /// Runs statements that return nothing.

@@ -5,16 +5,21 @@ use std::sync::Arc;
 
 use ferry_common::proto::job_service_server::JobService;
 use ferry_common::proto::{
-    CancelJobRequest, GetJobRequest, Job, JobEvent, JobState, ListJobsRequest, ListJobsResponse,
-    ListRejectsRequest, ListRejectsResponse, RepairJobRequest, ResumeJobRequest, SubmitJobRequest,
-    SubmitJobResponse, VerifyJobRequest, VerifyJobResponse, WatchJobRequest,
+    CancelJobRequest, GetJobRequest, Job, JobEvent, JobState, ListHistoryRequest,
+    ListHistoryResponse, ListJobsRequest, ListJobsResponse, ListRejectsRequest,
+    ListRejectsResponse, RepairJobRequest, ResumeJobRequest, SubmitJobRequest, SubmitJobResponse,
+    VerifyJobRequest, VerifyJobResponse, WatchJobRequest,
 };
+use ferry_common::telemetry::traces;
 use ferry_common::timing::{WATCH_IDLE, WATCH_INTERVAL};
 use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::error::{CoordinatorError, Reason};
 use crate::gate::Gate;
+use crate::security::audit::{self, Action};
 
 /// The JobService implementation.
 pub struct JobApi {
@@ -36,20 +41,32 @@ impl JobService for JobApi {
         &self,
         request: Request<SubmitJobRequest>,
     ) -> Result<Response<SubmitJobResponse>, Status> {
+        let caller = audit::caller(&request);
+        // the caller's `traceparent` (an Airflow task's trace) is the parent of the job's trace
+        let span = tracing::info_span!("ferry.submit");
+        let _ = span.set_parent(traces::from_metadata(request.metadata()));
         let req = request.into_inner();
         let spec = req.spec.ok_or_else(|| {
             CoordinatorError::invalid("spec", Reason::MissingField, "the request has no job spec")
         })?;
+        crate::scheduler::spec_limits::check_request_id(&req.request_id)
+            .map_err(|e| CoordinatorError::invalid(e.field, Reason::InvalidValue, e.to_string()))?;
         let scheduler = self.gate.scheduler()?;
         // The submission runs on its own task: when the client's deadline
         // (grpc-timeout) expires, tonic drops this handler, and the job must
         // then be stored and planned in full or not at all, never stored but
         // left unplanned (a retry with the same request_id finds it).
-        let submitted = tokio::spawn(async move { scheduler.submit(req.request_id, spec).await });
-        let (job_id, created) = match submitted.await {
-            Ok(r) => r?,
+        let by = caller.name.clone();
+        let submitted = tokio::spawn(
+            async move { scheduler.submit_by(req.request_id, spec, by).await }
+                .instrument(span.clone()),
+        );
+        let submitted = match submitted.await {
+            Ok(r) => r,
             Err(e) => return Err(Status::internal(format!("submission task failed: {e}"))),
         };
+        let (job_id, created) = audited(&caller, Action::Submit, "", submitted, |r| &r.0)?;
+        span.set_attribute("ferry.job_id", job_id.clone());
         Ok(Response::new(SubmitJobResponse { job_id, created }))
     }
 
@@ -90,12 +107,16 @@ impl JobService for JobApi {
         &self,
         request: Request<ResumeJobRequest>,
     ) -> Result<Response<Job>, Status> {
-        Ok(Response::new(
-            self.gate
-                .scheduler()?
-                .resume(&request.into_inner().job_id)
-                .await?,
-        ))
+        let caller = audit::caller(&request);
+        let job_id = request.into_inner().job_id;
+        let resumed = self.gate.scheduler()?.resume(&job_id).await;
+        Ok(Response::new(audited(
+            &caller,
+            Action::Resume,
+            &job_id,
+            resumed,
+            |j| &j.job_id,
+        )?))
     }
 
     async fn list_rejects(
@@ -123,22 +144,77 @@ impl JobService for JobApi {
         &self,
         request: Request<RepairJobRequest>,
     ) -> Result<Response<Job>, Status> {
+        let caller = audit::caller(&request);
         let r = request.into_inner();
-        Ok(Response::new(
-            self.gate.scheduler()?.repair(&r.job_id, r.chunks).await?,
-        ))
+        let repaired = self.gate.scheduler()?.repair(&r.job_id, r.chunks).await;
+        Ok(Response::new(audited(
+            &caller,
+            Action::Repair,
+            &r.job_id,
+            repaired,
+            |j| &j.job_id,
+        )?))
+    }
+
+    async fn list_history(
+        &self,
+        request: Request<ListHistoryRequest>,
+    ) -> Result<Response<ListHistoryResponse>, Status> {
+        let r = request.into_inner();
+        let state = match JobState::try_from(r.state) {
+            Ok(JobState::Unspecified) => None,
+            Ok(s) => Some(s),
+            Err(_) => {
+                return Err(CoordinatorError::invalid(
+                    "state",
+                    Reason::InvalidValue,
+                    format!(
+                        "unknown job state {}: ask for RUNNING, SUCCEEDED, FAILED or CANCELLED",
+                        r.state
+                    ),
+                )
+                .into())
+            }
+        };
+        let (entries, warnings) = self.gate.scheduler()?.history(r.limit, state).await;
+        Ok(Response::new(ListHistoryResponse { entries, warnings }))
     }
 
     async fn cancel_job(
         &self,
         request: Request<CancelJobRequest>,
     ) -> Result<Response<Job>, Status> {
-        Ok(Response::new(
-            self.gate
-                .scheduler()?
-                .cancel(&request.into_inner().job_id)
-                .await?,
-        ))
+        let caller = audit::caller(&request);
+        let job_id = request.into_inner().job_id;
+        let cancelled = self.gate.scheduler()?.cancel(&job_id).await;
+        Ok(Response::new(audited(
+            &caller,
+            Action::Cancel,
+            &job_id,
+            cancelled,
+            |j| &j.job_id,
+        )?))
+    }
+}
+
+/// Writes the audit line of a job change and passes its outcome on; `job_of`
+/// names the job from the answer (a submit learns its id only then).
+fn audited<T>(
+    caller: &crate::security::roles::Caller,
+    action: Action,
+    job: &str,
+    outcome: Result<T, CoordinatorError>,
+    job_of: impl Fn(&T) -> &String,
+) -> Result<T, Status> {
+    match outcome {
+        Ok(answer) => {
+            audit::record(caller, action, job_of(&answer), Ok(()));
+            Ok(answer)
+        }
+        Err(e) => {
+            audit::record(caller, action, job, Err(&e.to_string()));
+            Err(e.into())
+        }
     }
 }
 

@@ -11,8 +11,13 @@ use ferry_common::proto::{
 };
 use tonic::{Request, Response, Status};
 
+use ferry_common::limits::{truncate, MAX_FAILURE_MESSAGE_BYTES, MAX_HOSTNAME_BYTES, MAX_SLOTS};
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+
 use crate::error::{CoordinatorError, Reason};
 use crate::gate::Gate;
+use crate::security::auth::AuthError;
+use crate::security::session::WorkerSession;
 
 /// The WorkerService implementation.
 pub struct WorkerApi {
@@ -37,6 +42,21 @@ async fn detached<T: Send + 'static>(
     }
 }
 
+/// Checks that a call's secret belongs to its worker id (see `security::session`).
+fn session(worker_id: &str, secret: &str) -> Result<(), Status> {
+    WorkerSession::verify(worker_id, secret)
+        .map_err(|e| Status::from(CoordinatorError::from(AuthError::from(e))))
+}
+
+/// The subject of the caller's client certificate, for the registration log.
+fn certificate_subject<T>(request: &Request<T>) -> Option<String> {
+    let certs = request
+        .extensions()
+        .get::<TlsConnectInfo<TcpConnectInfo>>()?
+        .peer_certs()?;
+    certs.first().map(ferry_common::tls::files::subject)
+}
+
 fn missing_chunk() -> Status {
     CoordinatorError::invalid("chunk", Reason::MissingField, "the report names no chunk").into()
 }
@@ -47,13 +67,26 @@ impl WorkerService for WorkerApi {
         &self,
         request: Request<RegisterWorkerRequest>,
     ) -> Result<Response<RegisterWorkerResponse>, Status> {
+        let certificate = certificate_subject(&request);
         let r = request.into_inner();
-        Ok(Response::new(
-            self.gate
-                .scheduler()?
-                .register_worker(r.worker_id, r.hostname, r.concurrency, r.protocol)
-                .await?,
-        ))
+        let scheduler = self.gate.scheduler()?;
+        // the coordinator issues the id; a worker proves an earlier session to keep it
+        let (session, resumed) = WorkerSession::resume_or_issue(&r.worker_id, &r.session_secret);
+        let hostname = truncate(&r.hostname, MAX_HOSTNAME_BYTES);
+        let mut response = scheduler
+            .register_worker(
+                session.worker_id.clone(),
+                hostname,
+                r.concurrency,
+                r.protocol,
+            )
+            .await?;
+        if let Some(subject) = certificate {
+            tracing::info!(worker = %session.worker_id, certificate = %subject, resumed, "worker session authenticated by its client certificate");
+        }
+        response.worker_id = session.worker_id;
+        response.session_secret = session.secret;
+        Ok(Response::new(response))
     }
 
     async fn heartbeat(
@@ -61,6 +94,7 @@ impl WorkerService for WorkerApi {
         request: Request<HeartbeatRequest>,
     ) -> Result<Response<HeartbeatResponse>, Status> {
         let r = request.into_inner();
+        session(&r.worker_id, &r.session_secret)?;
         let abort = self
             .gate
             .scheduler()?
@@ -74,11 +108,13 @@ impl WorkerService for WorkerApi {
         request: Request<AcquireChunkRequest>,
     ) -> Result<Response<AcquireChunkResponse>, Status> {
         let r = request.into_inner();
+        session(&r.worker_id, &r.session_secret)?;
+        let slots = r.slots.min(MAX_SLOTS);
         let scheduler = self.gate.scheduler()?;
         // Run to the end even if the caller gives up: a lease half-written when
         // the call is dropped would leave its chunk neither queued nor in flight.
         let assignments =
-            detached(async move { scheduler.acquire(&r.worker_id, r.slots).await }).await?;
+            detached(async move { scheduler.acquire(&r.worker_id, slots).await }).await?;
         Ok(Response::new(AcquireChunkResponse { assignments }))
     }
 
@@ -87,6 +123,7 @@ impl WorkerService for WorkerApi {
         request: Request<CompleteChunkRequest>,
     ) -> Result<Response<CompleteChunkResponse>, Status> {
         let r = request.into_inner();
+        session(&r.worker_id, &r.session_secret)?;
         let chunk = r.chunk.ok_or_else(missing_chunk)?;
         let scheduler = self.gate.scheduler()?;
         let next = detached(async move {
@@ -110,24 +147,35 @@ impl WorkerService for WorkerApi {
         request: Request<FailChunkRequest>,
     ) -> Result<Response<FailChunkResponse>, Status> {
         let r = request.into_inner();
+        session(&r.worker_id, &r.session_secret)?;
         let chunk = r.chunk.ok_or_else(missing_chunk)?;
-        let (class, aborted) = match proto::ErrorClass::try_from(r.class) {
+        let reported = proto::ErrorClass::try_from(r.class);
+        let (class, aborted) = match reported {
             Ok(proto::ErrorClass::Permanent) => (ErrorClass::Permanent, false),
             Ok(proto::ErrorClass::Data) => (ErrorClass::Data, false),
-            Ok(proto::ErrorClass::Aborted) => (ErrorClass::Transient, true),
+            Ok(proto::ErrorClass::Aborted | proto::ErrorClass::Released) => {
+                (ErrorClass::Transient, true)
+            }
             _ => (ErrorClass::Transient, false),
         };
+        let released = reported == Ok(proto::ErrorClass::Released);
+        let reported = truncate(&r.message, MAX_FAILURE_MESSAGE_BYTES);
         let message = if r.sqlstate.is_empty() {
-            r.message
+            reported
         } else {
-            format!("{} (SQLSTATE {})", r.message, r.sqlstate)
+            format!("{reported} (SQLSTATE {})", truncate(&r.sqlstate, 5))
         };
         let scheduler = self.gate.scheduler()?;
         let worker = r.worker_id;
         detached(async move {
+            let (job, chunk_no) = (chunk.job_id.clone(), chunk.chunk_no);
             scheduler
                 .fail(&worker, chunk, class, aborted, &message)
-                .await
+                .await?;
+            if released {
+                tracing::info!(%job, chunk = chunk_no, %worker, "chunk released by its worker (shutting down): leased again at once, no retry counted");
+            }
+            Ok(())
         })
         .await?;
         Ok(Response::new(FailChunkResponse {}))

@@ -11,6 +11,7 @@ pub use split::{equal_row_boundaries, range_chunks};
 use ferry_common::connections::ConnectionRegistry;
 use ferry_common::errors::{DbFailure, ErrorClass};
 use ferry_common::ident::{parse_column, parse_table, QualifiedName};
+use ferry_common::pg_tls::Encryption;
 use ferry_common::proto::{ChunkBounds, ColumnPlan, JobSpec, KeyColumn, TableRef, WriteMode};
 use ferry_connectors::postgres::describe::{self, resolve_part};
 use ferry_connectors::postgres::select::ChunkSelect;
@@ -108,14 +109,24 @@ impl Plan {
     }
 }
 
-/// Opens a planner session on connection `name`, tagged with the job.
-async fn open(conns: &ConnectionRegistry, name: &str, job_id: &str) -> Result<Client, PlanError> {
+/// Opens a planner session on connection `name`, tagged with the job, and
+/// says whether it is encrypted.
+async fn open_reporting(
+    conns: &ConnectionRegistry,
+    name: &str,
+    job_id: &str,
+) -> Result<(Client, Encryption), PlanError> {
     let url = conns
         .url(name)
         .map_err(|e| PlanError::invalid(e.to_string()))?;
-    let client = session::open(name, url).await?;
+    let (client, encryption) = session::open_reporting(name, url).await?;
     session::tag(&client, &format!("ferry:plan:{job_id}")).await?;
-    Ok(client)
+    Ok((client, encryption))
+}
+
+/// Opens a planner session on connection `name`, tagged with the job.
+async fn open(conns: &ConnectionRegistry, name: &str, job_id: &str) -> Result<Client, PlanError> {
+    Ok(open_reporting(conns, name, job_id).await?.0)
 }
 
 /// A table name as typed, shown the way PostgreSQL would show it once resolved.
@@ -160,8 +171,8 @@ pub async fn plan_job(
             "the query is empty: pass --query 'SELECT …'",
         ));
     }
-    let source = open(conns, &spec.source, job_id).await?;
-    let target = open(conns, &spec.target, job_id).await?;
+    let (source, source_tls) = open_reporting(conns, &spec.source, job_id).await?;
+    let (target, target_tls) = open_reporting(conns, &spec.target, job_id).await?;
 
     let query_cols = describe::describe_query(&source, query).await?;
     let table = resolve_target(&target, spec).await?;
@@ -249,13 +260,18 @@ pub async fn plan_job(
         columns: cols.plan,
         key: keys,
         source_bitmap_scan: bitmap,
-        strategy: if bitmap {
-            format!(
-                "{strategy}; chunks read by bitmap heap scans (the source is stored in key order)"
-            )
-        } else {
-            strategy
-        },
+        strategy: format!(
+            "{}; source {}, target {}",
+            if bitmap {
+                format!(
+                    "{strategy}; chunks read by bitmap heap scans (the source is stored in key order)"
+                )
+            } else {
+                strategy
+            },
+            source_tls.label(),
+            target_tls.label()
+        ),
     })
 }
 

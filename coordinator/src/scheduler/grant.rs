@@ -158,6 +158,13 @@ impl Scheduler {
             };
             match w {
                 Ok(token) => {
+                    if !job.first_leased {
+                        job.first_leased = true;
+                        let waited = super::state::now_ms() - job.record.created_at_ms;
+                        crate::metrics::events()
+                            .first_lease
+                            .record(waited.max(0) as f64 / 1000.0, &[]);
+                    }
                     let mut rec = c.record;
                     rec.fencing_token = token;
                     out.push(self.assignment(job, &c.job_id, c.n, &rec));
@@ -218,6 +225,7 @@ impl Scheduler {
             source_bitmap_scan: job.record.source_bitmap_scan,
             ledger_schema: self.config.ledger_schema.clone(),
             chunks_total: job.chunks.len() as u32,
+            trace_context: job.record.trace_context.clone(),
         }
     }
 }

@@ -67,6 +67,8 @@ impl Scheduler {
             worker_id: id,
             lease_ttl_ms: ttl.as_millis() as u64,
             heartbeat_interval_ms: self.config.timings.heartbeat_interval().as_millis() as u64,
+            // the gRPC adapter issues the session and fills it in
+            session_secret: String::new(),
         })
     }
 
@@ -200,9 +202,11 @@ impl Scheduler {
                 }
                 let worker = &c.record.worker_id;
                 let owner = st.workers.get(worker);
-                let reason = if expired.contains(worker) {
-                    Lost::Expired
-                } else if owner.is_none() && live.leased_at + ttl <= now {
+                // its worker expired now, or it was adopted after a takeover
+                // and no live worker claimed it within the lease
+                let reason = if expired.contains(worker)
+                    || (owner.is_none() && live.leased_at + ttl <= now)
+                {
                     Lost::Expired
                 } else if owner
                     .and_then(|w| w.held.as_ref())
@@ -215,6 +219,11 @@ impl Scheduler {
                 lost.push((job_id.clone(), *n, c.record.fencing_token));
                 why.insert((job_id.clone(), *n), (worker.clone(), reason));
             }
+        }
+        if !lost.is_empty() {
+            crate::metrics::events()
+                .lease_expiries
+                .add(lost.len() as u64, &[]);
         }
         let transitions = hold_failures(&mut st, lost, |job_id, n| {
             let (worker, reason) = why
@@ -304,6 +313,7 @@ impl Scheduler {
                 held.then_some(c.record.fencing_token)
             });
         let Some(token) = token else { return };
+        crate::metrics::events().lease_expiries.add(1, &[]);
         let msg = format!("worker {worker} lease expired in etcd");
         let class = ErrorClass::Transient;
         if let Err(e) = self

@@ -4,29 +4,33 @@
 
 mod grant;
 mod leases;
+mod lifecycle;
 mod outcomes;
 mod planning;
 pub mod progress;
 mod recovery;
 mod resume;
 mod spec;
+pub mod spec_limits;
 mod state;
 mod transitions;
 
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 use ferry_common::config::JobDefaults;
 use ferry_common::connections::ConnectionRegistry;
 use ferry_common::proto::{self, ChunkState, JobRecord, JobSpec, JobState};
-use ferry_common::timing::{Timings, PROGRESS_LOG_INTERVAL, SCHEDULER_TICK};
+use ferry_common::timing::{Timings, PROGRESS_LOG_INTERVAL, RETENTION_SWEEP, SCHEDULER_TICK};
 use tokio::sync::{Mutex, Notify};
 
 use crate::error::CoordinatorError;
+use crate::history::History;
 use crate::store::StateStore;
 
 pub use recovery::RecoverySummary;
 pub use spec::resolve_spec;
+pub(crate) use state::JobView;
 use state::{now_ms, JobRuntime, State};
 use transitions::{After, Transition};
 
@@ -41,10 +45,24 @@ pub struct SchedulerConfig {
     pub timings: Timings,
     /// Schema of the ledger table in targets.
     pub ledger_schema: String,
+    /// What happens to jobs as they start and end: history rows, retention.
+    pub lifecycle: JobLifecycle,
+}
+
+/// What happens to jobs beyond running them; the default writes no history
+/// and keeps finished jobs forever.
+#[derive(Clone, Default)]
+pub struct JobLifecycle {
+    /// Where job history rows are written (None: no history).
+    pub history: Option<Arc<History>>,
+    /// How long a finished job stays in memory and the store (None: forever).
+    pub retention: Option<Duration>,
 }
 
 /// The scheduler; cheap to share behind an `Arc`.
 pub struct Scheduler {
+    /// This scheduler, for work it spawns (history writes).
+    me: Weak<Scheduler>,
     store: Arc<dyn StateStore>,
     config: SchedulerConfig,
     state: Mutex<State>,
@@ -52,17 +70,21 @@ pub struct Scheduler {
     ready: Notify,
     /// Bumped whenever a job's progress or state changes (WatchJob follows it).
     changes: tokio::sync::watch::Sender<u64>,
+    /// History rows being written in the background.
+    history_pending: std::sync::atomic::AtomicUsize,
 }
 
 impl Scheduler {
     /// A scheduler over `store`, empty until `recover` or `submit`.
     pub fn new(store: Arc<dyn StateStore>, config: SchedulerConfig) -> Arc<Self> {
-        Arc::new(Self {
+        Arc::new_cyclic(|me| Self {
+            me: me.clone(),
             store,
             config,
             state: Mutex::new(State::default()),
             ready: Notify::new(),
             changes: tokio::sync::watch::channel(0).0,
+            history_pending: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -77,11 +99,16 @@ impl Scheduler {
         tokio::spawn(async move {
             let mut interval = tokio::time::interval(SCHEDULER_TICK);
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut swept = Instant::now();
             loop {
                 interval.tick().await;
                 let Some(s) = weak.upgrade() else { return };
                 if let Err(e) = s.tick().await {
                     tracing::warn!(error = %e, "scheduler tick failed");
+                }
+                if swept.elapsed() >= RETENTION_SWEEP {
+                    swept = Instant::now();
+                    s.retire_expired().await;
                 }
             }
         })
@@ -93,7 +120,20 @@ impl Scheduler {
         request_id: String,
         spec: JobSpec,
     ) -> Result<(String, bool), CoordinatorError> {
-        let (job_id, created) = self.create(request_id, spec, JobState::Pending).await?;
+        self.submit_by(request_id, spec, String::new()).await
+    }
+
+    /// Like `submit`, recording who submitted the job (`JobRecord.submitted_by`:
+    /// the caller's name in the tokens file; empty without authentication).
+    pub async fn submit_by(
+        self: &Arc<Self>,
+        request_id: String,
+        spec: JobSpec,
+        submitted_by: String,
+    ) -> Result<(String, bool), CoordinatorError> {
+        let (job_id, created) = self
+            .create(request_id, spec, JobState::Pending, submitted_by)
+            .await?;
         if created {
             self.spawn_planning(job_id.clone());
         }
@@ -109,7 +149,9 @@ impl Scheduler {
         spec: JobSpec,
         plan: crate::planner::Plan,
     ) -> Result<String, CoordinatorError> {
-        let (job_id, created) = self.create(request_id, spec, JobState::Planning).await?;
+        let (job_id, created) = self
+            .create(request_id, spec, JobState::Planning, String::new())
+            .await?;
         if created {
             self.start(&job_id, plan).await?;
         }
@@ -122,15 +164,20 @@ impl Scheduler {
         request_id: String,
         spec: JobSpec,
         state: JobState,
+        submitted_by: String,
     ) -> Result<(String, bool), CoordinatorError> {
         let spec = resolve_spec(spec, &self.config.defaults, &self.config.connections)
             .map_err(CoordinatorError::InvalidArgument)?;
+        let (trace_parent, trace_context) = lifecycle::job_trace();
         let record = JobRecord {
             job_id: new_job_id(),
             request_id,
             spec: Some(spec),
             state: state as i32,
             created_at_ms: now_ms(),
+            submitted_by,
+            trace_parent,
+            trace_context,
             ..Default::default()
         };
         let mut st = self.state.lock().await;
@@ -154,22 +201,36 @@ impl Scheduler {
         self.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 
-    /// One job without its chunks (cheap, for progress).
+    /// One job without its chunks (cheap, for progress); a job past its
+    /// retention is answered from the history.
     pub async fn job_summary(&self, job_id: &str) -> Result<proto::Job, CoordinatorError> {
-        let st = self.state.lock().await;
-        st.jobs
+        let found = self
+            .state
+            .lock()
+            .await
+            .jobs
             .get(job_id)
-            .map(|j| j.to_proto(false))
-            .ok_or_else(|| CoordinatorError::JobNotFound(job_id.to_string()))
+            .map(|j| j.to_proto(false));
+        match found {
+            Some(job) => Ok(job),
+            None => self.job_from_history(job_id).await,
+        }
     }
 
-    /// One job with its chunks.
+    /// One job with its chunks; a job past its retention is answered from
+    /// the history (without chunks).
     pub async fn get_job(&self, job_id: &str) -> Result<proto::Job, CoordinatorError> {
-        let st = self.state.lock().await;
-        st.jobs
+        let found = self
+            .state
+            .lock()
+            .await
+            .jobs
             .get(job_id)
-            .map(|j| j.to_proto(true))
-            .ok_or_else(|| CoordinatorError::JobNotFound(job_id.to_string()))
+            .map(|j| j.to_proto(true));
+        match found {
+            Some(job) => Ok(job),
+            None => self.job_from_history(job_id).await,
+        }
     }
 
     /// Jobs, newest first, without chunks.
@@ -197,13 +258,14 @@ impl Scheduler {
             .jobs
             .get_mut(job_id)
             .ok_or_else(|| CoordinatorError::JobNotFound(job_id.to_string()))?;
-        if job.state().is_terminal() {
+        if job.state().is_terminal() || job.retiring {
             return Ok(job.to_proto(false));
         }
         job.record.state = JobState::Cancelled as i32;
         job.record.error = "cancelled by request".into();
         job.record.finished_at_ms = now_ms();
         self.store.update_job(&job.record).await?;
+        self.job_ended(job);
         job.ready.clear();
         job.delayed.clear();
         let mut transitions = Vec::new();

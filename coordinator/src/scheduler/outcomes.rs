@@ -104,6 +104,7 @@ impl Scheduler {
         };
         let old = c.record.clone();
         let version = c.version;
+        let retried = old.retries > 0;
         let mut rec = old.clone();
         rec.state = ChunkState::Succeeded as i32;
         rec.rows_written = rows_written;
@@ -154,6 +155,9 @@ impl Scheduler {
             }
         }
         job.live.remove(&r.chunk_no);
+        if retried {
+            crate::metrics::events().retries_succeeded.add(1, &[]);
+        }
         let over_limit = rejects_over_limit(job);
         let log_line = || {
             if already_committed {
@@ -263,6 +267,7 @@ impl Scheduler {
         self.changed();
         job.record.finished_at_ms = now_ms();
         self.store.update_job(&job.record).await?;
+        self.job_ended(job);
         job.ready.clear();
         job.delayed.clear();
         let (written, rejected) = job.rows_committed();
@@ -312,6 +317,7 @@ impl Scheduler {
         job.record.state = JobState::Succeeded as i32;
         job.record.finished_at_ms = now_ms();
         self.store.update_job(&job.record).await?;
+        self.job_ended(job);
         self.changed();
         let (written, rejected) = job.rows_committed();
         let elapsed = job.started.map(|s| Instant::now() - s).unwrap_or_default();
@@ -404,6 +410,8 @@ pub(crate) fn failure_transition(
         rec.state = ChunkState::Pending as i32;
         After::Ready { front: true }
     } else if class == ErrorClass::Transient && rec.retries < retry.allowed_retries() {
+        crate::metrics::events().chunk_failed(class);
+        crate::metrics::events().retries.add(1, &[]);
         rec.retries += 1;
         let delay = retry.delay(rec.retries, &mut rand::rng());
         rec.state = ChunkState::RetryWait as i32;
@@ -418,6 +426,7 @@ pub(crate) fn failure_transition(
         );
         After::Delayed(rec.retry_at_ms)
     } else {
+        crate::metrics::events().chunk_failed(class);
         rec.state = ChunkState::Failed as i32;
         let why = match class {
             ErrorClass::Transient => format!("{} retries exhausted", retry.allowed_retries()),

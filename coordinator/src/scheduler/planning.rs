@@ -10,6 +10,10 @@ use ferry_common::proto::{ChunkRecord, ChunkState, JobState, WriteMode};
 use ferry_connectors::postgres::modes;
 use ferry_connectors::postgres::sql::show_table;
 
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use super::lifecycle::job_context;
 use super::progress;
 use super::state::{now_ms, ChunkRt};
 use super::Scheduler;
@@ -21,10 +25,21 @@ impl Scheduler {
     pub(crate) fn spawn_planning(self: &Arc<Self>, job_id: String) {
         let me = Arc::clone(self);
         tokio::spawn(async move {
-            if let Err(e) = me.plan_and_start(&job_id).await {
+            let span = tracing::info_span!("ferry.plan", ferry.job_id = %job_id);
+            if let Some(cx) = me.job_trace_context(&job_id).await {
+                let _ = span.set_parent(cx);
+            }
+            if let Err(e) = me.plan_and_start(&job_id).instrument(span).await {
                 tracing::error!(job = %job_id, error = %e, "planning failed in the state store");
             }
         });
+    }
+
+    /// The context of a job's current run span, if traced.
+    async fn job_trace_context(&self, job_id: &str) -> Option<opentelemetry::Context> {
+        let st = self.state.lock().await;
+        let job = st.jobs.get(job_id)?;
+        (!job.record.trace_context.is_empty()).then(|| job_context(&job.record))
     }
 
     async fn set_state(&self, job_id: &str, state: JobState) -> Result<bool, CoordinatorError> {
@@ -36,7 +51,11 @@ impl Scheduler {
             return Ok(false);
         }
         job.record.state = state as i32;
+        if job.record.runs == 0 {
+            job.record.runs = 1;
+        }
         self.store.update_job(&job.record).await?;
+        self.job_started(job);
         self.changed();
         Ok(true)
     }
@@ -53,6 +72,7 @@ impl Scheduler {
             (job.record.spec.clone().unwrap_or_default(), job.retry())
         };
         let mut attempt = 0;
+        let planning = Instant::now();
         let plan = loop {
             attempt += 1;
             let result = plan_job(
@@ -91,6 +111,9 @@ impl Scheduler {
                     tokio::time::sleep(delay).await;
                 }
                 Err(e) => {
+                    crate::metrics::events()
+                        .planning_duration
+                        .record(planning.elapsed().as_secs_f64(), &[]);
                     let mut st = self.state.lock().await;
                     if let Some(job) = st.jobs.get_mut(job_id) {
                         self.fail_job(job, format!("planning failed: {}", e.message))
@@ -100,6 +123,9 @@ impl Scheduler {
                 }
             }
         };
+        crate::metrics::events()
+            .planning_duration
+            .record(planning.elapsed().as_secs_f64(), &[]);
         self.start(job_id, plan).await
     }
 
@@ -174,6 +200,7 @@ impl Scheduler {
         job.record.chunks_total = records.len() as u32;
         job.record.state = JobState::Running as i32;
         job.record.started_at_ms = now_ms();
+        job.record.runs = job.record.runs.max(1);
         self.store.update_job(&job.record).await?;
         job.chunks = records
             .into_iter()
@@ -187,6 +214,7 @@ impl Scheduler {
         if slots > 0 {
             workers = workers.min(slots);
         }
+        self.job_started(job);
         tracing::info!(job = %job_id, rows = plan.rows, plan = %plan.strategy, "job planned");
         progress::log_start(job_id, workers, job.chunks.len() as u32);
         drop(st);

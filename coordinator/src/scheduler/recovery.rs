@@ -100,6 +100,8 @@ impl Scheduler {
                 }
                 if state == JobState::Running {
                     summary.running += 1;
+                    // a chunk may have been leased before: the first lease is not measured again
+                    job.first_leased = true;
                     let elapsed =
                         Duration::from_millis((now_unix - job.record.started_at_ms).max(0) as u64);
                     job.started = Some(now.checked_sub(elapsed).unwrap_or(now));
@@ -171,6 +173,16 @@ impl Scheduler {
             .filter(|(_, j)| j.state() == JobState::Running)
             .map(|(id, _)| id.clone())
             .collect();
+        // rows the previous leader may not have written: running jobs say
+        // RUNNING, finished ones their end (idempotent upserts)
+        for job in st.jobs.values() {
+            let state = job.state();
+            if state == JobState::Running
+                || (state.is_terminal() && job.record.history_run < job.record.runs.max(1))
+            {
+                self.adopt_history(job);
+            }
+        }
         for id in running {
             // a job whose chunks all landed before the takeover (replace: not yet swapped) ends now
             if let Err(e) = self.maybe_finish(&mut st, &id).await {

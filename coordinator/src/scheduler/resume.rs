@@ -57,6 +57,11 @@ impl Scheduler {
             None => matches!(state, JobState::Failed | JobState::Cancelled),
             Some(_) => state.is_terminal(),
         };
+        if job.retiring {
+            return Err(CoordinatorError::Busy(format!(
+                "job {job_id} is past its retention and being retired: its history row remains (`ferry history`)"
+            )));
+        }
         if job.writing > 0 {
             return Err(CoordinatorError::Busy(format!(
                 "job {job_id} is still writing {} chunk state changes (a cancel or failure in progress): try again in a moment",
@@ -87,6 +92,8 @@ impl Scheduler {
         }
         job.record.error.clear();
         job.record.finished_at_ms = 0;
+        job.record.runs = job.record.runs.max(1) + 1;
+        super::lifecycle::new_run_trace(&mut job.record);
         if job.chunks.is_empty() {
             job.record.state = JobState::Pending as i32;
             self.store.update_job(&job.record).await?;
@@ -128,6 +135,7 @@ impl Scheduler {
         job.record.started_at_ms = now_ms();
         job.started = Some(Instant::now());
         self.store.update_job(&job.record).await?;
+        self.job_started(job);
         let what = if repair.is_some() { "repair" } else { "resume" };
         tracing::info!(job = %job_id, chunks = rerun, "job {what}: running {rerun} chunks again");
         if rerun > 0 {

@@ -14,6 +14,8 @@ pub fn resolve_spec(
     defaults: &JobDefaults,
     conns: &ConnectionRegistry,
 ) -> Result<JobSpec, FieldError> {
+    super::spec_limits::check(&spec)
+        .map_err(|e| FieldError::new(e.field, Reason::InvalidValue, e.to_string()))?;
     if spec.source.trim().is_empty() {
         return Err(FieldError::new(
             "spec.source",

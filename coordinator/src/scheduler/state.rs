@@ -69,6 +69,21 @@ pub(crate) struct JobRuntime {
     pub finalizing: bool,
     /// Chunk writes of bulk transitions in flight (see `transitions`).
     pub writing: usize,
+    /// Past its retention and being deleted from the store: no change is accepted.
+    pub retiring: bool,
+    /// A chunk of this job has been leased (the first lease is measured once).
+    pub first_leased: bool,
+}
+
+/// A job's record with the totals its history row and metrics need.
+pub(crate) struct JobView<'a> {
+    pub record: &'a JobRecord,
+    pub rows_written: u64,
+    pub rows_rejected: u64,
+    pub chunks_total: u32,
+    pub chunks_succeeded: u32,
+    pub chunks_failed: u32,
+    pub retries: u32,
 }
 
 impl JobRuntime {
@@ -86,6 +101,21 @@ impl JobRuntime {
             last_progress_log: None,
             finalizing: false,
             writing: 0,
+            retiring: false,
+            first_leased: false,
+        }
+    }
+
+    /// The record with its totals.
+    pub fn view(&self) -> JobView<'_> {
+        JobView {
+            record: &self.record,
+            rows_written: self.rows_so_far(),
+            rows_rejected: self.totals.rows_rejected,
+            chunks_total: (self.chunks.len() as u32).max(self.record.chunks_total),
+            chunks_succeeded: self.totals.succeeded,
+            chunks_failed: self.totals.failed,
+            retries: self.retries,
         }
     }
 

@@ -102,6 +102,9 @@ async fn run(client: Client, fence: Option<LeaderFence>, mut rx: mpsc::Unbounded
 
 /// Commits one batch and answers each write.
 async fn commit(client: &Client, fence: Option<&LeaderFence>, mut batch: Vec<Pending>) {
+    crate::metrics::events()
+        .etcd_txn_writes
+        .record(batch.len() as u64, &[]);
     if batch.len() == 1 {
         let p = batch.remove(0);
         let r = guarded_txn(client, fence, p.compares, p.ops, &p.what).await;
@@ -162,13 +165,17 @@ pub(super) async fn guarded_txn(
     if let Some(f) = fence {
         txn = txn.or_else(vec![TxnOp::get(f.key.clone(), None)]);
     }
+    let started = std::time::Instant::now();
     let resp = with_retry(|| {
         let mut c = client.clone();
         let t = txn.clone();
         async move { c.txn(t).await }
     })
-    .await
-    .map_err(map_err)?;
+    .await;
+    crate::metrics::events()
+        .etcd_txn_duration
+        .record(started.elapsed().as_secs_f64(), &[]);
+    let resp = resp.map_err(map_err)?;
     let rev = resp.header().map(|h| h.revision()).unwrap_or(0);
     if resp.succeeded() {
         return Ok(rev);

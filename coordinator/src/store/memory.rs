@@ -227,7 +227,10 @@ impl StateStore for MemoryStore {
         s.revision += 1;
         s.jobs.remove(&job.job_id);
         s.chunks.remove(&job.job_id);
-        if !job.request_id.is_empty() {
+        if s.requests
+            .get(&job.request_id)
+            .is_some_and(|j| *j == job.job_id)
+        {
             s.requests.remove(&job.request_id);
         }
         let assigned: Vec<(String, u32)> = s

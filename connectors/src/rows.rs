@@ -1,0 +1,92 @@
+//! Rows in flight between databases of different kinds: batches of typed
+//! values, bounded in rows and bytes, handed from a source's reader task to
+//! the target's writer through a small channel, so memory per chunk is
+//! bounded by a few batches whatever the chunk's size.
+
+use ferry_common::errors::DbFailure;
+use tokio::sync::mpsc;
+
+use crate::value::Value;
+
+/// One row: a value per column.
+pub type Row = Vec<Value>;
+
+/// Most rows in one batch.
+pub const BATCH_ROWS: usize = 2_000;
+/// Most bytes (estimated) in one batch.
+pub const BATCH_BYTES: usize = 1 << 20;
+/// Batches a reader may run ahead of its writer.
+pub const BATCHES_IN_FLIGHT: usize = 2;
+
+/// A batch of rows.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct RowBatch {
+    /// The rows.
+    pub rows: Vec<Row>,
+    /// Their estimated size in bytes.
+    pub bytes: usize,
+}
+
+/// The rough size of a value in memory and on the wire.
+pub fn value_size(v: &Value) -> usize {
+    match v {
+        Value::Text(t) | Value::Decimal(t) | Value::Json(t) => t.len() + 8,
+        Value::Bytes(b) => b.len() + 8,
+        _ => 16,
+    }
+}
+
+/// Where a reader sends its batches.
+pub type BatchSender = mpsc::Sender<Result<RowBatch, DbFailure>>;
+/// Where a writer takes them from.
+pub type BatchReceiver = mpsc::Receiver<Result<RowBatch, DbFailure>>;
+
+/// A channel for one chunk's batches.
+pub fn channel() -> (BatchSender, BatchReceiver) {
+    mpsc::channel(BATCHES_IN_FLIGHT)
+}
+
+/// Gathers rows into batches and sends each full one.
+#[derive(Debug)]
+pub struct Batcher {
+    tx: BatchSender,
+    batch: RowBatch,
+    rows: u64,
+}
+
+impl Batcher {
+    /// A batcher sending into `tx`.
+    pub fn new(tx: BatchSender) -> Self {
+        Self {
+            tx,
+            batch: RowBatch::default(),
+            rows: 0,
+        }
+    }
+
+    /// Adds a row; false when the writer has gone (stop reading).
+    pub async fn push(&mut self, row: Row) -> bool {
+        self.batch.bytes += row.iter().map(value_size).sum::<usize>();
+        self.batch.rows.push(row);
+        self.rows += 1;
+        if self.batch.rows.len() >= BATCH_ROWS || self.batch.bytes >= BATCH_BYTES {
+            let full = std::mem::take(&mut self.batch);
+            return self.tx.send(Ok(full)).await.is_ok();
+        }
+        true
+    }
+
+    /// Sends what is left and returns the rows read.
+    pub async fn finish(mut self) -> u64 {
+        if !self.batch.rows.is_empty() {
+            let last = std::mem::take(&mut self.batch);
+            let _ = self.tx.send(Ok(last)).await;
+        }
+        self.rows
+    }
+
+    /// Tells the writer the read failed.
+    pub async fn fail(self, f: DbFailure) {
+        let _ = self.tx.send(Err(f)).await;
+    }
+}

@@ -1,0 +1,38 @@
+//! What a look at a source's key tells the planner, whatever the database,
+//! and how large a sample it takes.
+
+use ferry_common::proto::KeyValue;
+
+/// Sampled keys per planned chunk: the sample's quantiles put each chunk within
+/// a few percent of `chunk_size` rows.
+pub const SAMPLES_PER_CHUNK: u64 = 200;
+/// Fewest keys sampled for a parallel plan.
+pub const MIN_SAMPLES: u64 = 10_000;
+/// Most keys sampled, bounding the planner's memory.
+pub const MAX_SAMPLES: u64 = 1_000_000;
+
+/// A sample of a query's key.
+#[derive(Debug, Clone)]
+pub struct KeySample {
+    /// Rows the query returns (estimated when sampled by blocks).
+    pub rows: u64,
+    /// Rows whose key is not NULL.
+    pub non_null_rows: u64,
+    /// Rows whose key is NULL.
+    pub null_rows: u64,
+    /// A uniform sample of the non-NULL keys, in key order.
+    pub keys: Vec<KeyValue>,
+    /// How the sample was taken, for people.
+    pub how: String,
+}
+
+/// The share of `rows` to sample for chunks of `chunk_size` rows.
+pub fn sample_fraction(rows: u64, chunk_size: u64) -> f64 {
+    let chunks = rows.div_ceil(chunk_size.max(1));
+    let want = (chunks * SAMPLES_PER_CHUNK).clamp(MIN_SAMPLES, MAX_SAMPLES);
+    if rows == 0 {
+        1.0
+    } else {
+        (want as f64 / rows as f64).min(1.0)
+    }
+}

@@ -1,0 +1,16 @@
+//! SQLite files through sqlx: describe and sample a source query, read a
+//! chunk as values, write rows with prepared multi-row INSERTs under the
+//! ledger tables inside the target file, the write modes. One writer per
+//! file: the scheduler never runs two chunks against one SQLite target.
+
+pub mod describe;
+pub mod errors;
+pub mod ledger;
+pub mod modes;
+pub mod read;
+pub mod sample;
+pub mod select;
+pub mod session;
+pub mod sql;
+pub mod types;
+pub mod write;

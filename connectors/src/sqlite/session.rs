@@ -1,0 +1,57 @@
+//! Opening a SQLite file: `sqlite:PATH` (relative to the process's working
+//! directory) or `sqlite:///abs/path`. A missing file is an error, never
+//! created by accident; writers wait for the file's single write lock.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ferry_common::errors::DbFailure;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+use sqlx::{AssertSqlSafe, ConnectOptions, Executor};
+
+use super::errors::classify;
+
+/// How long a statement waits for another connection's write lock on the
+/// file before failing (transient: the chunk is retried).
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The file a `sqlite:` URL names.
+pub fn path_of(url: &str) -> PathBuf {
+    let rest = url.split_once(':').map(|(_, r)| r).unwrap_or(url);
+    let rest = rest.split('?').next().unwrap_or(rest);
+    PathBuf::from(rest.strip_prefix("//").unwrap_or(rest))
+}
+
+/// Opens the file of connection `name`; errors name the connection and the file.
+pub async fn open(name: &str, url: &str) -> Result<SqliteConnection, DbFailure> {
+    let path = path_of(url);
+    if !path.is_file() {
+        return Err(DbFailure::permanent(format!(
+            "connection '{name}': the SQLite file {} does not exist (a SQLite file serves only the host that has it)",
+            path.display()
+        )));
+    }
+    SqliteConnectOptions::new()
+        .filename(&path)
+        .create_if_missing(false)
+        .busy_timeout(BUSY_TIMEOUT)
+        .connect()
+        .await
+        .map_err(|e| classify(&e).context(format!("cannot open '{name}' ({})", path.display())))
+}
+
+/// Runs statements that return nothing.
+pub async fn exec(conn: &mut SqliteConnection, sql: &str) -> Result<(), DbFailure> {
+    conn.execute(sqlx::raw_sql(AssertSqlSafe(sql.to_string())))
+        .await
+        .map(|_| ())
+        .map_err(|e| classify(&e))
+}
+
+/// Fails with a message naming the connection when the file cannot be
+/// written (a read-only file or directory).
+pub async fn check_writable(conn: &mut SqliteConnection, name: &str) -> Result<(), DbFailure> {
+    let tried = exec(conn, "BEGIN IMMEDIATE").await;
+    let _ = exec(conn, "ROLLBACK").await;
+    tried.map_err(|f| f.context(format!("connection '{name}' cannot be written")))
+}
