@@ -125,7 +125,7 @@ fn connect_with(
 
 /// Calls the coordinator, trying each address once when one is down or not
 /// the leader (plus the leader a follower names).
-async fn call<T, F, Fut>(c: &Coordinators, f: F) -> Result<T, i32>
+pub(crate) async fn call<T, F, Fut>(c: &Coordinators, f: F) -> Result<T, i32>
 where
     F: Fn(JobClient) -> Fut,
     Fut: Future<Output = Result<tonic::Response<T>, Status>>,
@@ -350,7 +350,7 @@ pub struct RepairArgs {
 }
 
 /// A coordinator list for calls that may run long (verify scans both databases).
-fn connect_long(arg: &CoordinatorArg) -> Result<Coordinators, i32> {
+pub(crate) fn connect_long(arg: &CoordinatorArg) -> Result<Coordinators, i32> {
     connect_with(arg, None)
 }
 

@@ -50,6 +50,11 @@ pub struct Args {
     /// remains (0 keeps them; at least 30s otherwise).
     #[arg(long, env = "FERRY_JOB_RETENTION", default_value = "24h", value_parser = parse_retention)]
     job_retention: Retention,
+    /// How long a job's ledger rows stay in its target after its last chunk
+    /// committed, once the leader no longer holds the job; the leader removes
+    /// older rows hourly (0 keeps them; `ferry gc` does it on demand).
+    #[arg(long, env = "FERRY_LEDGER_RETENTION", default_value = "30d", value_parser = parse_ledger_retention)]
+    ledger_retention: Retention,
     #[command(flatten)]
     security: ServerSecurityArgs,
     /// CA (PEM) of etcd's server certificate; etcd endpoints are then https://.
@@ -88,6 +93,12 @@ fn parse_retention(value: &str) -> Result<Retention, String> {
         ));
     }
     Ok(Retention(Some(d)))
+}
+
+/// Parses `FERRY_LEDGER_RETENTION`: 0 (keep), or a duration.
+fn parse_ledger_retention(value: &str) -> Result<Retention, String> {
+    let d = parse_duration("FERRY_LEDGER_RETENTION", value).map_err(|e| e.to_string())?;
+    Ok(Retention((!d.is_zero()).then_some(d)))
 }
 
 /// Builds the scheduler settings from flags and environment, or explains what is wrong.
@@ -180,6 +191,7 @@ async fn serve(args: Args) -> i32 {
         Ok(h) => JobLifecycle {
             history: Some(h),
             retention: args.job_retention.0,
+            ledger_retention: args.ledger_retention.0,
         },
         Err(e) => {
             eprintln!("error: {e}");

@@ -6,6 +6,7 @@ mod cmd_local;
 mod cmd_worker;
 mod completions;
 mod duration;
+mod gc;
 mod history;
 mod jobspec;
 mod metrics_listener;
@@ -64,6 +65,8 @@ enum Command {
     Repair(client::RepairArgs),
     /// List jobs from the job history table (ferry.job_history), newest first.
     History(history::HistoryArgs),
+    /// Remove the ledger rows of jobs finished longer ago than a retention.
+    Gc(gc::GcArgs),
     /// Print a shell completion script: `source <(ferry completions bash)`.
     Completions(completions::Args),
 }
@@ -98,6 +101,7 @@ fn main() {
             Command::Verify(a) => client::verify(a).await,
             Command::Repair(a) => client::repair(a).await,
             Command::History(a) => history::run(a).await,
+            Command::Gc(a) => gc::run(a).await,
             Command::Completions(_) => 0,
         }
     });

@@ -8,8 +8,13 @@ use crate::proto::{
     NullKey, TableRef,
 };
 
-/// Version of the job and chunk records this build writes (typed plans).
-pub const STORE_FORMAT: u32 = 2;
+/// Version of the job and chunk records this build writes: 3 since chunk
+/// bounds are stored once per page of a plan and chunk records hold only
+/// state (2: typed plans, every chunk's whole record under its job).
+pub const STORE_FORMAT: u32 = 3;
+/// Oldest store format this build reads and continues: 2 (typed plans);
+/// records of formats 0 and 1 hold SQL text and are refused.
+pub const OLDEST_STORE_FORMAT: u32 = 2;
 /// Version of the worker protocol this build speaks (typed chunks).
 pub const WORKER_PROTOCOL: u32 = 2;
 

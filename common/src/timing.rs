@@ -87,6 +87,16 @@ pub const REPLICA_DOWN_FOR: Duration = ELECTION_TTL;
 /// election lease, so the standby may lead at once: one etcd request.
 pub const RESIGN_TIMEOUT: Duration = ETCD_REQUEST_TIMEOUT;
 
+/// How long etcd's group committer waits after a chunk write arrives for
+/// others to share its transaction, unless the batch fills first. etcd's
+/// small-cluster sizing assumes at most a few hundred write requests a
+/// second; a batch formed at most every 10 ms keeps a busy leader under 100
+/// partial transactions a second (the batches in flight do not change that:
+/// each waits from its own first write), so a steady 1,000 chunks/s (two
+/// writes each) costs about 100 write requests a second instead of one per
+/// write. A lease or report waits at most this much longer, against chunks
+/// that take seconds.
+pub const GROUP_COMMIT_LINGER: Duration = Duration::from_millis(10);
 /// Etcd client keepalive ping interval: a dead connection to a member is
 /// noticed within a couple of seconds, well inside a request deadline.
 pub const ETCD_KEEPALIVE: Duration = Duration::from_secs(2);
@@ -139,6 +149,22 @@ pub const RETENTION_SWEEP: Duration = Duration::from_secs(5);
 pub const MIN_JOB_RETENTION: Duration = Duration::from_secs(30);
 /// Default job retention: a day of finished jobs stays in memory and etcd.
 pub const DEFAULT_JOB_RETENTION: Duration = Duration::from_secs(24 * 3600);
+/// Default ledger retention (`FERRY_LEDGER_RETENTION`): a job's ledger rows
+/// leave its target once its last chunk committed this long ago and the
+/// leader no longer holds the job. A month is well past the default job
+/// retention, so `ferry verify` and `ferry repair` of any job still held
+/// find its rows, and a ledger of 1,000 chunks an hour stays under a
+/// million rows.
+pub const DEFAULT_LEDGER_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+/// How often the leader removes ledger rows past the ledger retention: the
+/// sweep reads each target's ledger once, and rows only a month old and
+/// more are concerned, so hourly keeps ledgers within an hour of their
+/// retention at negligible cost.
+pub const LEDGER_GC_SWEEP: Duration = Duration::from_secs(3600);
+/// A new leader's first ledger sweep waits this long: past its takeover's
+/// burst (workers re-registering and leasing within three default lease
+/// TTLs), and soon enough that a leader replaced every hour still sweeps.
+pub const LEDGER_GC_FIRST: Duration = Duration::from_secs(30);
 /// First and last wait between attempts to write a job's history row
 /// (doubling): a history database that is down is tried again, never given up on.
 pub const HISTORY_RETRY_MIN: Duration = Duration::from_millis(500);
@@ -240,6 +266,9 @@ mod tests {
         assert!(RETENTION_SWEEP * 2 < MIN_JOB_RETENTION);
         assert!(MIN_JOB_RETENTION <= DEFAULT_JOB_RETENTION);
         assert!(HISTORY_RETRY_MIN < HISTORY_RETRY_MAX);
+        assert!(LEDGER_GC_FIRST >= DEFAULT_WORKER_LEASE_TTL * 3);
+        assert!(LEDGER_GC_FIRST < LEDGER_GC_SWEEP);
+        assert!(DEFAULT_JOB_RETENTION < DEFAULT_LEDGER_RETENTION);
     }
 
     #[test]

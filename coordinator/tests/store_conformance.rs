@@ -3,10 +3,14 @@
 
 use std::time::Duration;
 
-use ferry_common::proto::{ChunkRecord, ChunkState, JobRecord, JobState};
+use ferry_common::proto::{
+    ChunkBounds, ChunkRecord, ChunkState, JobRecord, JobState, KeyTuple, KeyValue,
+};
 use ferry_coordinator::election::campaign;
 use ferry_coordinator::leader::connect_etcd;
-use ferry_coordinator::store::{EtcdStore, LeaderFence, MemoryStore, StateStore, StoreError};
+use ferry_coordinator::store::{
+    EtcdStore, LeaderFence, MemoryStore, Snapshot, StateStore, StoreError, StoredChunk,
+};
 use ferry_tests::etcd::EtcdCluster;
 use tokio_util::sync::CancellationToken;
 
@@ -202,33 +206,152 @@ async fn concurrent_chunk_writes(store: &dyn StateStore) {
     }
 }
 
+/// Chunk `n` of a plan, with bounds of its own (`[n, n+1)`), so that a load
+/// shows whether every chunk kept its own.
+fn planned(job: &str, n: u32) -> ChunkRecord {
+    let v = |x: u32| Some(KeyTuple::of(vec![KeyValue::from_int(i64::from(x))]));
+    ChunkRecord {
+        bounds: Some(ChunkBounds::range(v(n), v(n + 1))),
+        ..chunk(job, n)
+    }
+}
+
+fn loaded<'a>(snap: &'a Snapshot, job: &str) -> Option<&'a Vec<StoredChunk>> {
+    snap.jobs
+        .iter()
+        .find(|(j, _)| j.job_id == job)
+        .map(|(_, c)| c)
+}
+
+/// A plan of more chunks than one page or read holds comes back whole, each
+/// chunk with its own bounds and its last write (across the read's ranges);
+/// a plan stored again replaces the earlier one.
+async fn large_plans_round_trip(store: &dyn StateStore) {
+    const N: u32 = 2_345;
+    let mut j = job("jp", "");
+    j.chunks_total = N;
+    store.create_job(&j).await.expect("job");
+    // an earlier plan of the job, then the one that stands
+    let earlier: Vec<ChunkRecord> = (1..=N + 10).map(|n| planned("jp", n)).collect();
+    store.put_chunks(&earlier).await.expect("earlier plan");
+    let plan: Vec<ChunkRecord> = (1..=N).map(|n| planned("jp", n)).collect();
+    let versions = store.put_chunks(&plan).await.expect("plan");
+    assert_eq!(versions.len(), N as usize);
+    store.register_worker("w6", 10_000).await.expect("register");
+    let mut tokens = Vec::new();
+    for n in [1, 1_000, 1_001, 2_000, N] {
+        let i = n as usize - 1;
+        let t = store
+            .lease_chunk(&leased(plan[i].clone(), "w6"), versions[i])
+            .await
+            .expect("lease");
+        tokens.push((n, t));
+    }
+    let mut done = leased(plan[1].clone(), "w6");
+    let t2 = store
+        .lease_chunk(&done, versions[1])
+        .await
+        .expect("lease 2");
+    done.state = ChunkState::Succeeded as i32;
+    done.rows_written = 42;
+    let v2 = store.update_chunk(&done, t2).await.expect("complete 2");
+
+    let snap = store.load().await.expect("load");
+    let chunks = loaded(&snap, "jp").expect("job in snapshot");
+    assert_eq!(chunks.len(), N as usize, "the plan stored again stands");
+    for (i, c) in chunks.iter().enumerate() {
+        assert_eq!(c.record.chunk_no as usize, i + 1);
+        assert_eq!(c.record.job_id, "jp");
+        assert_eq!(c.record.bounds, plan[i].bounds, "chunk {} bounds", i + 1);
+    }
+    for (n, t) in tokens {
+        let c = &chunks[n as usize - 1];
+        assert_eq!(c.record.state, ChunkState::Leased as i32, "chunk {n}");
+        assert_eq!(c.record.worker_id, "w6");
+        assert_eq!(c.version, t, "chunk {n}: its version is its token");
+    }
+    let c2 = &chunks[1];
+    assert_eq!(c2.record.state, ChunkState::Succeeded as i32);
+    assert_eq!((c2.record.rows_written, c2.version), (42, v2));
+    assert_eq!(chunks[2].record.state, ChunkState::Pending as i32);
+    assert_eq!(chunks[2].record.attempt, 0);
+}
+
+/// Deleting a job removes its record, chunks, assignments and request key
+/// (a new submit under the same request id creates a new job), and nothing
+/// of another job.
+async fn jobs_are_deleted_whole(store: &dyn StateStore) {
+    let (gone, _) = store.create_job(&job("jd", "req-d")).await.expect("job");
+    store.create_job(&job("jk", "req-k")).await.expect("job");
+    let v = store
+        .put_chunks(&[planned("jd", 1), planned("jd", 2), planned("jd", 3)])
+        .await
+        .expect("chunks");
+    let kept = store.put_chunks(&[planned("jk", 1)]).await.expect("chunks");
+    store.register_worker("w7", 10_000).await.expect("register");
+    store
+        .lease_chunk(&leased(planned("jd", 1), "w7"), v[0])
+        .await
+        .expect("lease");
+    store
+        .lease_chunk(&leased(planned("jk", 1), "w7"), kept[0])
+        .await
+        .expect("lease");
+    let mut done = leased(planned("jd", 2), "w7");
+    let t = store.lease_chunk(&done, v[1]).await.expect("lease");
+    done.state = ChunkState::Succeeded as i32;
+    store.update_chunk(&done, t).await.expect("complete");
+
+    store.delete_job(&gone).await.expect("delete");
+    let snap = store.load().await.expect("load");
+    assert!(loaded(&snap, "jd").is_none(), "the deleted job is gone");
+    assert!(
+        !snap.live_assignments.iter().any(|(j, _)| j == "jd"),
+        "its assignments are gone: {:?}",
+        snap.live_assignments
+    );
+    assert_eq!(
+        loaded(&snap, "jk").map(Vec::len),
+        Some(1),
+        "the other job stays"
+    );
+    assert!(snap.live_assignments.contains(&("jk".to_string(), 1)));
+    let (again, created) = store
+        .create_job(&job("jd2", "req-d"))
+        .await
+        .expect("submit again");
+    assert!(created, "the deleted job's request id is free again");
+    assert_eq!(again.job_id, "jd2");
+}
+
 /// A retired job leaves with its chunks and its request id; a job whose id
 /// it prefixes stays.
 async fn retired_jobs_are_deleted(store: &dyn StateStore) {
-    store.create_job(&job("jd", "req-d")).await.expect("job");
-    store.create_job(&job("jd2", "")).await.expect("job");
+    let (retired, _) = store.create_job(&job("jr", "req-r")).await.expect("job");
+    store.create_job(&job("jr2", "")).await.expect("job");
     store
-        .put_chunks(&[chunk("jd", 1), chunk("jd", 2), chunk("jd2", 1)])
+        .put_chunks(&[chunk("jr", 1), chunk("jr", 2)])
         .await
         .expect("chunks");
-    store.delete_job("jd", "req-d").await.expect("delete");
+    store.put_chunks(&[chunk("jr2", 1)]).await.expect("chunks");
+    store.delete_job(&retired).await.expect("delete");
     let snap = store.load().await.expect("load");
     assert!(
-        !snap.jobs.iter().any(|(j, _)| j.job_id == "jd"),
-        "jd still stored"
+        !snap.jobs.iter().any(|(j, _)| j.job_id == "jr"),
+        "jr still stored"
     );
-    let kept = snap.jobs.iter().find(|(j, _)| j.job_id == "jd2");
+    let kept = snap.jobs.iter().find(|(j, _)| j.job_id == "jr2");
     assert_eq!(
         kept.map(|(_, c)| c.len()),
         Some(1),
-        "jd2 and its chunk stay"
+        "jr2 and its chunk stay"
     );
     let (again, created) = store
-        .create_job(&job("jd3", "req-d"))
+        .create_job(&job("jr3", "req-r"))
         .await
         .expect("create with the retired request id");
     assert!(created, "the retired job's request id names a new job");
-    assert_eq!(again.job_id, "jd3");
+    assert_eq!(again.job_id, "jr3");
 }
 
 async fn run_suite(store: &dyn StateStore) {
@@ -237,6 +360,8 @@ async fn run_suite(store: &dyn StateStore) {
     leases_are_fenced(store).await;
     snapshot_round_trip(store).await;
     concurrent_chunk_writes(store).await;
+    large_plans_round_trip(store).await;
+    jobs_are_deleted_whole(store).await;
 }
 
 #[tokio::test]

@@ -57,11 +57,11 @@ impl StateStore for SlowStore {
     async fn remove_worker(&self, worker_id: &str) -> Result<(), StoreError> {
         self.0.remove_worker(worker_id).await
     }
-    async fn delete_job(&self, job_id: &str, request_id: &str) -> Result<(), StoreError> {
-        self.0.delete_job(job_id, request_id).await
-    }
     async fn load(&self) -> Result<Snapshot, StoreError> {
         self.0.load().await
+    }
+    async fn delete_job(&self, job: &JobRecord) -> Result<(), StoreError> {
+        self.0.delete_job(job).await
     }
     fn describe(&self) -> String {
         "slow memory store (test)".into()

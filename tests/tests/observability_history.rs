@@ -157,16 +157,16 @@ async fn finished_jobs_leave_memory_and_etcd_after_the_retention() {
     // within the retention the request id still names the same job
     assert_eq!(cluster.submit(&submit), job);
     assert_eq!(
-        etcd_count(&endpoint, &format!("/ferry/jobs/{job}")),
-        2,
-        "job and its chunk"
+        job_keys(&endpoint, &job),
+        3,
+        "job record, plan page and chunk state"
     );
     assert_eq!(etcd_count(&endpoint, "/ferry/requests/nightly-1"), 1);
 
     cluster
         .coordinator(0)
         .expect_log("finished job retired", Duration::from_secs(120));
-    assert_eq!(etcd_count(&endpoint, &format!("/ferry/jobs/{job}")), 0);
+    assert_eq!(job_keys(&endpoint, &job), 0);
     assert_eq!(etcd_count(&endpoint, "/ferry/requests/nightly-1"), 0);
     let status = cluster
         .try_status(&job)
@@ -180,4 +180,18 @@ async fn finished_jobs_leave_memory_and_etcd_after_the_retention() {
     );
     let out = cluster.watch(&job);
     assert!(out.success(), "watch of a retired job: {out}");
+}
+
+/// The etcd keys stored for `job` (store format 3: its record, plan pages
+/// and chunk states), plus any under format 2's `jobs/<job>`.
+fn job_keys(endpoint: &str, job: &str) -> u64 {
+    [
+        format!("/ferry/v3/jobs/{job}"),
+        format!("/ferry/v3/plans/{job}/"),
+        format!("/ferry/v3/chunks/{job}/"),
+        format!("/ferry/jobs/{job}"),
+    ]
+    .iter()
+    .map(|prefix| etcd_count(endpoint, prefix))
+    .sum()
 }

@@ -15,12 +15,12 @@ use ferry_common::connections::ConnectionRegistry;
 use ferry_common::ledger::DEFAULT_LEDGER_SCHEMA;
 use ferry_common::proto::{JobSpec, JobState};
 use ferry_common::timing::Timings;
-use ferry_coordinator::leader::{self, EtcdOptions};
+use ferry_coordinator::leader::{self, connect_etcd, EtcdOptions};
 use ferry_coordinator::planner::Plan;
 use ferry_coordinator::scheduler::{Scheduler, SchedulerConfig};
 use ferry_coordinator::server;
-use ferry_coordinator::store::MemoryStore;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use ferry_coordinator::store::{EtcdStore, MemoryStore, StateStore};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio_util::sync::CancellationToken;
 
 use crate::etcd::{Counters, Etcd};
@@ -45,9 +45,17 @@ impl StoreKind {
 #[derive(Debug, Clone)]
 pub struct RunOpts {
     pub store: StoreKind,
+    /// Chunks over all jobs.
     pub chunks: u32,
+    /// Jobs the chunks are split into (evenly).
+    pub jobs: u32,
     pub workers: u32,
     pub channels: u32,
+    /// Each worker holds a chunk this long before reporting it (0: at once):
+    /// a steady `workers / hold` chunks per second.
+    pub hold: Duration,
+    /// After the run, time a new leader's rebuild from etcd (EtcdStore only).
+    pub rebuild: bool,
     /// Workers do not ask CompleteChunk for their next chunk.
     pub no_next: bool,
     pub etcd_bin: PathBuf,
@@ -63,6 +71,9 @@ pub struct RunOpts {
 pub struct RunResult {
     pub store: &'static str,
     pub chunks: u32,
+    pub jobs: u32,
+    /// Steady run: each chunk held this long (0: as fast as possible).
+    pub hold: Duration,
     pub workers: u32,
     pub channels: u32,
     /// Leases granted (sum of every chunk's attempts).
@@ -94,6 +105,43 @@ pub struct RunResult {
     pub log_lines: u64,
     /// Times the leader stepped down (store refused a write or timed out) during the run.
     pub step_downs: u64,
+    /// Coordinator RSS (KiB) after the workers registered, after every job
+    /// was stored (with chunks stored so far), and when the last chunk
+    /// completed; each read after `malloc_trim`.
+    pub rss_before_kib: u64,
+    pub rss_series: Vec<(u32, u64)>,
+    pub rss_end_kib: u64,
+    /// Progress samples of the lease phase: time since go, completions, etcd counters.
+    pub samples: Vec<(Duration, f64, Option<Counters>)>,
+    /// etcd `Status` after the run: database size and size in use (bytes), and
+    /// after compacting to the current revision and defragmenting.
+    pub etcd_db: Option<(i64, i64)>,
+    pub etcd_db_compacted: Option<(i64, i64)>,
+    /// A new leader's rebuild from etcd: load, recover, chunks, RSS growth (KiB).
+    pub rebuild: Option<Rebuild>,
+}
+
+/// A timed rebuild of the scheduler from etcd, as a new leader does it.
+#[derive(Debug, Clone, Default)]
+pub struct Rebuild {
+    pub chunks: u64,
+    pub jobs: usize,
+    /// `EtcdStore::load`: every job, chunk, assignment and worker read and decoded.
+    pub load: Duration,
+    /// `Scheduler::recover`: the in-memory state built from the snapshot.
+    pub recover: Duration,
+    pub rss_growth_kib: u64,
+}
+
+/// The steady window of a run with `hold`: from two holds after go (every
+/// worker is on its second chunk) to the last sample before the fleet
+/// drains (fewer chunks left than workers).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Steady {
+    pub seconds: f64,
+    pub completes: f64,
+    pub write_requests: f64,
+    pub keys_written: f64,
 }
 
 impl RunResult {
@@ -134,6 +182,54 @@ impl RunResult {
     pub fn w(&self, k: &str) -> f64 {
         self.workers_line.get(k).copied().unwrap_or(0.0)
     }
+
+    /// RSS growth per chunk (bytes) from before submit to after every job was stored.
+    pub fn rss_plan_per_chunk(&self) -> f64 {
+        let after = self.rss_series.last().map(|(_, r)| *r).unwrap_or(0);
+        after.saturating_sub(self.rss_before_kib) as f64 * 1024.0 / self.chunks as f64
+    }
+
+    /// RSS growth per chunk (bytes) from before submit to the last completion.
+    pub fn rss_end_per_chunk(&self) -> f64 {
+        self.rss_end_kib.saturating_sub(self.rss_before_kib) as f64 * 1024.0 / self.chunks as f64
+    }
+
+    /// RSS growth per chunk (bytes) over each tenth of the jobs stored: equal
+    /// figures mean memory linear in chunks.
+    pub fn rss_steps_per_chunk(&self) -> Vec<f64> {
+        let mut out = Vec::new();
+        let mut prev = (0u32, self.rss_before_kib);
+        for &(chunks, rss) in &self.rss_series {
+            if chunks > prev.0 {
+                out.push((rss as f64 - prev.1 as f64) * 1024.0 / (chunks - prev.0) as f64);
+                prev = (chunks, rss);
+            }
+        }
+        out
+    }
+
+    /// The steady window (runs with `hold`): see `Steady`.
+    pub fn steady(&self) -> Option<Steady> {
+        if self.hold.is_zero() {
+            return None;
+        }
+        let from = self.hold * 2;
+        let last_full = self.chunks as f64 - self.workers as f64;
+        let inside: Vec<_> = self
+            .samples
+            .iter()
+            .filter(|(t, done, c)| *t >= from && *done <= last_full && c.is_some())
+            .collect();
+        let (first, last) = (inside.first()?, inside.last()?);
+        let (a, b) = (first.2.as_ref()?, last.2.as_ref()?);
+        let d = b.since(a);
+        Some(Steady {
+            seconds: (last.0 - first.0).as_secs_f64(),
+            completes: last.1 - first.1,
+            write_requests: d.write_requests(),
+            keys_written: d.keys_written(),
+        })
+    }
 }
 
 /// A run that completes no chunk for this long has a stuck chunk.
@@ -169,6 +265,11 @@ fn spec(workers: u32) -> JobSpec {
         max_workers: Some(workers.max(1000) * 2),
         ..Default::default()
     }
+}
+
+/// Chunks of job `j` (from 0) of `jobs` when `chunks` are split evenly.
+fn job_chunks(chunks: u32, jobs: u32, j: u32) -> u32 {
+    chunks / jobs + u32::from(j < chunks % jobs)
 }
 
 fn parse_kv(line: &str) -> HashMap<String, f64> {
@@ -209,7 +310,7 @@ pub async fn run(o: &RunOpts, log_path: &Path) -> Result<RunResult> {
     let mut ticker = None;
     match o.store {
         StoreKind::Memory => {
-            let scheduler = Scheduler::new(Arc::new(MemoryStore::new()), config);
+            let scheduler = Scheduler::new(Arc::new(MemoryStore::new()), config.clone());
             ticker = Some(scheduler.spawn_ticker());
             gate.lead(scheduler).await;
         }
@@ -217,13 +318,13 @@ pub async fn run(o: &RunOpts, log_path: &Path) -> Result<RunResult> {
             let e = Etcd::start(&o.etcd_bin, &o.tmp, o.keep, o.etcd_pprof_s > 0).await?;
             let opts = EtcdOptions {
                 endpoints: vec![e.endpoint()],
-                prefix: "/ferry".into(),
+                prefix: PREFIX.into(),
                 advertise: format!("http://{addr}"),
                 security: Default::default(),
             };
             leader_task = Some(tokio::spawn(leader::run(
                 Arc::clone(&gate),
-                config,
+                config.clone(),
                 opts,
                 stop.clone(),
             )));
@@ -260,13 +361,15 @@ pub async fn run(o: &RunOpts, log_path: &Path) -> Result<RunResult> {
         .args(["--workers", &o.workers.to_string()])
         .args(["--chunks", &o.chunks.to_string()])
         .args(["--channels", &o.channels.to_string()])
+        .args(["--hold-ms", &o.hold.as_millis().to_string()])
         .args(o.no_next.then_some("--no-next"))
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
         .spawn()
         .context("spawn the workers process")?;
+    let mut go = child.stdin.take().context("child stdin")?;
     let mut lines = BufReader::new(child.stdout.take().context("child stdout")?).lines();
     let line = lines.next_line().await?.unwrap_or_default();
     if !line.starts_with("registered") {
@@ -278,25 +381,53 @@ pub async fn run(o: &RunOpts, log_path: &Path) -> Result<RunResult> {
         .map(|c| *c as u32)
         .unwrap_or(0);
 
-    // before: submit
+    // plan phase: every job stored, workers waiting
     let log_before = count_lines(log_path);
     let c0 = match etcd.as_ref() {
         Some(e) => Some(e.counters().await?),
         None => None,
     };
     let etcd_cpu0 = etcd.as_ref().and_then(|e| sys::proc_cpu(e.pid()));
+    let rss_before_kib = sys::trimmed_rss_kib();
     let u0 = sys::self_usage();
     let busy0 = sys::machine_busy();
     let t0 = Instant::now();
-    let job_id = scheduler
-        .submit_planned(
-            format!("bench-{}", o.store.name()),
-            spec(o.workers),
-            Plan::synthetic(o.chunks),
-        )
-        .await
-        .context("submit_planned")?;
+    let jobs = o.jobs.clamp(1, o.chunks.max(1));
+    let mut job_ids = Vec::with_capacity(jobs as usize);
+    let mut rss_series = Vec::new();
+    let mut stored = 0u32;
+    for j in 0..jobs {
+        let n = job_chunks(o.chunks, jobs, j);
+        let id = scheduler
+            .submit_planned(
+                format!("bench-{}-{j}", o.store.name()),
+                spec(o.workers),
+                Plan::synthetic(n),
+            )
+            .await
+            .context("submit_planned")?;
+        job_ids.push(id);
+        stored += n;
+        // RSS after each tenth of the jobs (malloc_trim first: freed memory is not counted)
+        if (j + 1) * 10 % jobs < 10 || j + 1 == jobs {
+            rss_series.push((stored, sys::trimmed_rss_kib()));
+        }
+    }
     let plan_wall = t0.elapsed();
+    let u1 = sys::self_usage();
+    let c1 = match etcd.as_ref() {
+        Some(e) => Some(e.counters().await?),
+        None => None,
+    };
+    println!(
+        "  {} {} job(s), {} chunks stored in {:.2} s; RSS {} → {} MiB; leasing…",
+        o.store.name(),
+        jobs,
+        o.chunks,
+        plan_wall.as_secs_f64(),
+        rss_before_kib / 1024,
+        rss_series.last().map(|r| r.1).unwrap_or(0) / 1024,
+    );
     let pprof = match (&etcd, o.etcd_pprof_s) {
         (Some(e), secs) if secs > 0 => {
             let port = e.client_port;
@@ -314,19 +445,14 @@ pub async fn run(o: &RunOpts, log_path: &Path) -> Result<RunResult> {
         }
         _ => None,
     };
-    let u1 = sys::self_usage();
-    let c1 = match etcd.as_ref() {
-        Some(e) => Some(e.counters().await?),
-        None => None,
-    };
-    println!(
-        "  {} job {job_id}: {} chunks stored in {:.2} s; leasing…",
-        o.store.name(),
-        o.chunks,
-        plan_wall.as_secs_f64()
-    );
 
-    // until the workers report every chunk completed
+    // lease phase: until the workers report every chunk completed
+    go.write_all(b"go\n")
+        .await
+        .context("tell the workers to go")?;
+    go.flush().await?;
+    let t_go = Instant::now();
+    let mut samples = vec![(Duration::ZERO, 0.0, c1.clone())];
     let mut last_progress = -1.0;
     let mut stalled_since = Instant::now();
     let done = tokio::time::timeout(o.timeout, async {
@@ -342,6 +468,11 @@ pub async fn run(o: &RunOpts, log_path: &Path) -> Result<RunResult> {
             }
             if let Some(n) = line.strip_prefix("progress completes=") {
                 let n: f64 = n.parse().unwrap_or(0.0);
+                let counters = match etcd.as_ref() {
+                    Some(e) => e.counters().await.ok(),
+                    None => None,
+                };
+                samples.push((t_go.elapsed(), n, counters));
                 if n > last_progress {
                     last_progress = n;
                     stalled_since = Instant::now();
@@ -353,17 +484,19 @@ pub async fn run(o: &RunOpts, log_path: &Path) -> Result<RunResult> {
                     );
                 }
                 println!(
-                    "  {} {:>7} / {} chunks, {:.1} s",
+                    "  {} {:>7} / {} chunks, {:.1} s, RSS {} MiB",
                     o.store.name(),
                     n,
                     o.chunks,
-                    t0.elapsed().as_secs_f64()
+                    t_go.elapsed().as_secs_f64(),
+                    sys::rss_kib() / 1024,
                 );
             }
         }
     })
     .await
     .map_err(|_| anyhow::anyhow!("timed out after {:?}", o.timeout))??;
+    let lease_wall = t_go.elapsed();
     let wall = t0.elapsed();
     let u2 = sys::self_usage();
     let busy2 = sys::machine_busy();
@@ -373,28 +506,36 @@ pub async fn run(o: &RunOpts, log_path: &Path) -> Result<RunResult> {
     };
     let etcd_cpu2 = etcd.as_ref().and_then(|e| sys::proc_cpu(e.pid()));
     let etcd_peak = etcd.as_ref().and_then(|e| sys::proc_peak_rss_kib(e.pid()));
+    let rss_end_kib = sys::trimmed_rss_kib();
     if let Some(p) = pprof {
         let _ = p.await;
     }
+    drop(go);
     let status = child.wait().await?;
     if !status.success() {
         bail!("the workers process failed: {status}");
     }
 
-    let job = scheduler.get_job(&job_id).await?;
-    if JobState::try_from(job.state) != Ok(JobState::Succeeded) || job.chunks_succeeded != o.chunks
-    {
-        bail!(
-            "job {job_id} ended {:?} with {}/{} chunks",
-            JobState::try_from(job.state),
-            job.chunks_succeeded,
-            o.chunks
-        );
+    // every job SUCCEEDED with every chunk; leases = sum of attempts
+    let mut leases = 0u64;
+    let mut completes = 0u64;
+    for (j, id) in job_ids.iter().enumerate() {
+        let job = scheduler.get_job(id).await?;
+        let want = job_chunks(o.chunks, jobs, j as u32);
+        if JobState::try_from(job.state) != Ok(JobState::Succeeded) || job.chunks_succeeded != want
+        {
+            bail!(
+                "job {id} ended {:?} with {}/{} chunks",
+                JobState::try_from(job.state),
+                job.chunks_succeeded,
+                want
+            );
+        }
+        leases += job.chunks.iter().map(|c| c.attempt as u64).sum::<u64>();
+        completes += job.chunks_succeeded as u64;
     }
-    let leases: u64 = job.chunks.iter().map(|c| c.attempt as u64).sum();
-    let lease_wall = Duration::from_millis((job.finished_at_ms - job.started_at_ms).max(1) as u64);
 
-    // shut down: server, leader loop (revokes its lease), etcd, ticker
+    // shut down: server, leader loop (revokes its lease), ticker
     stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     if let Some(t) = leader_task {
@@ -404,16 +545,30 @@ pub async fn run(o: &RunOpts, log_path: &Path) -> Result<RunResult> {
         t.abort();
     }
     drop(scheduler);
+    gate.follow(None).await;
+
+    // etcd after the run: database size, a new leader's rebuild, size once compacted
+    let (mut etcd_db, mut etcd_db_compacted, mut rebuild) = (None, None, None);
+    if let Some(e) = &etcd {
+        let client = connect_etcd(&[e.endpoint()]).await?;
+        etcd_db = Some(db_size(&client).await?);
+        if o.rebuild {
+            rebuild = Some(time_rebuild(&client, config.clone()).await?);
+        }
+        etcd_db_compacted = Some(compact_and_defrag(&client).await?);
+    }
     drop(etcd);
 
     let workers_line = parse_kv(&done);
     Ok(RunResult {
         store: o.store.name(),
         chunks: o.chunks,
+        jobs,
+        hold: o.hold,
         workers: o.workers,
         channels,
         leases,
-        completes: job.chunks_succeeded as u64,
+        completes,
         wall,
         plan_wall,
         lease_wall,
@@ -434,5 +589,72 @@ pub async fn run(o: &RunOpts, log_path: &Path) -> Result<RunResult> {
         machine_busy: busy2.zip(busy0).map(|(a, b)| a.saturating_sub(b)),
         log_lines: count_lines(log_path).saturating_sub(log_before),
         step_downs: count_matching(log_path, log_before, "stepping down"),
+        rss_before_kib,
+        rss_series,
+        rss_end_kib,
+        samples,
+        etcd_db,
+        etcd_db_compacted,
+        rebuild,
+    })
+}
+
+/// Key prefix of the benchmark's etcd state.
+const PREFIX: &str = "/ferry";
+
+/// etcd's database size and size in use, in bytes.
+async fn db_size(client: &etcd_client::Client) -> Result<(i64, i64)> {
+    let s = client.clone().status().await.context("etcd status")?;
+    Ok((s.db_size(), s.raft_used_db_size()))
+}
+
+/// Compacts etcd's history to the current revision and defragments, as
+/// auto-compaction and a maintenance defrag would: the size left is what the
+/// live keys take.
+async fn compact_and_defrag(client: &etcd_client::Client) -> Result<(i64, i64)> {
+    let mut c = client.clone();
+    let rev = c
+        .get(PREFIX, None)
+        .await?
+        .header()
+        .map(|h| h.revision())
+        .unwrap_or(0);
+    c.compact(
+        rev,
+        Some(etcd_client::CompactionOptions::new().with_physical()),
+    )
+    .await
+    .context("etcd compact")?;
+    c.defragment().await.context("etcd defragment")?;
+    db_size(client).await
+}
+
+/// Rebuilds a scheduler from etcd as a new leader does (`EtcdStore::load`,
+/// then `Scheduler::recover`), timing each step. Reads only: every job has
+/// ended, so recovery writes nothing.
+async fn time_rebuild(client: &etcd_client::Client, config: SchedulerConfig) -> Result<Rebuild> {
+    let rss0 = sys::trimmed_rss_kib();
+    let store = EtcdStore::new(client.clone(), PREFIX, None);
+    let t = Instant::now();
+    let snapshot = store.load().await.context("load from etcd")?;
+    let load = t.elapsed();
+    let chunks: u64 = snapshot.jobs.iter().map(|(_, c)| c.len() as u64).sum();
+    let jobs = snapshot.jobs.len();
+    let scheduler = Scheduler::new(Arc::new(store), config);
+    let t = Instant::now();
+    scheduler.recover(snapshot).await;
+    let recover = t.elapsed();
+    let rss_growth_kib = sys::trimmed_rss_kib().saturating_sub(rss0);
+    println!(
+        "  rebuild from etcd: {jobs} jobs, {chunks} chunks: load {:.2} s, recover {:.2} s",
+        load.as_secs_f64(),
+        recover.as_secs_f64()
+    );
+    Ok(Rebuild {
+        chunks,
+        jobs,
+        load,
+        recover,
+        rss_growth_kib,
     })
 }

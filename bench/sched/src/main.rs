@@ -1,13 +1,16 @@
-//! Ferry's scheduler benchmark (issue 4, part 2): a real coordinator gRPC
-//! server in this process, one synthetic job of `--chunks` chunks, and
-//! `--workers` simulated workers in a child process (`--role workers`) that
-//! lease and complete chunks over gRPC as fast as the coordinator lets them.
-//! No database. Run with MemoryStore, with EtcdStore (a throwaway etcd), or both;
-//! prints leases/s, coordinator CPU per chunk and etcd writes per chunk.
+//! Ferry's scheduler benchmark (issue 4, part 2; issue 16, part 1 with
+//! `--scale`): a real coordinator gRPC server in this process, `--jobs`
+//! synthetic jobs of `--chunks` chunks in all, and `--workers` simulated
+//! workers in a child process (`--role workers`) that lease and complete
+//! chunks over gRPC as fast as the coordinator lets them (or, with `--rate`,
+//! at a steady rate). No database. Run with MemoryStore, with EtcdStore (a
+//! throwaway etcd), or both; prints leases/s, coordinator CPU and memory per
+//! chunk, etcd writes, database size and a new leader's rebuild time.
 
 mod coord;
 mod etcd;
 mod report;
+mod scale;
 mod sys;
 mod workers;
 
@@ -37,15 +40,35 @@ enum Store {
 #[derive(Parser, Debug)]
 #[command(about = "Scheduler benchmark: chunk leases over real gRPC, no database")]
 struct Args {
-    /// Chunks of the one job.
-    #[arg(long, default_value_t = 100_000)]
-    chunks: u32,
-    /// Simulated workers (each leases one chunk at a time).
-    #[arg(long, default_value_t = 1_000)]
-    workers: u32,
-    /// gRPC connections the workers share; 0 = one per worker (as separate worker processes have).
-    #[arg(long, default_value_t = 0)]
-    channels: u32,
+    /// Issue 16's fleet: 1,000,000 chunks in 100 jobs, 10,000 workers over
+    /// 1,250 connections (8 per connection), both stores, then a steady
+    /// 1,000 chunks/s on etcd; results go to their own section.
+    #[arg(long)]
+    scale: bool,
+    /// Chunks over all jobs [default: 100,000; --scale: 1,000,000].
+    #[arg(long)]
+    chunks: Option<u32>,
+    /// Jobs the chunks are split into, evenly [default: 1; --scale: 100].
+    #[arg(long)]
+    jobs: Option<u32>,
+    /// Simulated workers, each registered on its own and leasing one chunk
+    /// at a time [default: 1,000; --scale: 10,000].
+    #[arg(long)]
+    workers: Option<u32>,
+    /// gRPC connections the workers share; 0 = one per worker (as separate
+    /// worker processes have) [default: 0; --scale: 1,250].
+    #[arg(long)]
+    channels: Option<u32>,
+    /// Also run EtcdStore at a steady RATE chunks/s (each worker holds a chunk
+    /// workers/RATE s) to count etcd writes per second [--scale: 1,000].
+    #[arg(long)]
+    rate: Option<u32>,
+    /// Chunks of the steady run [default: 60 s at RATE plus one hold].
+    #[arg(long)]
+    steady_chunks: Option<u32>,
+    /// Skip timing a new leader's rebuild from etcd after the EtcdStore run.
+    #[arg(long)]
+    no_rebuild: bool,
     /// Workers never set CompleteChunk's `want_next`: two calls per chunk
     /// (AcquireChunk, CompleteChunk), as workers before it did.
     #[arg(long)]
@@ -73,6 +96,9 @@ struct Args {
     etcd_pprof_s: u64,
     #[arg(long, value_enum, default_value_t = Role::Coordinator, hide = true)]
     role: Role,
+    /// Role workers: hold each chunk this many ms before reporting it.
+    #[arg(long, default_value_t = 0, hide = true)]
+    hold_ms: u64,
     /// Coordinator URL (role workers).
     #[arg(long, hide = true)]
     url: Option<String>,
@@ -107,17 +133,48 @@ fn main() -> Result<()> {
                 .ok_or_else(|| anyhow::anyhow!("--role workers needs --url"))?;
             rt.block_on(workers::run(
                 url,
-                args.workers,
-                args.chunks as u64,
-                args.channels,
-                u32::from(!args.no_next),
+                workers::Fleet {
+                    workers: args.workers.unwrap_or(1),
+                    chunks: args.chunks.unwrap_or(0) as u64,
+                    channels: args.channels.unwrap_or(0),
+                    want_next: u32::from(!args.no_next),
+                    hold: Duration::from_millis(args.hold_ms),
+                },
             ))
         }
         Role::Coordinator => rt.block_on(bench(args)),
     }
 }
 
+/// The sizes of a benchmark, from the flags and the `--scale` preset.
+struct Sizes {
+    chunks: u32,
+    jobs: u32,
+    workers: u32,
+    channels: u32,
+    rate: Option<u32>,
+    steady_chunks: u32,
+}
+
+fn sizes(a: &Args) -> Sizes {
+    let pick =
+        |v: Option<u32>, normal: u32, scale: u32| v.unwrap_or(if a.scale { scale } else { normal });
+    let workers = pick(a.workers, 1_000, 10_000);
+    let rate = a.rate.or(a.scale.then_some(1_000)).filter(|r| *r > 0);
+    // 60 s at the rate, plus the first hold (staggered starts)
+    let steady_default = rate.map(|r| r * 60 + workers).unwrap_or(0);
+    Sizes {
+        chunks: pick(a.chunks, 100_000, 1_000_000),
+        jobs: pick(a.jobs, 1, 100),
+        workers,
+        channels: pick(a.channels, 0, 1_250),
+        rate,
+        steady_chunks: a.steady_chunks.unwrap_or(steady_default),
+    }
+}
+
 async fn bench(args: Args) -> Result<()> {
+    let sz = sizes(&args);
     let tmp = std::env::temp_dir().join(format!("ferry-sched-bench-{}", std::process::id()));
     std::fs::create_dir_all(&tmp)?;
     let log_path = tmp.join("coordinator.log");
@@ -130,13 +187,14 @@ async fn bench(args: Args) -> Result<()> {
         Store::Both => &[StoreKind::Memory, StoreKind::Etcd],
     };
     println!(
-        "scheduler benchmark: {} chunks, {} workers, {} connection(s), coordinator log {}",
-        args.chunks,
-        args.workers,
-        if args.channels == 0 {
+        "scheduler benchmark: {} chunks in {} job(s), {} workers, {} connection(s), coordinator log {}",
+        sz.chunks,
+        sz.jobs,
+        sz.workers,
+        if sz.channels == 0 {
             "one per worker".to_string()
         } else {
-            args.channels.to_string()
+            sz.channels.to_string()
         },
         if args.no_log {
             "off".to_string()
@@ -144,22 +202,50 @@ async fn bench(args: Args) -> Result<()> {
             log_path.display().to_string()
         }
     );
-    let mut results = Vec::new();
-    for &store in stores {
-        let o = RunOpts {
+    let mut runs: Vec<RunOpts> = stores
+        .iter()
+        .map(|&store| RunOpts {
             store,
-            chunks: args.chunks,
-            workers: args.workers,
-            channels: args.channels,
+            chunks: sz.chunks,
+            jobs: sz.jobs,
+            workers: sz.workers,
+            channels: sz.channels,
+            hold: Duration::ZERO,
+            rebuild: !args.no_rebuild,
             no_next: args.no_next,
             etcd_bin: args.etcd_bin.clone(),
             tmp: tmp.clone(),
             keep: args.keep,
             timeout: Duration::from_secs(args.timeout_s),
             etcd_pprof_s: args.etcd_pprof_s,
-        };
-        println!("{}:", store.name());
-        let r = coord::run(&o, &log_path).await?;
+        })
+        .collect();
+    if let Some(rate) = sz.rate {
+        if stores.contains(&StoreKind::Etcd) {
+            runs.push(RunOpts {
+                store: StoreKind::Etcd,
+                chunks: sz.steady_chunks,
+                hold: Duration::from_secs_f64(sz.workers as f64 / rate as f64),
+                rebuild: false,
+                etcd_pprof_s: 0,
+                ..runs[runs.len() - 1].clone()
+            });
+        }
+    }
+    let mut results = Vec::new();
+    for o in &runs {
+        let store = o.store;
+        if o.hold.is_zero() {
+            println!("{}:", store.name());
+        } else {
+            println!(
+                "{} at a steady {:.0} chunks/s (each chunk held {:.1} s):",
+                store.name(),
+                o.workers as f64 / o.hold.as_secs_f64(),
+                o.hold.as_secs_f64()
+            );
+        }
+        let r = coord::run(o, &log_path).await?;
         println!(
             "  {}: {:.0} leases/s, {:.0} µs coordinator CPU per chunk",
             r.store,
@@ -169,6 +255,32 @@ async fn bench(args: Args) -> Result<()> {
         results.push(r);
     }
 
+    if args.scale {
+        let body = scale::report(&results);
+        println!("\n{body}");
+        if let Some(path) = &args.results {
+            let mut machine = machine();
+            machine.push_str(&format!(", {}", etcd_version(&args.etcd_bin)));
+            let body = format!(
+                "Measured {} on {machine}; command: `{}`; coordinator logging {}.\n\n{body}",
+                today(),
+                std::env::args().collect::<Vec<_>>().join(" "),
+                if args.no_log {
+                    "off"
+                } else {
+                    "on (info, to a file)"
+                },
+            );
+            report::write_section(path, &body, scale::BEGIN, scale::END)?;
+            println!("wrote {}", path.display());
+        }
+        if !args.keep {
+            let _ = std::fs::remove_dir_all(&tmp);
+        } else {
+            println!("kept {}", tmp.display());
+        }
+        return Ok(());
+    }
     let table = report::table(&results);
     let goals = report::goals(&results);
     let details = report::details(&results);
@@ -193,7 +305,7 @@ async fn bench(args: Args) -> Result<()> {
                 "get their next chunk from CompleteChunk (want_next), AcquireChunk only when none came"
             },
         );
-        report::write_section(path, &body)?;
+        report::write_section(path, &body, report::BEGIN, report::END)?;
         println!("wrote {}", path.display());
     }
     if !args.keep {

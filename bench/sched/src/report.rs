@@ -212,16 +212,17 @@ pub fn details(results: &[RunResult]) -> String {
     s
 }
 
-/// Writes the generated section into `path`, between the markers (kept text outside them).
-pub fn write_section(path: &Path, body: &str) -> Result<()> {
-    let block = format!("{BEGIN}\n{body}{END}\n");
+/// Writes the generated section into `path`, between the markers `begin`
+/// and `end` (kept text outside them); appends it when they are missing.
+pub fn write_section(path: &Path, body: &str, begin: &str, end: &str) -> Result<()> {
+    let block = format!("{begin}\n{body}{end}\n");
     let old = std::fs::read_to_string(path).unwrap_or_default();
-    let new = match (old.find(BEGIN), old.find(END)) {
+    let new = match (old.find(begin), old.find(end)) {
         (Some(a), Some(b)) if b > a => {
             format!(
                 "{}{block}{}",
                 &old[..a],
-                old[b + END.len()..].trim_start_matches('\n')
+                old[b + end.len()..].trim_start_matches('\n')
             )
         }
         _ if old.is_empty() => format!("# Scheduler benchmark\n\n{block}"),

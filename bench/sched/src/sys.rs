@@ -73,3 +73,25 @@ pub fn machine_busy() -> Option<Duration> {
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
     Some(Duration::from_micros(busy * 1_000_000 / hz))
 }
+
+/// Resident set size of this process in KiB (VmRSS), from /proc/self/status.
+pub fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// RSS in KiB after handing freed heap back to the kernel (`malloc_trim`),
+/// so that memory the allocator keeps but nothing uses is not counted.
+pub fn trimmed_rss_kib() -> u64 {
+    // SAFETY: malloc_trim has no preconditions; it only releases free memory.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+    rss_kib()
+}

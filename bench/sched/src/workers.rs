@@ -6,8 +6,15 @@
 //! (`--no-next`: every chunk takes AcquireChunk then CompleteChunk, as older
 //! workers do). Nothing is copied: a chunk completes as soon as it is leased.
 //!
+//! With `hold` > 0 a worker keeps each chunk that long before reporting it
+//! (listing it in its heartbeats meanwhile), and worker `i` of `n` starts
+//! `i/n` of a hold late, so the fleet completes a steady `n / hold` chunks
+//! per second, as a fleet copying real chunks does.
+//!
 //! Talks to the parent on stdout, one line each:
-//! `registered workers=N ms=T`, `progress completes=N`, `done key=value …`.
+//! `registered workers=N ms=T`, `progress completes=N`, `done key=value …`;
+//! leasing starts when the parent writes `go` on stdin (after it has
+//! submitted the jobs).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -71,15 +78,30 @@ async fn channel(url: &str) -> Result<Channel> {
         .with_context(|| format!("connect to {url}"))
 }
 
-/// Runs `workers` simulated workers against `url` until `chunks` completions;
-/// `want_next` is what they put in CompleteChunk's `want_next` (0 or 1).
-pub async fn run(
-    url: String,
-    workers: u32,
-    chunks: u64,
-    channels: u32,
-    want_next: u32,
-) -> Result<()> {
+/// How the simulated fleet behaves.
+#[derive(Debug, Clone, Copy)]
+pub struct Fleet {
+    /// Simulated workers (each registered on its own, one chunk at a time).
+    pub workers: u32,
+    /// Completions after which the fleet stops.
+    pub chunks: u64,
+    /// gRPC connections they share (0: one each).
+    pub channels: u32,
+    /// What they put in CompleteChunk's `want_next` (0 or 1).
+    pub want_next: u32,
+    /// How long each chunk is held before it is reported (0: at once).
+    pub hold: Duration,
+}
+
+/// Runs the fleet against `url` until `fleet.chunks` completions.
+pub async fn run(url: String, fleet: Fleet) -> Result<()> {
+    let Fleet {
+        workers,
+        chunks,
+        channels,
+        want_next,
+        hold,
+    } = fleet;
     let started = Instant::now();
     // one connection per worker (channels = 0), like real worker processes,
     // or `channels` connections shared round-robin (HTTP/2 multiplexing)
@@ -95,25 +117,45 @@ pub async fn run(
     let stats = Arc::new(Stats::default());
     let stop = CancellationToken::new();
     let registered = Arc::new(tokio::sync::Barrier::new(workers as usize + 1));
+    let go = Arc::new(tokio::sync::Barrier::new(workers as usize + 1));
     let mut tasks = Vec::with_capacity(workers as usize);
     for i in 0..workers {
         let ch = chans[(i % n_channels) as usize].clone();
-        tasks.push(tokio::spawn(worker(
+        let sim = Sim {
             i,
-            ch,
             chunks,
             want_next,
+            hold,
+            // staggered starts spread the fleet's reports evenly over a hold
+            start_after: hold.mul_f64(i as f64 / workers.max(1) as f64),
+        };
+        tasks.push(tokio::spawn(worker(
+            sim,
+            ch,
             Arc::clone(&stats),
             stop.clone(),
             Arc::clone(&registered),
+            Arc::clone(&go),
         )));
     }
     registered.wait().await;
-    let cpu_registered = sys::self_usage().cpu;
     println!(
         "registered workers={workers} channels={n_channels} ms={}",
         started.elapsed().as_millis()
     );
+    // the parent submits its jobs, then says go
+    let mut line = String::new();
+    tokio::io::AsyncBufReadExt::read_line(
+        &mut tokio::io::BufReader::new(tokio::io::stdin()),
+        &mut line,
+    )
+    .await
+    .context("read `go` from the parent")?;
+    if line.trim() != "go" {
+        anyhow::bail!("expected `go` from the parent, got {line:?}");
+    }
+    let cpu_registered = sys::self_usage().cpu;
+    go.wait().await;
 
     // progress lines for the parent, until done
     let progress = {
@@ -226,15 +268,25 @@ fn note(stats: &Stats, i: u32, what: &str, s: &tonic::Status) {
     }
 }
 
-async fn worker(
+/// One simulated worker's settings.
+#[derive(Debug, Clone, Copy)]
+struct Sim {
     i: u32,
-    ch: Channel,
     chunks: u64,
     want_next: u32,
+    hold: Duration,
+    start_after: Duration,
+}
+
+async fn worker(
+    sim: Sim,
+    ch: Channel,
     stats: Arc<Stats>,
     stop: CancellationToken,
     registered: Arc<tokio::sync::Barrier>,
+    go: Arc<tokio::sync::Barrier>,
 ) -> Result<Lat> {
+    let i = sim.i;
     let mut client = WorkerServiceClient::new(ch);
     let id = Arc::new(Mutex::new((String::new(), String::new())));
     let every = register(&mut client, i, &id, &stop).await?;
@@ -249,6 +301,10 @@ async fn worker(
         stop.clone(),
     ));
     registered.wait().await;
+    go.wait().await;
+    if !sim.start_after.is_zero() {
+        tokio::time::sleep(sim.start_after).await;
+    }
 
     let mut lat = Lat::default();
     // chunks leased with the last CompleteChunk
@@ -287,11 +343,9 @@ async fn worker(
         };
         complete_all(
             &mut client,
-            i,
+            sim,
             &id,
             assignments,
-            want_next,
-            chunks,
             &held,
             &stats,
             &stop,
@@ -309,23 +363,34 @@ async fn worker(
 #[allow(clippy::too_many_arguments)]
 async fn complete_all(
     client: &mut WorkerServiceClient<Channel>,
-    i: u32,
+    sim: Sim,
     id: &Mutex<(String, String)>,
     assignments: Vec<ChunkAssignment>,
-    want_next: u32,
-    chunks: u64,
     held: &Mutex<Option<ChunkRef>>,
     stats: &Stats,
     stop: &CancellationToken,
     lat: &mut Lat,
     next: &mut Vec<ChunkAssignment>,
 ) {
+    let Sim {
+        i,
+        chunks,
+        want_next,
+        hold,
+        ..
+    } = sim;
     for a in assignments {
         stats.leased.fetch_add(1, Ordering::Relaxed);
         let Some(chunk) = a.chunk else { continue };
-        // held while it "copies" (no time here), then reported without it, as
+        // held while it "copies" (`hold`), then reported without it, as
         // `ferry worker` forgets a chunk before reporting it
         *held.lock().unwrap() = Some(chunk.clone());
+        if !hold.is_zero() {
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = tokio::time::sleep(hold) => {}
+            }
+        }
         *held.lock().unwrap() = None;
         let t = Instant::now();
         let mut tries = 0;

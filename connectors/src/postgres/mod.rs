@@ -6,6 +6,7 @@ pub mod copy;
 pub mod describe;
 pub mod history;
 pub mod ledger;
+pub mod ledger_gc;
 pub mod modes;
 pub mod rejects;
 pub mod replace;

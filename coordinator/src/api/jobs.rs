@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use ferry_common::proto::job_service_server::JobService;
 use ferry_common::proto::{
-    CancelJobRequest, GetJobRequest, Job, JobEvent, JobState, ListHistoryRequest,
-    ListHistoryResponse, ListJobsRequest, ListJobsResponse, ListRejectsRequest,
-    ListRejectsResponse, RepairJobRequest, ResumeJobRequest, SubmitJobRequest, SubmitJobResponse,
-    VerifyJobRequest, VerifyJobResponse, WatchJobRequest,
+    CancelJobRequest, CollectGarbageRequest, CollectGarbageResponse, GetJobRequest, Job, JobEvent,
+    JobState, ListHistoryRequest, ListHistoryResponse, ListJobsRequest, ListJobsResponse,
+    ListRejectsRequest, ListRejectsResponse, RepairJobRequest, ResumeJobRequest, SubmitJobRequest,
+    SubmitJobResponse, VerifyJobRequest, VerifyJobResponse, WatchJobRequest,
 };
 use ferry_common::telemetry::traces;
 use ferry_common::timing::{WATCH_IDLE, WATCH_INTERVAL};
@@ -178,6 +178,34 @@ impl JobService for JobApi {
         };
         let (entries, warnings) = self.gate.scheduler()?.history(r.limit, state).await;
         Ok(Response::new(ListHistoryResponse { entries, warnings }))
+    }
+
+    async fn collect_garbage(
+        &self,
+        request: Request<CollectGarbageRequest>,
+    ) -> Result<Response<CollectGarbageResponse>, Status> {
+        let caller = audit::caller(&request);
+        let r = request.into_inner();
+        let scheduler = self.gate.scheduler()?;
+        let older_than = match (
+            r.older_than_ms,
+            scheduler.config().lifecycle.ledger_retention,
+        ) {
+            (0, Some(d)) => d,
+            (0, None) => {
+                let e = CoordinatorError::invalid(
+                    "older_than_ms",
+                    Reason::MissingField,
+                    "this coordinator keeps ledger rows forever (FERRY_LEDGER_RETENTION=0): say how old a job's rows must be (ferry gc --older-than 30d)",
+                );
+                audit::record(&caller, Action::CollectGarbage, "", Err(&e.to_string()));
+                return Err(e.into());
+            }
+            (ms, _) => std::time::Duration::from_millis(ms),
+        };
+        let resp = scheduler.collect_ledgers(older_than).await;
+        audit::record(&caller, Action::CollectGarbage, "", Ok(()));
+        Ok(Response::new(resp))
     }
 
     async fn cancel_job(

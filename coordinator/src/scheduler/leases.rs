@@ -6,8 +6,6 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::sync::MutexGuard;
-
 use ferry_common::errors::ErrorClass;
 use ferry_common::plan::WORKER_PROTOCOL;
 use ferry_common::proto::{
@@ -16,7 +14,7 @@ use ferry_common::proto::{
 use ferry_common::timing::{ACQUIRE_LONG_POLL, RPC_TIMEOUT};
 
 use super::outcomes::failure_transition;
-use super::state::{LiveChunk, State, WorkerEntry, CLAIMED};
+use super::state::{HeldReport, LiveChunk, State, WorkerEntry, CLAIMED};
 use super::transitions::Transition;
 use super::Scheduler;
 use crate::error::CoordinatorError;
@@ -58,6 +56,7 @@ impl Scheduler {
                     deadline: Instant::now() + ttl,
                     hostname: hostname.clone(),
                     concurrency,
+                    held: None,
                 },
             )
             .is_none();
@@ -75,8 +74,8 @@ impl Scheduler {
 
     /// Renews a worker's lease, records its progress, and returns the held
     /// chunks it must abort (cancelled job, or a token no longer current).
-    /// A full heartbeat (not `partial`) also gives back chunks the worker
-    /// should hold but does not list.
+    /// What a full heartbeat (not `partial`) lists is kept: the next tick
+    /// leases again the chunks the worker should hold but does not list.
     pub async fn heartbeat(
         &self,
         worker_id: &str,
@@ -95,16 +94,25 @@ impl Scheduler {
         }
         let mut st = self.state.lock().await;
         let ttl = self.config.timings.lease_ttl;
+        let now = Instant::now();
+        let report = (!partial).then(|| HeldReport {
+            at: now,
+            chunks: held
+                .iter()
+                .filter_map(|h| h.chunk.as_ref())
+                .map(|r| (r.job_id.clone(), r.chunk_no))
+                .collect(),
+        });
         match st.workers.get_mut(worker_id) {
-            Some(w) => w.deadline = Instant::now() + ttl,
+            Some(w) => {
+                w.deadline = now + ttl;
+                if report.is_some() {
+                    w.held = report;
+                }
+            }
             None => return Err(CoordinatorError::UnknownWorker(worker_id.to_string())),
         }
         let mut abort = Vec::new();
-        let reported: HashSet<(String, u32)> = held
-            .iter()
-            .filter_map(|h| h.chunk.as_ref())
-            .map(|r| (r.job_id.clone(), r.chunk_no))
-            .collect();
         for h in held {
             let Some(r) = h.chunk else { continue };
             let current = st.jobs.get_mut(&r.job_id).and_then(|job| {
@@ -127,49 +135,9 @@ impl Scheduler {
                 abort.push(r);
             }
         }
-        if !partial {
-            let (_st, result) = self.requeue_unheld(st, worker_id, &reported).await;
-            result?;
-        } else {
-            drop(st);
-        }
+        drop(st);
         self.changed();
         Ok(abort)
-    }
-
-    /// Requeues chunks leased to `worker_id` that its heartbeat does not list
-    /// although the lease is older than the grace time: the lease response
-    /// never reached it (say, the leader died while answering).
-    async fn requeue_unheld<'a>(
-        &'a self,
-        mut st: MutexGuard<'a, State>,
-        worker_id: &str,
-        reported: &HashSet<(String, u32)>,
-    ) -> (MutexGuard<'a, State>, Result<(), CoordinatorError>) {
-        let grace = self.config.timings.heartbeat_interval() * 2 + RPC_TIMEOUT;
-        let now = Instant::now();
-        let mut unheld = Vec::new();
-        for (job_id, job) in &st.jobs {
-            for (n, live) in &job.live {
-                let Some(c) = job.chunk(*n) else { continue };
-                if c.record.state == ChunkState::Leased as i32
-                    && c.record.fencing_token != CLAIMED
-                    && c.record.worker_id == worker_id
-                    && live.leased_at + grace <= now
-                    && !reported.contains(&(job_id.clone(), *n))
-                {
-                    unheld.push((job_id.clone(), *n, c.record.fencing_token));
-                }
-            }
-        }
-        let msg = |n: u32| {
-            format!("worker {worker_id} does not hold chunk {n} (its lease response was lost)")
-        };
-        let transitions = hold_failures(&mut st, unheld, |job_id, n| {
-            tracing::warn!(job = %job_id, chunk = n, worker = %worker_id, "leased chunk not held by its worker; leasing it again");
-            (ErrorClass::Transient, msg(n), true)
-        });
-        self.write_transitions(st, transitions).await
     }
 
     /// Leases up to `slots` chunks to a worker, waiting up to the long-poll
@@ -197,16 +165,21 @@ impl Scheduler {
     }
 
     /// Drops workers whose lease ran out and requeues their chunks; also
-    /// requeues chunks adopted after a takeover that no live worker claimed.
-    /// The chunks are written in bulk, without holding the lock (a worker
-    /// may have held many: see `transitions`).
+    /// requeues chunks adopted after a takeover that no live worker claimed,
+    /// and chunks a worker's last full heartbeat did not list although their
+    /// lease was older than the grace time then (the lease response never
+    /// reached it: say, the leader died while answering). One pass over the
+    /// chunks in flight, whatever the number of workers; the chunks are
+    /// written in bulk, without holding the lock (a worker may have held
+    /// many: see `transitions`).
     pub(crate) async fn expire_workers(
         self: &Arc<Self>,
         now: Instant,
     ) -> Result<(), CoordinatorError> {
         let ttl = self.config.timings.lease_ttl;
+        let grace = self.config.timings.heartbeat_interval() * 2 + RPC_TIMEOUT;
         let mut st = self.state.lock().await;
-        let expired: Vec<String> = st
+        let expired: HashSet<String> = st
             .workers
             .iter()
             .filter(|(_, w)| w.deadline <= now)
@@ -218,7 +191,7 @@ impl Scheduler {
             }
         }
         let mut lost = Vec::new();
-        let mut owners = std::collections::HashMap::new();
+        let mut why = std::collections::HashMap::new();
         for (job_id, job) in st.jobs.iter() {
             for (n, live) in &job.live {
                 let Some(c) = job.chunk(*n) else { continue };
@@ -227,13 +200,24 @@ impl Scheduler {
                 {
                     continue;
                 }
-                let owner_gone = expired.contains(&c.record.worker_id);
-                let orphan =
-                    !st.workers.contains_key(&c.record.worker_id) && live.leased_at + ttl <= now;
-                if owner_gone || orphan {
-                    lost.push((job_id.clone(), *n, c.record.fencing_token));
-                    owners.insert((job_id.clone(), *n), c.record.worker_id.clone());
-                }
+                let worker = &c.record.worker_id;
+                let owner = st.workers.get(worker);
+                // its worker expired now, or it was adopted after a takeover
+                // and no live worker claimed it within the lease
+                let reason = if expired.contains(worker)
+                    || (owner.is_none() && live.leased_at + ttl <= now)
+                {
+                    Lost::Expired
+                } else if owner
+                    .and_then(|w| w.held.as_ref())
+                    .is_some_and(|h| h.omits(job_id, *n, live.leased_at, grace))
+                {
+                    Lost::NotHeld
+                } else {
+                    continue;
+                };
+                lost.push((job_id.clone(), *n, c.record.fencing_token));
+                why.insert((job_id.clone(), *n), (worker.clone(), reason));
             }
         }
         if !lost.is_empty() {
@@ -242,15 +226,27 @@ impl Scheduler {
                 .add(lost.len() as u64, &[]);
         }
         let transitions = hold_failures(&mut st, lost, |job_id, n| {
-            let worker = owners
+            let (worker, reason) = why
                 .get(&(job_id.to_string(), n))
-                .map(String::as_str)
-                .unwrap_or("?");
-            (
-                ErrorClass::Transient,
-                format!("worker {worker} stopped heartbeating (lease expired)"),
-                false,
-            )
+                .map(|(w, r)| (w.as_str(), *r))
+                .unwrap_or(("?", Lost::Expired));
+            match reason {
+                Lost::Expired => (
+                    ErrorClass::Transient,
+                    format!("worker {worker} stopped heartbeating (lease expired)"),
+                    false,
+                ),
+                Lost::NotHeld => {
+                    tracing::warn!(job = %job_id, chunk = n, worker = %worker, "leased chunk not held by its worker; leasing it again");
+                    (
+                        ErrorClass::Transient,
+                        format!(
+                            "worker {worker} does not hold chunk {n} (its lease response was lost)"
+                        ),
+                        true,
+                    )
+                }
+            }
         });
         let (st, result) = self.write_transitions(st, transitions).await;
         drop(st);
@@ -259,6 +255,15 @@ impl Scheduler {
         }
         result
     }
+}
+
+/// Why the tick takes a chunk back from its worker.
+#[derive(Debug, Clone, Copy)]
+enum Lost {
+    /// The worker's lease ran out (or no live worker holds an adopted chunk).
+    Expired,
+    /// The worker's last full heartbeat did not list it.
+    NotHeld,
 }
 
 /// Plans and holds the failure of each `(job, chunk, token)` in `lost`, with

@@ -217,10 +217,10 @@ impl Scheduler {
         };
         let history = self.config.lifecycle.history.clone();
         let cutoff = now_ms() - retention.as_millis() as i64;
-        let expired: Vec<(String, String)> = {
+        let expired: Vec<JobRecord> = {
             let mut st = self.state.lock().await;
             let mut out = Vec::new();
-            for (id, job) in st.jobs.iter_mut() {
+            for job in st.jobs.values_mut() {
                 let done = job.state().is_terminal()
                     && job.record.finished_at_ms > 0
                     && job.record.finished_at_ms <= cutoff
@@ -240,12 +240,13 @@ impl Scheduler {
                     continue;
                 }
                 job.retiring = true;
-                out.push((id.clone(), job.record.request_id.clone()));
+                out.push(job.record.clone());
             }
             out
         };
-        for (id, request_id) in expired {
-            let deleted = self.store.delete_job(&id, &request_id).await;
+        for record in expired {
+            let id = record.job_id.clone();
+            let deleted = self.store.delete_job(&record).await;
             let mut st = self.state.lock().await;
             match deleted {
                 Ok(()) => {

@@ -4,6 +4,7 @@
 
 mod grant;
 mod leases;
+mod ledger_gc;
 mod lifecycle;
 mod outcomes;
 mod planning;
@@ -57,6 +58,10 @@ pub struct JobLifecycle {
     pub history: Option<Arc<History>>,
     /// How long a finished job stays in memory and the store (None: forever).
     pub retention: Option<Duration>,
+    /// How long a job's ledger rows stay in its target after its last
+    /// chunk committed, once this leader no longer holds the job (None:
+    /// forever; `ledger_gc.rs`).
+    pub ledger_retention: Option<Duration>,
 }
 
 /// The scheduler; cheap to share behind an `Arc`.
@@ -100,6 +105,7 @@ impl Scheduler {
             let mut interval = tokio::time::interval(SCHEDULER_TICK);
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut swept = Instant::now();
+            let mut ledgers = ledger_gc::Schedule::new(Instant::now());
             loop {
                 interval.tick().await;
                 let Some(s) = weak.upgrade() else { return };
@@ -110,6 +116,7 @@ impl Scheduler {
                     swept = Instant::now();
                     s.retire_expired().await;
                 }
+                ledgers.poll(&s, Instant::now());
             }
         })
     }

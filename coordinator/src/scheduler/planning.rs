@@ -20,9 +20,6 @@ use super::Scheduler;
 use crate::error::CoordinatorError;
 use crate::planner::{open_target, plan_job, prepare_target, Plan, PlanError};
 
-/// Chunks written to the store per batch (etcd takes ~128 operations per transaction).
-const CHUNK_WRITE_BATCH: usize = 100;
-
 impl Scheduler {
     /// Starts planning `job_id` in the background.
     pub(crate) fn spawn_planning(self: &Arc<Self>, job_id: String) {
@@ -174,16 +171,14 @@ impl Scheduler {
             .map(|(i, bounds)| ChunkRecord {
                 job_id: job_id.to_string(),
                 chunk_no: i as u32 + 1,
-                range: bounds.describe(&plan.key),
+                // `range` is shown from the bounds when asked for (`to_proto`)
                 bounds: Some(bounds.clone()),
                 state: ChunkState::Pending as i32,
                 ..Default::default()
             })
             .collect();
-        let mut versions = Vec::with_capacity(records.len());
-        for batch in records.chunks(CHUNK_WRITE_BATCH) {
-            versions.extend(self.store.put_chunks(batch).await?);
-        }
+        // the store batches the plan into transactions of its own size
+        let versions = self.store.put_chunks(&records).await?;
         let mut st = self.state.lock().await;
         let slots: u32 = st.workers.values().map(|w| w.concurrency).sum();
         let Some(job) = st.jobs.get_mut(job_id) else {

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ferry_common::plan::STORE_FORMAT;
+use ferry_common::plan::{OLDEST_STORE_FORMAT, STORE_FORMAT};
 use ferry_common::proto::{ChunkState, JobState};
 
 use super::state::{now_ms, ChunkRt, JobRuntime, LiveChunk, WorkerEntry};
@@ -34,6 +34,7 @@ impl Scheduler {
         let mut summary = RecoverySummary::default();
         let mut replan = Vec::new();
         let mut legacy = Vec::new();
+        let mut damaged = Vec::new();
         let mut st = self.state.lock().await;
         for id in snapshot.workers {
             st.workers.insert(
@@ -42,6 +43,7 @@ impl Scheduler {
                     deadline: now + ttl,
                     hostname: "(before takeover)".into(),
                     concurrency: 0,
+                    held: None,
                 },
             );
         }
@@ -52,9 +54,14 @@ impl Scheduler {
             let total = job.record.chunks_total as usize;
             let state = job.state();
             summary.jobs += 1;
+            if job.record.format > STORE_FORMAT {
+                // written by a newer Ferry: never guess at it, never write it
+                tracing::error!(job = %job.record.job_id, format = job.record.format, "job stored by a newer Ferry (store format {}); this version reads formats {OLDEST_STORE_FORMAT} to {STORE_FORMAT} and leaves it alone: run the newer coordinator", job.record.format);
+                continue;
+            }
             if matches!(state, JobState::Pending | JobState::Planning) {
                 replan.push(job.record.job_id.clone());
-            } else if job.record.format < STORE_FORMAT {
+            } else if job.record.format < OLDEST_STORE_FORMAT {
                 // planned by a version that stored SQL text: never guess at it
                 if !state.is_terminal() {
                     legacy.push(job.record.job_id.clone());
@@ -77,6 +84,20 @@ impl Scheduler {
                     .collect();
                 job.chunks.sort_by_key(|c| c.record.chunk_no);
                 job.recount();
+                let numbered = job
+                    .chunks
+                    .iter()
+                    .enumerate()
+                    .all(|(i, c)| c.record.chunk_no as usize == i + 1);
+                if (job.chunks.len() != total || !numbered) && !state.is_terminal() {
+                    // never run (or finish) a job whose stored plan lost chunks
+                    damaged.push((job.record.job_id.clone(), job.chunks.len()));
+                    job.chunks.clear();
+                    job.recount();
+                    st.order.push(job.record.job_id.clone());
+                    st.jobs.insert(job.record.job_id.clone(), job);
+                    continue;
+                }
                 if state == JobState::Running {
                     summary.running += 1;
                     // a chunk may have been leased before: the first lease is not measured again
@@ -127,11 +148,23 @@ impl Scheduler {
                 continue;
             };
             let error = format!(
-                "job {id} was planned by an older Ferry (store format {}, SQL text); this version ({STORE_FORMAT}, typed plans) cannot continue it: finish it with the older coordinator, or submit it again (chunks already landed are not known to the new job)",
+                "job {id} was planned by an older Ferry (store format {}, SQL text); this version (formats {OLDEST_STORE_FORMAT} to {STORE_FORMAT}, typed plans) cannot continue it: finish it with the older coordinator, or submit it again (chunks already landed are not known to the new job)",
                 job.record.format
             );
             if let Err(e) = self.fail_job(job, error).await {
                 tracing::warn!(job = %id, error = %e, "cannot mark a job of an older format failed");
+            }
+        }
+        for (id, found) in damaged {
+            let Some(job) = st.jobs.get_mut(&id) else {
+                continue;
+            };
+            let error = format!(
+                "job {id}'s plan in the state store holds {found} of its {} chunks (records were lost); it is not run further: check the store, then submit it again",
+                job.record.chunks_total
+            );
+            if let Err(e) = self.fail_job(job, error).await {
+                tracing::warn!(job = %id, error = %e, "cannot mark a job with lost chunk records failed");
             }
         }
         let running: Vec<String> = st

@@ -5,9 +5,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use ferry_common::proto::{self, ChunkCheck, ChunkState, JobState, Reject};
+use ferry_common::proto::{self, ChunkCheck, ChunkRecord, ChunkState, JobState, Reject};
 
-use super::state::now_ms;
+use super::state::{describe_range, now_ms};
 use super::transitions::{After, Transition};
 use super::Scheduler;
 use crate::error::{CoordinatorError, Reason};
@@ -163,7 +163,10 @@ impl Scheduler {
                 job.record.clone(),
                 job.chunks
                     .iter()
-                    .map(|c| c.record.clone())
+                    .map(|c| ChunkRecord {
+                        range: describe_range(&c.record, &job.record.key),
+                        ..c.record.clone()
+                    })
                     .collect::<Vec<_>>(),
             )
         };

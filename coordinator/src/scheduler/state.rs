@@ -233,13 +233,23 @@ impl JobRuntime {
                             .unwrap_or(c.record.rows_written),
                         rows_rejected: c.record.rows_rejected,
                         last_error: c.record.last_error.clone(),
-                        range: c.record.range.clone(),
+                        range: describe_range(&c.record, &self.record.key),
                     })
                     .collect()
             } else {
                 Vec::new()
             },
         }
+    }
+}
+
+/// A chunk's key range for people: the text an older record kept, else
+/// from its bounds (chunks planned since store format 3 keep no text: it is
+/// made when asked for, not held for every chunk).
+pub(crate) fn describe_range(c: &ChunkRecord, key: &[proto::KeyColumn]) -> String {
+    match &c.bounds {
+        Some(b) if c.range.is_empty() => b.describe(key),
+        _ => c.range.clone(),
     }
 }
 
@@ -252,6 +262,28 @@ pub(crate) struct WorkerEntry {
     pub hostname: String,
     /// Chunks it runs at once (0 when unknown, after a takeover).
     pub concurrency: u32,
+    /// What its last full heartbeat listed, and when it arrived: the
+    /// scheduler's tick leases again the chunks it should hold but did not
+    /// list (see `Scheduler::expire_workers`), so a heartbeat costs no scan.
+    pub held: Option<HeldReport>,
+}
+
+/// The chunks a full heartbeat listed.
+#[derive(Debug, Clone)]
+pub(crate) struct HeldReport {
+    /// When the heartbeat arrived.
+    pub at: Instant,
+    /// `(job, chunk)` it listed (a worker holds a few).
+    pub chunks: Vec<(String, u32)>,
+}
+
+impl HeldReport {
+    /// Whether a chunk leased at `leased_at` should have been listed by this
+    /// report but was not: its lease is older than `grace` at the report (so
+    /// the lease response had time to arrive) and the report leaves it out.
+    pub fn omits(&self, job: &str, n: u32, leased_at: Instant, grace: Duration) -> bool {
+        leased_at + grace <= self.at && !self.chunks.iter().any(|(j, c)| *c == n && j == job)
+    }
 }
 
 /// Everything the scheduler knows.

@@ -15,6 +15,8 @@ pub enum Action {
     Resume,
     /// RepairJob.
     Repair,
+    /// CollectGarbage (`job` is empty: it concerns every finished job).
+    CollectGarbage,
 }
 
 impl Action {
@@ -24,6 +26,7 @@ impl Action {
             Action::Cancel => "cancel",
             Action::Resume => "resume",
             Action::Repair => "repair",
+            Action::CollectGarbage => "gc",
         }
     }
 }

@@ -58,6 +58,8 @@ pub fn required_role(method: &str) -> Role {
             Role::Viewer
         }
         "SubmitJob" | "CancelJob" | "ResumeJob" | "RepairJob" => Role::Operator,
+        // removes rows of the targets' ledgers
+        "CollectGarbage" => Role::Admin,
         _ => Role::Admin,
     }
 }
@@ -124,6 +126,7 @@ mod tests {
         assert!(Role::Viewer < Role::Operator && Role::Operator < Role::Admin);
         assert_eq!(required_role("WatchJob"), Role::Viewer);
         assert_eq!(required_role("SubmitJob"), Role::Operator);
+        assert_eq!(required_role("CollectGarbage"), Role::Admin);
         assert_eq!(required_role("SomethingNew"), Role::Admin);
         assert_eq!("operator".parse::<Role>().unwrap(), Role::Operator);
         assert!("Operator".parse::<Role>().is_err());

@@ -3,11 +3,15 @@
 //!
 //! | key | value | lease |
 //! |---|---|---|
-//! | `jobs/<job>` | `JobRecord` (protobuf) | none |
-//! | `jobs/<job>/chunks/<n>` | `ChunkRecord` (protobuf) | none |
+//! | `v3/jobs/<job>` | `JobRecord` (protobuf) | none |
+//! | `v3/plans/<job>/<first>` | `ChunkPlanPage`: bounds of up to 1,000 chunks | none |
+//! | `v3/chunks/<job>/<n>` | `ChunkRecord`, state only, once the chunk left its plan | none |
+//! | `jobs/<job>`, `jobs/<job>/chunks/<n>` | jobs of store format 2, continued where they are | none |
 //! | `workers/<worker>` | lease id | the worker's |
 //! | `assign/<job>/<n>` | `worker attempt` | the worker's |
 //! | `requests/<request_id>` | job id | none |
+//!
+//! (`etcd_layout` says why; `etcd_load` how a new leader reads it back.)
 //!
 //! Every transaction also compares the leader's election key, so a deposed
 //! leader's writes fail. A chunk write compares the chunk's `mod_revision`;
@@ -15,7 +19,7 @@
 //! fencing token. Lease and completion writes that arrive together share one
 //! transaction (`etcd_txn`'s group committer).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -27,11 +31,9 @@ use ferry_common::proto::{ChunkRecord, JobRecord};
 use prost::Message;
 use tokio::sync::Mutex;
 
+use super::etcd_layout::{plan_pages, state_only, Keys, Layout, PLAN_TXN_BYTES, TXN_OPS};
 use super::etcd_txn::{guarded_txn, GroupCommitter};
-use super::{Snapshot, StateStore, StoreError, StoredChunk};
-
-/// Keys read per page when listing (keeps responses far below gRPC limits).
-const PAGE: i64 = 500;
+use super::{Snapshot, StateStore, StoreError};
 
 /// The election key this leader holds: every write compares it.
 #[derive(Debug, Clone)]
@@ -42,17 +44,27 @@ pub struct LeaderFence {
     pub create_revision: i64,
 }
 
-struct WorkerLease {
+/// A worker's etcd lease and its keep-alive stream (opened on first use).
+pub(super) struct WorkerLease {
     id: i64,
     keeper: Option<(LeaseKeeper, LeaseKeepAliveStream)>,
+}
+
+impl WorkerLease {
+    /// A lease found in etcd (a worker registered with an earlier leader).
+    pub(super) fn adopted(id: i64) -> Arc<Mutex<Self>> {
+        Arc::new(Mutex::new(Self { id, keeper: None }))
+    }
 }
 
 /// An etcd-backed `StateStore` for one leader term.
 pub struct EtcdStore {
     client: Client,
-    prefix: String,
+    pub(super) keys: Keys,
     fence: Option<LeaderFence>,
-    workers: Mutex<HashMap<String, Arc<Mutex<WorkerLease>>>>,
+    pub(super) workers: Mutex<HashMap<String, Arc<Mutex<WorkerLease>>>>,
+    /// Jobs found under `jobs/` (store format 2): their records stay there.
+    pub(super) legacy: std::sync::RwLock<HashSet<String>>,
     /// Combines concurrent chunk writes into shared transactions.
     committer: GroupCommitter,
 }
@@ -143,27 +155,65 @@ impl EtcdStore {
         Self {
             committer: GroupCommitter::start(client.clone(), fence.clone()),
             client,
-            prefix: prefix.trim_end_matches('/').to_string(),
+            keys: Keys::new(prefix),
             fence,
             workers: Mutex::new(HashMap::new()),
+            legacy: std::sync::RwLock::new(HashSet::new()),
         }
     }
 
-    fn key(&self, rest: &str) -> String {
-        format!("{}/{rest}", self.prefix)
+    /// Where `job`'s records live: under `jobs/` if it was found there.
+    fn layout(&self, job: &str) -> Layout {
+        let legacy = self.legacy.read().unwrap_or_else(|p| p.into_inner());
+        if legacy.contains(job) {
+            Layout::Legacy
+        } else {
+            Layout::Paged
+        }
     }
 
-    fn job_key(&self, job: &str) -> String {
-        self.key(&format!("jobs/{job}"))
+    /// A chunk's key and the value written there: the whole record (format
+    /// 2 jobs) or its state only.
+    fn chunk_write(&self, chunk: &ChunkRecord) -> (String, Vec<u8>) {
+        let layout = self.layout(&chunk.job_id);
+        let key = self.keys.chunk(layout, &chunk.job_id, chunk.chunk_no);
+        let value = match layout {
+            Layout::Paged => state_only(chunk),
+            Layout::Legacy => chunk.encode_to_vec(),
+        };
+        (key, value)
     }
 
-    fn chunk_key(&self, job: &str, n: u32) -> String {
-        // zero-padded so a prefix listing returns chunks in order
-        self.key(&format!("jobs/{job}/chunks/{n:010}"))
-    }
-
-    fn assign_key(&self, job: &str, n: u32) -> String {
-        self.key(&format!("assign/{job}/{n:010}"))
+    /// Writes a format-3 plan: a first transaction drops any earlier plan
+    /// and chunk states of the job (a plan stored again after a takeover;
+    /// etcd refuses a delete and a put of one key in one transaction), then
+    /// pages go in transactions under `PLAN_TXN_BYTES`.
+    async fn put_plan(&self, job: &str, chunks: &[ChunkRecord]) -> Result<(), StoreError> {
+        let prefix = Some(DeleteOptions::new().with_prefix());
+        let clear = vec![
+            TxnOp::delete(self.keys.plans(job), prefix.clone()),
+            TxnOp::delete(self.keys.chunks(Layout::Paged, job), prefix),
+        ];
+        self.guarded(vec![], clear, "clear plan").await?;
+        let mut ops = Vec::new();
+        let mut bytes = 0;
+        for (first, page) in plan_pages(chunks) {
+            if page.len() > PLAN_TXN_BYTES {
+                return Err(StoreError::Unavailable(format!(
+                    "job {job}: the bounds of chunk {first} take {} bytes, more than one etcd request may carry ({PLAN_TXN_BYTES}); split the job on a narrower key",
+                    page.len()
+                )));
+            }
+            if !ops.is_empty() && (ops.len() >= TXN_OPS || bytes + page.len() > PLAN_TXN_BYTES) {
+                self.guarded(vec![], std::mem::take(&mut ops), "store plan")
+                    .await?;
+                bytes = 0;
+            }
+            bytes += page.len();
+            ops.push(TxnOp::put(self.keys.plan(job, first), page, None));
+        }
+        self.guarded(vec![], ops, "store plan").await?;
+        Ok(())
     }
 
     /// Runs a transaction guarded by the leader fence plus `compares`; on a failed
@@ -188,36 +238,8 @@ impl EtcdStore {
         self.committer.write(compares, ops, what).await
     }
 
-    async fn list(&self, prefix: &str) -> Result<Vec<etcd_client::KeyValue>, StoreError> {
-        let start = self.key(prefix);
-        let end = prefix_end(&start);
-        let mut from = start.into_bytes();
-        let mut out = Vec::new();
-        let mut revision = 0;
-        loop {
-            let mut opts = GetOptions::new().with_range(end.clone()).with_limit(PAGE);
-            if revision > 0 {
-                opts = opts.with_revision(revision);
-            }
-            let resp = self.get(from.clone(), Some(opts)).await?;
-            if revision == 0 {
-                revision = resp.header().map(|h| h.revision()).unwrap_or(0);
-            }
-            let kvs = resp.kvs().to_vec();
-            let more = resp.more();
-            if let Some(last) = kvs.last() {
-                from = last.key().to_vec();
-                from.push(0);
-            }
-            out.extend(kvs);
-            if !more {
-                return Ok(out);
-            }
-        }
-    }
-
     /// A read, tried again on another member when not sent.
-    async fn get(
+    pub(super) async fn get(
         &self,
         key: Vec<u8>,
         opts: Option<GetOptions>,
@@ -237,7 +259,7 @@ impl EtcdStore {
 }
 
 /// The smallest key greater than every key with this prefix.
-fn prefix_end(prefix: &str) -> Vec<u8> {
+pub(super) fn prefix_end(prefix: &str) -> Vec<u8> {
     let mut end = prefix.as_bytes().to_vec();
     while let Some(last) = end.pop() {
         if last < 0xff {
@@ -258,12 +280,13 @@ fn corrupt(key: &[u8], e: impl std::fmt::Display) -> StoreError {
 #[async_trait]
 impl StateStore for EtcdStore {
     async fn create_job(&self, job: &JobRecord) -> Result<(JobRecord, bool), StoreError> {
-        let put_job = TxnOp::put(self.job_key(&job.job_id), job.encode_to_vec(), None);
+        let key = self.keys.job(Layout::Paged, &job.job_id);
+        let put_job = TxnOp::put(key, job.encode_to_vec(), None);
         if job.request_id.is_empty() {
             self.guarded(vec![], vec![put_job], "create job").await?;
             return Ok((job.clone(), true));
         }
-        let req_key = self.key(&format!("requests/{}", job.request_id));
+        let req_key = self.keys.request(&job.request_id);
         let cmp = vec![Compare::create_revision(
             req_key.clone(),
             CompareOp::Equal,
@@ -282,7 +305,10 @@ impl StateStore for EtcdStore {
                     .first()
                     .map(|kv| String::from_utf8_lossy(kv.value()).into_owned())
                     .unwrap_or_default();
-                let resp = self.get(self.job_key(&id).into_bytes(), None).await?;
+                let layout = self.layout(&id);
+                let resp = self
+                    .get(self.keys.job(layout, &id).into_bytes(), None)
+                    .await?;
                 let kv = resp
                     .kvs()
                     .first()
@@ -295,25 +321,50 @@ impl StateStore for EtcdStore {
     }
 
     async fn update_job(&self, job: &JobRecord) -> Result<(), StoreError> {
-        let op = TxnOp::put(self.job_key(&job.job_id), job.encode_to_vec(), None);
+        let key = self.keys.job(self.layout(&job.job_id), &job.job_id);
+        let op = TxnOp::put(key, job.encode_to_vec(), None);
         self.guarded(vec![], vec![op], "update job")
             .await
             .map(|_| ())
     }
 
     async fn put_chunks(&self, chunks: &[ChunkRecord]) -> Result<Vec<u64>, StoreError> {
-        let ops = chunks
+        let Some(first) = chunks.first() else {
+            return Ok(Vec::new());
+        };
+        let job = first.job_id.as_str();
+        let numbered = chunks
             .iter()
-            .map(|c| {
-                TxnOp::put(
-                    self.chunk_key(&c.job_id, c.chunk_no),
-                    c.encode_to_vec(),
-                    None,
-                )
-            })
-            .collect();
-        let rev = self.guarded(vec![], ops, "put chunks").await?;
-        Ok(vec![rev as u64; chunks.len()])
+            .enumerate()
+            .all(|(i, c)| c.job_id == job && c.chunk_no as usize == i + 1);
+        if !numbered {
+            return Err(corrupt(
+                self.keys.chunks(Layout::Paged, job).as_bytes(),
+                "a plan to store must be one job's chunks numbered from 1",
+            ));
+        }
+        match self.layout(job) {
+            Layout::Paged => {
+                self.put_plan(job, chunks).await?;
+                // no chunk key yet: each first write compares against its absence
+                Ok(vec![0; chunks.len()])
+            }
+            Layout::Legacy => {
+                let mut versions = Vec::with_capacity(chunks.len());
+                for batch in chunks.chunks(TXN_OPS) {
+                    let ops = batch
+                        .iter()
+                        .map(|c| {
+                            let key = self.keys.chunk(Layout::Legacy, job, c.chunk_no);
+                            TxnOp::put(key, c.encode_to_vec(), None)
+                        })
+                        .collect();
+                    let rev = self.guarded(vec![], ops, "put chunks").await?;
+                    versions.extend(std::iter::repeat_n(rev as u64, batch.len()));
+                }
+                Ok(versions)
+            }
+        }
     }
 
     async fn lease_chunk(&self, chunk: &ChunkRecord, expected: u64) -> Result<u64, StoreError> {
@@ -321,12 +372,12 @@ impl StateStore for EtcdStore {
             StoreError::Conflict(format!("worker {} has no lease", chunk.worker_id))
         })?;
         let lease_id = lease.lock().await.id;
-        let key = self.chunk_key(&chunk.job_id, chunk.chunk_no);
+        let (key, value) = self.chunk_write(chunk);
         let assign = format!("{} {}", chunk.worker_id, chunk.attempt);
         let ops = vec![
-            TxnOp::put(key.clone(), chunk.encode_to_vec(), None),
+            TxnOp::put(key.clone(), value, None),
             TxnOp::put(
-                self.assign_key(&chunk.job_id, chunk.chunk_no),
+                self.keys.assign(&chunk.job_id, chunk.chunk_no),
                 assign,
                 Some(PutOptions::new().with_lease(lease_id)),
             ),
@@ -341,10 +392,10 @@ impl StateStore for EtcdStore {
     }
 
     async fn update_chunk(&self, chunk: &ChunkRecord, expected: u64) -> Result<u64, StoreError> {
-        let key = self.chunk_key(&chunk.job_id, chunk.chunk_no);
+        let (key, value) = self.chunk_write(chunk);
         let ops = vec![
-            TxnOp::put(key.clone(), chunk.encode_to_vec(), None),
-            TxnOp::delete(self.assign_key(&chunk.job_id, chunk.chunk_no), None),
+            TxnOp::put(key.clone(), value, None),
+            TxnOp::delete(self.keys.assign(&chunk.job_id, chunk.chunk_no), None),
         ];
         let cmp = vec![Compare::mod_revision(
             key,
@@ -374,18 +425,15 @@ impl StateStore for EtcdStore {
         .await
         .map_err(map_err)?;
         let op = TxnOp::put(
-            self.key(&format!("workers/{worker_id}")),
+            self.keys.key(&format!("workers/{worker_id}")),
             grant.id().to_string(),
             Some(PutOptions::new().with_lease(grant.id())),
         );
         self.guarded(vec![], vec![op], "register worker").await?;
-        self.workers.lock().await.insert(
-            worker_id.to_string(),
-            Arc::new(Mutex::new(WorkerLease {
-                id: grant.id(),
-                keeper: None,
-            })),
-        );
+        self.workers
+            .lock()
+            .await
+            .insert(worker_id.to_string(), WorkerLease::adopted(grant.id()));
         Ok(())
     }
 
@@ -452,81 +500,35 @@ impl StateStore for EtcdStore {
         }
     }
 
-    async fn delete_job(&self, job_id: &str, request_id: &str) -> Result<(), StoreError> {
-        let mut ops = vec![
-            TxnOp::delete(self.job_key(job_id), None),
-            TxnOp::delete(
-                format!("{}/", self.job_key(job_id)),
-                Some(DeleteOptions::new().with_prefix()),
-            ),
-            TxnOp::delete(
-                self.key(&format!("assign/{job_id}/")),
-                Some(DeleteOptions::new().with_prefix()),
-            ),
-        ];
-        if !request_id.is_empty() {
-            ops.push(TxnOp::delete(
-                self.key(&format!("requests/{request_id}")),
-                None,
-            ));
-        }
-        self.guarded(vec![], ops, "delete job").await.map(|_| ())
+    async fn load(&self) -> Result<Snapshot, StoreError> {
+        self.load_snapshot().await
     }
 
-    async fn load(&self) -> Result<Snapshot, StoreError> {
-        let mut jobs: Vec<(JobRecord, Vec<StoredChunk>)> = Vec::new();
-        let mut index: HashMap<String, usize> = HashMap::new();
-        for kv in self.list("jobs/").await? {
-            let key = String::from_utf8_lossy(kv.key()).into_owned();
-            if key.contains("/chunks/") {
-                let c = ChunkRecord::decode(kv.value()).map_err(|e| corrupt(kv.key(), e))?;
-                if let Some(i) = index.get(&c.job_id) {
-                    jobs[*i].1.push(StoredChunk {
-                        record: c,
-                        version: kv.mod_revision() as u64,
-                    });
-                }
-            } else {
-                let j = JobRecord::decode(kv.value()).map_err(|e| corrupt(kv.key(), e))?;
-                index.insert(j.job_id.clone(), jobs.len());
-                jobs.push((j, Vec::new()));
-            }
+    async fn delete_job(&self, job: &JobRecord) -> Result<(), StoreError> {
+        let id = job.job_id.as_str();
+        let layout = self.layout(id);
+        let prefix = Some(DeleteOptions::new().with_prefix());
+        let mut ops = vec![
+            TxnOp::delete(self.keys.job(layout, id), None),
+            TxnOp::delete(self.keys.chunks(layout, id), prefix.clone()),
+            TxnOp::delete(self.keys.assigns(id), prefix.clone()),
+        ];
+        if layout == Layout::Paged {
+            ops.push(TxnOp::delete(self.keys.plans(id), prefix));
         }
-        let mut live_assignments = Vec::new();
-        for kv in self.list("assign/").await? {
-            let key = String::from_utf8_lossy(kv.key()).into_owned();
-            let mut parts = key.rsplit('/');
-            let n = parts.next().and_then(|s| s.parse::<u32>().ok());
-            let job = parts.next();
-            if let (Some(n), Some(job)) = (n, job) {
-                live_assignments.push((job.to_string(), n));
-            }
+        if !job.request_id.is_empty() {
+            ops.push(TxnOp::delete(self.keys.request(&job.request_id), None));
         }
-        let mut workers = Vec::new();
-        let mut map = self.workers.lock().await;
-        for kv in self.list("workers/").await? {
-            let key = String::from_utf8_lossy(kv.key()).into_owned();
-            let Some(id) = key.rsplit('/').next() else {
-                continue;
-            };
-            map.insert(
-                id.to_string(),
-                Arc::new(Mutex::new(WorkerLease {
-                    id: kv.lease(),
-                    keeper: None,
-                })),
-            );
-            workers.push(id.to_string());
-        }
-        Ok(Snapshot {
-            jobs,
-            live_assignments,
-            workers,
-        })
+        self.guarded(vec![], ops, "delete job").await?;
+        self.legacy
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+        Ok(())
     }
 
     fn describe(&self) -> String {
-        format!("etcd state under {}", self.prefix)
+        format!("etcd state under {}", self.keys.prefix())
     }
 
     fn writes_wait(&self) -> bool {

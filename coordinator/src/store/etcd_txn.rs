@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use etcd_client::{Client, Compare, CompareOp, Txn, TxnOp, TxnOpResponse};
+use ferry_common::timing::GROUP_COMMIT_LINGER;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::etcd::{map_err, with_retry, LeaderFence};
@@ -28,9 +29,9 @@ struct Pending {
     tx: oneshot::Sender<Result<i64, StoreError>>,
 }
 
-/// Combines chunk writes that arrive while earlier ones are in flight into one
-/// transaction: the fence plus every write's compares, then every write's
-/// operations. The transaction's revision is each chunk's new version (and,
+/// Combines chunk writes that arrive within `GROUP_COMMIT_LINGER` of the
+/// first, or while earlier ones are in flight, into one transaction: the
+/// fence plus every write's compares, then every write's operations. The transaction's revision is each chunk's new version (and,
 /// for a lease, its fencing token), exactly as if it had been written alone.
 /// Writes to one chunk never share a transaction: the scheduler keeps at most
 /// one write per chunk in flight.
@@ -73,11 +74,18 @@ impl GroupCommitter {
 async fn run(client: Client, fence: Option<LeaderFence>, mut rx: mpsc::UnboundedReceiver<Pending>) {
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
     while let Some(first) = rx.recv().await {
-        // waiting for a slot is what lets the next batch fill up
+        // the batch fills for the linger time, and while it waits for a slot
+        let linger = tokio::time::Instant::now() + GROUP_COMMIT_LINGER;
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match tokio::time::timeout_at(linger, rx.recv()).await {
+                Ok(Some(p)) => batch.push(p),
+                Ok(None) | Err(_) => break,
+            }
+        }
         let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
             return;
         };
-        let mut batch = vec![first];
         while batch.len() < BATCH {
             match rx.try_recv() {
                 Ok(p) => batch.push(p),

@@ -3,6 +3,8 @@
 //! backend (failover).
 
 mod etcd;
+mod etcd_layout;
+mod etcd_load;
 mod etcd_txn;
 mod memory;
 mod tripwire;
@@ -71,7 +73,10 @@ pub trait StateStore: Send + Sync + 'static {
     /// Overwrites a job record (state transitions, plan results).
     async fn update_job(&self, job: &JobRecord) -> Result<(), StoreError>;
 
-    /// Stores a job's planned chunks (batched); returns their versions in order.
+    /// Stores a job's plan: all its chunks, numbered from 1, replacing any
+    /// plan stored for the job before; returns their versions in order (0
+    /// for a chunk that has no record of its own yet: its first write
+    /// compares against that).
     async fn put_chunks(&self, chunks: &[ChunkRecord]) -> Result<Vec<u64>, StoreError>;
 
     /// Leases a chunk to `chunk.worker_id`: writes it as LEASED if its version is
@@ -92,12 +97,13 @@ pub trait StateStore: Send + Sync + 'static {
     /// Drops a worker's registration and lease (its assignments vanish with it).
     async fn remove_worker(&self, worker_id: &str) -> Result<(), StoreError>;
 
-    /// Deletes a finished job: its record, its chunks, and its request id
-    /// (`request_id`, when not empty), in one write (job retention).
-    async fn delete_job(&self, job_id: &str, request_id: &str) -> Result<(), StoreError>;
-
     /// Loads every job, chunk and live assignment.
     async fn load(&self) -> Result<Snapshot, StoreError>;
+
+    /// Deletes a job and everything stored for it (its chunks, plan,
+    /// assignments and idempotent-submit request key) in one write, so that
+    /// a finished job leaves the store (job retention calls this).
+    async fn delete_job(&self, job: &JobRecord) -> Result<(), StoreError>;
 
     /// A short description for start-up logs.
     fn describe(&self) -> String;

@@ -63,11 +63,11 @@ impl<S: StateStore> StateStore for Tripwire<S> {
     async fn remove_worker(&self, worker_id: &str) -> Result<(), StoreError> {
         self.inner.remove_worker(worker_id).await
     }
-    async fn delete_job(&self, job_id: &str, request_id: &str) -> Result<(), StoreError> {
-        self.watch(self.inner.delete_job(job_id, request_id).await)
-    }
     async fn load(&self) -> Result<Snapshot, StoreError> {
         self.inner.load().await
+    }
+    async fn delete_job(&self, job: &JobRecord) -> Result<(), StoreError> {
+        self.watch(self.inner.delete_job(job).await)
     }
     fn describe(&self) -> String {
         self.inner.describe()
