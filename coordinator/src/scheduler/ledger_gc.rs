@@ -14,6 +14,7 @@ use ferry_common::connections::ConnectionRegistry;
 use ferry_common::errors::DbFailure;
 use ferry_common::proto::{CollectGarbageResponse, LedgerCollected};
 use ferry_common::timing::{LEDGER_GC_FIRST, LEDGER_GC_SWEEP};
+use ferry_connectors::kind::DbKind;
 use ferry_connectors::postgres::{ledger_gc, session};
 
 use super::Scheduler;
@@ -71,15 +72,21 @@ impl Scheduler {
     }
 }
 
-/// The connections whose databases may hold a ledger: every connection,
-/// one name per distinct URL.
+/// The connections whose databases may hold a ledger Ferry collects: every
+/// PostgreSQL connection, one name per distinct URL (MySQL and SQLite
+/// ledgers are kept; see README, Operations).
 fn databases(connections: &ConnectionRegistry) -> Vec<String> {
     let mut names = connections.names();
     names.sort();
     let mut seen = HashSet::new();
     names
         .into_iter()
-        .filter(|n| connections.url(n).is_ok_and(|u| seen.insert(u.to_string())))
+        .filter(|n| {
+            connections.url(n).is_ok_and(|u| {
+                DbKind::of_url(n, u).is_ok_and(|k| k == DbKind::Postgres)
+                    && seen.insert(u.to_string())
+            })
+        })
         .collect()
 }
 
