@@ -177,21 +177,32 @@ async fn write_modes_and_repair_on_mariadb_and_sqlite() {
     assert_eq!(my.items_checksum("dst", "items").await, want, "MariaDB");
     assert_eq!(lite.items_checksum("items").await, want, "SQLite");
 
-    // rows deleted from the target: verify names the chunk, repair restores it
-    let out = cluster.submit_watch(
-        &items()
-            .target("my")
+    // a deleted range and an altered row: verify names both chunks, repair restores them
+    for target in ["my", "lite"] {
+        let job = items()
+            .target(target)
             .chunk_size(10_000)
-            .flag("--mode", "truncate"),
-    );
-    assert!(out.success(), "{out}");
-    let job = out.job_id();
-    my.exec("dst", "DELETE FROM items WHERE id BETWEEN 12000 AND 12100")
-        .await;
-    let verify = cluster.verify(&job);
-    assert_eq!(verify.differ, Some((1, 3)), "{}", verify.output);
-    let out = cluster.repair(&job);
-    assert!(out.success(), "{out}");
-    assert_eq!(cluster.verify(&job).all_match, Some(3));
-    assert_eq!(my.items_checksum("dst", "items").await, want, "repaired");
+            .flag("--mode", "truncate");
+        let out = cluster.submit_watch(&job);
+        assert!(out.success(), "{target}: {out}");
+        let job = out.job_id();
+        let damage = [
+            "DELETE FROM items WHERE id BETWEEN 12000 AND 12100",
+            "UPDATE items SET amount = amount + 1 WHERE id = 25000",
+        ];
+        for sql in damage {
+            match target {
+                "my" => my.exec("dst", sql).await,
+                _ => lite.exec(sql).await,
+            }
+        }
+        let verify = cluster.verify(&job);
+        assert_eq!(verify.differ, Some((2, 3)), "{target}: {}", verify.output);
+        let out = cluster.repair(&job);
+        assert!(out.success(), "{target}: {out}");
+        let verify = cluster.verify(&job);
+        assert_eq!(verify.all_match, Some(3), "{target}: {}", verify.output);
+    }
+    assert_eq!(my.items_checksum("dst", "items").await, want, "MariaDB repaired");
+    assert_eq!(lite.items_checksum("items").await, want, "SQLite repaired");
 }
