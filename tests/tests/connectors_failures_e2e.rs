@@ -203,6 +203,10 @@ async fn write_modes_and_repair_on_mariadb_and_sqlite() {
         let verify = cluster.verify(&job);
         assert_eq!(verify.all_match, Some(3), "{target}: {}", verify.output);
     }
-    assert_eq!(my.items_checksum("dst", "items").await, want, "MariaDB repaired");
+    assert_eq!(
+        my.items_checksum("dst", "items").await,
+        want,
+        "MariaDB repaired"
+    );
     assert_eq!(lite.items_checksum("items").await, want, "SQLite repaired");
 }

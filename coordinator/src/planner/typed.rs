@@ -81,11 +81,9 @@ pub async fn plan_typed(
     let mut target = open(conns, &spec.target, job_id).await?;
     catalog::check_writable(&mut target, &spec.target).await?;
     let query_cols = catalog::describe_query(&mut source, query).await?;
-    let table = resolve_or_create(&mut target, spec, &query_cols, source_kind).await?;
-    let target_cols = catalog::describe_table(&mut target, &table).await?;
-    let columns = map_columns(spec, &query_cols, &target_cols, target_kind)?;
+    let source_key = catalog::primary_key(&mut source, query, &query_cols).await?;
     let key_name = if spec.key_column.is_empty() {
-        catalog::primary_key(&mut source, query, &query_cols).await?
+        source_key.clone()
     } else {
         let names: Vec<String> = query_cols.iter().map(|c| c.name.clone()).collect();
         let p = part(&spec.key_column, "key column")?;
@@ -100,6 +98,16 @@ pub async fn plan_typed(
             }
         }
     };
+    let table = resolve_or_create(
+        &mut target,
+        spec,
+        &query_cols,
+        source_kind,
+        source_key.as_deref(),
+    )
+    .await?;
+    let target_cols = catalog::describe_table(&mut target, &table).await?;
+    let columns = map_columns(spec, &query_cols, &target_cols, target_kind)?;
     let key = match key_name {
         Some(name) => Some(key_column(&name, &query_cols, &target_cols, &columns)?),
         None => None,
@@ -167,17 +175,27 @@ pub async fn create_if_missing(
     let mut source = open(conns, &spec.source, job_id).await?;
     let mut target = open(conns, &spec.target, job_id).await?;
     let query_cols = catalog::describe_query(&mut source, query).await?;
-    resolve_or_create(&mut target, spec, &query_cols, source_kind).await?;
+    let source_key = catalog::primary_key(&mut source, query, &query_cols).await?;
+    resolve_or_create(
+        &mut target,
+        spec,
+        &query_cols,
+        source_kind,
+        source_key.as_deref(),
+    )
+    .await?;
     Ok(())
 }
 
 /// The target table, created from the mapped types with `--create-table`
-/// when it does not exist.
+/// when it does not exist (with the source table's primary key, when the
+/// query reads one table that has one).
 async fn resolve_or_create(
     target: &mut Conn,
     spec: &JobSpec,
     query_cols: &[SourceColumn],
     source_kind: DbKind,
+    source_key: Option<&str>,
 ) -> Result<TableRef, PlanError> {
     let name = parse_table(&spec.table)
         .map_err(|e| PlanError::invalid(format!("invalid target table: {e}")))?;
@@ -231,7 +249,11 @@ async fn resolve_or_create(
         [schema, table] => TableRef::new(schema.text.clone(), table.text.clone()),
         _ => TableRef::new(default_schema(kind), name.last().text.clone()),
     };
-    target::create_table(target, &table, &defs, &[]).await?;
+    let primary_key: Vec<String> = source_key
+        .and_then(|k| query_cols.iter().position(|c| c.name == k))
+        .map(|i| vec![names[i].clone()])
+        .unwrap_or_default();
+    target::create_table(target, &table, &defs, &primary_key).await?;
     tracing::info!(table = %shown, columns = defs.len(), "target table created (--create-table)");
     catalog::resolve_table(target, &name)
         .await?
