@@ -3,8 +3,8 @@
 //! user whose password is in a file; database passwords are in files apart
 //! from their URLs. Jobs run through success across a leader failover,
 //! retries after a database restart, and failures; then every log, an etcd
-//! dump and the target's `ferry` tables are searched for the passwords.
-//! (A `/metrics` scrape joins the search once the coordinator serves one.)
+//! dump, the target's `ferry` tables (ledger, rejects, job history) and the
+//! coordinators' `/metrics` pages are searched for the passwords.
 
 use std::path::Path;
 use std::time::Duration;
@@ -14,6 +14,8 @@ use ferry_tests::cluster::Cluster;
 use ferry_tests::data::{create_items_table, slow_down_inserts};
 use ferry_tests::databases::{Databases, ITEMS_TABLE};
 use ferry_tests::log_lines::BECAME_LEADER;
+use ferry_tests::net::free_ports;
+use ferry_tests::observability::{metrics_listen, scrape};
 use ferry_tests::security::{
     enable_etcd_auth, etcd_dump, etcd_tls_client, set_pg_hba, Pki, TlsEtcd,
 };
@@ -124,6 +126,8 @@ async fn etcd_with_client_certificates_fails_over_and_no_secret_leaks() {
     ];
     let etcd_password = write(&dir, "etcd-pw", ETCD_SECRET);
     let p = |path: &Path| path.display().to_string();
+    let metrics_ports = free_ports(2);
+    let listen = metrics_ports.clone();
     // c0 leads through the TLS etcd before c1 starts and follows
     let cluster = Cluster::builder()
         .databases(dbs)
@@ -138,6 +142,7 @@ async fn etcd_with_client_certificates_fails_over_and_no_secret_leaks() {
         .coordinator_arg(p(&coordinator_cert.key))
         .coordinator_arg("--etcd-user")
         .coordinator_arg("ferry")
+        .coordinator_args_for(move |i| metrics_listen(listen[i]))
         .coordinators(2)
         .workers(2)
         .start()
@@ -243,6 +248,14 @@ async fn etcd_with_client_certificates_fails_over_and_no_secret_leaks() {
         );
     }
     check("etcd server log", &etcd.log());
+    let mut scraped = 0;
+    for (i, port) in metrics_ports.iter().enumerate() {
+        if cluster.coordinator(i).is_running() {
+            check(&format!("/metrics of coordinator {i}"), &scrape(*port));
+            scraped += 1;
+        }
+    }
+    assert!(scraped > 0, "no coordinator left to scrape");
     check("PostgreSQL server log", &pg.server_log());
     let target = cluster.dbs().target().await; // the restart closed the first one
     let tables = target
@@ -264,8 +277,11 @@ async fn etcd_with_client_certificates_fails_over_and_no_secret_leaks() {
             .get(0);
         check(&format!("table ferry.{table}"), &text.unwrap_or_default());
     }
+    let names: Vec<String> = tables.iter().map(|r| r.get(0)).collect();
     assert!(
-        searched >= 4 && !tables.is_empty(),
-        "the search covered the logs and the ledger"
+        searched >= 4
+            && names.iter().any(|n| n == "ledger")
+            && names.iter().any(|n| n == "job_history"),
+        "the search covered the logs, the ledger and the job history: {names:?}"
     );
 }
