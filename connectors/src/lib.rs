@@ -12,6 +12,7 @@ pub mod coltype;
 pub mod columns;
 pub mod convert;
 pub mod db;
+pub mod ddl;
 pub mod isolate;
 pub mod kind;
 pub mod mysql;

@@ -10,6 +10,7 @@ use tokio_postgres::Client;
 use super::select::{key_filter, Binding};
 use super::session::{exec, failed};
 use super::sql::{quote_ident, quote_list, quote_table};
+use crate::ddl::create_table_sql;
 
 /// The temporary table an upsert chunk loads before merging.
 pub fn stage_table() -> TableRef {
@@ -129,24 +130,8 @@ pub async fn create_table(
     columns: &[(String, String)],
     primary_key: &[String],
 ) -> Result<(), DbFailure> {
-    let mut defs: Vec<String> = columns
-        .iter()
-        .map(|(n, t)| format!("{} {t}", quote_ident(n)))
-        .collect();
-    if !primary_key.is_empty() {
-        defs.push(format!(
-            "PRIMARY KEY ({})",
-            quote_list(primary_key.iter().map(String::as_str))
-        ));
-    }
-    exec(
-        target,
-        &format!(
-            "CREATE TABLE IF NOT EXISTS {} ({})",
-            quote_table(table),
-            defs.join(", ")
-        ),
-    )
-    .await
-    .map_err(|f| f.context("cannot create the target table"))
+    let sql = create_table_sql(&quote_table(table), columns, primary_key, quote_ident);
+    exec(target, &sql)
+        .await
+        .map_err(|f| f.context("cannot create the target table"))
 }

@@ -13,6 +13,7 @@ use super::read::bind_all;
 use super::select::target_filter;
 use super::session::exec;
 use super::sql::{quote_ident, quote_list, quote_table};
+use crate::ddl::create_table_sql;
 
 /// Empties the target table (mode truncate, once per job).
 pub async fn truncate(conn: &mut SqliteConnection, table: &TableRef) -> Result<(), DbFailure> {
@@ -108,24 +109,8 @@ pub async fn create_table(
     columns: &[(String, String)],
     primary_key: &[String],
 ) -> Result<(), DbFailure> {
-    let mut defs: Vec<String> = columns
-        .iter()
-        .map(|(n, t)| format!("{} {t}", quote_ident(n)))
-        .collect();
-    if !primary_key.is_empty() {
-        defs.push(format!(
-            "PRIMARY KEY ({})",
-            quote_list(primary_key.iter().map(String::as_str))
-        ));
-    }
-    exec(
-        conn,
-        &format!(
-            "CREATE TABLE IF NOT EXISTS {} ({})",
-            quote_table(table),
-            defs.join(", ")
-        ),
-    )
-    .await
-    .map_err(|f| f.context("cannot create the target table"))
+    let sql = create_table_sql(&quote_table(table), columns, primary_key, quote_ident);
+    exec(conn, &sql)
+        .await
+        .map_err(|f| f.context("cannot create the target table"))
 }
