@@ -315,6 +315,15 @@ mod tests {
     }
 
     #[test]
+    fn a_real_is_read_as_the_f32_it_prints() {
+        let real = FerryType::Float { bits: 32 };
+        let v = parse_field(0, "0.1", &real).unwrap();
+        assert_eq!(v, Value::Float(f64::from(0.1f32)));
+        // so it lands exactly in another database's 32-bit float
+        assert!(crate::convert::convert(v, &real).is_ok());
+    }
+
+    #[test]
     fn numerics_encode_in_base_10000() {
         // 12345.67: groups [1, 2345, 6700], weight 1, dscale 2
         assert_eq!(
