@@ -139,6 +139,8 @@ pub fn mapping(from: &FerryType, to: &FerryType) -> Option<Mapping> {
         }
         (T::Int { .. }, T::Decimal { .. }) => Checked,
         (T::Decimal { .. }, T::Int { .. }) => Checked,
+        // a whole float in range lands; 1.5 or 1e300 is a rejected row
+        (T::Float { .. }, T::Int { .. }) => Checked,
         (T::Decimal { .. }, T::Decimal { .. }) => Checked,
         (T::Int { bits, .. }, T::Float { bits: fb }) => {
             // a float holds integers exactly up to its mantissa
@@ -203,6 +205,10 @@ mod tests {
             scale: Some(2),
         };
         assert_eq!(mapping(&dec, &dec), Some(Mapping::Exact));
+        assert_eq!(
+            mapping(&FerryType::Float { bits: 64 }, &I32),
+            Some(Mapping::Checked)
+        );
         assert_eq!(I32.int_range(), Some((-(1 << 31), (1 << 31) - 1)));
     }
 

@@ -57,6 +57,7 @@ impl<'c> Writer<'c> {
                 How::MySql(mysql::write::Insert::new(
                     w.table,
                     w.columns,
+                    w.base_types,
                     w.upsert_key,
                     packet,
                 ))

@@ -2,7 +2,8 @@
 //! statement as fit MySQL's 65,535 placeholders and half the server's
 //! `max_allowed_packet`; with an upsert key, `ON DUPLICATE KEY UPDATE`.
 
-use ferry_common::errors::DbFailure;
+use chrono::{DateTime, Utc};
+use ferry_common::errors::{DbFailure, ErrorClass};
 use ferry_common::proto::TableRef;
 use sqlx::mysql::{MySqlArguments, MySqlConnection};
 use sqlx::query::Query;
@@ -37,15 +38,48 @@ pub struct Insert {
     columns: usize,
     /// Most bytes of values per statement.
     max_bytes: usize,
+    /// Which columns are MySQL `TIMESTAMP`s (1970–2038 only).
+    timestamps: Vec<bool>,
+}
+
+/// The instants a MySQL `TIMESTAMP` holds: 1970-01-01 00:00:01 to
+/// 2038-01-19 03:14:07.999999 UTC.
+fn fits_timestamp(t: &DateTime<Utc>) -> bool {
+    let micros = t.timestamp_micros();
+    (1_000_000..=2_147_483_647_999_999).contains(&micros)
+}
+
+/// Refuses a row holding an instant a `TIMESTAMP` column cannot hold, as a
+/// data error (22008) so the row is rejected: MariaDB stores such a bound
+/// value as NULL without an error, even in strict mode.
+fn check_timestamps(timestamps: &[bool], rows: &[Row]) -> Result<(), DbFailure> {
+    for row in rows {
+        for (v, is_ts) in row.iter().zip(timestamps) {
+            if let (true, Value::TimestampTz(t)) = (is_ts, v) {
+                if !fits_timestamp(t) {
+                    return Err(DbFailure {
+                        class: ErrorClass::Data,
+                        sqlstate: Some("22008".into()),
+                        message: format!(
+                            "value {} is out of range for a MySQL TIMESTAMP column (1970-01-01 00:00:01 to 2038-01-19 03:14:07 UTC): use DATETIME",
+                            t.format("%Y-%m-%d %H:%M:%S%.f+00")
+                        ),
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 impl Insert {
     /// Inserts into `table`'s `columns`; with `upsert_key`, rows whose key
     /// exists update the other columns. `max_allowed_packet` bounds a
-    /// statement's size.
+    /// statement's size; `column_types` are the columns' MySQL types.
     pub fn new(
         table: &TableRef,
         columns: &[&str],
+        column_types: &[String],
         upsert_key: &[String],
         max_allowed_packet: usize,
     ) -> Self {
@@ -77,6 +111,10 @@ impl Insert {
             tail,
             columns: columns.len().max(1),
             max_bytes: (max_allowed_packet / 2).max(64 * 1024),
+            timestamps: column_types
+                .iter()
+                .map(|t| t.trim().to_ascii_lowercase().starts_with("timestamp"))
+                .collect(),
         }
     }
 
@@ -108,6 +146,7 @@ impl Insert {
                 sql.push_str(&self.row);
             }
             sql.push_str(&self.tail);
+            check_timestamps(&self.timestamps, &rows[start..end])?;
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for row in &rows[start..end] {
                 for v in row {
@@ -140,5 +179,36 @@ pub fn bind_value<'q>(
         Value::Timestamp(t) => q.bind(*t),
         Value::TimestampTz(t) => q.bind(*t),
         Value::Uuid(u) => q.bind(crate::value::uuid_text(u)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn timestamps_outside_1970_to_2038_are_refused() {
+        let at = |y, mo, d, h, mi, s| {
+            Value::TimestampTz(Utc.with_ymd_and_hms(y, mo, d, h, mi, s).unwrap())
+        };
+        let ok = vec![
+            vec![at(2038, 1, 19, 3, 14, 7)],
+            vec![at(1970, 1, 1, 0, 0, 1)],
+        ];
+        assert!(check_timestamps(&[true], &ok).is_ok());
+        for bad in [
+            at(2040, 1, 1, 0, 0, 0),
+            at(1970, 1, 1, 0, 0, 0),
+            at(1, 1, 1, 0, 0, 0),
+        ] {
+            let f = check_timestamps(&[true], &[vec![bad]]).unwrap_err();
+            assert_eq!(
+                (f.class, f.sqlstate.as_deref()),
+                (ErrorClass::Data, Some("22008"))
+            );
+        }
+        // a DATETIME column takes them
+        assert!(check_timestamps(&[false], &[vec![at(2040, 1, 1, 0, 0, 0)]]).is_ok());
     }
 }

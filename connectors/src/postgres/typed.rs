@@ -34,6 +34,11 @@ pub fn parse_field(i: usize, field: &str, ty: &FerryType) -> Result<Value, DbFai
     Ok(match ty {
         FerryType::Bool => Value::Bool(t == "t"),
         FerryType::Int { .. } => Value::Int(t.parse().map_err(|_| bad(i, &t, "an integer"))?),
+        // a `real` prints its shortest f32 form ("0.1"): read it as the f32
+        // it is, or the wider f64 would not fit a 32-bit target exactly
+        FerryType::Float { bits: 32 } => Value::Float(f64::from(
+            t.parse::<f32>().map_err(|_| bad(i, &t, "a float"))?,
+        )),
         FerryType::Float { .. } => Value::Float(t.parse().map_err(|_| bad(i, &t, "a float"))?),
         FerryType::Decimal { .. } => Value::Decimal(canonical_decimal(&t).unwrap_or(t)),
         FerryType::Text { .. } | FerryType::Other(_) => Value::Text(t),
@@ -307,6 +312,15 @@ mod tests {
         let mut b = BytesMut::new();
         put_numeric(&mut b, d);
         b.to_vec()
+    }
+
+    #[test]
+    fn a_real_is_read_as_the_f32_it_prints() {
+        let real = FerryType::Float { bits: 32 };
+        let v = parse_field(0, "0.1", &real).unwrap();
+        assert_eq!(v, Value::Float(f64::from(0.1f32)));
+        // so it lands exactly in another database's 32-bit float
+        assert!(crate::convert::convert(v, &real).is_ok());
     }
 
     #[test]
