@@ -64,18 +64,19 @@ pub fn convert_rows(
 ) -> Vec<Row> {
     let mut ok = Vec::with_capacity(rows.len());
     'rows: for row in rows {
-        let key = key_position
-            .and_then(|k| row.get(k))
-            .and_then(Value::canonical);
-        let text = row_text(&row);
+        // the row as read, for a refusal's record: a copy is cheaper than
+        // rendering every row as text up front
+        let read = row.clone();
         let mut converted = Vec::with_capacity(row.len());
         for (i, (v, ty)) in row.into_iter().zip(types).enumerate() {
             match convert(v, ty) {
                 Ok(v) => converted.push(v),
                 Err(r) => {
                     out.rejected.push(Rejected {
-                        key,
-                        row: text,
+                        key: key_position
+                            .and_then(|k| read.get(k))
+                            .and_then(Value::canonical),
+                        row: row_text(&read),
                         sqlstate: r.sqlstate.to_string(),
                         message: format!("column {}: {}", i + 1, r.message),
                     });
