@@ -9,7 +9,7 @@
 #
 # Flags: --rows N (1000000), --rounds R (3), --out FILE (bench/RESULTS-connectors.md),
 #   --pairs "pg:my my:pg pg:sq sq:pg pg:pg" (all), --old-commit SHA (d314f09),
-#   --workers N (2). Env: VENV (/tmp/ferry-connbench-venv), OLD_DIR (/tmp/ferry-connbench-old).
+#   --workers N (2). Env: FERRY, FERRY_OLD (prebuilt binaries: no build), VENV (/tmp/ferry-connbench-venv), OLD_DIR (/tmp/ferry-connbench-old).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -46,10 +46,13 @@ trap 'exit 130' INT TERM
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---------------------------------------------------------------- tools
-log "building ferry (release) at $(git -C "$ROOT" rev-parse --short HEAD)"
-(cd "$ROOT" && cargo build --release -q -p ferry)
-FERRY=$ROOT/target/release/ferry
-if [[ $PAIRS == *pg:pg* ]]; then
+# FERRY / FERRY_OLD: binaries built beforehand (skip the builds; the disk here is small)
+if [[ -z ${FERRY:-} ]]; then
+  log "building ferry (release) at $(git -C "$ROOT" rev-parse --short HEAD)"
+  (cd "$ROOT" && cargo build --release -q -p ferry)
+  FERRY=$ROOT/target/release/ferry
+fi
+if [[ $PAIRS == *pg:pg* && -z ${FERRY_OLD:-} ]]; then
   if [[ ! -d $OLD_DIR ]]; then
     git -C "$ROOT" worktree add --detach "$OLD_DIR" "$OLD_COMMIT" >/dev/null
   fi
@@ -120,7 +123,8 @@ run_one() {
   pg_quiet
   c1=$(db_cpu)
   n=$(count "$d" dst)
-  read -r wall u sy <"$tf" || true
+  wall=nan u=0 sy=0
+  read -r wall u sy < <(grep -E '^[0-9.]+ [0-9.]+ [0-9.]+$' "$tf") || true
   [[ $rc == 0 ]] || { log "FAILED ($rc): $cmd"; tail -5 "$lf" >&2; wall=nan; }
   printf '%s\t%s\t%s\t%s\t%s\t%.2f\t%.2f\t%s\n' "$round" "$pair" "$tool" "$ROWS" "$wall" \
     "$(echo "$u + $sy" | bc)" "$(echo "$c1 - $c0" | bc)" "$n" | tee -a "$RUNS" >&2
@@ -138,7 +142,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
     done
   done
 done
-cp "$RUNS" "$ROOT/bench/RESULTS-connectors.tsv"
+cp "$RUNS" "${OUT%.md}.tsv"
 
 # ---------------------------------------------------------------- report
 {
@@ -146,7 +150,7 @@ cp "$RUNS" "$ROOT/bench/RESULTS-connectors.tsv"
   echo
   echo "Produced by \`$CMDLINE\` at commit $(git -C "$ROOT" rev-parse --short HEAD)" \
     "on $(date -u +%Y-%m-%d), $ROWS rows, $ROUNDS rounds, interleaved (the tool order rotates" \
-    "every round); raw runs in \`bench/RESULTS-connectors.tsv\`."
+    "every round); raw runs in \`$(basename "${OUT%.md}.tsv")\`."
   echo
   echo "- machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)," \
     "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), shared with other" \

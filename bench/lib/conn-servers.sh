@@ -23,7 +23,7 @@ unix_socket_directories = '$WORK/pgrun'
 listen_addresses = '127.0.0.1'
 fsync = off
 shared_buffers = 512MB
-max_wal_size = 4GB
+max_wal_size = 1GB
 timezone = 'UTC'
 CONF
   as_postgres "$PGBIN/pg_ctl" -D "$PGDATA_B" -l "$WORK/pgrun/pg.log" -w -t 60 start >/dev/null
