@@ -13,6 +13,7 @@ pub mod columns;
 pub mod convert;
 pub mod db;
 pub mod ddl;
+pub mod history_sql;
 pub mod isolate;
 pub mod kind;
 pub mod mysql;

@@ -2,7 +2,8 @@
 //! restarted mid-job still land every row exactly once in a MariaDB table
 //! without a key (a duplicate would show); rows MariaDB and SQLite refuse
 //! (CHECK, NOT NULL, DECIMAL overflow) are rejected with their keys and
-//! reasons while the rest land, and verify accounts for them; the write
+//! reasons while the rest land, verify accounts for them, and the job's
+//! history row lands in each target; the write
 //! modes work on MariaDB and SQLite targets; repair brings back rows deleted
 //! from a MariaDB target.
 
@@ -124,6 +125,28 @@ async fn refused_rows_are_rejected_with_reasons_in_mariadb_and_sqlite() {
         );
         let verify = cluster.verify(&job);
         assert_eq!(verify.all_match, Some(4), "{target}: {}", verify.output);
+        // the job's history row lands in the target: ferry.job_history on
+        // MariaDB, ferry_job_history in the SQLite file
+        let sql = |table: &str| {
+            format!(
+                "SELECT count(*) FROM {table} WHERE job_id = '{job}' AND state = 'SUCCEEDED'
+                   AND rows_written = {} AND rows_rejected = {refused} AND runs = 1",
+                ROWS - refused
+            )
+        };
+        let mut rows = 0;
+        for _ in 0..50 {
+            // written in the background as the job ends
+            rows = match target {
+                "my" => my.query_i64("dst", &sql("ferry.job_history")).await,
+                _ => lite.query_i64(&sql("ferry_job_history")).await,
+            };
+            if rows == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert_eq!(rows, 1, "{target}: the job's history row");
     }
     let landed = ROWS - refused;
     assert_eq!(

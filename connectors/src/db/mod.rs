@@ -7,6 +7,7 @@
 pub mod catalog;
 pub mod chunk;
 pub mod digest;
+pub mod history;
 pub mod read;
 pub mod target;
 pub mod write;

@@ -4,6 +4,7 @@
 
 pub mod describe;
 pub mod errors;
+pub mod history;
 pub mod ledger;
 pub mod modes;
 pub mod read;

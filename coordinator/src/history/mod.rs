@@ -12,12 +12,11 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use ferry_common::connections::ConnectionRegistry;
+use ferry_common::db::DbRole;
 use ferry_common::errors::DbFailure;
 use ferry_common::proto::{JobRecord, JobState};
-use ferry_connectors::kind::DbKind;
-use ferry_connectors::postgres::history::{self, HistoryRow};
-use ferry_connectors::postgres::session;
-use tokio_postgres::Client;
+use ferry_connectors::db::{self, history as db_history, Conn};
+use ferry_connectors::postgres::history::HistoryRow;
 
 use crate::scheduler::JobView;
 
@@ -47,21 +46,13 @@ pub enum HistoryError {
         /// The variable that would define it.
         var: String,
     },
-    /// `FERRY_HISTORY_CONN` names a database other than PostgreSQL.
-    #[error("{HISTORY_CONN_VAR}={name} names a {kind} database: the job history is kept in PostgreSQL; name a PostgreSQL connection, or unset {HISTORY_CONN_VAR} to keep each job's history in its target database when that is PostgreSQL")]
-    NotPostgres {
-        /// The name given.
-        name: String,
-        /// What it is.
-        kind: &'static str,
-    },
 }
 
 /// The process's history writer and reader: connections by name, reused.
 pub struct History {
     config: HistoryConfig,
     connections: ConnectionRegistry,
-    clients: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Client>>>>>,
+    clients: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Conn>>>>>,
     created: Mutex<HashSet<String>>,
 }
 
@@ -72,22 +63,11 @@ impl History {
         connections: ConnectionRegistry,
     ) -> Result<Arc<Self>, HistoryError> {
         if let Some(name) = &config.connection {
-            match connections.url(name) {
-                Err(e) => {
-                    return Err(HistoryError::UnknownConnection {
-                        name: name.clone(),
-                        var: e.var,
-                    })
-                }
-                Ok(url) => match DbKind::of_url(name, url) {
-                    Ok(DbKind::Postgres) | Err(_) => {}
-                    Ok(other) => {
-                        return Err(HistoryError::NotPostgres {
-                            name: name.clone(),
-                            kind: other.name(),
-                        })
-                    }
-                },
+            if let Err(e) = connections.url(name) {
+                return Err(HistoryError::UnknownConnection {
+                    name: name.clone(),
+                    var: e.var,
+                });
             }
         }
         Ok(Arc::new(Self {
@@ -104,20 +84,12 @@ impl History {
     }
 
     /// The connection holding `record`'s row: the history connection, or
-    /// the job's target when that is PostgreSQL (None: the job has no row).
+    /// the job's target (None: a record without a spec).
     pub fn connection_for(&self, record: &JobRecord) -> Option<String> {
         if let Some(c) = &self.config.connection {
             return Some(c.clone());
         }
-        let target = record.spec.as_ref().map(|s| s.target.clone())?;
-        self.is_postgres(&target).then_some(target)
-    }
-
-    /// Whether connection `name` is a PostgreSQL database.
-    fn is_postgres(&self, name: &str) -> bool {
-        self.connections
-            .url(name)
-            .is_ok_and(|u| DbKind::of_url(name, u).is_ok_and(|k| k == DbKind::Postgres))
+        record.spec.as_ref().map(|s| s.target.clone())
     }
 
     /// The connections whose databases may hold rows (the history
@@ -131,11 +103,9 @@ impl History {
             .names()
             .into_iter()
             .filter(|n| {
-                self.is_postgres(n)
-                    && self
-                        .connections
-                        .url(n)
-                        .is_ok_and(|u| seen.insert(u.to_string()))
+                self.connections
+                    .url(n)
+                    .is_ok_and(|u| seen.insert(u.to_string()))
             })
             .collect()
     }
@@ -145,25 +115,27 @@ impl History {
     async fn with_client<T>(
         &self,
         conn: &str,
-        f: impl AsyncFnOnce(&Client) -> Result<T, DbFailure>,
+        f: impl AsyncFnOnce(&mut Conn) -> Result<T, DbFailure>,
     ) -> Result<T, DbFailure> {
         let slot = {
             let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
             Arc::clone(clients.entry(conn.to_string()).or_default())
         };
         let mut guard = slot.lock().await;
-        if guard.as_ref().is_none_or(Client::is_closed) {
+        if guard.as_ref().is_none_or(Conn::is_closed) {
             let url = self
                 .connections
                 .url(conn)
                 .map_err(|e| DbFailure::permanent(e.to_string()))?;
-            *guard = Some(session::open(conn, url).await?);
+            *guard = Some(db::open(DbRole::Planner, conn, url, Some("ferry:history")).await?);
         }
-        let Some(client) = guard.as_ref() else {
+        let Some(client) = guard.as_mut() else {
             return Err(DbFailure::transient("history connection closed"));
         };
         let result = f(client).await;
-        if result.is_err() && client.is_closed() {
+        // a session that failed is opened anew next time (sqlx sessions
+        // cannot say whether they are closed)
+        if result.is_err() {
             *guard = None;
         }
         result
@@ -179,9 +151,9 @@ impl History {
             .contains(conn);
         self.with_client(conn, async |c| {
             if !created {
-                history::ensure(c, &schema).await?;
+                db_history::ensure(c, &schema).await?;
             }
-            history::upsert(c, &schema, row).await
+            db_history::upsert(c, &schema, row).await
         })
         .await?;
         if !created {

@@ -2,7 +2,8 @@
 //! job that has left the coordinator's memory (past its retention).
 
 use ferry_common::proto::{self, HistoryEntry, JobState};
-use ferry_connectors::postgres::history::{self, HistoryRow};
+use ferry_connectors::db::history as db_history;
+use ferry_connectors::postgres::history::HistoryRow;
 
 use super::{spec_json, History};
 
@@ -79,10 +80,10 @@ impl History {
         for conn in self.databases() {
             let read = self
                 .with_client(&conn, async |c| {
-                    if !history::exists(c, &schema).await? {
+                    if !db_history::exists(c, &schema).await? {
                         return Ok(Vec::new());
                     }
-                    history::list(c, &schema, i64::from(limit), label).await
+                    db_history::list(c, &schema, i64::from(limit), label).await
                 })
                 .await;
             match read {
@@ -112,10 +113,10 @@ impl History {
         for conn in self.databases() {
             let found = self
                 .with_client(&conn, async |c| {
-                    if !history::exists(c, &schema).await? {
+                    if !db_history::exists(c, &schema).await? {
                         return Ok(None);
                     }
-                    history::get(c, &schema, job_id).await
+                    db_history::get(c, &schema, job_id).await
                 })
                 .await;
             match found {

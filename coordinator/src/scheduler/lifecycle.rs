@@ -120,7 +120,7 @@ impl Scheduler {
         };
         let row = row_of(&job.view(), &history.config().coordinator);
         let Some(conn) = history.connection_for(&job.record) else {
-            tracing::debug!(job = %job.record.job_id, "no job history row: the target is not PostgreSQL and FERRY_HISTORY_CONN is not set");
+            tracing::debug!(job = %job.record.job_id, "no job history row: the job has no spec");
             return;
         };
         let final_run = job.state().is_terminal().then_some(job.record.runs.max(1));
