@@ -42,19 +42,17 @@ def test_same_request_id_returns_the_same_job_and_rows_land_once(ferry, pg, targ
 
 def test_submits_under_short_deadlines_then_a_retry_make_one_job(ferry, pg, target):
     """SubmitJob under deadlines too short to meet fails with DEADLINE_EXCEEDED (or, when
-    the coordinator was quicker, succeeds); either way the retry with the same
-    request_id finds the one job, and its rows land once. (The coordinator side of a
-    deadline expiring mid-submit: coordinator/tests/submit_deadline.rs.)"""
+    the coordinator was quicker, succeeds: which one depends on the machine's speed, so
+    the test does not count them); either way the retry with the same request_id finds
+    the one job, and its rows land once. (The coordinator side of a deadline expiring
+    mid-submit, deterministically: coordinator/tests/submit_deadline.rs.)"""
     key = rid()
-    expired = 0
     for timeout in (0.0001, 0.001, 0.003, 0.01):
         try:
             Client(ferry.url, timeout=timeout).submit(
                 source="src", query="select * from items", target="dst", table=target, request_id=key)
         except FerryError as e:
             assert e.code == grpc.StatusCode.DEADLINE_EXCEEDED, e
-            expired += 1
-    assert expired >= 1, "no submit ran out of time"
     c = Client(ferry.url)
     job = c.submit(source="src", query="select * from items", target="dst", table=target, request_id=key)
     assert c.wait(job.job_id, timeout=120).rows_written == ITEMS
