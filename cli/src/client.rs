@@ -104,7 +104,9 @@ pub fn exit_code(s: &Status) -> i32 {
     }
 }
 
-fn connect(arg: &CoordinatorArg) -> Result<Coordinators, i32> {
+/// Coordinators of `arg` with its credentials (TLS, token), calls timing out after
+/// the usual RPC timeout; the exit code to return when they cannot be set up.
+pub(crate) fn connect(arg: &CoordinatorArg) -> Result<Coordinators, i32> {
     connect_with(arg, Some(RPC_TIMEOUT))
 }
 
