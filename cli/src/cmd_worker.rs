@@ -69,9 +69,7 @@ pub async fn run(args: Args) -> i32 {
         connections,
         tls: args.tls.files(),
         drain: drain.clone(),
-        pool_idle_timeout: args
-            .pool_idle_timeout
-            .unwrap_or(DEFAULT_POOL_IDLE_TIMEOUT),
+        pool_idle_timeout: args.pool_idle_timeout.unwrap_or(DEFAULT_POOL_IDLE_TIMEOUT),
     };
     let stop = CancellationToken::new();
     let trigger = stop.clone();

@@ -108,7 +108,10 @@ async fn sweep(idle: Weak<Mutex<Idle>>, timeout: Duration) {
             out
         };
         if !closing.is_empty() {
-            tracing::debug!(connections = closing.len(), "closing idle pooled connections");
+            tracing::debug!(
+                connections = closing.len(),
+                "closing idle pooled connections"
+            );
         }
         // dropping a connection ends its session
         drop(closing);

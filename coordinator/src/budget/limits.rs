@@ -149,8 +149,11 @@ mod tests {
         assert_eq!(limits.get("src"), Some(&4));
         assert_eq!(limits.get("dst"), Some(&10));
         assert_eq!(limits.len(), 2);
-        let e = limits_from_vars([("FERRY_CONN_SRC_MAX_CONNECTIONS".into(), "0".into())])
-            .unwrap_err();
-        assert!(e.to_string().contains("FERRY_CONN_SRC_MAX_CONNECTIONS=0"), "{e}");
+        let e =
+            limits_from_vars([("FERRY_CONN_SRC_MAX_CONNECTIONS".into(), "0".into())]).unwrap_err();
+        assert!(
+            e.to_string().contains("FERRY_CONN_SRC_MAX_CONNECTIONS=0"),
+            "{e}"
+        );
     }
 }

@@ -359,16 +359,21 @@ impl Budget {
         for n in names {
             self.ensure(n).await;
         }
-        let mut logged = false;
+        if let Some(r) = self.try_reserve(names, 0) {
+            return r;
+        }
+        let full = self.full(names).join(", ");
+        tracing::info!(waiter = %who, connections = %full, "waiting for connections on {full}");
+        self.wait_reserve(names).await
+    }
+
+    /// Takes one session on each of `names`, waiting (silently) while they
+    /// are full; their limits should be read first (`ensure`).
+    pub async fn wait_reserve(self: &Arc<Self>, names: &[&str]) -> Reservation {
         loop {
             let freed = self.freed.notified();
             if let Some(r) = self.try_reserve(names, 0) {
                 return r;
-            }
-            if !logged {
-                logged = true;
-                let full = self.full(names).join(", ");
-                tracing::info!(waiter = %who, connections = %full, "waiting for connections on {full}");
             }
             let _ = tokio::time::timeout(BUDGET_POLL, freed).await;
         }
@@ -381,7 +386,12 @@ impl Budget {
         let mut names: BTreeSet<String> = self.explicit.keys().cloned().collect();
         names.extend(inner.derived.keys().cloned());
         names.extend(inner.reserved.keys().cloned());
-        names.extend(inner.chunks.values().flat_map(|h| h.conns.iter().map(|c| c.0.clone())));
+        names.extend(
+            inner
+                .chunks
+                .values()
+                .flat_map(|h| h.conns.iter().map(|c| c.0.clone())),
+        );
         names
             .into_iter()
             .map(|name| Usage {

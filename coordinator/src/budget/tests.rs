@@ -29,7 +29,10 @@ fn leases_stop_at_the_limit_and_name_the_connection() {
     let now = Instant::now();
     assert!(b.try_lease(&chunk("a", 1, "w1"), now).is_ok());
     assert!(b.try_lease(&chunk("b", 1, "w2"), now).is_ok());
-    assert_eq!(b.try_lease(&chunk("c", 1, "w1"), now), Err(vec!["src".to_string()]));
+    assert_eq!(
+        b.try_lease(&chunk("c", 1, "w1"), now),
+        Err(vec!["src".to_string()])
+    );
     assert_eq!(b.in_use("src"), 2);
     // dst has no limit
     assert_eq!(b.in_use("dst"), 2);

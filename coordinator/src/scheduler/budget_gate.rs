@@ -119,13 +119,12 @@ impl Scheduler {
         if let Some(r) = budget.try_reserve(names, 0) {
             return r;
         }
-        // the budget logs the wait, naming the job
         let full = budget.full(names);
         if let Some(job) = self.state.lock().await.jobs.get_mut(job_id) {
-            job.waiting_for = full;
+            mark_waiting(job, full);
         }
         self.changed();
-        let r = budget.reserve(names, job_id).await;
+        let r = budget.wait_reserve(names).await;
         if let Some(job) = self.state.lock().await.jobs.get_mut(job_id) {
             job.waiting_for.clear();
         }
@@ -139,5 +138,33 @@ impl Scheduler {
         if budget.has_pending() {
             budget.spawn_resolve();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn one_session_for_source_and_target_is_refused_naming_the_fix() {
+        let limits = BTreeMap::from([("solo".to_string(), 1), ("src".to_string(), 1)]);
+        let budget = Budget::new(None, limits, 0.25, Duration::ZERO);
+        let spec = |source: &str, target: &str| JobSpec {
+            source: source.into(),
+            target: target.into(),
+            ..Default::default()
+        };
+        let e = check_spec(&budget, &spec("solo", "SOLO")).unwrap_err();
+        assert!(
+            e.message.contains("FERRY_CONN_SOLO_MAX_CONNECTIONS=2"),
+            "{}",
+            e.message
+        );
+        // apart, one session each is enough
+        assert!(check_spec(&budget, &spec("src", "solo")).is_ok());
+        assert!(check_spec(&budget, &spec("dst", "dst")).is_ok());
     }
 }
