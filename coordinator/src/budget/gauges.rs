@@ -7,12 +7,12 @@ use opentelemetry::KeyValue;
 
 use crate::gate::Gate;
 
-/// Registers `ferry_connections_in_use` and `ferry_connections_limit`
+/// Registers `ferry_connection_budget_in_use` and `ferry_connection_budget_limit`
 /// (labelled `connection`) over the budget of the scheduler behind `gate`;
 /// a follower exports neither.
 pub fn register_gauges(m: &Meter, gate: Arc<Gate>) {
     let g = Arc::clone(&gate);
-    m.u64_observable_gauge("ferry_connections_in_use")
+    m.u64_observable_gauge("ferry_connection_budget_in_use")
         .with_description("Sessions the connection budget counts on a named connection: chunks leased, sessions workers keep pooled, the coordinator's own")
         .with_callback(move |o| {
             let Ok(s) = g.scheduler() else { return };
@@ -21,7 +21,7 @@ pub fn register_gauges(m: &Meter, gate: Arc<Gate>) {
             }
         })
         .build();
-    m.u64_observable_gauge("ferry_connections_limit")
+    m.u64_observable_gauge("ferry_connection_budget_limit")
         .with_description("Most sessions Ferry holds on a named connection at once (FERRY_CONN_<NAME>_MAX_CONNECTIONS or the server's share); absent when unlimited")
         .with_callback(move |o| {
             let Ok(s) = gate.scheduler() else { return };
