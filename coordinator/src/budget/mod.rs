@@ -25,6 +25,10 @@ use tokio::sync::Notify;
 pub use gauges::register_gauges;
 pub use limits::{LimitError, DEFAULT_SHARE};
 
+/// Least time between two failed reads of a server's limit (a server that
+/// is down is not asked every scheduler tick).
+const DERIVE_RETRY: Duration = Duration::from_secs(10);
+
 /// One chunk's sessions as a lease holds them.
 #[derive(Debug, Clone, Copy)]
 pub struct ChunkUse<'a> {
@@ -86,6 +90,8 @@ struct Inner {
     idle: Vec<Idle>,
     /// Names a lease wanted before their limit was read.
     unresolved: BTreeSet<String>,
+    /// When reading a server's limit last failed, by name.
+    failed: HashMap<String, Instant>,
 }
 
 /// The budget; share it behind an `Arc`.
@@ -172,8 +178,15 @@ impl Budget {
             return;
         };
         let _one = self.resolving.lock().await;
-        if self.known(&self.lock(), &name).is_some() {
-            return;
+        {
+            let inner = self.lock();
+            let failed_lately = inner
+                .failed
+                .get(&name)
+                .is_some_and(|at| at.elapsed() < DERIVE_RETRY);
+            if self.known(&inner, &name).is_some() || failed_lately {
+                return;
+            }
         }
         match limits::derive(registry, &name, self.share).await {
             Ok(limit) => {
@@ -183,11 +196,15 @@ impl Budget {
                 drop(inner);
                 self.freed.notify_waiters();
             }
-            Err(e) => tracing::warn!(
-                connection = %name,
-                error = %e,
-                "cannot read the server's max_connections for the connection budget; will try again"
-            ),
+            Err(e) => {
+                self.lock().failed.insert(name.clone(), Instant::now());
+                tracing::warn!(
+                    connection = %name,
+                    error = %e,
+                    retry_s = DERIVE_RETRY.as_secs(),
+                    "cannot read the server's max_connections for the connection budget; will try again"
+                )
+            }
         }
     }
 
