@@ -227,6 +227,9 @@ pub async fn status(a: JobArgs) -> i32 {
     if !job.plan.is_empty() {
         println!("  plan: {}", job.plan);
     }
+    if !job.waiting_for.is_empty() {
+        println!("  waiting for connections on {}", job.waiting_for);
+    }
     if !job.error.is_empty() {
         println!("  error: {}", job.error);
     }

@@ -75,6 +75,10 @@ impl Scheduler {
         let planning = Instant::now();
         let plan = loop {
             attempt += 1;
+            // the planner's source and target sessions, for this attempt
+            let sessions = self
+                .reserve_for(job_id, &[&spec.source, &spec.target])
+                .await;
             let result = plan_job(
                 &spec,
                 job_id,
@@ -94,6 +98,7 @@ impl Scheduler {
                     .map(|prep| (plan, prep)),
                 Err(e) => Err(e),
             };
+            drop(sessions);
             match result {
                 Ok((plan, prep)) => {
                     let mut st = self.state.lock().await;
