@@ -46,7 +46,9 @@ async fn chunk_plan(dbs: &Databases, query: &str, table: &str) -> (String, Strin
     let tx = source.transaction().await.expect("begin");
     let bind = bind_settings(&values).expect("a middle chunk has two bounds");
     let params: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| v as _).collect();
-    tx.query(&bind, &params).await.expect("bind the chunk's bounds");
+    tx.query(&bind, &params)
+        .await
+        .expect("bind the chunk's bounds");
     let rows = tx
         .query(&format!("EXPLAIN {sql}"), &[])
         .await
@@ -77,7 +79,10 @@ async fn ctid_chunks_are_read_by_tid_range_scans() {
         .expect("target of the join");
 
     let (plan, strategy) = chunk_plan(&dbs, "SELECT * FROM heap", "public.heap").await;
-    assert!(strategy.contains("ctid block ranges of public.heap"), "{strategy}");
+    assert!(
+        strategy.contains("ctid block ranges of public.heap"),
+        "{strategy}"
+    );
     assert!(plan.contains("Tid Range Scan on heap"), "{plan}");
 
     let join = "SELECT h.id, c.name FROM heap h JOIN cust c ON c.customer_id = h.customer_id";

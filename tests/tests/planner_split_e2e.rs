@@ -121,7 +121,10 @@ async fn keyless_table_and_its_joins_split_into_ctid_ranges() {
         .await
         .expect("count the left join's unmatched rows")
         .get(0);
-    assert!(nulls > 0 && nulls < n, "the left join kept {nulls} of {n} rows unmatched");
+    assert!(
+        nulls > 0 && nulls < n,
+        "the left join kept {nulls} of {n} rows unmatched"
+    );
 
     // verify compares the whole table; repair cannot map rows back to blocks
     let v = cluster.verify(&jobs[0]);
@@ -130,7 +133,10 @@ async fn keyless_table_and_its_joins_split_into_ctid_ranges() {
     let v = cluster.verify(&jobs[0]);
     assert_eq!(v.differ, Some((1, 1)), "{}", v.output);
     let repair = cluster.repair(&jobs[0]);
-    assert!(!repair.success(), "repair of a ctid job should refuse: {repair}");
+    assert!(
+        !repair.success(),
+        "repair of a ctid job should refuse: {repair}"
+    );
     assert!(
         repair.all().contains("ctid") && repair.all().contains("--mode truncate"),
         "{repair}"
@@ -169,7 +175,10 @@ async fn queries_that_cannot_split_run_as_one_chunk_and_say_why() {
         let (status, plan) = succeeded(&cluster, &job);
         assert_eq!(status.chunks_total, 1, "{query}: {plan}");
         assert!(plan.starts_with("one chunk: "), "{plan}");
-        assert!(plan.contains(why) && plan.contains("--key"), "{query}: {plan}");
+        assert!(
+            plan.contains(why) && plan.contains("--key"),
+            "{query}: {plan}"
+        );
         assert_eq!(
             table_checksum(&target, table).await,
             query_checksum(&source, query).await,
@@ -191,8 +200,7 @@ async fn a_join_splits_on_its_driving_tables_key_even_when_not_copied() {
         "CREATE TABLE named (amount numeric(12,2), name text)",
     )
     .await;
-    let query =
-        "SELECT k.amount, c.name FROM keyed k JOIN cust c ON c.customer_id = k.customer_id";
+    let query = "SELECT k.amount, c.name FROM keyed k JOIN cust c ON c.customer_id = k.customer_id";
     let job = cluster.submit(&Submit::new(query, "public.named").chunk_size(20_000));
     let (status, plan) = succeeded(&cluster, &job);
     assert!(status.chunks_total >= 8, "{plan}");

@@ -134,7 +134,11 @@ pub fn analyse(sql: &str) -> Result<Driving, NotSplittable> {
                     "it has a FULL JOIN, so some rows come from no row of its first table",
                 ))
             }
-            other => return Err(no(format!("it has a join Ferry does not split ({other:?})"))),
+            other => {
+                return Err(no(format!(
+                    "it has a join Ferry does not split ({other:?})"
+                )))
+            }
         }
     }
     let table = text_of(sql, name.span()).ok_or_else(|| no("its table name has no position"))?;
@@ -157,8 +161,8 @@ pub fn analyse(sql: &str) -> Result<Driving, NotSplittable> {
             )
         }
     };
-    let insert_at = from_keyword(sql, name.span().start)
-        .ok_or_else(|| no("its FROM keyword was not found"))?;
+    let insert_at =
+        from_keyword(sql, name.span().start).ok_or_else(|| no("its FROM keyword was not found"))?;
     Ok(Driving {
         table,
         qualifier,
@@ -299,7 +303,10 @@ mod tests {
             "SELECT h.id, c.name, \"H\".ctid AS ferry_split FROM public.\"Heap\" AS \"H\" JOIN cust c ON c.id = h.cid WHERE h.x > 1"
         );
         let d = analyse("select Ü.a from Schema1.Tbl Ü left join x on true").unwrap();
-        assert_eq!((d.table.as_str(), d.plan_alias.as_str()), ("Schema1.Tbl", "ü"));
+        assert_eq!(
+            (d.table.as_str(), d.plan_alias.as_str()),
+            ("Schema1.Tbl", "ü")
+        );
         assert!(analyse("select * from t h(a, b)").unwrap().renames_columns);
     }
 
@@ -350,7 +357,8 @@ mod tests {
 
     #[test]
     fn plan_nodes_above_the_driving_scan_block_it() {
-        let scan = |alias: &str| json!({"Node Type": "Seq Scan", "Relation Name": "t", "Alias": alias});
+        let scan =
+            |alias: &str| json!({"Node Type": "Seq Scan", "Relation Name": "t", "Alias": alias});
         let agg = json!({"Node Type": "Aggregate", "Plans": [scan("h")]});
         assert!(blocking_node(&agg, "h").unwrap().contains("Aggregate"));
         let join = json!({"Node Type": "Hash Join", "Plans": [

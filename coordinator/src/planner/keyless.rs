@@ -5,12 +5,12 @@
 //! so verify compares such jobs as a whole table. Anything else runs as one
 //! chunk with a reason that says how to make it parallel.
 
+use ferry_common::proto::TableRef;
 use ferry_common::proto::{ChunkBounds, KeyColumn, KeyValue};
 use ferry_connectors::postgres::describe::{self, QueryColumn};
 use ferry_connectors::postgres::driving::{driving_table, DrivingTable, KeyPart};
 use ferry_connectors::postgres::sample;
 use ferry_connectors::postgres::sql::{quote_ident, show_ident, show_table};
-use ferry_common::proto::TableRef;
 use serde_json::Value;
 use tokio_postgres::Client;
 
@@ -89,7 +89,10 @@ pub async fn choose(
         )));
     }
     let Some(table) = driving_table(source, &d.table).await? else {
-        return Ok(one(format!("table {} was not found in the catalog", d.table)));
+        return Ok(one(format!(
+            "table {} was not found in the catalog",
+            d.table
+        )));
     };
     let shown = show_table(&TableRef::new(&table.schema, &table.name));
     let role = if d.joined {
@@ -106,7 +109,11 @@ pub async fn choose(
                 return Ok(Choice::Key {
                     key,
                     source_query: String::new(),
-                    shown: format!("{} ({shown}.{}, {role})", show_ident(&c.name), show_ident(&pk.name)),
+                    shown: format!(
+                        "{} ({shown}.{}, {role})",
+                        show_ident(&c.name),
+                        show_ident(&pk.name)
+                    ),
                 });
             }
         } else if splittable_type(&pk.base_type) {
@@ -255,7 +262,10 @@ mod tests {
         assert_eq!(per, 250);
         assert_eq!(b.len(), 4);
         assert_eq!(ends(&b[0]), (None, Some("(250,0)".into())));
-        assert_eq!(ends(&b[1]), (Some("(250,0)".into()), Some("(500,0)".into())));
+        assert_eq!(
+            ends(&b[1]),
+            (Some("(250,0)".into()), Some("(500,0)".into()))
+        );
         assert_eq!(ends(&b[3]), (Some("(750,0)".into()), None));
         // more chunks than blocks: one block each
         let (b, per) = ctid_ranges(3, 10);
