@@ -84,6 +84,10 @@ async fn ctid_chunks_are_read_by_tid_range_scans() {
         "{strategy}"
     );
     assert!(plan.contains("Tid Range Scan on heap"), "{plan}");
+    assert!(
+        strategy.contains("chunks read by TID range scans"),
+        "{strategy}"
+    );
 
     let join = "SELECT h.id, c.name FROM heap h JOIN cust c ON c.customer_id = h.customer_id";
     let (plan, strategy) = chunk_plan(&dbs, join, "public.joined").await;

@@ -103,6 +103,7 @@ async fn keyless_table_and_its_joins_split_into_ctid_ranges() {
             status.chunks_total
         );
         assert!(plan.contains("ctid block ranges of public.heap"), "{plan}");
+        assert!(plan.contains("chunks read by TID range scans"), "{plan}");
         if query.contains("JOIN") {
             assert!(plan.contains("driving table of a join"), "{plan}");
         }

@@ -274,6 +274,17 @@ pub fn blocking_node(root: &Value, alias: &str) -> Option<String> {
     })
 }
 
+/// Whether the plan `root` reads the table `alias` with a node of type `node`
+/// (e.g. `Tid Range Scan`) anywhere in its tree.
+pub fn reads_with(root: &Value, node: &str, alias: &str) -> bool {
+    let this = root.get("Node Type").and_then(Value::as_str) == Some(node)
+        && root.get("Alias").and_then(Value::as_str) == Some(alias);
+    this || root
+        .get("Plans")
+        .and_then(Value::as_array)
+        .is_some_and(|children| children.iter().any(|c| reads_with(c, node, alias)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -370,5 +381,8 @@ mod tests {
         let window = json!({"Node Type": "WindowAgg", "Plans": [{"Node Type": "Sort", "Plans": [scan("h")]}]});
         assert!(blocking_node(&window, "h").unwrap().contains("window"));
         assert!(blocking_node(&scan("x"), "h").unwrap().contains("no scan"));
+        let tid = json!({"Node Type": "Hash Join", "Plans": [{"Node Type": "Tid Range Scan", "Alias": "h"}, scan("c")]});
+        assert!(reads_with(&tid, "Tid Range Scan", "h"));
+        assert!(!reads_with(&tid, "Tid Range Scan", "c"));
     }
 }

@@ -9,8 +9,9 @@ use ferry_common::proto::TableRef;
 use ferry_common::proto::{ChunkBounds, KeyColumn, KeyValue};
 use ferry_connectors::postgres::describe::{self, QueryColumn};
 use ferry_connectors::postgres::driving::{driving_table, DrivingTable, KeyPart};
-use ferry_connectors::postgres::sample;
+use ferry_connectors::postgres::select::ChunkSelect;
 use ferry_connectors::postgres::sql::{quote_ident, show_ident, show_table};
+use ferry_connectors::postgres::{sample, scan};
 use serde_json::Value;
 use tokio_postgres::Client;
 
@@ -146,6 +147,24 @@ pub async fn choose(
     };
     let chunks = rows.div_ceil(chunk_size.max(1));
     let (bounds, per) = ctid_ranges(table.pages, chunks);
+    let scans = match bounds.get(1) {
+        Some(middle) => {
+            let select = ChunkSelect {
+                query: &source_query,
+                columns: &cols.plan,
+                key: std::slice::from_ref(&key),
+                bounds: middle,
+            };
+            let root = scan::explain_chunk(source, &select).await?;
+            if driving::reads_with(&root, "Tid Range Scan", &d.plan_alias) {
+                "; chunks read by TID range scans".to_string()
+            } else {
+                tracing::warn!(query = %source_query, "a ctid chunk is not read by a TID range scan: every chunk reads the whole table");
+                format!("; warning: the block range filter does not reach the scan of {shown} (a volatile or set-returning function in the select list?), so every chunk reads the whole table: pass --key COL")
+            }
+        }
+        None => String::new(),
+    };
     let what = if d.joined {
         format!("ctid block ranges of {shown} (driving table of a join, no usable key)")
     } else {
@@ -153,7 +172,7 @@ pub async fn choose(
     };
     Ok(Choice::Ctid(CtidSplit {
         strategy: format!(
-            "{what}: {} chunks of ~{} blocks (~{} rows estimated)",
+            "{what}: {} chunks of ~{} blocks (~{} rows estimated){scans}",
             bounds.len(),
             thousands(per),
             thousands(rows)
