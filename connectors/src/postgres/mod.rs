@@ -4,6 +4,7 @@
 
 pub mod copy;
 pub mod describe;
+pub mod driving;
 pub mod history;
 pub mod ledger;
 pub mod ledger_gc;
