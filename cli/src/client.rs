@@ -225,6 +225,9 @@ pub async fn status(a: JobArgs) -> i32 {
     if !job.plan.is_empty() {
         println!("  plan: {}", job.plan);
     }
+    if !job.consistency_lost.is_empty() {
+        println!("  consistency lost: {}", job.consistency_lost);
+    }
     if !job.error.is_empty() {
         println!("  error: {}", job.error);
     }

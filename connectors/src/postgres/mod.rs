@@ -15,6 +15,8 @@ pub mod sample;
 pub mod scan;
 pub mod select;
 pub mod session;
+pub mod snapshot;
+pub mod start_over;
 pub mod sql;
 pub mod typed;
 pub mod types;

@@ -35,7 +35,7 @@ pub(super) fn claim_ready(st: &mut State, worker_id: &str, slots: u32) -> Vec<Cl
         let Some(job) = jobs.get_mut(job_id) else {
             continue;
         };
-        if job.state() != JobState::Running {
+        if job.state() != JobState::Running || job.snapshot_pending {
             continue;
         }
         while (out.len() as u32) < slots && (job.live.len() as u32) < job.max_in_flight() {
@@ -226,6 +226,7 @@ impl Scheduler {
             ledger_schema: self.config.ledger_schema.clone(),
             chunks_total: job.chunks.len() as u32,
             trace_context: job.record.trace_context.clone(),
+            snapshot: job.record.snapshot_id.clone(),
         }
     }
 }

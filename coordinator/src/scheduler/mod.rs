@@ -2,6 +2,7 @@
 //! leases them to workers, renews leases on heartbeats, requeues expired ones,
 //! and retries failed chunks with backoff.
 
+mod consistency;
 mod grant;
 mod leases;
 mod ledger_gc;
@@ -11,6 +12,7 @@ mod planning;
 pub mod progress;
 mod recovery;
 mod resume;
+mod snapshot;
 mod spec;
 pub mod spec_limits;
 mod state;
@@ -29,6 +31,7 @@ use crate::error::CoordinatorError;
 use crate::history::History;
 use crate::store::StateStore;
 
+pub use consistency::{plan_note, split_on_ctid};
 pub use recovery::RecoverySummary;
 pub use spec::resolve_spec;
 pub(crate) use state::JobView;
@@ -77,6 +80,8 @@ pub struct Scheduler {
     changes: tokio::sync::watch::Sender<u64>,
     /// History rows being written in the background.
     history_pending: std::sync::atomic::AtomicUsize,
+    /// Source snapshots held for SNAPSHOT jobs (`snapshot.rs`).
+    snapshots: snapshot::Holds,
 }
 
 impl Scheduler {
@@ -90,6 +95,7 @@ impl Scheduler {
             ready: Notify::new(),
             changes: tokio::sync::watch::channel(0).0,
             history_pending: std::sync::atomic::AtomicUsize::new(0),
+            snapshots: snapshot::Holds::default(),
         })
     }
 

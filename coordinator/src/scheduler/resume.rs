@@ -134,6 +134,9 @@ impl Scheduler {
         job.record.state = JobState::Running as i32;
         job.record.started_at_ms = now_ms();
         job.started = Some(Instant::now());
+        // its snapshot was released when it ended: chunks wait for a new one
+        let new_snapshot = super::consistency::wants_snapshot(&job.record) && rerun > 0;
+        job.snapshot_pending = new_snapshot;
         self.store.update_job(&job.record).await?;
         self.job_started(job);
         let what = if repair.is_some() { "repair" } else { "resume" };
@@ -144,6 +147,10 @@ impl Scheduler {
         let (mut st, result) = self.write_transitions(st, transitions).await;
         result?;
         let job_id = job_id.to_string();
+        if new_snapshot {
+            let why = format!("the job was run again ({what}): chunks that landed before read an earlier snapshot");
+            tokio::spawn(Arc::clone(self).replace_snapshot(job_id.clone(), why));
+        }
         self.maybe_finish(&mut st, &job_id).await?;
         drop(st);
         self.ready.notify_waiters();

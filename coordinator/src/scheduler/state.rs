@@ -73,6 +73,8 @@ pub(crate) struct JobRuntime {
     pub retiring: bool,
     /// A chunk of this job has been leased (the first lease is measured once).
     pub first_leased: bool,
+    /// Its source snapshot is being replaced: no chunk is leased meanwhile.
+    pub snapshot_pending: bool,
 }
 
 /// A job's record with the totals its history row and metrics need.
@@ -103,6 +105,7 @@ impl JobRuntime {
             writing: 0,
             retiring: false,
             first_leased: false,
+            snapshot_pending: false,
         }
     }
 
@@ -219,6 +222,8 @@ impl JobRuntime {
             started_at_ms: self.record.started_at_ms,
             finished_at_ms: self.record.finished_at_ms,
             plan: self.record.plan.clone(),
+            consistency: self.record.spec.as_ref().map_or(0, |s| s.consistency),
+            consistency_lost: self.record.consistency_lost.clone(),
             chunks: if with_chunks {
                 self.chunks
                     .iter()
