@@ -34,7 +34,12 @@ const CONSISTENCY_LOST: &str = "consistency lost";
 
 /// `ferry status JOB --output json` as JSON.
 fn status_json(cluster: &Cluster, job: &str) -> Value {
-    let out = cluster.job_verb("status", job, &["--output", "json"], Duration::from_secs(30));
+    let out = cluster.job_verb(
+        "status",
+        job,
+        &["--output", "json"],
+        Duration::from_secs(30),
+    );
     assert!(out.success(), "status failed: {out}");
     let line = out.stdout.lines().next().unwrap_or_default();
     serde_json::from_str(line).unwrap_or_else(|e| panic!("status JSON {line:?}: {e}"))
@@ -89,7 +94,11 @@ async fn checksum_in_snapshot(source: &Client, id: &str) -> (i64, String) {
 
 /// Updates and inserts source rows until `stop`: every round changes 200
 /// random rows across the key range and adds 100 new ones.
-fn spawn_writer(source: Client, stop: Arc<AtomicBool>, rounds: Arc<AtomicU64>) -> tokio::task::JoinHandle<()> {
+fn spawn_writer(
+    source: Client,
+    stop: Arc<AtomicBool>,
+    rounds: Arc<AtomicU64>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut next = ROWS as i64 + 1;
         while !stop.load(Ordering::SeqCst) {
@@ -129,7 +138,12 @@ async fn target_equals_the_source_as_of_the_exported_snapshot() {
     let during = rounds.load(Ordering::SeqCst);
     stop.store(true, Ordering::SeqCst);
     writer.await.expect("writer");
-    assert_eq!(state, Ok(JobState::Succeeded), "{}", cluster.coordinator_tails(40));
+    assert_eq!(
+        state,
+        Ok(JobState::Succeeded),
+        "{}",
+        cluster.coordinator_tails(40)
+    );
 
     let target = table_checksum(&cluster.dbs().target().await, ITEMS_TABLE).await;
     let source_now = table_checksum(&cluster.dbs().source().await, ITEMS_TABLE).await;
@@ -141,11 +155,21 @@ async fn target_equals_the_source_as_of_the_exported_snapshot() {
         source_now, as_of_snapshot,
         "the writer ({during} rounds) changed nothing after the snapshot: the test proves nothing"
     );
-    assert!(as_of_snapshot.0 > ROWS as i64, "rows inserted before the job are in its snapshot");
+    assert!(
+        as_of_snapshot.0 > ROWS as i64,
+        "rows inserted before the job are in its snapshot"
+    );
 
     let status = status_json(&cluster, &job);
-    assert!(status["chunks_total"].as_u64().unwrap_or(0) >= 10, "{status}");
-    assert_eq!(text(&status, "consistency"), "CONSISTENCY_SNAPSHOT", "{status}");
+    assert!(
+        status["chunks_total"].as_u64().unwrap_or(0) >= 10,
+        "{status}"
+    );
+    assert_eq!(
+        text(&status, "consistency"),
+        "CONSISTENCY_SNAPSHOT",
+        "{status}"
+    );
     assert_eq!(text(&status, "consistency_lost"), "", "{status}");
     assert!(
         text(&status, "plan").contains("every chunk reads the source as of one instant"),
@@ -172,7 +196,10 @@ async fn consistency_none_says_the_copy_is_not_consistent() {
         "{status}"
     );
     assert!(
-        !cluster.job_log(&job).iter().any(|l| l.contains(SNAPSHOT_EXPORTED)),
+        !cluster
+            .job_log(&job)
+            .iter()
+            .any(|l| l.contains(SNAPSHOT_EXPORTED)),
         "no snapshot is exported with --consistency none"
     );
 }
@@ -197,10 +224,19 @@ async fn leader_killed_mid_snapshot_job_succeeds_marked_not_consistent() {
         .into_iter()
         .filter(|l| l.contains(CONSISTENCY_LOST) && log_field(l, "job") == Some(job.as_str()))
         .collect();
-    assert_eq!(lost.len(), 1, "one `{CONSISTENCY_LOST}` line expected:\n{}", run.cluster.coordinator_tails(40));
+    assert_eq!(
+        lost.len(),
+        1,
+        "one `{CONSISTENCY_LOST}` line expected:\n{}",
+        run.cluster.coordinator_tails(40)
+    );
     let status = status_json(&run.cluster, &job);
     assert_eq!(text(&status, "state"), "JOB_STATE_SUCCEEDED", "{status}");
-    assert_eq!(text(&status, "consistency"), "CONSISTENCY_SNAPSHOT", "{status}");
+    assert_eq!(
+        text(&status, "consistency"),
+        "CONSISTENCY_SNAPSHOT",
+        "{status}"
+    );
     let why = text(&status, "consistency_lost");
     assert!(
         why.contains("a new leader took over") && why.contains("not of one instant"),

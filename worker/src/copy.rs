@@ -204,7 +204,14 @@ pub async fn process(ctx: &ChunkContext, a: &ChunkAssignment, handle: &ChunkHand
         Err(f) => return Outcome::Failed(f),
     };
     let select = chunk.select(a);
-    let result = match begin_read(&source, &select, a.source_bitmap_scan, chunk.snapshot.as_ref()).await {
+    let result = match begin_read(
+        &source,
+        &select,
+        a.source_bitmap_scan,
+        chunk.snapshot.as_ref(),
+    )
+    .await
+    {
         Ok(()) => stream_chunk(ctx, a, &chunk, &attempt, handle, &source, &target).await,
         Err(f) => Err(CopyStop::Db(f)),
     };

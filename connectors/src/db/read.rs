@@ -56,7 +56,9 @@ pub async fn read_chunk(
     match conn {
         Conn::Postgres(c) => {
             let select = chunk.pg_select();
-            if let Err(f) = postgres::copy::begin_read(c, &select, chunk.bitmap_scan, chunk.snapshot).await {
+            if let Err(f) =
+                postgres::copy::begin_read(c, &select, chunk.bitmap_scan, chunk.snapshot).await
+            {
                 let _ = postgres::session::exec(c, "ROLLBACK").await;
                 let _ = tx.send(Err(f.clone())).await;
                 return Err(f);

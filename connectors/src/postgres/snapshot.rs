@@ -23,7 +23,9 @@ pub struct SnapshotId(String);
 
 /// A snapshot id that is not of PostgreSQL's form.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("'{0}' is not a PostgreSQL snapshot id (hex groups and a counter, like 00000003-0000001B-1)")]
+#[error(
+    "'{0}' is not a PostgreSQL snapshot id (hex groups and a counter, like 00000003-0000001B-1)"
+)]
 pub struct BadSnapshotId(pub String);
 
 impl SnapshotId {
@@ -65,8 +67,7 @@ impl fmt::Display for SnapshotId {
 /// exporting transaction ended: "invalid snapshot identifier", or "could
 /// not import the requested snapshot").
 pub fn is_lost(f: &DbFailure) -> bool {
-    matches!(f.sqlstate.as_deref(), Some("22023") | Some("55000"))
-        && f.message.contains("snapshot")
+    matches!(f.sqlstate.as_deref(), Some("22023") | Some("55000")) && f.message.contains("snapshot")
 }
 
 /// Opens a repeatable-read read-only transaction on `client` and exports

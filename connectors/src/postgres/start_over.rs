@@ -20,19 +20,18 @@ pub async fn start_over(
     job_id: &str,
 ) -> Result<(), DbFailure> {
     let s = quote_ident(ledger_schema);
-    exec(
-        target,
-        &format!("BEGIN; TRUNCATE {}", quote_table(table)),
-    )
-    .await
-    .map_err(|f| f.context("cannot empty the target table to start over"))?;
+    exec(target, &format!("BEGIN; TRUNCATE {}", quote_table(table)))
+        .await
+        .map_err(|f| f.context("cannot empty the target table to start over"))?;
     for sql in [
         format!("DELETE FROM {s}.ledger WHERE job_id = $1"),
         format!("DELETE FROM {s}.rejects WHERE job_id = $1"),
     ] {
         if let Err(e) = target.execute(&sql, &[&job_id]).await {
             let _ = exec(target, "ROLLBACK").await;
-            return Err(classify_pg(&e).context("cannot forget the job's ledger rows to start over"));
+            return Err(
+                classify_pg(&e).context("cannot forget the job's ledger rows to start over")
+            );
         }
     }
     exec(target, "COMMIT").await

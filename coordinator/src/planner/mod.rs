@@ -18,8 +18,8 @@ use ferry_connectors::db::{catalog, target as db_target, Conn};
 use ferry_connectors::kind::DbKind;
 use ferry_connectors::postgres::describe::{self, resolve_part};
 use ferry_connectors::postgres::select::ChunkSelect;
-use ferry_connectors::postgres::sql::{show_ident, show_table};
 use ferry_connectors::postgres::snapshot::{self, SnapshotId};
+use ferry_connectors::postgres::sql::{show_ident, show_table};
 use ferry_connectors::postgres::{ledger, sample, scan, session};
 use tokio_postgres::Client;
 

@@ -131,13 +131,25 @@ mod tests {
         let c = conns();
         let snap = Consistency::Snapshot as i32;
         let none = Consistency::None as i32;
-        assert_eq!(resolve(&spec("pg", Consistency::Unspecified), &c).ok(), Some(snap));
+        assert_eq!(
+            resolve(&spec("pg", Consistency::Unspecified), &c).ok(),
+            Some(snap)
+        );
         assert_eq!(resolve(&spec("pg", Consistency::None), &c).ok(), Some(none));
-        assert_eq!(resolve(&spec("my", Consistency::Unspecified), &c).ok(), Some(none));
-        assert_eq!(resolve(&spec("lite", Consistency::None), &c).ok(), Some(none));
+        assert_eq!(
+            resolve(&spec("my", Consistency::Unspecified), &c).ok(),
+            Some(none)
+        );
+        assert_eq!(
+            resolve(&spec("lite", Consistency::None), &c).ok(),
+            Some(none)
+        );
         let e = resolve(&spec("my", Consistency::Snapshot), &c).unwrap_err();
         assert_eq!(e.field, "spec.consistency");
-        assert!(e.message.contains("MySQL") && e.message.contains("--consistency none"), "{e}");
+        assert!(
+            e.message.contains("MySQL") && e.message.contains("--consistency none"),
+            "{e}"
+        );
         assert!(resolve(&spec("lite", Consistency::Snapshot), &c).is_err());
     }
 
@@ -158,14 +170,31 @@ mod tests {
 
     #[test]
     fn lost_snapshots_continue_start_over_or_fail() {
-        assert_eq!(when_lost(&record("bigint", WriteMode::Append), true), WhenLost::Continue);
-        assert_eq!(when_lost(&record("tid", WriteMode::Truncate), true), WhenLost::StartOver);
-        assert_eq!(when_lost(&record("tid", WriteMode::Replace), true), WhenLost::StartOver);
+        assert_eq!(
+            when_lost(&record("bigint", WriteMode::Append), true),
+            WhenLost::Continue
+        );
+        assert_eq!(
+            when_lost(&record("tid", WriteMode::Truncate), true),
+            WhenLost::StartOver
+        );
+        assert_eq!(
+            when_lost(&record("tid", WriteMode::Replace), true),
+            WhenLost::StartOver
+        );
         let WhenLost::Fail(m) = when_lost(&record("tid", WriteMode::Append), true) else {
             panic!("an append job split on ctid must fail");
         };
-        assert!(m.contains("rows move between blocks") && m.contains("--mode truncate") && m.contains("--consistency none"), "{m}");
-        assert!(matches!(when_lost(&record("tid", WriteMode::Truncate), false), WhenLost::Fail(_)));
+        assert!(
+            m.contains("rows move between blocks")
+                && m.contains("--mode truncate")
+                && m.contains("--consistency none"),
+            "{m}"
+        );
+        assert!(matches!(
+            when_lost(&record("tid", WriteMode::Truncate), false),
+            WhenLost::Fail(_)
+        ));
         assert!(split_on_ctid(&record("tid", WriteMode::Append)));
         assert!(!split_on_ctid(&record("text", WriteMode::Append)));
     }

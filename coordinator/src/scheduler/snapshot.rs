@@ -197,8 +197,11 @@ impl Scheduler {
                     tokio::time::sleep(SNAPSHOT_RETRY).await;
                 }
                 Err(e) => {
-                    self.fail_for_snapshot(&job_id, format!("cannot export the source snapshot: {e}"))
-                        .await;
+                    self.fail_for_snapshot(
+                        &job_id,
+                        format!("cannot export the source snapshot: {e}"),
+                    )
+                    .await;
                     return;
                 }
             }
@@ -280,7 +283,11 @@ impl Scheduler {
                 return;
             };
             let spec = job.record.spec.clone().unwrap_or_default();
-            let table = job.record.load.clone().or_else(|| job.record.target.clone());
+            let table = job
+                .record
+                .load
+                .clone()
+                .or_else(|| job.record.target.clone());
             let retry = job.retry();
             let mut transitions = Vec::new();
             for c in &job.chunks {
@@ -317,8 +324,11 @@ impl Scheduler {
             (spec, table, retry)
         };
         let Some(table) = table else {
-            self.fail_for_snapshot(job_id, "the job has no target table to start over in".into())
-                .await;
+            self.fail_for_snapshot(
+                job_id,
+                "the job has no target table to start over in".into(),
+            )
+            .await;
             return;
         };
         let mut attempt = 0;
@@ -336,7 +346,9 @@ impl Scheduler {
             .await;
             match result {
                 Ok(()) => break,
-                Err(e) if e.class == ErrorClass::Transient && attempt <= retry.allowed_retries() => {
+                Err(e)
+                    if e.class == ErrorClass::Transient && attempt <= retry.allowed_retries() =>
+                {
                     tracing::warn!(job = %job_id, error = %e, "cannot empty the target to start over; trying again");
                     let delay = retry.delay(attempt, &mut rand::rng());
                     tokio::time::sleep(delay).await;
