@@ -243,3 +243,64 @@ async fn leader_killed_mid_snapshot_job_succeeds_marked_not_consistent() {
         "the job must say why it is not consistent: {status}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_session_ended_mid_job_continues_in_a_new_snapshot() {
+    let cluster = Cluster::builder().workers(2).start().await;
+    cluster.dbs().prepare_items(600_000).await;
+    slow_down_inserts(&cluster.dbs().target().await, ITEMS_TABLE, CHUNK_STALL_MS).await;
+    let job = cluster.submit(&Submit::items().chunk_size(20_000));
+    let id = exported_snapshot(&cluster, &job).await;
+
+    // a session that read in the snapshot may export it again (what a new
+    // leader does to keep a job's instant while the old session lives)
+    let source = cluster.dbs().source().await;
+    source
+        .batch_execute(&format!(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '{id}'"
+        ))
+        .await
+        .expect("import the job's snapshot");
+    let again: String = source
+        .query_one("SELECT pg_export_snapshot()", &[])
+        .await
+        .expect("export an imported snapshot again")
+        .get(0);
+    assert_ne!(again, id);
+    source.batch_execute("COMMIT").await.expect("commit");
+
+    cluster.wait_first_chunk(LINE_TIMEOUT);
+    let ended: i64 = source
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1",
+            &[&format!("ferry:snapshot:{job}")],
+        )
+        .await
+        .expect("end the snapshot session")
+        .get(0);
+    assert_eq!(
+        ended, 1,
+        "the leader holds one snapshot session for the job"
+    );
+    let state = cluster.wait_terminal(&job, JOB_TIMEOUT);
+    assert_eq!(
+        state,
+        Ok(JobState::Succeeded),
+        "{}",
+        cluster.coordinator_tails(40)
+    );
+    cluster.dbs().assert_copied_exactly(ITEMS_TABLE).await;
+    let status = status_json(&cluster, &job);
+    let why = text(&status, "consistency_lost");
+    assert!(
+        why.contains("the source session holding the snapshot ended"),
+        "{status}"
+    );
+    assert!(
+        cluster
+            .job_log(&job)
+            .iter()
+            .any(|l| l.contains(CONSISTENCY_LOST)),
+        "no `{CONSISTENCY_LOST}` line"
+    );
+}
