@@ -148,7 +148,12 @@ impl Scheduler {
         result?;
         let job_id = job_id.to_string();
         if new_snapshot {
-            let why = format!("the job was run again ({what}): chunks that landed before read an earlier snapshot");
+            let landed = st.jobs.get(&job_id).is_some_and(|j| j.succeeded() > 0);
+            let why = if landed {
+                format!("the job was run again ({what}): chunks that landed before read an earlier snapshot")
+            } else {
+                String::new()
+            };
             tokio::spawn(Arc::clone(self).replace_snapshot(job_id.clone(), why));
         }
         self.maybe_finish(&mut st, &job_id).await?;

@@ -164,7 +164,8 @@ impl Scheduler {
 
     /// Replaces a running job's lost snapshot (the job waits with
     /// `snapshot_pending` set): adopts the old one when the source still has
-    /// it, else exports a new one and continues, starts over or fails.
+    /// it, else exports a new one and continues, starts over or fails; `why`
+    /// is empty when no chunk landed in the old one (nothing is lost).
     pub(crate) async fn replace_snapshot(self: Arc<Self>, job_id: String, why: String) {
         let (old, source, target_pg) = {
             let st = self.state.lock().await;
@@ -208,6 +209,12 @@ impl Scheduler {
         };
         if session.adopted {
             tracing::info!(job = %job_id, snapshot = %session.id, "source snapshot taken over: the job keeps its instant");
+            self.resume_in(&job_id, session, None).await;
+            return;
+        }
+        if why.is_empty() {
+            // no chunk landed in the old snapshot: nothing to be consistent with
+            tracing::info!(job = %job_id, snapshot = %session.id, "source snapshot exported: every chunk reads the source as of this instant");
             self.resume_in(&job_id, session, None).await;
             return;
         }
