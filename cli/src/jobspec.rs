@@ -1,6 +1,6 @@
 //! Job flags shared by `ferry submit` and `ferry local`.
 
-use ferry_common::proto::{JobSpec, RetryPolicy, WriteMode};
+use ferry_common::proto::{Consistency, JobSpec, RetryPolicy, WriteMode};
 
 /// How rows are written, as a flag.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -13,6 +13,15 @@ pub enum Mode {
     Upsert,
     /// Load a new table, index it once, swap it in at the end.
     Replace,
+}
+
+/// Whether chunks read the source as of one instant, as a flag.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum ConsistencyFlag {
+    /// One exported snapshot for every chunk (PostgreSQL sources).
+    Snapshot,
+    /// Each chunk reads the source as it is when the chunk starts.
+    None,
 }
 
 /// Job tuning flags; unset ones take the coordinator's MAPPER_* defaults.
@@ -55,6 +64,10 @@ pub struct Tuning {
     /// Cap on the retry backoff, in milliseconds.
     #[arg(long)]
     pub retry_max_delay_ms: Option<u64>,
+    /// Whether every chunk reads the source as of one instant (default:
+    /// snapshot for PostgreSQL sources, none for MySQL and SQLite).
+    #[arg(long, value_enum)]
+    pub consistency: Option<ConsistencyFlag>,
 }
 
 impl Tuning {
@@ -94,6 +107,11 @@ impl Tuning {
             create_table: self.create_table,
             max_failed_rows: self.max_failed_rows,
             max_failed_ratio: self.max_failed_ratio,
+            consistency: match self.consistency {
+                Some(ConsistencyFlag::Snapshot) => Consistency::Snapshot,
+                Some(ConsistencyFlag::None) => Consistency::None,
+                None => Consistency::Unspecified,
+            } as i32,
         }
     }
 }

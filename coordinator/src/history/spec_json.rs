@@ -1,7 +1,7 @@
 //! A job spec as the JSON of the history table's `spec` column, and back.
 //! A spec names connections, never their URLs, so the JSON holds no secret.
 
-use ferry_common::proto::{JobSpec, RetryPolicy, WriteMode};
+use ferry_common::proto::{Consistency, JobSpec, RetryPolicy, WriteMode};
 use serde_json::{json, Value};
 
 /// A write mode's name in lower case (`append`, …).
@@ -10,6 +10,15 @@ pub fn mode_name(mode: i32) -> String {
         .unwrap_or(WriteMode::Unspecified)
         .as_str_name()
         .trim_start_matches("WRITE_MODE_")
+        .to_ascii_lowercase()
+}
+
+/// A consistency's name in lower case (`snapshot`, `none`).
+fn consistency_name(c: i32) -> String {
+    Consistency::try_from(c)
+        .unwrap_or(Consistency::Unspecified)
+        .as_str_name()
+        .trim_start_matches("CONSISTENCY_")
         .to_ascii_lowercase()
 }
 
@@ -43,6 +52,7 @@ pub fn to_json(spec: &JobSpec) -> Value {
         "create_table": spec.create_table,
         "max_failed_rows": spec.max_failed_rows,
         "max_failed_ratio": spec.max_failed_ratio,
+        "consistency": consistency_name(spec.consistency),
     })
 }
 
@@ -98,6 +108,11 @@ pub fn from_json(v: &Value) -> JobSpec {
             .unwrap_or(false),
         max_failed_rows: v.get("max_failed_rows").and_then(Value::as_u64),
         max_failed_ratio: v.get("max_failed_ratio").and_then(Value::as_f64),
+        consistency: Consistency::from_str_name(&format!(
+            "CONSISTENCY_{}",
+            text(v, "consistency").to_ascii_uppercase()
+        ))
+        .unwrap_or(Consistency::Unspecified) as i32,
     }
 }
 

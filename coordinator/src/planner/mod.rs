@@ -20,6 +20,7 @@ use ferry_connectors::db::{catalog, target as db_target, Conn};
 use ferry_connectors::kind::DbKind;
 use ferry_connectors::postgres::describe::{self, resolve_part};
 use ferry_connectors::postgres::select::ChunkSelect;
+use ferry_connectors::postgres::snapshot::{self, SnapshotId};
 use ferry_connectors::postgres::sql::{show_ident, show_table};
 use ferry_connectors::postgres::{ledger, sample, scan, session};
 use tokio_postgres::Client;
@@ -174,6 +175,18 @@ pub async fn plan_job(
     conns: &ConnectionRegistry,
     ledger_schema: &str,
 ) -> Result<Plan, PlanError> {
+    plan_job_in(spec, job_id, conns, ledger_schema, None).await
+}
+
+/// Like `plan_job`, sampling (PostgreSQL to PostgreSQL) in the job's
+/// exported source `snapshot`, so the split sees the rows the chunks read.
+pub async fn plan_job_in(
+    spec: &JobSpec,
+    job_id: &str,
+    conns: &ConnectionRegistry,
+    ledger_schema: &str,
+    snapshot: Option<&SnapshotId>,
+) -> Result<Plan, PlanError> {
     let query = spec.query.trim().trim_end_matches(';').trim();
     if query.is_empty() {
         return Err(PlanError::invalid(
@@ -267,7 +280,9 @@ pub async fn plan_job(
     };
     let (rows, chunks, strategy) = match key {
         Some(key) if parallel => {
+            begin_sampling(&source, snapshot).await?;
             let s = sample::sample_keys(&source, run_query, &key, chunk_size).await?;
+            end_sampling(&source, snapshot).await?;
             keys.push(key.clone());
             let shown = key_shown.unwrap_or_else(|| show_ident(&key.name));
             let (chunks, why) = split_sample(&s, &shown, chunk_size, min_rows);
@@ -284,7 +299,9 @@ pub async fn plan_job(
             (s.rows, chunks, why)
         }
         other => {
+            begin_sampling(&source, snapshot).await?;
             let rows = sample::count_rows(&source, query).await?;
+            end_sampling(&source, snapshot).await?;
             let why = match other {
                 Some(_) => "one chunk: parallel processing is disabled".to_string(),
                 None => {
@@ -329,6 +346,22 @@ pub async fn plan_job(
             target_tls.label()
         ),
     })
+}
+
+/// Opens the transaction the planner samples in: the job's snapshot, if any.
+async fn begin_sampling(source: &Client, snapshot: Option<&SnapshotId>) -> Result<(), PlanError> {
+    match snapshot {
+        Some(id) => Ok(snapshot::begin_in(source, id).await?),
+        None => Ok(()),
+    }
+}
+
+/// Ends the transaction `begin_sampling` opened.
+async fn end_sampling(source: &Client, snapshot: Option<&SnapshotId>) -> Result<(), PlanError> {
+    match snapshot {
+        Some(_) => Ok(session::exec(source, "COMMIT").await?),
+        None => Ok(()),
+    }
 }
 
 /// Checks every conversion and prepares the full SELECT on the source; a

@@ -18,7 +18,7 @@ use super::progress;
 use super::state::{now_ms, ChunkRt};
 use super::Scheduler;
 use crate::error::CoordinatorError;
-use crate::planner::{open_target, plan_job, prepare_target, Plan, PlanError};
+use crate::planner::{open_target, plan_job_in, prepare_target, Plan, PlanError};
 
 impl Scheduler {
     /// Starts planning `job_id` in the background.
@@ -75,17 +75,26 @@ impl Scheduler {
         let planning = Instant::now();
         let plan = loop {
             attempt += 1;
+            // a SNAPSHOT job plans in the snapshot its chunks read in (its
+            // session is counted first, so the planner's never wait on it)
+            let held = self.hold_snapshot(job_id).await;
             // the planner's source and target sessions, for this attempt
             let sessions = self
                 .reserve_for(job_id, &[&spec.source, &spec.target])
                 .await;
-            let result = plan_job(
-                &spec,
-                job_id,
-                &self.config.connections,
-                &self.config.ledger_schema,
-            )
-            .await;
+            let result = match held {
+                Ok(snapshot) => {
+                    plan_job_in(
+                        &spec,
+                        job_id,
+                        &self.config.connections,
+                        &self.config.ledger_schema,
+                        snapshot.as_ref(),
+                    )
+                    .await
+                }
+                Err(e) => Err(e),
+            };
             let result = match result {
                 Ok(plan) if spec.mode == WriteMode::Truncate as i32 => {
                     self.truncate_once(job_id, &spec, &plan).await.map(|_| plan)
@@ -193,7 +202,8 @@ impl Scheduler {
             return Ok(());
         }
         job.record.rows_estimated = plan.rows;
-        job.record.plan = plan.strategy.clone();
+        let consistency = job.record.spec.as_ref().map_or(0, |s| s.consistency);
+        job.record.plan = format!("{}; {}", plan.strategy, super::plan_note(consistency));
         job.record.format = STORE_FORMAT;
         job.record.target = Some(plan.target.clone());
         job.record.columns = plan.columns.clone();
@@ -224,7 +234,7 @@ impl Scheduler {
             workers = workers.min(slots);
         }
         self.job_started(job);
-        tracing::info!(job = %job_id, rows = plan.rows, plan = %plan.strategy, "job planned");
+        tracing::info!(job = %job_id, rows = plan.rows, plan = %job.record.plan, "job planned");
         progress::log_start(job_id, workers, job.chunks.len() as u32);
         drop(st);
         self.ready.notify_waiters();

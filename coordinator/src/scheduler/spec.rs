@@ -124,6 +124,7 @@ pub fn resolve_spec(
     if spec.mode == WriteMode::Unspecified as i32 {
         spec.mode = WriteMode::Append as i32;
     }
+    spec.consistency = super::consistency::resolve(&spec, conns)?;
     Ok(spec)
 }
 
