@@ -4,6 +4,7 @@
 //! every statement.
 
 mod columns;
+mod keys;
 mod split;
 pub mod typed;
 
@@ -194,14 +195,8 @@ pub async fn plan_job(
         .map(|c| column(c, "target column"))
         .collect::<Result<Vec<_>, _>>()?;
     let cols = Columns::map(&query_cols, &target_cols, &explicit, &show_table(&table))?;
-    let key = if !spec.key_column.is_empty() {
-        Some(cols.key(&column(&spec.key_column, "key column")?)?)
-    } else {
-        match describe::primary_key(&source, &query_cols).await? {
-            Some(k) => Some(cols.key(&k)?),
-            None => None,
-        }
-    };
+    let key = keys::choose(&source, spec, &cols, &query_cols).await?;
+    let key = (!key.is_empty()).then_some(key);
 
     // Parse, analyse and cast-check the full SELECT before touching any data.
     check_select(&source, query, &cols).await?;
@@ -211,12 +206,12 @@ pub async fn plan_job(
     let parallel = spec.parallel.unwrap_or(true);
     let min_rows = spec.min_rows_for_parallel.unwrap_or(0);
     let mut bitmap = false;
-    let mut keys = Vec::new();
+    let mut keys: Vec<KeyColumn> = Vec::new();
     let (rows, chunks, strategy) = match key {
         Some(key) if parallel => {
-            let s = sample::sample_keys(&source, query, &key, chunk_size).await?;
-            keys.push(key.clone());
-            let (chunks, why) = split_sample(&s, &show_ident(&key.name), chunk_size, min_rows);
+            let s = sample::sample_keys(&source, query, &key, chunk_size, false).await?;
+            let (chunks, why) = split_sample(&s, &keys::shown(&key), chunk_size, min_rows);
+            keys = key;
             // the first chunk is a key range whenever there are several
             if let (true, Some(first)) = (chunks.len() > 1, chunks.first()) {
                 let select = ChunkSelect {
@@ -238,7 +233,7 @@ pub async fn plan_job(
                         tracing::warn!(
                             job = %job_id,
                             rows,
-                            "no key column to split on (the query does not read one table with a single-column primary key): copying in one chunk; pass --key COL to run in parallel"
+                            "no key column to split on (the query does not read one table with a primary key): copying in one chunk; pass --key COL[,COL] to run in parallel"
                         );
                     }
                     "one chunk: no key column".to_string()
