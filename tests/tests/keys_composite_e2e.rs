@@ -41,7 +41,10 @@ async fn copy_exactly(cluster: &Cluster, table: &str, job: &Submit) -> (String, 
     let id = out.job_id();
     let source = table_checksum(&cluster.dbs().source().await, table).await;
     let target = table_checksum(&cluster.dbs().target().await, table).await;
-    assert_eq!(target, source, "{table}: the target differs from the source");
+    assert_eq!(
+        target, source,
+        "{table}: the target differs from the source"
+    );
     let rows = ledger_rows(&cluster.dbs().target().await, &id)
         .await
         .values()

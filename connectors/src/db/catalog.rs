@@ -103,7 +103,8 @@ pub async fn sample_keys(
 ) -> Result<KeySample, DbFailure> {
     match conn {
         Conn::Postgres(c) => {
-            postgres::sample::sample_keys(c, query, std::slice::from_ref(key), chunk_size, false).await
+            postgres::sample::sample_keys(c, query, std::slice::from_ref(key), chunk_size, false)
+                .await
         }
         Conn::MySql(c, _) => mysql::sample::sample_keys(c, query, key, chunk_size).await,
         Conn::Sqlite(c, _) => sqlite::sample::sample_keys(c, query, key, chunk_size).await,

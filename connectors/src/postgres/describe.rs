@@ -150,10 +150,7 @@ pub async fn describe_table(
 /// several, in the key's order) of the one table the query reads; empty when
 /// the query reads several tables, the table has no primary key, or a key
 /// column is not among the query's outputs.
-pub async fn primary_key(
-    source: &Client,
-    cols: &[QueryColumn],
-) -> Result<Vec<String>, DbFailure> {
+pub async fn primary_key(source: &Client, cols: &[QueryColumn]) -> Result<Vec<String>, DbFailure> {
     let mut tables: Vec<u32> = cols.iter().filter_map(|c| c.table_oid).collect();
     tables.sort_unstable();
     tables.dedup();

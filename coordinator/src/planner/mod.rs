@@ -3,6 +3,7 @@
 //! job into key ranges of equal row counts. It decides; the connector runs
 //! every statement.
 
+pub mod adaptive;
 mod columns;
 mod keys;
 mod split;
@@ -209,8 +210,12 @@ pub async fn plan_job(
     let mut keys: Vec<KeyColumn> = Vec::new();
     let (rows, chunks, strategy) = match key {
         Some(key) if parallel => {
-            let s = sample::sample_keys(&source, query, &key, chunk_size, false).await?;
-            let (chunks, why) = split_sample(&s, &keys::shown(&key), chunk_size, min_rows);
+            let auto = adaptive::target_bytes(spec);
+            let s = sample::sample_keys(&source, query, &key, chunk_size, auto.is_some()).await?;
+            let (chunks, why) = match auto {
+                Some(bytes) => adaptive::split_by_bytes(&s, &keys::shown(&key), bytes, min_rows),
+                None => split_sample(&s, &keys::shown(&key), chunk_size, min_rows),
+            };
             keys = key;
             // the first chunk is a key range whenever there are several
             if let (true, Some(first)) = (chunks.len() > 1, chunks.first()) {

@@ -131,9 +131,8 @@ mod tests {
         // three values of the first column, 1,000 of the second under each
         let sample: Vec<KeyTuple> = (0..3)
             .flat_map(|a| {
-                (0..1000).map(move |b| {
-                    KeyTuple::of(vec![KeyValue::from_int(a), KeyValue::from_int(b)])
-                })
+                (0..1000)
+                    .map(move |b| KeyTuple::of(vec![KeyValue::from_int(a), KeyValue::from_int(b)]))
             })
             .collect();
         let b = equal_row_boundaries(&sample, 3000, 100);

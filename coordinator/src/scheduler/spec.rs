@@ -86,6 +86,13 @@ pub fn resolve_spec(
         None => spec.chunk_size = Some(defaults.chunk_size),
         _ => {}
     }
+    if spec.chunk_seconds == Some(0) {
+        return Err(FieldError::new(
+            "spec.chunk_seconds",
+            Reason::InvalidValue,
+            "chunk_seconds must be greater than 0: pass --chunk-seconds N",
+        ));
+    }
     match spec.max_workers {
         Some(0) => {
             return Err(FieldError::new(
