@@ -2,7 +2,7 @@
 
 use ferry_common::config::JobDefaults;
 use ferry_common::connections::ConnectionRegistry;
-use ferry_common::ident::{parse_column, parse_table};
+use ferry_common::ident::{parse_column, parse_column_list, parse_table};
 use ferry_common::proto::{JobSpec, RetryPolicy, WriteMode};
 
 use crate::error::{FieldError, Reason};
@@ -53,7 +53,7 @@ pub fn resolve_spec(
         )
     })?;
     if !spec.key_column.is_empty() {
-        parse_column(&spec.key_column).map_err(|e| {
+        parse_column_list(&spec.key_column).map_err(|e| {
             FieldError::new(
                 "spec.key_column",
                 Reason::InvalidIdentifier,
