@@ -38,6 +38,8 @@ pub fn to_json(spec: &JobSpec) -> Value {
         "columns": spec.columns,
         "key_column": spec.key_column,
         "chunk_size": spec.chunk_size,
+        "chunk_size_auto": spec.chunk_size_auto,
+        "chunk_seconds": spec.chunk_seconds,
         "max_workers": spec.max_workers,
         "min_rows_for_parallel": spec.min_rows_for_parallel,
         "retry": {
@@ -85,6 +87,11 @@ pub fn from_json(v: &Value) -> JobSpec {
         columns: texts(v, "columns"),
         key_column: text(v, "key_column"),
         chunk_size: v.get("chunk_size").and_then(Value::as_u64),
+        chunk_size_auto: v.get("chunk_size_auto").and_then(Value::as_bool),
+        chunk_seconds: v
+            .get("chunk_seconds")
+            .and_then(Value::as_u64)
+            .map(|n| n as u32),
         max_workers: v
             .get("max_workers")
             .and_then(Value::as_u64)

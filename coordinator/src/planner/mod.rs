@@ -3,9 +3,11 @@
 //! job into key ranges of equal row counts. It decides; the connector runs
 //! every statement.
 
+pub mod adaptive;
 mod columns;
 pub mod driving;
 mod keyless;
+mod keys;
 mod split;
 pub mod typed;
 
@@ -213,14 +215,8 @@ pub async fn plan_job_in(
         .map(|c| column(c, "target column"))
         .collect::<Result<Vec<_>, _>>()?;
     let cols = Columns::map(&query_cols, &target_cols, &explicit, &show_table(&table))?;
-    let key = if !spec.key_column.is_empty() {
-        Some(cols.key(&column(&spec.key_column, "key column")?)?)
-    } else {
-        match describe::primary_key(&source, &query_cols).await? {
-            Some(k) => Some(cols.key(&k)?),
-            None => None,
-        }
-    };
+    let key = keys::choose(&source, spec, &cols, &query_cols).await?;
+    let key = (!key.is_empty()).then_some(key);
 
     // Parse, analyse and cast-check the full SELECT before touching any data.
     check_select(&source, query, &cols).await?;
@@ -230,7 +226,7 @@ pub async fn plan_job_in(
     let parallel = spec.parallel.unwrap_or(true);
     let min_rows = spec.min_rows_for_parallel.unwrap_or(0);
     let mut bitmap = false;
-    let mut keys = Vec::new();
+    let mut keys: Vec<KeyColumn> = Vec::new();
     // a query without a usable output key splits on its driving table
     let mut source_query = String::new();
     let mut key_shown = None;
@@ -245,7 +241,7 @@ pub async fn plan_job_in(
                 } => {
                     source_query = q;
                     key_shown = Some(shown);
-                    Some(key)
+                    Some(vec![key])
                 }
                 keyless::Choice::Ctid(c) => {
                     return Ok(Plan {
@@ -280,12 +276,17 @@ pub async fn plan_job_in(
     };
     let (rows, chunks, strategy) = match key {
         Some(key) if parallel => {
+            let auto = adaptive::target_bytes(spec);
             begin_sampling(&source, snapshot).await?;
-            let s = sample::sample_keys(&source, run_query, &key, chunk_size).await?;
+            let s =
+                sample::sample_keys(&source, run_query, &key, chunk_size, auto.is_some()).await?;
             end_sampling(&source, snapshot).await?;
-            keys.push(key.clone());
-            let shown = key_shown.unwrap_or_else(|| show_ident(&key.name));
-            let (chunks, why) = split_sample(&s, &shown, chunk_size, min_rows);
+            let shown = key_shown.unwrap_or_else(|| keys::shown(&key));
+            let (chunks, why) = match auto {
+                Some(bytes) => adaptive::split_by_bytes(&s, &shown, bytes, min_rows),
+                None => split_sample(&s, &shown, chunk_size, min_rows),
+            };
+            keys = key;
             // the first chunk is a key range whenever there are several
             if let (true, Some(first)) = (chunks.len() > 1, chunks.first()) {
                 let select = ChunkSelect {
@@ -310,7 +311,7 @@ pub async fn plan_job_in(
                             job = %job_id,
                             rows,
                             reason = why_one.as_deref().unwrap_or(""),
-                            "no key column to split on: copying in one chunk; pass --key COL to run in parallel"
+                            "no key column to split on: copying in one chunk; pass --key COL[,COL] to run in parallel"
                         );
                     }
                     why_one.unwrap_or_else(|| "one chunk: no key column".to_string())
