@@ -25,6 +25,8 @@ const ROWS: u64 = 200_000;
 const CHUNK_SIZE: u64 = 10_000;
 /// Fail-safe for a job to end.
 const JOB_TIMEOUT: Duration = Duration::from_secs(180);
+/// Fail-safe for one CLI call.
+const CLI_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The previous release's `ferry`, from `FERRY_PREVIOUS_BIN`.
 fn previous_bin() -> String {
@@ -48,8 +50,9 @@ async fn start(shape: impl FnOnce(ClusterBuilder) -> ClusterBuilder) -> Cluster 
         .await
 }
 
-/// Runs the items job to the end and checks it landed exactly.
-async fn copies_exactly(cluster: &Cluster, what: &str) {
+/// Runs the items job to the end, checks it landed exactly, and returns
+/// its id.
+async fn copies_exactly(cluster: &Cluster, what: &str) -> String {
     let job = cluster.submit(&Submit::items().chunk_size(CHUNK_SIZE));
     assert_eq!(
         cluster.wait_terminal(&job, JOB_TIMEOUT),
@@ -73,6 +76,17 @@ async fn copies_exactly(cluster: &Cluster, what: &str) {
         ledger.rows_written, ROWS as i64,
         "{what}: rows in the ledger"
     );
+    job
+}
+
+/// `ferry status JOB` as printed.
+fn status(cluster: &Cluster, job: &str) -> String {
+    let out = cluster.cli(
+        &["status", job, "--coordinator", cluster.urls()],
+        CLI_TIMEOUT,
+    );
+    assert!(out.success(), "ferry status {job}: {out}");
+    out.all()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -80,7 +94,13 @@ async fn copies_exactly(cluster: &Cluster, what: &str) {
 async fn a_previous_worker_copies_for_this_coordinator() {
     let old = previous_bin();
     let cluster = start(|b| b.worker(WorkerOptions::new().env("FERRY_BIN", old))).await;
-    copies_exactly(&cluster, "previous worker, this coordinator").await;
+    let job = copies_exactly(&cluster, "previous worker, this coordinator").await;
+    // it ignores the job's snapshot, so the job says it is not of one instant
+    let shown = status(&cluster, &job);
+    assert!(
+        shown.contains("consistency lost") && shown.contains("outside the job's snapshot"),
+        "a protocol-2 worker's reads are not in the snapshot: {shown}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -88,7 +108,8 @@ async fn a_previous_worker_copies_for_this_coordinator() {
 async fn this_worker_copies_for_a_previous_coordinator() {
     let old = previous_bin();
     let cluster = start(|b| b.coordinator_env("FERRY_BIN", old).workers(1)).await;
-    copies_exactly(&cluster, "this worker, previous coordinator").await;
+    let job = copies_exactly(&cluster, "this worker, previous coordinator").await;
+    assert!(!status(&cluster, &job).contains("consistency lost"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
