@@ -3,6 +3,7 @@
 //! write modes, verify digests.
 
 pub mod copy;
+pub mod chunk_explain;
 pub mod describe;
 pub mod history;
 pub mod ledger;

@@ -1,8 +1,10 @@
 //! Samples a source query's key so the planner can cut equal-row chunks:
 //! from a share of the table's blocks (`TABLESAMPLE SYSTEM`) when the query
 //! is a plain scan of one table with a NOT NULL key column, otherwise by
-//! reading every row once (count, NULL keys and a random sample of keys in
-//! one scan). Keys come back typed: integers as integers, anything else in
+//! reading every row once (count, NULL keys and a sample of keys in one
+//! scan). Both samples are repeatable: the blocks and the thinning follow a
+//! seed fixed by the spec, so an unchanged table is split the same way each
+//! time it is planned. Keys come back typed: integers as integers, anything else in
 //! PostgreSQL's text form of the key's type.
 
 use ferry_common::errors::DbFailure;
@@ -22,6 +24,30 @@ const BLOCKS_PER_CHUNK: f64 = 100.0;
 const MIN_BLOCK_CHUNKS: f64 = 20.0;
 /// Largest share of the table worth sampling by blocks, in percent.
 const MAX_BLOCK_PERCENT: f64 = 25.0;
+
+/// A row's place in [0, 1) for thinning a sample: a seeded hash of `$expr`
+/// rather than `random()`, so planning the same spec twice on an unchanged
+/// table samples the same rows (a dry run's chunks are the run's).
+fn thinning(expr: &str, seed_param: &str) -> String {
+    format!(
+        "(hashtextextended(({expr})::text, {seed_param}::int8) & 9007199254740991)::float8 / 9007199254740992.0"
+    )
+}
+
+/// The sampling seed of a job spec: a hash (FNV-1a) of what it samples, so
+/// it is the same for the same spec on every coordinator.
+fn seed(query: &str, key: &KeyColumn, chunk_size: u64) -> i64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let bytes = query
+        .bytes()
+        .chain([0])
+        .chain(key.name.bytes())
+        .chain(chunk_size.to_le_bytes());
+    for b in bytes {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    h as i64
+}
 
 /// Integer types whose keys travel as integers.
 const INTEGER_TYPES: &[&str] = &["smallint", "integer", "bigint"];
@@ -87,19 +113,21 @@ pub async fn sample_keys(
     let root = root_plan(source, query).await?;
     let estimate = estimated_rows(&root);
     let want = (sample_fraction(estimate, chunk_size) * estimate as f64) as u64;
-    if let Some(s) = block_sample(source, &root, key, chunk_size, want).await? {
+    let seed = seed(query, key, chunk_size);
+    if let Some(s) = block_sample(source, &root, key, chunk_size, want, seed).await? {
         return Ok(s);
     }
     let mut fraction = sample_fraction(estimate, chunk_size);
     let sql = format!(
         "SELECT count(*)::int8, count(*) FILTER (WHERE k IS NULL)::int8,
                 coalesce(array_agg(k::text ORDER BY k) FILTER (WHERE k IS NOT NULL AND r < $1), '{{}}')
-           FROM (SELECT src.{} AS k, random() AS r FROM ({query}) AS src) AS s",
-        quote_ident(&key.name)
+           FROM (SELECT src.{key} AS k, {r} AS r FROM ({query}) AS src) AS s",
+        key = quote_ident(&key.name),
+        r = thinning(&format!("src.{}", quote_ident(&key.name)), "$2"),
     );
     for _ in 0..2 {
         let row = source
-            .query_one(&sql, &[&fraction])
+            .query_one(&sql, &[&fraction, &seed])
             .await
             .map_err(|e| failed("cannot sample the key column", &e))?;
         let rows = row.get::<_, i64>(0).max(0) as u64;
@@ -180,6 +208,7 @@ async fn block_sample(
     key: &KeyColumn,
     chunk_size: u64,
     want_keys: u64,
+    seed: i64,
 ) -> Result<Option<KeySample>, DbFailure> {
     let Some(scan) = plain_scan(root, key.position as usize) else {
         return Ok(None);
@@ -210,14 +239,16 @@ async fn block_sample(
     let thin = (want_keys as f64 / (scan.rows * percent / 100.0)).min(1.0);
     let sql = format!(
         "SELECT count(*)::int8, coalesce(array_agg(k::text ORDER BY k) FILTER (WHERE r < $2), '{{}}')
-           FROM (SELECT {col} AS k, random() AS r FROM {schema}.{table} TABLESAMPLE SYSTEM ($1)) AS s",
+           FROM (SELECT {col} AS k, {r} AS r
+                   FROM {schema}.{table} TABLESAMPLE SYSTEM ($1) REPEATABLE (($3::int8)::float8)) AS s",
         col = quote_ident(&scan.column),
+        r = thinning("ctid", "$3"),
         schema = quote_ident(&scan.schema),
         table = quote_ident(&scan.table),
     );
     let percent4 = percent as f32;
     let row = source
-        .query_one(&sql, &[&percent4, &thin])
+        .query_one(&sql, &[&percent4, &thin, &seed])
         .await
         .map_err(|e| failed("cannot block-sample the key column", &e))?;
     let sampled: i64 = row.get(0);

@@ -2,6 +2,7 @@
 //! leases them to workers, renews leases on heartbeats, requeues expired ones,
 //! and retries failed chunks with backoff.
 
+mod dry_run;
 mod grant;
 mod leases;
 mod ledger_gc;

@@ -18,7 +18,8 @@ use super::progress;
 use super::state::{now_ms, ChunkRt};
 use super::Scheduler;
 use crate::error::CoordinatorError;
-use crate::planner::{open_target, plan_job, prepare_target, Plan, PlanError};
+use crate::planner::prepare::plan_for_run;
+use crate::planner::{open_target, prepare_target, Plan, PlanError};
 
 impl Scheduler {
     /// Starts planning `job_id` in the background.
@@ -75,7 +76,8 @@ impl Scheduler {
         let planning = Instant::now();
         let plan = loop {
             attempt += 1;
-            let result = plan_job(
+            // plan_job writes nothing; plan_for_run creates the table and ledger around it
+            let result = plan_for_run(
                 &spec,
                 job_id,
                 &self.config.connections,

@@ -57,7 +57,8 @@ pub fn required_role(method: &str) -> Role {
         "GetJob" | "ListJobs" | "WatchJob" | "ListRejects" | "VerifyJob" | "ListHistory" => {
             Role::Viewer
         }
-        "SubmitJob" | "CancelJob" | "ResumeJob" | "RepairJob" => Role::Operator,
+        // PlanJob reads the databases as a submission would
+        "SubmitJob" | "PlanJob" | "CancelJob" | "ResumeJob" | "RepairJob" => Role::Operator,
         // removes rows of the targets' ledgers
         "CollectGarbage" => Role::Admin,
         _ => Role::Admin,
