@@ -14,9 +14,9 @@ use tokio_postgres::Client;
 
 /// Rows of the block-sampled table: enough for 20+ chunks of at least 400
 /// blocks each, the sampler's floor for sampling blocks.
-const BLOCK_ROWS: u64 = 1_000_000;
+const BLOCK_ROWS: u64 = 1_100_000;
 /// Rows per chunk for that table.
-const BLOCK_CHUNK: u64 = 40_000;
+const BLOCK_CHUNK: u64 = 50_000;
 
 /// `ferry plan …` with `job`'s flags and `extra` (e.g. `--output json`).
 fn plan(cluster: &Cluster, job: &Submit, extra: &[&str]) -> CliOutput {
@@ -101,7 +101,10 @@ async fn plan_prints_the_plan_writes_nothing_and_matches_the_run() {
         "{out}"
     );
     assert!(line(&out, "memory (guide)").contains("chunk_size"), "{out}");
-    assert!(line(&out, "memory (Ferry's bound)").contains("COPY"), "{out}");
+    assert!(
+        line(&out, "memory (Ferry's bound)").contains("COPY"),
+        "{out}"
+    );
     assert_eq!(line(&out, "consistency"), "none", "{out}");
     assert!(!out.stdout.contains("warning:"), "{out}");
 
@@ -109,6 +112,12 @@ async fn plan_prints_the_plan_writes_nothing_and_matches_the_run() {
     assert!(json.success(), "ferry plan --output json failed: {json}");
     let v: serde_json::Value = serde_json::from_str(json.stdout.trim()).expect("one JSON object");
     assert_eq!(v["chunks"], chunks, "{json}");
+    // planned twice, the block sample is the same: so is its row estimate
+    assert_eq!(
+        v["rows_estimated"],
+        line(&out, "rows estimated"),
+        "{json}\n{out}"
+    );
     for field in ["min", "median", "max"] {
         assert!(v["rows_per_chunk"][field].is_string(), "{json}");
         assert!(v["bytes_per_chunk"][field].is_string(), "{json}");
@@ -117,13 +126,23 @@ async fn plan_prints_the_plan_writes_nothing_and_matches_the_run() {
     assert!(v["memory_bound_bytes"].is_string(), "{json}");
     assert!(v["memory_guide_bytes"].is_string(), "{json}");
     assert_eq!(v["consistency"], "none", "{json}");
-    assert!(v["casts"].as_array().is_some_and(|c| c.is_empty()), "{json}");
-    assert!(v["warnings"].as_array().is_some_and(|w| w.is_empty()), "{json}");
+    assert!(
+        v["casts"].as_array().is_some_and(|c| c.is_empty()),
+        "{json}"
+    );
+    assert!(
+        v["warnings"].as_array().is_some_and(|w| w.is_empty()),
+        "{json}"
+    );
 
     assert_nothing_written(&cluster, &before).await;
     let endpoint = cluster.etcd().endpoint(0);
     assert_eq!(etcd_count(&endpoint, "/ferry/v3/"), 0, "a job in etcd");
-    assert_eq!(etcd_count(&endpoint, "/ferry/requests/"), 0, "a request in etcd");
+    assert_eq!(
+        etcd_count(&endpoint, "/ferry/requests/"),
+        0,
+        "a request in etcd"
+    );
 
     // the same spec, run: the same chunk count (the sample is repeatable)
     let run = cluster.submit_watch(&job);
@@ -175,7 +194,10 @@ async fn plan_warns_of_no_key_skew_and_scans_and_names_a_missing_table() {
         &[],
     );
     assert!(skewed.success(), "{skewed}");
-    assert!(line(&skewed, "casts").contains("id -> id as numeric(20,0)"), "{skewed}");
+    assert!(
+        line(&skewed, "casts").contains("id -> id as numeric(20,0)"),
+        "{skewed}"
+    );
     let warnings: Vec<&str> = skewed
         .stdout
         .lines()
@@ -196,7 +218,9 @@ async fn plan_warns_of_no_key_skew_and_scans_and_names_a_missing_table() {
     );
     assert!(!missing.success(), "a missing table must fail: {missing}");
     assert!(
-        missing.stderr.contains("target table public.nosuch does not exist"),
+        missing
+            .stderr
+            .contains("target table public.nosuch does not exist"),
         "{missing}"
     );
     let create = plan(
@@ -236,9 +260,19 @@ async fn plan_into_sqlite_and_mariadb_writes_nothing() {
         &[],
     );
     assert!(into_lite.success(), "{into_lite}");
-    assert!(line(&into_lite, "would create table").contains("items"), "{into_lite}");
-    assert!(line(&into_lite, "memory (Ferry's bound)").contains("typed batches"), "{into_lite}");
-    assert_eq!(lite.query_i64(&tables("sqlite_master")).await, 0, "SQLite file written");
+    assert!(
+        line(&into_lite, "would create table").contains("items"),
+        "{into_lite}"
+    );
+    assert!(
+        line(&into_lite, "memory (Ferry's bound)").contains("typed batches"),
+        "{into_lite}"
+    );
+    assert_eq!(
+        lite.query_i64(&tables("sqlite_master")).await,
+        0,
+        "SQLite file written"
+    );
 
     let into_my = plan(
         &cluster,
@@ -258,8 +292,11 @@ async fn plan_into_sqlite_and_mariadb_writes_nothing() {
         .await;
     assert_eq!(ferry_db, 0, "ferry plan created MariaDB's ferry database");
     assert_eq!(
-        my.query_i64("lake", "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'lake'")
-            .await,
+        my.query_i64(
+            "lake",
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'lake'"
+        )
+        .await,
         1,
         "ferry plan created a table in MariaDB"
     );

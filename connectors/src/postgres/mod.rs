@@ -2,8 +2,8 @@
 //! COPY, write it under the target-side ledger, isolate refused rows, the
 //! write modes, verify digests.
 
-pub mod copy;
 pub mod chunk_explain;
+pub mod copy;
 pub mod describe;
 pub mod history;
 pub mod ledger;

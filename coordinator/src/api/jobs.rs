@@ -7,8 +7,9 @@ use ferry_common::proto::job_service_server::JobService;
 use ferry_common::proto::{
     CancelJobRequest, CollectGarbageRequest, CollectGarbageResponse, GetJobRequest, Job, JobEvent,
     JobState, ListHistoryRequest, ListHistoryResponse, ListJobsRequest, ListJobsResponse,
-    ListRejectsRequest, ListRejectsResponse, PlanJobRequest, PlanJobResponse, RepairJobRequest, ResumeJobRequest, SubmitJobRequest,
-    SubmitJobResponse, VerifyJobRequest, VerifyJobResponse, WatchJobRequest,
+    ListRejectsRequest, ListRejectsResponse, PlanJobRequest, PlanJobResponse, RepairJobRequest,
+    ResumeJobRequest, SubmitJobRequest, SubmitJobResponse, VerifyJobRequest, VerifyJobResponse,
+    WatchJobRequest,
 };
 use ferry_common::telemetry::traces;
 use ferry_common::timing::{WATCH_IDLE, WATCH_INTERVAL};

@@ -68,8 +68,8 @@ pub(super) async fn estimate(
             }
         }
     }
-    if total_rows > 0 {
-        out.avg_row_bytes = total_bytes / total_rows;
+    if let Some(avg) = total_bytes.checked_div(total_rows) {
+        out.avg_row_bytes = avg;
     }
     Ok(out)
 }
