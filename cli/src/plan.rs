@@ -43,12 +43,14 @@ pub async fn run(a: PlanArgs) -> i32 {
     0
 }
 
-/// `min N / median N / max N`.
-fn spread(s: Option<&PlanSpread>, unit: &str) -> String {
+/// `min N / median N / max N`, each value shown by `show`.
+fn spread(s: Option<&PlanSpread>, show: impl Fn(u64) -> String) -> String {
     let s = s.cloned().unwrap_or_default();
     format!(
-        "min {}{unit} / median {}{unit} / max {}{unit}",
-        s.min, s.median, s.max
+        "min {} / median {} / max {}",
+        show(s.min),
+        show(s.median),
+        show(s.max)
     )
 }
 
@@ -85,13 +87,13 @@ fn lines(p: &PlanJobResponse) -> Vec<String> {
         format!("rows estimated: {}", p.rows_estimated),
         format!(
             "rows per chunk: {} ({} of {} chunks explained)",
-            spread(p.rows_per_chunk.as_ref(), ""),
+            spread(p.rows_per_chunk.as_ref(), |n| n.to_string()),
             p.chunks_explained,
             p.chunks
         ),
         format!(
             "bytes per chunk: {}",
-            spread(p.bytes_per_chunk.as_ref(), " B")
+            spread(p.bytes_per_chunk.as_ref(), bytes)
         ),
     ];
     if p.casts.is_empty() {
