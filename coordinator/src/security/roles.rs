@@ -127,6 +127,7 @@ mod tests {
         assert!(Role::Viewer < Role::Operator && Role::Operator < Role::Admin);
         assert_eq!(required_role("WatchJob"), Role::Viewer);
         assert_eq!(required_role("SubmitJob"), Role::Operator);
+        assert_eq!(required_role("PlanJob"), Role::Operator);
         assert_eq!(required_role("CollectGarbage"), Role::Admin);
         assert_eq!(required_role("SomethingNew"), Role::Admin);
         assert_eq!("operator".parse::<Role>().unwrap(), Role::Operator);
