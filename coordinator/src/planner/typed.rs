@@ -172,7 +172,7 @@ pub async fn plan_typed(
 }
 
 /// Creates the target table from the query's columns when it does not exist
-/// (`--create-table` on PostgreSQL → PostgreSQL, whose plan reads the table itself).
+/// (`--create-table`; a run calls it before planning, a dry run never does).
 pub async fn create_if_missing(
     spec: &JobSpec,
     job_id: &str,
