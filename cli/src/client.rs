@@ -122,7 +122,9 @@ pub fn exit_code(s: &Status) -> i32 {
     }
 }
 
-fn connect(arg: &CoordinatorArg) -> Result<Coordinators, i32> {
+/// Coordinators of `arg` with its credentials (TLS, token), calls timing out after
+/// the usual RPC timeout; the exit code to return when they cannot be set up.
+pub(crate) fn connect(arg: &CoordinatorArg) -> Result<Coordinators, i32> {
     connect_with(arg, Some(RPC_TIMEOUT))
 }
 
@@ -240,6 +242,9 @@ pub async fn status(a: JobArgs) -> i32 {
     println!("  {} -> {} {}", spec.source, spec.target, spec.table);
     if !job.plan.is_empty() {
         println!("  plan: {}", job.plan);
+    }
+    if !job.waiting_for.is_empty() {
+        println!("  waiting for connections on {}", job.waiting_for);
     }
     if !job.error.is_empty() {
         println!("  error: {}", job.error);

@@ -109,12 +109,16 @@ pub fn scheduler_config(
 ) -> Result<SchedulerConfig, String> {
     let defaults = JobDefaults::from_env().map_err(|e| e.to_string())?;
     let timings = Timings::new(lease_ttl).map_err(|e| e.to_string())?;
+    let budget = crate::budget_config::connection_budget(&connections)?;
     Ok(SchedulerConfig {
         defaults,
         connections,
         timings,
         ledger_schema,
-        lifecycle: JobLifecycle::default(),
+        lifecycle: JobLifecycle {
+            budget: std::sync::Arc::new(budget),
+            ..JobLifecycle::default()
+        },
     })
 }
 
@@ -188,11 +192,15 @@ async fn serve(args: Args) -> i32 {
             .unwrap_or_else(|| format!("{scheme}://{addr}")),
     };
     config.lifecycle = match History::new(history, connections.clone()) {
-        Ok(h) => JobLifecycle {
-            history: Some(h),
-            retention: args.job_retention.0,
-            ledger_retention: args.ledger_retention.0,
-        },
+        Ok(h) => {
+            h.use_budget(std::sync::Arc::clone(&config.lifecycle.budget));
+            JobLifecycle {
+                history: Some(h),
+                retention: args.job_retention.0,
+                ledger_retention: args.ledger_retention.0,
+                budget: std::sync::Arc::clone(&config.lifecycle.budget),
+            }
+        }
         Err(e) => {
             eprintln!("error: {e}");
             return EXIT_BAD_INPUT;

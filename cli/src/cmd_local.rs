@@ -84,6 +84,9 @@ async fn run_local(args: Args) -> i32 {
     ) {
         Ok(mut c) => {
             c.lifecycle.history = History::new(history, connections.clone()).ok();
+            if let Some(h) = &c.lifecycle.history {
+                h.use_budget(Arc::clone(&c.lifecycle.budget));
+            }
             Scheduler::new(Arc::new(MemoryStore::new()), c)
         }
         Err(e) => {
@@ -121,6 +124,7 @@ async fn run_local(args: Args) -> i32 {
             connections: connections.clone(),
             tls: Default::default(),
             drain: ferry_worker::drain::DrainConfig::default(),
+            pool_idle_timeout: ferry_common::timing::DEFAULT_POOL_IDLE_TIMEOUT,
         };
         workers.push(tokio::spawn(ferry_worker::run(cfg, stop.clone())));
     }

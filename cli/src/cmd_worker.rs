@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use ferry_common::connections::ConnectionRegistry;
-use ferry_common::timing::DEFAULT_DRAIN_TIMEOUT;
+use ferry_common::timing::{DEFAULT_DRAIN_TIMEOUT, DEFAULT_POOL_IDLE_TIMEOUT};
 use ferry_worker::drain::DrainConfig;
 use ferry_worker::WorkerConfig;
 use tokio_util::sync::CancellationToken;
@@ -35,6 +35,11 @@ pub struct Args {
     /// about 10s under Kubernetes' terminationGracePeriodSeconds. Default 20s.
     #[arg(long, env = "FERRY_DRAIN_TIMEOUT", value_parser = parse_duration)]
     drain_timeout: Option<Duration>,
+    /// How long an idle pooled database connection stays open before it is
+    /// closed; the coordinator's connection budget counts it that long, so
+    /// give the coordinator the same FERRY_POOL_IDLE_TIMEOUT. Default 3s.
+    #[arg(long, env = "FERRY_POOL_IDLE_TIMEOUT", value_parser = parse_duration)]
+    pool_idle_timeout: Option<Duration>,
 }
 
 /// Runs the worker until SIGINT/SIGTERM, then drains: no new chunks, chunks in
@@ -64,6 +69,7 @@ pub async fn run(args: Args) -> i32 {
         connections,
         tls: args.tls.files(),
         drain: drain.clone(),
+        pool_idle_timeout: args.pool_idle_timeout.unwrap_or(DEFAULT_POOL_IDLE_TIMEOUT),
     };
     let stop = CancellationToken::new();
     let trigger = stop.clone();

@@ -1,11 +1,9 @@
 //! `ferry history`: jobs as the job history table records them.
 
-use ferry_common::client::{is_failover_status, Coordinators};
+use ferry_common::client::is_failover_status;
 use ferry_common::proto::{JobState, ListHistoryRequest};
-use ferry_common::timing::RPC_TIMEOUT;
 
-use crate::client::{describe_status, exit_code, CoordinatorArg};
-use crate::EXIT_BAD_INPUT;
+use crate::client::{connect, describe_status, exit_code, CoordinatorArg};
 
 /// Flags of `ferry history`.
 #[derive(clap::Args, Debug)]
@@ -58,12 +56,9 @@ fn utc(ms: i64) -> String {
 
 /// `ferry history`.
 pub async fn run(a: HistoryArgs) -> i32 {
-    let c = match Coordinators::new(&a.coord.coordinator, Some(RPC_TIMEOUT)) {
+    let c = match connect(&a.coord) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_BAD_INPUT;
-        }
+        Err(code) => return code,
     };
     let req = ListHistoryRequest {
         limit: a.limit,

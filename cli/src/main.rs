@@ -1,5 +1,6 @@
 //! `ferry`: one binary for the coordinator, the worker, local mode and the client verbs.
 
+mod budget_config;
 mod client;
 mod cmd_coordinator;
 mod cmd_local;

@@ -190,6 +190,25 @@ pub const SECURITY_FILE_POLL: Duration = Duration::from_secs(2);
 /// handshake's few round trips on any network Ferry runs on.
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a worker keeps an idle pooled database connection before closing
+/// it (`FERRY_POOL_IDLE_TIMEOUT`): a few seconds, long enough for a worker's
+/// next chunk to reuse it, short enough that `pg_stat_activity` shows the
+/// connections in use rather than those once used.
+pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How long the coordinator's connection budget still counts a connection a
+/// worker has pooled after its chunk ended: the worker's sweep runs every
+/// idle / 2, so the connection is closed by idle × 1.5, plus 1 s for the
+/// server to see the session end.
+pub fn pooled_linger(idle: Duration) -> Duration {
+    idle + idle / 2 + Duration::from_secs(1)
+}
+
+/// How often a reservation waiting on a full connection budget looks again
+/// even when nothing signals a release (pooled connections expire in time,
+/// not on an event): as SCHEDULER_TICK.
+pub const BUDGET_POLL: Duration = SCHEDULER_TICK;
+
 /// The timings of one cluster, derived from its worker lease TTL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timings {

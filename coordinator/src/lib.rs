@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod assignments;
+pub mod budget;
 pub mod election;
 pub mod error;
 pub mod etcd_security;

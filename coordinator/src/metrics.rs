@@ -223,6 +223,7 @@ impl JobTableView {
 pub fn register_job_table(gate: Arc<Gate>) {
     init_events();
     let m = global::meter(METER);
+    crate::budget::register_gauges(&m, Arc::clone(&gate));
     let view = Arc::new(JobTableView {
         gate,
         cache: Mutex::new(None),

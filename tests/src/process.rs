@@ -45,13 +45,20 @@ pub fn ferry_bin() -> PathBuf {
 /// `ferry ARGS` with `env` on top of this process's environment, minus any
 /// `FERRY_*` / `MAPPER_*` settings inherited from the developer's shell (they
 /// would silently change what is under test), plain-text logs at `RUST_LOG`.
+/// A `FERRY_BIN` in `env` runs that binary for this process alone (another
+/// version's worker or coordinator).
 pub(crate) fn ferry_command<S, K, V>(args: &[S], env: &[(K, V)]) -> Command
 where
     S: AsRef<OsStr>,
     K: AsRef<OsStr>,
     V: AsRef<OsStr>,
 {
-    let mut cmd = Command::new(ferry_bin());
+    let own = env
+        .iter()
+        .rev()
+        .find(|(k, _)| k.as_ref() == "FERRY_BIN")
+        .map(|(_, v)| PathBuf::from(v.as_ref()));
+    let mut cmd = Command::new(own.unwrap_or_else(ferry_bin));
     for (key, _) in std::env::vars_os() {
         let name = key.to_string_lossy();
         if name.starts_with("FERRY_") || name.starts_with("MAPPER_") {

@@ -177,6 +177,8 @@ async fn each_role_gets_exactly_its_rights() {
     // viewer: reads, no changes
     let viewer = as_token("view-token");
     assert!(call(&viewer, &["jobs", "--coordinator", url]).success());
+    let history = call(&viewer, &["history", "--coordinator", url]);
+    assert!(history.success(), "viewer history over TLS: {history}");
     assert_refused(
         &submit("view-token"),
         "vera (role viewer) may not call SubmitJob: it needs role operator",

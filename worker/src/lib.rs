@@ -66,6 +66,8 @@ pub struct WorkerConfig {
     pub tls: ClientTlsFiles,
     /// How the worker stops once `shutdown` fires.
     pub drain: DrainConfig,
+    /// How long an idle pooled database connection stays open.
+    pub pool_idle_timeout: std::time::Duration,
 }
 
 /// Runs a worker until `shutdown` fires: it then leases nothing more, lets
@@ -100,7 +102,7 @@ pub async fn run(cfg: WorkerConfig, shutdown: CancellationToken) -> Result<(), W
     let heartbeat_stop = CancellationToken::new();
     let hb = tokio::spawn(Arc::clone(&session).heartbeat_loop(heartbeat_stop.clone()));
     let ctx = Arc::new(ChunkContext {
-        pool: Pool::new(cfg.connections.clone()),
+        pool: Pool::new(cfg.connections.clone(), cfg.pool_idle_timeout),
         session: Arc::clone(&session),
         faults,
     });

@@ -1,8 +1,12 @@
 //! Idle database connections kept per named connection, so chunks do not pay
-//! a connection set-up each.
+//! a connection set-up each. An idle connection is closed after the idle
+//! timeout (`FERRY_POOL_IDLE_TIMEOUT`, a few seconds), so `pg_stat_activity`
+//! shows the sessions in use and the coordinator's connection budget, which
+//! counts a pooled session for as long (`timing::pooled_linger`), is right.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 use ferry_common::connections::ConnectionRegistry;
 use ferry_common::db::DbRole;
@@ -12,19 +16,28 @@ use ferry_connectors::db::{self, Conn};
 /// Most idle connections kept per name.
 const MAX_IDLE: usize = 8;
 
+type Idle = HashMap<(String, DbRole), Vec<(Conn, Instant)>>;
+
 /// A small pool of idle connections by connection name and role (a
 /// connection serves one role for its life, so metrics label it rightly).
 pub struct Pool {
     registry: ConnectionRegistry,
-    idle: Mutex<HashMap<(String, DbRole), Vec<Conn>>>,
+    idle: Arc<Mutex<Idle>>,
+    idle_timeout: Duration,
 }
 
 impl Pool {
-    /// An empty pool over `registry`.
-    pub fn new(registry: ConnectionRegistry) -> Self {
+    /// An empty pool over `registry` whose idle connections close after
+    /// `idle_timeout` (swept every half of it, on the current runtime).
+    pub fn new(registry: ConnectionRegistry, idle_timeout: Duration) -> Self {
+        let idle: Arc<Mutex<Idle>> = Arc::default();
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(sweep(Arc::downgrade(&idle), idle_timeout));
+        }
         Self {
             registry,
-            idle: Mutex::new(HashMap::new()),
+            idle,
+            idle_timeout,
         }
     }
 
@@ -39,7 +52,9 @@ impl Pool {
                 .get_mut(&key)
                 .and_then(Vec::pop);
             match c {
-                Some(c) if !c.is_closed() => return Ok(c),
+                Some((c, since)) if !c.is_closed() && since.elapsed() < self.idle_timeout => {
+                    return Ok(c)
+                }
                 Some(_) => continue,
                 None => break,
             }
@@ -60,7 +75,45 @@ impl Pool {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         let v = idle.entry((name.to_string(), role)).or_default();
         if v.len() < MAX_IDLE {
-            v.push(conn);
+            v.push((conn, Instant::now()));
         }
+    }
+
+    /// Idle connections held now (tests, metrics).
+    pub fn idle_count(&self) -> usize {
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        idle.values().map(Vec::len).sum()
+    }
+}
+
+/// Closes connections idle for `timeout` or longer, every `timeout / 2`,
+/// until the pool is dropped.
+async fn sweep(idle: Weak<Mutex<Idle>>, timeout: Duration) {
+    let mut every = tokio::time::interval((timeout / 2).max(Duration::from_millis(50)));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let Some(idle) = idle.upgrade() else { return };
+        let closing: Vec<Conn> = {
+            let mut map = idle.lock().unwrap_or_else(|p| p.into_inner());
+            let mut out = Vec::new();
+            for v in map.values_mut() {
+                let (old, keep): (Vec<_>, Vec<_>) = std::mem::take(v)
+                    .into_iter()
+                    .partition(|(_, since)| since.elapsed() >= timeout);
+                *v = keep;
+                out.extend(old.into_iter().map(|(c, _)| c));
+            }
+            map.retain(|_, v| !v.is_empty());
+            out
+        };
+        if !closing.is_empty() {
+            tracing::debug!(
+                connections = closing.len(),
+                "closing idle pooled connections"
+            );
+        }
+        // dropping a connection ends its session
+        drop(closing);
     }
 }

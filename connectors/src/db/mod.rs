@@ -4,6 +4,7 @@
 //! more variant here and one more module beside `postgres`, `mysql` and
 //! `sqlite`.
 
+pub mod capacity;
 pub mod catalog;
 pub mod chunk;
 pub mod digest;

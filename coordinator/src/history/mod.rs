@@ -54,6 +54,8 @@ pub struct History {
     connections: ConnectionRegistry,
     clients: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Conn>>>>>,
     created: Mutex<HashSet<String>>,
+    /// The connection budget its sessions take from (none: unlimited).
+    budget: std::sync::OnceLock<Arc<crate::budget::Budget>>,
 }
 
 impl History {
@@ -75,7 +77,13 @@ impl History {
             connections,
             clients: Mutex::new(HashMap::new()),
             created: Mutex::new(HashSet::new()),
+            budget: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// Makes its sessions take from `budget` (once; later calls are ignored).
+    pub fn use_budget(&self, budget: Arc<crate::budget::Budget>) {
+        let _ = self.budget.set(budget);
     }
 
     /// The settings.
@@ -110,8 +118,8 @@ impl History {
             .collect()
     }
 
-    /// Runs `f` with an open session on `conn` (reused across calls; one
-    /// statement at a time per database).
+    /// Runs `f` with a session on `conn` taken from the connection budget
+    /// and closed when `f` ends (one statement at a time per database).
     async fn with_client<T>(
         &self,
         conn: &str,
@@ -122,6 +130,10 @@ impl History {
             Arc::clone(clients.entry(conn.to_string()).or_default())
         };
         let mut guard = slot.lock().await;
+        let _session = match self.budget.get() {
+            Some(b) => Some(b.reserve(&[conn], "history").await),
+            None => None,
+        };
         if guard.as_ref().is_none_or(Conn::is_closed) {
             let url = self
                 .connections
@@ -133,11 +145,8 @@ impl History {
             return Err(DbFailure::transient("history connection closed"));
         };
         let result = f(client).await;
-        // a session that failed is opened anew next time (sqlx sessions
-        // cannot say whether they are closed)
-        if result.is_err() {
-            *guard = None;
-        }
+        // closed with its step, so the budget's count is the server's
+        *guard = None;
         result
     }
 

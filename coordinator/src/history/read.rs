@@ -60,6 +60,7 @@ pub fn to_job(r: HistoryRow) -> proto::Job {
         finished_at_ms: r.ended_at_ms,
         chunks: Vec::new(),
         plan: r.plan,
+        ..Default::default()
     }
 }
 

@@ -10,8 +10,10 @@ use std::time::Instant;
 
 use ferry_common::proto::{ChunkAssignment, ChunkRecord, ChunkRef, ChunkState, JobState};
 
+use super::budget_gate;
 use super::state::{JobRuntime, LiveChunk, State, CLAIMED};
 use super::Scheduler;
+use crate::budget::Budget;
 use crate::error::CoordinatorError;
 use crate::store::StoreError;
 
@@ -27,9 +29,17 @@ pub(super) struct Claim {
 }
 
 /// Takes up to `slots` ready chunks for `worker_id` and marks them LEASED in
-/// memory with the token `CLAIMED` until their write is applied.
-pub(super) fn claim_ready(st: &mut State, worker_id: &str, slots: u32) -> Vec<Claim> {
+/// memory with the token `CLAIMED` until their write is applied; a chunk
+/// whose connections the budget cannot give stays first in its queue.
+pub(super) fn claim_ready(
+    st: &mut State,
+    budget: &Budget,
+    worker_id: &str,
+    slots: u32,
+) -> Vec<Claim> {
     let mut out = Vec::new();
+    let now = Instant::now();
+    budget_gate::sync(budget, st, now);
     let State { jobs, order, .. } = st;
     for job_id in order.iter() {
         let Some(job) = jobs.get_mut(job_id) else {
@@ -48,6 +58,11 @@ pub(super) fn claim_ready(st: &mut State, worker_id: &str, slots: u32) -> Vec<Cl
             if !ready {
                 continue;
             }
+            if !budget_gate::admit(budget, job, n, worker_id, now) {
+                job.ready.push_front(n);
+                break;
+            }
+            let Some(c) = job.chunk(n) else { continue };
             let old_record = c.record.clone();
             let old_version = c.version;
             let mut rec = old_record.clone();
@@ -93,7 +108,7 @@ impl Scheduler {
         if !st.workers.contains_key(worker_id) {
             return Err(CoordinatorError::UnknownWorker(worker_id.to_string()));
         }
-        let claims = claim_ready(&mut st, worker_id, slots);
+        let claims = claim_ready(&mut st, self.budget(), worker_id, slots);
         if claims.is_empty() {
             return Ok(Vec::new());
         }

@@ -34,6 +34,11 @@ impl Scheduler {
         };
         for conn in databases(&self.config.connections) {
             let collected = async {
+                let _session = self.budget().try_reserve(&[&conn], 0).ok_or_else(|| {
+                    DbFailure::transient(format!(
+                        "the connection budget of '{conn}' is full (jobs use every session Ferry may open there)"
+                    ))
+                })?;
                 let url = self
                     .config
                     .connections

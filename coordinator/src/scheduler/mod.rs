@@ -2,6 +2,7 @@
 //! leases them to workers, renews leases on heartbeats, requeues expired ones,
 //! and retries failed chunks with backoff.
 
+mod budget_gate;
 mod dry_run;
 mod grant;
 mod leases;
@@ -63,6 +64,9 @@ pub struct JobLifecycle {
     /// chunk committed, once this leader no longer holds the job (None:
     /// forever; `ledger_gc.rs`).
     pub ledger_retention: Option<Duration>,
+    /// The connection budget leases and coordinator sessions take from
+    /// (default: no limits).
+    pub budget: Arc<crate::budget::Budget>,
 }
 
 /// The scheduler; cheap to share behind an `Arc`.
@@ -176,6 +180,7 @@ impl Scheduler {
     ) -> Result<(String, bool), CoordinatorError> {
         let spec = resolve_spec(spec, &self.config.defaults, &self.config.connections)
             .map_err(CoordinatorError::InvalidArgument)?;
+        budget_gate::check_spec(self.budget(), &spec).map_err(CoordinatorError::InvalidArgument)?;
         let (trace_parent, trace_context) = lifecycle::job_trace();
         let record = JobRecord {
             job_id: new_job_id(),
@@ -309,6 +314,8 @@ impl Scheduler {
         let now = Instant::now();
         self.expire_workers(now).await?;
         let mut st = self.state.lock().await;
+        budget_gate::sync(self.budget(), &st, now);
+        self.resolve_budget();
         let now_unix = now_ms();
         let mut woke = false;
         for job in st.jobs.values_mut() {

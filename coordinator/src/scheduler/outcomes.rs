@@ -121,7 +121,7 @@ impl Scheduler {
             if want_next > 0 && registered {
                 // the reported chunk no longer takes a place of the job's max_in_flight
                 freed = job.live.remove(&r.chunk_no);
-                next_claims = grant::claim_ready(&mut st, worker_id, want_next);
+                next_claims = grant::claim_ready(&mut st, self.budget(), worker_id, want_next);
             }
             drop(st);
             let both = futures::future::join(
@@ -347,6 +347,7 @@ impl Scheduler {
             )
         };
         tracing::info!(job = %job_id, table = %show_table(&table), "all chunks landed: building indexes on the new table and swapping it in");
+        let session = self.reserve_for(&job_id, &[&spec.target]).await;
         let result = async {
             let mut conn = open_target(&self.config.connections, &spec, &job_id)
                 .await
@@ -357,6 +358,7 @@ impl Scheduler {
                 .map_err(|e| e.message)
         }
         .await;
+        drop(session);
         let mut st = self.state.lock().await;
         let Some(job) = st.jobs.get_mut(&job_id) else {
             return;

@@ -76,6 +76,10 @@ impl Scheduler {
         let planning = Instant::now();
         let plan = loop {
             attempt += 1;
+            // the planner's source and target sessions, for this attempt
+            let sessions = self
+                .reserve_for(job_id, &[&spec.source, &spec.target])
+                .await;
             // plan_job writes nothing; plan_for_run creates the table and ledger around it
             let result = plan_for_run(
                 &spec,
@@ -96,6 +100,7 @@ impl Scheduler {
                     .map(|prep| (plan, prep)),
                 Err(e) => Err(e),
             };
+            drop(sessions);
             match result {
                 Ok((plan, prep)) => {
                     let mut st = self.state.lock().await;

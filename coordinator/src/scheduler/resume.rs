@@ -170,6 +170,10 @@ impl Scheduler {
                     .collect::<Vec<_>>(),
             )
         };
+        let spec = record.spec.clone().unwrap_or_default();
+        let _sessions = self
+            .reserve_for(job_id, &[&spec.source, &spec.target])
+            .await;
         crate::verify::verify(&self.config.connections, &record, &chunks).await
     }
 

@@ -73,6 +73,8 @@ pub(crate) struct JobRuntime {
     pub retiring: bool,
     /// A chunk of this job has been leased (the first lease is measured once).
     pub first_leased: bool,
+    /// Connections whose budget keeps the job from running (empty: none).
+    pub waiting_for: Vec<String>,
 }
 
 /// A job's record with the totals its history row and metrics need.
@@ -103,6 +105,7 @@ impl JobRuntime {
             writing: 0,
             retiring: false,
             first_leased: false,
+            waiting_for: Vec::new(),
         }
     }
 
@@ -219,6 +222,11 @@ impl JobRuntime {
             started_at_ms: self.record.started_at_ms,
             finished_at_ms: self.record.finished_at_ms,
             plan: self.record.plan.clone(),
+            waiting_for: if self.state().is_terminal() {
+                String::new()
+            } else {
+                self.waiting_for.join(", ")
+            },
             chunks: if with_chunks {
                 self.chunks
                     .iter()
