@@ -15,12 +15,15 @@
 #   WIDE_ROWS  rows of the wide `wide` table, 2 KB text per row (default 500000)
 #   ROUNDS     rounds; every config runs once per round, medians are reported (default 3)
 #   ONLY       configs or groups to run (default: all). Groups: narrow, wide, mem, ferry, peers,
-#              obs (local2 and local2-obs).
+#              obs (local2 and local2-obs), keyless (the keyless table `heap` beside `items`).
 #              Configs: pipe pipe-nopk local1 local2 local4 dist local2-replace dist-replace
+#                       keyless-local2 keyless-dist keyless-pipe2
 #                       pgcopydb pgcopydb-clone sling wide-pipe wide-local2 wide-dist wide-local2-replace
 #                       mem-local mem-dist mem-local-wide mem-dist-wide tls-local2 tls-dist local2-obs
 #              Group tls: local2 tls-local2 dist tls-dist (PostgreSQL over TLS against plaintext)
 #              Group obs: local2 local2-obs (metrics and traces on against off)
+#              Group keyless: `heap` (the `items` rows, no primary key: Ferry splits it into ctid block
+#                ranges) beside `items` with its key, and two psql pipes over ctid halves of `heap`
 #   KEEP=1     leave the cluster and etcd running
 #   FRESH=1    re-initdb the cluster (and regenerate the data)
 #   ETCD       auto (default): run the distributed coordinator with --etcd when its --help lists it;
@@ -41,7 +44,7 @@ REPO=$(cd "$BENCH/.." && pwd)
 ROWS=${ROWS:-5000000}
 WIDE_ROWS=${WIDE_ROWS:-500000}
 ROUNDS=${ROUNDS:-3}
-ALL_CONFIGS="pipe pipe-nopk local1 local2 local4 dist local2-replace dist-replace pgcopydb pgcopydb-clone sling wide-pipe wide-local2 wide-dist wide-local2-replace mem-local mem-dist mem-local-wide mem-dist-wide tls-local2 tls-dist local2-obs"
+ALL_CONFIGS="keyless-local2 keyless-dist keyless-pipe2 pipe pipe-nopk local1 local2 local4 dist local2-replace dist-replace pgcopydb pgcopydb-clone sling wide-pipe wide-local2 wide-dist wide-local2-replace mem-local mem-dist mem-local-wide mem-dist-wide tls-local2 tls-dist local2-obs"
 ONLY=${ONLY:-$ALL_CONFIGS}
 DIST_CONCURRENCY=${DIST_CONCURRENCY:-1}
 DIST_WORKERS=2
@@ -77,6 +80,7 @@ for w in $ONLY; do
     peers) for c in pipe pipe-nopk pgcopydb pgcopydb-clone sling wide-pipe; do WANT[$c]=1; done ;;
     tls) for c in local2 tls-local2 dist tls-dist; do WANT[$c]=1; done ;;
     obs) for c in local2 local2-obs; do WANT[$c]=1; done ;;
+    keyless) for c in local2 dist keyless-local2 keyless-dist keyless-pipe2; do WANT[$c]=1; done ;;
     *) [[ " $ALL_CONFIGS " == *" $w "* ]] || die "unknown config or group in ONLY: $w"; WANT[$w]=1 ;;
   esac
 done
@@ -104,7 +108,7 @@ install_deps() {
       "$VENV/bin/pip" install -q --disable-pip-version-check "sling-linux-amd64==1.4.11"
     SLING_BIN=$("$VENV/bin/python" -c 'import sling_linux_amd64 as s; print(s.SLING_BIN)')
   fi
-  if want_any dist dist-replace wide-dist mem-dist mem-dist-wide; then [[ -x /usr/bin/etcd ]] || die "/usr/bin/etcd missing"; fi
+  if want_any dist dist-replace wide-dist mem-dist mem-dist-wide keyless-dist; then [[ -x /usr/bin/etcd ]] || die "/usr/bin/etcd missing"; fi
   if want local2-obs; then
     [[ -x $VENV/bin/python ]] || python3 -m venv "$VENV"
     "$VENV/bin/python" -c 'import grpc, opentelemetry.proto' 2>/dev/null ||
@@ -203,7 +207,8 @@ stop_cluster() { su postgres -c "$PGBIN/pg_ctl -D $PGDATA -m fast -w stop" >/dev
 ITEMS_DDL="CREATE TABLE items (id bigint primary key, customer_id int not null, amount numeric(12,2) not null, status text not null, note text, created_at timestamptz not null)"
 WIDE_DDL="CREATE TABLE wide (id bigint primary key, payload text not null)"
 GEN_VERSION=1
-ddl_of() { [[ $1 == items ]] && echo "$ITEMS_DDL" || echo "$WIDE_DDL"; }
+HEAP_DDL=${ITEMS_DDL/CREATE TABLE items/CREATE TABLE heap}; HEAP_DDL=${HEAP_DDL/ primary key/}
+ddl_of() { case $1 in items) echo "$ITEMS_DDL" ;; heap) echo "$HEAP_DDL" ;; *) echo "$WIDE_DDL" ;; esac; }
 
 gen_table() { # TABLE ROWS
   local t=$1 n=$2 want_tag have_tag
@@ -236,7 +241,7 @@ gen_data() {
     Q -d postgres -tc "select 1 from pg_database where datname='$db'" | grep -q 1 || Q -d postgres -c "create database $db"
   done
   NEED_ITEMS=0; NEED_WIDE=0
-  want_any pipe local1 local2 local4 dist pgcopydb pgcopydb-clone sling mem-local mem-dist local2-obs && NEED_ITEMS=1
+  want_any pipe local1 local2 local4 dist pgcopydb pgcopydb-clone sling mem-local mem-dist local2-obs keyless-local2 keyless-dist keyless-pipe2 && NEED_ITEMS=1
   want_any wide-pipe wide-local2 wide-dist mem-local-wide mem-dist-wide && NEED_WIDE=1
   Q -d src -c "CREATE EXTENSION IF NOT EXISTS pg_prewarm"
   if ((NEED_ITEMS)); then
@@ -246,6 +251,19 @@ gen_data() {
     ITEMS_HASH=$(psql -X -At -d src -c "select count(*)||':'||sum(hashtext(t::text)::bigint) from items t")
     ITEMS_SIZE=$(psql -X -At -d src -c "select pg_size_pretty(pg_total_relation_size('items'))||' ('||pg_total_relation_size('items')||' B: heap '||pg_size_pretty(pg_relation_size('items'))||', pkey '||pg_size_pretty(pg_indexes_size('items'))||')'")
     log "src.items: $ROWS rows, $ITEMS_SIZE"
+  fi
+  if want_any keyless-local2 keyless-dist keyless-pipe2; then
+    # the items rows without a key, made once per items generation
+    local tag; tag="keyless copy of: $(psql -X -At -d src -c "select obj_description('public.items'::regclass, 'pg_class')")"
+    if [[ $(psql -X -At -d src -c "select obj_description(to_regclass('public.heap'), 'pg_class')") != "$tag" ]]; then
+      log "copying src.items into the keyless src.heap"
+      Q -d src -c "DROP TABLE IF EXISTS heap" -c "$HEAP_DDL" -c "INSERT INTO heap SELECT * FROM items" \
+        -c "VACUUM ANALYZE heap" -c "COMMENT ON TABLE heap IS '$tag'"
+    fi
+    Q -d dst -c "DROP TABLE IF EXISTS heap" -c "$HEAP_DDL"
+    Q -d src -c "select pg_prewarm('heap')" >/dev/null
+    HEAP_HASH=$(psql -X -At -d src -c "select count(*)||':'||sum(hashtext(t::text)::bigint) from heap t")
+    HEAP_HALF=$(psql -X -At -d src -c "select pg_relation_size('heap') / current_setting('block_size')::int8 / 2")
   fi
   if ((NEED_WIDE)); then
     gen_table wide "$WIDE_ROWS"
@@ -272,7 +290,7 @@ reset_target() { # TABLE
 ETCD_PID=; ETCD_URL=; ETCD_DIR=
 start_etcd() {
   ((ETCD_SUPPORTED)) || return 0
-  want_any dist dist-replace wide-dist mem-dist mem-dist-wide || return 0
+  want_any dist dist-replace wide-dist mem-dist mem-dist-wide keyless-dist || return 0
   local cp pp dir i
   cp=$(free_port); pp=$(free_port)
   while [[ $pp == "$cp" ]]; do pp=$(free_port); done
@@ -486,7 +504,9 @@ cfg() {
   C_NAME+=("$1"); C_TABLE+=("$2"); C_GROUP+=("$3"); C_LABEL+=("$4"); shift 4
   C_EXEC+=("$(printf '%q ' "$@")")
 }
-pipe_cmd() { echo "psql -X -q -d src -c \"COPY (SELECT * FROM $1) TO STDOUT (FORMAT binary)\" | psql -X -q -v ON_ERROR_STOP=1 -d dst -c \"COPY $1 FROM STDIN (FORMAT binary)\""; }
+pipe_cmd() { # FROM [TABLE]
+  echo "psql -X -q -d src -c \"COPY (SELECT * FROM $1) TO STDOUT (FORMAT binary)\" | psql -X -q -v ON_ERROR_STOP=1 -d dst -c \"COPY ${2:-$1} FROM STDIN (FORMAT binary)\""
+}
 define_configs() {
   local dist_label="Ferry distributed: coordinator + $DIST_WORKERS worker processes x concurrency $DIST_CONCURRENCY"
   ((ETCD_SUPPORTED)) && dist_label+=", etcd store" || dist_label+=", in-memory store (no --etcd)"
@@ -510,6 +530,13 @@ define_configs() {
   cfg sling items narrow "sling 1.4.11 -m truncate, SLING_DIRECT_INSERT=true" exec_shell \
     "$S SLING_DIRECT_INSERT=true $SLING_BIN run --src-conn SRC_PG --src-stream public.items --tgt-conn DST_PG --tgt-object public.items -m truncate"
 
+  # keyless: ctid block ranges (Ferry) against two psql pipes over ctid halves, and `items` with its key
+  local lo="ctid < '(${HEAP_HALF:-0},0)'" hi="ctid >= '(${HEAP_HALF:-0},0)'"
+  cfg keyless-local2 heap keyless "ferry local --workers 2 on the keyless table (ctid block ranges)" exec_local heap 2
+  cfg keyless-dist heap keyless "$dist_label, keyless table (ctid block ranges)" exec_dist heap
+  cfg keyless-pipe2 heap keyless "two concurrent psql COPY binary pipes over ctid halves" exec_shell \
+    "$(pipe_cmd "heap WHERE $lo" heap) & p=\$!; $(pipe_cmd "heap WHERE $hi" heap) && wait \$p"
+
   cfg tls-local2 items narrow "ferry local --workers 2, PostgreSQL over TLS (verify-full, source and target)" exec_local_tls items 2
   cfg tls-dist items narrow "$dist_label, PostgreSQL over TLS (verify-full, source and target)" exec_dist_tls items
 
@@ -528,7 +555,7 @@ define_configs() {
   : >"$CONFIGS_TSV"
   local i rows
   for i in "${!C_NAME[@]}"; do
-    [[ ${C_TABLE[i]} == items ]] && rows=$ROWS || rows=$WIDE_ROWS
+    [[ ${C_TABLE[i]} == items || ${C_TABLE[i]} == heap ]] && rows=$ROWS || rows=$WIDE_ROWS
     printf '%s\t%s\t%s\t%s\t%s\n' "${C_NAME[i]}" "${C_TABLE[i]}" "${C_GROUP[i]}" "$rows" "${C_LABEL[i]}" >>"$CONFIGS_TSV"
   done
 }
@@ -556,7 +583,7 @@ run_one() { # INDEX ROUND
     log "FAILED: $name round $r (exit $RC), see $lf"; tail -5 "$lf" | sed 's/^/    /' >&2
   else
     local want_v got
-    [[ $t == items ]] && want_v=$ITEMS_HASH || want_v=$WIDE_HASH
+    case $t in items) want_v=$ITEMS_HASH ;; heap) want_v=$HEAP_HASH ;; *) want_v=$WIDE_HASH ;; esac
     if [[ $r == 1 ]]; then
       got=$(psql -X -At -d dst -c "select count(*)||':'||coalesce(sum(hashtext(t::text)::bigint), 0) from $t t")
       [[ $got == "$want_v" ]] && check=hash-ok || { check="HASH-MISMATCH($got vs $want_v)"; status=FAIL; }
@@ -565,7 +592,7 @@ run_one() { # INDEX ROUND
       [[ $got == "${want_v%%:*}" ]] && check=count-ok || { check="COUNT-MISMATCH($got vs ${want_v%%:*})"; status=FAIL; }
     fi
     local pk; pk=$(psql -X -At -d dst -c "select count(*) from pg_constraint where conrelid='public.$t'::regclass and contype='p'")
-    [[ $pk == 1 ]] || { check="$check,NO-PK"; status=FAIL; }
+    [[ $pk == 1 || $t == heap ]] || { check="$check,NO-PK"; status=FAIL; }
     [[ $status == ok ]] || log "CHECK FAILED: $name round $r: $check"
   fi
   [[ $status == ok ]] || record_failure "$name" "$r" "$check" "$lf"

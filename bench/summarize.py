@@ -188,12 +188,18 @@ def main():
     narrow = [n for n in order if configs[n]["group"] == "narrow"]
     wide = [n for n in order if configs[n]["group"] == "wide"]
     mem = [n for n in order if configs[n]["group"] == "mem"]
+    keyless = [n for n in order if configs[n]["group"] == "keyless"]
     if narrow:
         rows = configs[narrow[0]]["rows"]
         lines += [f"## Narrow rows: `items`, {rows:,} rows", ""] + main_table(configs, narrow, wall("pipe")) + [""]
     if wide:
         rows = configs[wide[0]]["rows"]
         lines += [f"## Wide rows: `wide`, {rows:,} rows of 2 KB text", ""] + main_table(configs, wide, wall("wide-pipe")) + [""]
+    if keyless:
+        rows = configs[keyless[0]]["rows"]
+        lines += [f"## Keyless table: `heap`, the {rows:,} `items` rows without a primary key (Ferry: ctid block ranges; goals: "
+                  "2 workers >= 0.9x Ferry's rows/s on `items` with its key, >= 1.0x two psql pipes over ctid halves)", ""]
+        lines += main_table(configs, keyless, wall("keyless-pipe2")) + [""]
     if mem:
         lines += [f"## Memory: `--chunk-size 1000000` (goal: worker peak RSS at most {GOAL_RSS_MIB} MiB)", "",
                   "| config | table | rows | chunks of 1,000,000 rows | runs ok | median s | rows/s | peak RSS MiB per Ferry process | worker peak MiB | goal | check |",

@@ -5,6 +5,7 @@
 pub mod chunk_explain;
 pub mod copy;
 pub mod describe;
+pub mod driving;
 pub mod history;
 pub mod ledger;
 pub mod ledger_gc;

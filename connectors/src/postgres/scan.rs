@@ -22,6 +22,30 @@ pub async fn prefer_bitmap_scan(
     source: &Client,
     chunk: &ChunkSelect<'_>,
 ) -> Result<bool, DbFailure> {
+    let root = explain_chunk(source, chunk).await?;
+    if root.get("Node Type").and_then(|v| v.as_str()) != Some("Index Scan")
+        || root.get("Plans").is_some()
+    {
+        return Ok(false);
+    }
+    let text = |k: &str| root.get(k).and_then(|v| v.as_str()).map(str::to_string);
+    let (Some(schema), Some(table), Some(index)) =
+        (text("Schema"), text("Relation Name"), text("Index Name"))
+    else {
+        return Ok(false);
+    };
+    Ok(key_correlation(source, &schema, &table, &index)
+        .await?
+        .is_some_and(|c| c >= MIN_CORRELATION))
+}
+
+/// The plan root (EXPLAIN VERBOSE, FORMAT JSON) of a chunk's SELECT with its
+/// bounds bound as workers bind them, in a read-only transaction rolled back
+/// after.
+pub async fn explain_chunk(
+    source: &Client,
+    chunk: &ChunkSelect<'_>,
+) -> Result<serde_json::Value, DbFailure> {
     let (select, values) = chunk.binary();
     exec(source, "BEGIN READ ONLY").await?;
     let explained = async {
@@ -37,21 +61,7 @@ pub async fn prefer_bitmap_scan(
     }
     .await;
     exec(source, "ROLLBACK").await?;
-    let root = explained?;
-    if root.get("Node Type").and_then(|v| v.as_str()) != Some("Index Scan")
-        || root.get("Plans").is_some()
-    {
-        return Ok(false);
-    }
-    let text = |k: &str| root.get(k).and_then(|v| v.as_str()).map(str::to_string);
-    let (Some(schema), Some(table), Some(index)) =
-        (text("Schema"), text("Relation Name"), text("Index Name"))
-    else {
-        return Ok(false);
-    };
-    Ok(key_correlation(source, &schema, &table, &index)
-        .await?
-        .is_some_and(|c| c >= MIN_CORRELATION))
+    explained
 }
 
 /// pg_stats' correlation of the index's leading column.

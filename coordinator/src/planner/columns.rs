@@ -27,6 +27,11 @@ const KEY_TYPES: &[&str] = &[
     "uuid",
 ];
 
+/// Whether a column of type `base_type` can be split into key ranges.
+pub fn splittable_type(base_type: &str) -> bool {
+    KEY_TYPES.contains(&base_type)
+}
+
 /// String types: values convert to and from them through text input and
 /// output, the way an INSERT of text would, so a bad value is a bad row.
 pub const STRING_TYPES: &[&str] = &["text", "character varying", "character"];

@@ -39,7 +39,12 @@ pub(super) async fn estimate(
         return Ok(even(plan, typed_width(&plan.columns)));
     }
     let (source, _) = open_reporting(conns, &spec.source, job_id).await?;
-    let query = spec.query.trim().trim_end_matches(';').trim();
+    // chunks run the planner's query when it added the split column (keyless plans)
+    let query = if plan.source_query.is_empty() {
+        spec.query.trim().trim_end_matches(';').trim()
+    } else {
+        plan.source_query.as_str()
+    };
     let picked = pick(plan.chunks.len());
     let mut out = ChunkEstimates::default();
     let (mut total_rows, mut total_bytes) = (0u64, 0u64);

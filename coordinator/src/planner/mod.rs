@@ -4,8 +4,10 @@
 //! every statement.
 
 mod columns;
+pub mod driving;
 pub mod dry_run;
 mod estimate;
+mod keyless;
 mod new_table;
 pub mod prepare;
 mod split;
@@ -82,6 +84,9 @@ pub struct Plan {
     /// Most chunks in flight the target takes at once (SQLite: one writer),
     /// lowering the job's `max_workers`.
     pub max_in_flight: Option<u32>,
+    /// The query chunks run when the planner added the key to the user's
+    /// (empty: the user's query).
+    pub source_query: String,
 }
 
 impl Plan {
@@ -117,6 +122,7 @@ impl Plan {
             key: vec![key],
             source_bitmap_scan: false,
             max_in_flight: None,
+            source_query: String::new(),
         }
     }
 }
@@ -213,15 +219,63 @@ pub async fn plan_job(
     let min_rows = spec.min_rows_for_parallel.unwrap_or(0);
     let mut bitmap = false;
     let mut keys = Vec::new();
+    // a query without a usable output key splits on its driving table
+    let mut source_query = String::new();
+    let mut key_shown = None;
+    let mut why_one = None;
+    let key = match key {
+        None if parallel => {
+            match keyless::choose(&source, query, &query_cols, &cols, chunk_size, min_rows).await? {
+                keyless::Choice::Key {
+                    key,
+                    source_query: q,
+                    shown,
+                } => {
+                    source_query = q;
+                    key_shown = Some(shown);
+                    Some(key)
+                }
+                keyless::Choice::Ctid(c) => {
+                    return Ok(Plan {
+                        chunks: c.chunks,
+                        rows: c.rows,
+                        target: table,
+                        columns: cols.plan,
+                        key: vec![c.key],
+                        source_bitmap_scan: false,
+                        max_in_flight: None,
+                        source_query: c.source_query,
+                        strategy: format!(
+                            "{}; source {}, target {}",
+                            c.strategy,
+                            source_tls.label(),
+                            target_tls.label()
+                        ),
+                    });
+                }
+                keyless::Choice::One(why) => {
+                    why_one = Some(why);
+                    None
+                }
+            }
+        }
+        other => other,
+    };
+    let run_query = if source_query.is_empty() {
+        query
+    } else {
+        source_query.as_str()
+    };
     let (rows, chunks, strategy) = match key {
         Some(key) if parallel => {
-            let s = sample::sample_keys(&source, query, &key, chunk_size).await?;
+            let s = sample::sample_keys(&source, run_query, &key, chunk_size).await?;
             keys.push(key.clone());
-            let (chunks, why) = split_sample(&s, &show_ident(&key.name), chunk_size, min_rows);
+            let shown = key_shown.unwrap_or_else(|| show_ident(&key.name));
+            let (chunks, why) = split_sample(&s, &shown, chunk_size, min_rows);
             // the first chunk is a key range whenever there are several
             if let (true, Some(first)) = (chunks.len() > 1, chunks.first()) {
                 let select = ChunkSelect {
-                    query,
+                    query: run_query,
                     columns: &cols.plan,
                     key: &keys,
                     bounds: first,
@@ -239,15 +293,21 @@ pub async fn plan_job(
                         tracing::warn!(
                             job = %job_id,
                             rows,
-                            "no key column to split on (the query does not read one table with a single-column primary key): copying in one chunk; pass --key COL to run in parallel"
+                            reason = why_one.as_deref().unwrap_or(""),
+                            "no key column to split on: copying in one chunk; pass --key COL to run in parallel"
                         );
                     }
-                    "one chunk: no key column".to_string()
+                    why_one.unwrap_or_else(|| "one chunk: no key column".to_string())
                 }
             };
             (rows, vec![ChunkBounds::all()], why)
         }
     };
+    // a plan of one chunk runs the user's query as it is
+    if chunks.len() <= 1 && !source_query.is_empty() {
+        source_query.clear();
+        keys.clear();
+    }
     Ok(Plan {
         chunks,
         rows,
@@ -256,6 +316,7 @@ pub async fn plan_job(
         key: keys,
         source_bitmap_scan: bitmap,
         max_in_flight: None,
+        source_query,
         strategy: format!(
             "{}; source {}, target {}",
             if bitmap {

@@ -168,6 +168,7 @@ pub async fn plan_typed(
         key: keys,
         source_bitmap_scan: false,
         max_in_flight: one_writer.then_some(1),
+        source_query: String::new(),
     })
 }
 

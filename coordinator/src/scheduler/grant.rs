@@ -225,7 +225,12 @@ impl Scheduler {
             attempt: rec.attempt,
             source: spec.source,
             target: spec.target,
-            query: spec.query.trim().trim_end_matches(';').trim().to_string(),
+            // the planner's query (with its split column) when it wrote one
+            query: if job.record.source_query.is_empty() {
+                spec.query.trim().trim_end_matches(';').trim().to_string()
+            } else {
+                job.record.source_query.clone()
+            },
             columns: job.record.columns.clone(),
             key: job.record.key.clone(),
             bounds: rec.bounds.clone(),

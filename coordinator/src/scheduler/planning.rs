@@ -200,6 +200,7 @@ impl Scheduler {
         job.record.target = Some(plan.target.clone());
         job.record.columns = plan.columns.clone();
         job.record.key = plan.key.clone();
+        job.record.source_query = plan.source_query.clone();
         job.record.source_bitmap_scan = plan.source_bitmap_scan;
         if let (Some(cap), Some(spec)) = (plan.max_in_flight, job.record.spec.as_mut()) {
             spec.max_workers = Some(spec.max_workers.map_or(cap, |n| n.min(cap)));

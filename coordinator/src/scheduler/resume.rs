@@ -87,7 +87,11 @@ impl Scheduler {
             return Err(CoordinatorError::precondition(
                 "job_id",
                 Reason::NoKeyInTarget,
-                "repair deletes key ranges, but the key column is not copied into the target",
+                if job.record.key.iter().any(|k| k.r#type == "tid") {
+                    "repair deletes a chunk's rows by key, but this job was split on ctid block ranges of the source, which the target's rows cannot be mapped back to: submit the job again with --mode truncate or --mode replace to copy the whole table again"
+                } else {
+                    "repair deletes key ranges, but the key column is not copied into the target: add it to the query and the target, or submit the job again with --mode truncate or --mode replace"
+                },
             ));
         }
         job.record.error.clear();
