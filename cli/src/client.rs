@@ -246,6 +246,9 @@ pub async fn status(a: JobArgs) -> i32 {
     if !job.waiting_for.is_empty() {
         println!("  waiting for connections on {}", job.waiting_for);
     }
+    if !job.consistency_lost.is_empty() {
+        println!("  consistency lost: {}", job.consistency_lost);
+    }
     if !job.error.is_empty() {
         println!("  error: {}", job.error);
     }

@@ -1,6 +1,6 @@
 //! Job flags shared by `ferry submit` and `ferry local`.
 
-use ferry_common::proto::{JobSpec, RetryPolicy, WriteMode};
+use ferry_common::proto::{Consistency, JobSpec, RetryPolicy, WriteMode};
 
 /// How rows are written, as a flag.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -15,15 +15,29 @@ pub enum Mode {
     Replace,
 }
 
+/// Whether chunks read the source as of one instant, as a flag.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum ConsistencyFlag {
+    /// One exported snapshot for every chunk (PostgreSQL sources).
+    Snapshot,
+    /// Each chunk reads the source as it is when the chunk starts.
+    None,
+}
+
 /// Job tuning flags; unset ones take the coordinator's MAPPER_* defaults.
 #[derive(clap::Args, Clone, Debug)]
 pub struct Tuning {
-    /// Column to split on (default: the primary key of the one table the query reads).
+    /// Column to split on, `a,b` for several (default: the primary key of
+    /// the one table the query reads).
     #[arg(long)]
     pub key: Option<String>,
-    /// Rows per chunk (default MAPPER_CHUNK_SIZE, 50,000).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
-    pub chunk_size: Option<u64>,
+    /// Rows per chunk (default MAPPER_CHUNK_SIZE, 50,000), or `auto`: chunks
+    /// of about --chunk-seconds each, sized by the rows' bytes (PostgreSQL).
+    #[arg(long, value_parser = parse_chunk_size)]
+    pub chunk_size: Option<ChunkSize>,
+    /// Seconds an auto-sized chunk aims at (with --chunk-size auto; default 30).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub chunk_seconds: Option<u32>,
     /// Below this many rows the job runs as one chunk (default MAPPER_MIN_ROWS_FOR_PARALLEL).
     #[arg(long)]
     pub min_rows_for_parallel: Option<u64>,
@@ -55,6 +69,10 @@ pub struct Tuning {
     /// Cap on the retry backoff, in milliseconds.
     #[arg(long)]
     pub retry_max_delay_ms: Option<u64>,
+    /// Whether every chunk reads the source as of one instant (default:
+    /// snapshot for PostgreSQL sources, none for MySQL and SQLite).
+    #[arg(long, value_enum)]
+    pub consistency: Option<ConsistencyFlag>,
 }
 
 impl Tuning {
@@ -74,7 +92,12 @@ impl Tuning {
             table: table.to_string(),
             columns: self.columns.clone(),
             key_column: self.key.clone().unwrap_or_default(),
-            chunk_size: self.chunk_size,
+            chunk_size: match self.chunk_size {
+                Some(ChunkSize::Rows(n)) => Some(n),
+                _ => None,
+            },
+            chunk_size_auto: matches!(self.chunk_size, Some(ChunkSize::Auto)).then_some(true),
+            chunk_seconds: self.chunk_seconds,
             max_workers,
             min_rows_for_parallel: self.min_rows_for_parallel,
             retry: Some(RetryPolicy {
@@ -94,7 +117,34 @@ impl Tuning {
             create_table: self.create_table,
             max_failed_rows: self.max_failed_rows,
             max_failed_ratio: self.max_failed_ratio,
+            consistency: match self.consistency {
+                Some(ConsistencyFlag::Snapshot) => Consistency::Snapshot,
+                Some(ConsistencyFlag::None) => Consistency::None,
+                None => Consistency::Unspecified,
+            } as i32,
         }
+    }
+}
+
+/// `--chunk-size`: rows, or sized by duration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChunkSize {
+    /// About this many rows per chunk.
+    Rows(u64),
+    /// About --chunk-seconds per chunk, by the rows' bytes.
+    Auto,
+}
+
+/// Parses `auto` or a positive row count.
+fn parse_chunk_size(s: &str) -> Result<ChunkSize, String> {
+    if s.eq_ignore_ascii_case("auto") {
+        return Ok(ChunkSize::Auto);
+    }
+    match s.parse::<u64>() {
+        Ok(n) if n > 0 => Ok(ChunkSize::Rows(n)),
+        _ => Err(format!(
+            "'{s}' is neither a row count above 0 nor 'auto' (e.g. --chunk-size 50000)"
+        )),
     }
 }
 

@@ -186,6 +186,26 @@ pub fn parse_column(input: &str) -> Result<NamePart, NameError> {
     Ok(name.last().clone())
 }
 
+/// Parses a comma-separated list of column names (`a, "b,c"`): commas
+/// inside double quotes belong to the name; each item is one column.
+pub fn parse_column_list(input: &str) -> Result<Vec<NamePart>, NameError> {
+    let mut items = Vec::new();
+    let mut current = String::new();
+    let mut quoted = false;
+    for c in input.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                current.push(c);
+            }
+            ',' if !quoted => items.push(std::mem::take(&mut current)),
+            _ => current.push(c),
+        }
+    }
+    items.push(current);
+    items.iter().map(|i| parse_column(i)).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,5 +254,21 @@ mod tests {
         ));
         assert!(parse_column("a.b").is_err());
         assert_eq!(parse_column("\"select\"").unwrap(), part("select", true));
+    }
+
+    #[test]
+    fn column_lists_split_outside_quotes() {
+        assert_eq!(parse_column_list("id").unwrap(), vec![part("id", false)]);
+        assert_eq!(
+            parse_column_list("a, \"b,c\" ,D").unwrap(),
+            vec![part("a", false), part("b,c", true), part("D", false)]
+        );
+        assert_eq!(
+            parse_column_list("\"say \"\"hi, there\"\"\"").unwrap(),
+            vec![part("say \"hi, there\"", true)]
+        );
+        assert_eq!(parse_column_list("a,,b"), Err(NameError::Empty));
+        assert_eq!(parse_column_list("a,"), Err(NameError::Empty));
+        assert!(parse_column_list("a.b, c").is_err());
     }
 }

@@ -15,8 +15,15 @@ pub const STORE_FORMAT: u32 = 3;
 /// Oldest store format this build reads and continues: 2 (typed plans);
 /// records of formats 0 and 1 hold SQL text and are refused.
 pub const OLDEST_STORE_FORMAT: u32 = 2;
-/// Version of the worker protocol this build speaks (typed chunks).
-pub const WORKER_PROTOCOL: u32 = 2;
+/// Version of the worker protocol this build speaks: 3 since workers read
+/// a chunk in the job's exported snapshot (2: typed chunks).
+pub const WORKER_PROTOCOL: u32 = 3;
+/// Oldest worker protocol a coordinator of this build leases to: 2 (typed
+/// chunks). A protocol-2 worker ignores the snapshot, so a SNAPSHOT job
+/// whose chunk it reads is marked not consistent.
+pub const OLDEST_WORKER_PROTOCOL: u32 = 2;
+/// First worker protocol that reads chunks in the job's exported snapshot.
+pub const SNAPSHOT_WORKER_PROTOCOL: u32 = 3;
 
 impl KeyValue {
     /// An integer key value.

@@ -47,6 +47,13 @@ pub const ELECTION_STEP_DOWN: Duration = Duration::from_millis(5000 - 5000 / 3);
 pub const ELECTION_POLL: Duration = Duration::from_millis(250);
 /// Deadline of one etcd request; past it the outcome is unknown and state is reloaded.
 pub const ETCD_REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+/// How often the coordinator touches the source session holding a job's
+/// exported snapshot: keeps an `idle_in_transaction_session_timeout` of the
+/// source from ending it, and finds a lost session before the workers'
+/// retries run out (a chunk's backoff starts at 1 s and grows).
+pub const SNAPSHOT_PING: Duration = Duration::from_secs(5);
+/// Wait before exporting a job's snapshot again after the source refused.
+pub const SNAPSHOT_RETRY: Duration = Duration::from_secs(2);
 /// Connect timeout for source and target databases.
 pub const DB_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Deadline of one OpenLineage POST. Lineage is best effort and runs beside

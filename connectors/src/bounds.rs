@@ -63,6 +63,10 @@ pub fn key_filter(
             }
             if conds.is_empty() {
                 conds = cols.iter().map(|c| format!("{c} IS NOT NULL")).collect();
+            } else {
+                // a row comparison decided by an earlier column ignores a
+                // NULL in a later one: such rows belong to the NULL chunk
+                conds.extend(cols.iter().skip(1).map(|c| format!("{c} IS NOT NULL")));
             }
             (Some(conds.join(" AND ")), binds)
         }

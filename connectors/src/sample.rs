@@ -1,7 +1,7 @@
 //! What a look at a source's key tells the planner, whatever the database,
 //! and how large a sample it takes.
 
-use ferry_common::proto::KeyValue;
+use ferry_common::proto::KeyTuple;
 
 /// Sampled keys per planned chunk: the sample's quantiles put each chunk within
 /// a few percent of `chunk_size` rows.
@@ -18,10 +18,14 @@ pub struct KeySample {
     pub rows: u64,
     /// Rows whose key is not NULL.
     pub non_null_rows: u64,
-    /// Rows whose key is NULL.
+    /// Rows with a NULL in any key column.
     pub null_rows: u64,
-    /// A uniform sample of the non-NULL keys, in key order.
-    pub keys: Vec<KeyValue>,
+    /// A uniform sample of the non-NULL keys (one value per key column), in
+    /// key order.
+    pub keys: Vec<KeyTuple>,
+    /// Each sampled row's size in bytes, beside `keys` (empty when the
+    /// sample did not measure rows: chunks are then cut by rows).
+    pub widths: Vec<u64>,
     /// How the sample was taken, for people.
     pub how: String,
 }

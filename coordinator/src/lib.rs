@@ -17,6 +17,7 @@ pub mod planner;
 pub mod scheduler;
 pub mod security;
 pub mod server;
+pub mod snapshot_session;
 pub mod store;
 pub mod verify;
 pub mod verify_typed;

@@ -127,6 +127,7 @@ impl Sides {
             bounds,
             types: &side.types,
             bitmap_scan: false,
+            snapshot: None,
         };
         chunk_digest(conn, &read, &self.to)
             .await

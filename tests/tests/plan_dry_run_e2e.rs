@@ -105,7 +105,7 @@ async fn plan_prints_the_plan_writes_nothing_and_matches_the_run() {
         line(&out, "memory (Ferry's bound)").contains("COPY"),
         "{out}"
     );
-    assert_eq!(line(&out, "consistency"), "none", "{out}");
+    assert_eq!(line(&out, "consistency"), "snapshot", "{out}");
     assert!(!out.stdout.contains("warning:"), "{out}");
 
     let json = plan(&cluster, &job, &["--output", "json"]);
@@ -125,7 +125,7 @@ async fn plan_prints_the_plan_writes_nothing_and_matches_the_run() {
     assert_eq!(v["connections_needed"], 11, "{json}");
     assert!(v["memory_bound_bytes"].is_string(), "{json}");
     assert!(v["memory_guide_bytes"].is_string(), "{json}");
-    assert_eq!(v["consistency"], "none", "{json}");
+    assert_eq!(v["consistency"], "snapshot", "{json}");
     assert!(
         v["casts"].as_array().is_some_and(|c| c.is_empty()),
         "{json}"

@@ -18,6 +18,7 @@ use ferry_connectors::postgres::copy::{
 use ferry_connectors::postgres::ledger::{Attempt, Claim};
 use ferry_connectors::postgres::select::ChunkSelect;
 use ferry_connectors::postgres::session::exec;
+use ferry_connectors::postgres::snapshot::SnapshotId;
 use ferry_connectors::postgres::{modes, rejects};
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
@@ -70,6 +71,8 @@ pub(crate) struct Chunk<'a> {
     pub bounds: ChunkBounds,
     /// The target columns, in row order.
     pub columns: Vec<&'a str>,
+    /// The job's source snapshot to read in (None: the chunk's own).
+    pub snapshot: Option<SnapshotId>,
 }
 
 impl<'a> Chunk<'a> {
@@ -88,7 +91,14 @@ impl<'a> Chunk<'a> {
         if a.columns.is_empty() || a.query.is_empty() {
             return Err(incomplete("its query and columns"));
         }
+        let snapshot = match a.snapshot.as_str() {
+            "" => None,
+            id => Some(SnapshotId::parse(id).map_err(|e| {
+                DbFailure::permanent(format!("the coordinator sent a bad source snapshot: {e}"))
+            })?),
+        };
         Ok(Self {
+            snapshot,
             r,
             table,
             bounds: a.bounds.clone().unwrap_or_else(ChunkBounds::all),
@@ -194,7 +204,14 @@ pub async fn process(ctx: &ChunkContext, a: &ChunkAssignment, handle: &ChunkHand
         Err(f) => return Outcome::Failed(f),
     };
     let select = chunk.select(a);
-    let result = match begin_read(&source, &select, a.source_bitmap_scan).await {
+    let result = match begin_read(
+        &source,
+        &select,
+        a.source_bitmap_scan,
+        chunk.snapshot.as_ref(),
+    )
+    .await
+    {
         Ok(()) => stream_chunk(ctx, a, &chunk, &attempt, handle, &source, &target).await,
         Err(f) => Err(CopyStop::Db(f)),
     };

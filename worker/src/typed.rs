@@ -171,6 +171,7 @@ async fn stream_chunk(
         bounds: &chunk.bounds,
         types: &types.source,
         bitmap_scan: a.source_bitmap_scan,
+        snapshot: chunk.snapshot.as_ref(),
     };
     let (tx, rx) = rows::channel();
     let reading = read_chunk(source, &read, tx);

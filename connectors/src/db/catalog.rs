@@ -73,7 +73,12 @@ pub async fn primary_key(
     match conn {
         Conn::Postgres(c) => {
             let described = postgres::describe::describe_query(c, query).await?;
-            postgres::describe::primary_key(c, &described).await
+            // a composite key is split on in PostgreSQL → PostgreSQL jobs only
+            let key = postgres::describe::primary_key(c, &described).await?;
+            Ok(match <[String; 1]>::try_from(key) {
+                Ok([one]) => Some(one),
+                Err(_) => None,
+            })
         }
         Conn::MySql(c, _) => mysql::describe::primary_key(c, cols).await,
         Conn::Sqlite(c, _) => sqlite::describe::primary_key(c, cols).await,
@@ -97,7 +102,10 @@ pub async fn sample_keys(
     chunk_size: u64,
 ) -> Result<KeySample, DbFailure> {
     match conn {
-        Conn::Postgres(c) => postgres::sample::sample_keys(c, query, key, chunk_size).await,
+        Conn::Postgres(c) => {
+            postgres::sample::sample_keys(c, query, std::slice::from_ref(key), chunk_size, false)
+                .await
+        }
         Conn::MySql(c, _) => mysql::sample::sample_keys(c, query, key, chunk_size).await,
         Conn::Sqlite(c, _) => sqlite::sample::sample_keys(c, query, key, chunk_size).await,
     }

@@ -26,6 +26,8 @@ pub struct ChunkRead<'a> {
     pub types: &'a [FerryType],
     /// PostgreSQL: read with index scans off (the planner's choice).
     pub bitmap_scan: bool,
+    /// PostgreSQL: the job's exported snapshot to read in (None: the chunk's own).
+    pub snapshot: Option<&'a postgres::snapshot::SnapshotId>,
 }
 
 impl ChunkRead<'_> {
@@ -54,7 +56,9 @@ pub async fn read_chunk(
     match conn {
         Conn::Postgres(c) => {
             let select = chunk.pg_select();
-            if let Err(f) = postgres::copy::begin_read(c, &select, chunk.bitmap_scan).await {
+            if let Err(f) =
+                postgres::copy::begin_read(c, &select, chunk.bitmap_scan, chunk.snapshot).await
+            {
                 let _ = postgres::session::exec(c, "ROLLBACK").await;
                 let _ = tx.send(Err(f.clone())).await;
                 return Err(f);

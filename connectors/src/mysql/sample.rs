@@ -4,7 +4,7 @@
 //! form of the value).
 
 use ferry_common::errors::DbFailure;
-use ferry_common::proto::{KeyColumn, KeyValue};
+use ferry_common::proto::{KeyColumn, KeyTuple, KeyValue};
 use sqlx::mysql::MySqlConnection;
 use sqlx::{AssertSqlSafe, Row};
 
@@ -63,17 +63,19 @@ pub async fn sample_keys(
     .map_err(|e| classify(&e).context("cannot sample the key column"))?;
     let mut keys = Vec::with_capacity(sample.len());
     for r in sample {
-        keys.push(if integer {
+        let value = if integer {
             KeyValue::from_int(r.try_get::<i64, _>(0).map_err(|e| classify(&e))?)
         } else {
             KeyValue::from_text(r.try_get::<String, _>(0).map_err(|e| classify(&e))?)
-        });
+        };
+        keys.push(KeyTuple::of(vec![value]));
     }
     Ok(KeySample {
         rows,
         non_null_rows: rows - null_rows,
         null_rows,
         keys,
+        widths: Vec::new(),
         how: "every row read, rows counted".into(),
     })
 }

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::rowcount::TupleCounter;
 use super::select::{bind_settings, ChunkSelect};
 use super::session::exec;
+use super::snapshot::SnapshotId;
 use super::sql::{quote_list, quote_table};
 
 /// Bytes gathered before one send to the target; memory per chunk in flight
@@ -53,18 +54,22 @@ fn pg(e: tokio_postgres::Error) -> CopyStop {
 }
 
 /// Opens the chunk's read-only transaction on the source (repeatable read,
-/// so every read of the chunk sees the same rows), turns index scans off
-/// when the planner chose bitmap scans, and binds the chunk's bounds.
+/// so every read of the chunk sees the same rows; in the job's exported
+/// `snapshot` when it has one), turns index scans off when the planner
+/// chose bitmap scans, and binds the chunk's bounds.
 pub async fn begin_read(
     source: &Client,
     chunk: &ChunkSelect<'_>,
     bitmap_scan: bool,
+    snapshot: Option<&SnapshotId>,
 ) -> Result<(), DbFailure> {
-    let mut begin = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY".to_string();
-    if bitmap_scan {
-        begin.push_str("; SET LOCAL enable_indexscan = off");
+    match snapshot {
+        Some(id) => super::snapshot::begin_in(source, id).await?,
+        None => exec(source, super::snapshot::BEGIN_SNAPSHOT).await?,
     }
-    exec(source, &begin).await?;
+    if bitmap_scan {
+        exec(source, "SET LOCAL enable_indexscan = off").await?;
+    }
     let (_, values) = chunk.binary();
     if let Some(bind) = bind_settings(&values) {
         let params: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| v as _).collect();

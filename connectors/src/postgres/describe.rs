@@ -146,34 +146,39 @@ pub async fn describe_table(
         .collect())
 }
 
-/// The query's output column that is the single-column primary key of the one
-/// table the query reads, if there is one.
-pub async fn primary_key(
-    source: &Client,
-    cols: &[QueryColumn],
-) -> Result<Option<String>, DbFailure> {
+/// The query's output columns that are the primary key (one column or
+/// several, in the key's order) of the one table the query reads; empty when
+/// the query reads several tables, the table has no primary key, or a key
+/// column is not among the query's outputs.
+pub async fn primary_key(source: &Client, cols: &[QueryColumn]) -> Result<Vec<String>, DbFailure> {
     let mut tables: Vec<u32> = cols.iter().filter_map(|c| c.table_oid).collect();
     tables.sort_unstable();
     tables.dedup();
     let [table] = tables.as_slice() else {
-        return Ok(None);
+        return Ok(Vec::new());
     };
     let rows = source
         .query(
-            "SELECT i.indkey[0]::int2 FROM pg_index i
-              WHERE i.indrelid = $1 AND i.indisprimary AND i.indnkeyatts = 1",
+            "SELECT k.attnum FROM pg_index i,
+                    unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, n)
+              WHERE i.indrelid = $1 AND i.indisprimary AND k.n <= i.indnkeyatts
+              ORDER BY k.n",
             &[table],
         )
         .await
         .map_err(|e| failed("cannot read the source's primary key", &e))?;
-    let Some(row) = rows.first() else {
-        return Ok(None);
-    };
-    let attnum: i16 = row.get(0);
-    Ok(cols
-        .iter()
-        .find(|c| c.table_oid == Some(*table) && c.column_id == Some(attnum))
-        .map(|c| c.name.clone()))
+    let mut key = Vec::with_capacity(rows.len());
+    for row in rows {
+        let attnum: i16 = row.get(0);
+        let Some(c) = cols
+            .iter()
+            .find(|c| c.table_oid == Some(*table) && c.column_id == Some(attnum))
+        else {
+            return Ok(Vec::new());
+        };
+        key.push(c.name.clone());
+    }
+    Ok(key)
 }
 
 /// Whether a source type converts to a target type the way an INSERT

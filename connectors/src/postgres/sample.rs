@@ -1,14 +1,16 @@
-//! Samples a source query's key so the planner can cut equal-row chunks:
-//! from a share of the table's blocks (`TABLESAMPLE SYSTEM`) when the query
-//! is a plain scan of one table with a NOT NULL key column, otherwise by
-//! reading every row once (count, NULL keys and a sample of keys in one
-//! scan). Both samples are repeatable: the blocks and the thinning follow a
-//! seed fixed by the spec, so an unchanged table is split the same way each
-//! time it is planned. Keys come back typed: integers as integers, anything else in
-//! PostgreSQL's text form of the key's type.
+//! Samples a source query's key (one or more columns) so the planner can cut
+//! equal-row chunks: from a share of the table's blocks (`TABLESAMPLE
+//! SYSTEM`) when the query is a plain scan of one table with NOT NULL key
+//! columns, otherwise by reading every row once (count, NULL keys and a
+//! sample of keys in one scan). Both samples are repeatable: the blocks and
+//! the thinning follow a seed fixed by the spec, so an unchanged table is
+//! split the same way each time it is planned. Keys come back typed: integers as
+//! integers, anything else in PostgreSQL's text form of the key's type; the
+//! sample is ordered by PostgreSQL in each column's own collation, the order
+//! the chunk filters compare in.
 
 use ferry_common::errors::DbFailure;
-use ferry_common::proto::{KeyColumn, KeyValue};
+use ferry_common::proto::{KeyColumn, KeyTuple, KeyValue};
 use serde_json::Value;
 use tokio_postgres::Client;
 
@@ -36,12 +38,13 @@ fn thinning(expr: &str, seed_param: &str) -> String {
 
 /// The sampling seed of a job spec: a hash (FNV-1a) of what it samples, so
 /// it is the same for the same spec on every coordinator.
-fn seed(query: &str, key: &KeyColumn, chunk_size: u64) -> i64 {
+fn seed(query: &str, key: &[KeyColumn], chunk_size: u64) -> i64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let names = key.iter().flat_map(|k| k.name.bytes().chain([0]));
     let bytes = query
         .bytes()
         .chain([0])
-        .chain(key.name.bytes())
+        .chain(names)
         .chain(chunk_size.to_le_bytes());
     for b in bytes {
         h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
@@ -85,45 +88,126 @@ fn estimated_rows(root: &Value) -> u64 {
         .max(0.0) as u64
 }
 
-/// Typed key values from their text forms.
-fn typed(key: &KeyColumn, texts: Vec<String>) -> Result<Vec<KeyValue>, DbFailure> {
+/// One key column's value from its text form: integers as integers,
+/// anything else in PostgreSQL's text form of the key's type.
+fn typed(key: &KeyColumn, text: String) -> Result<KeyValue, DbFailure> {
     if !INTEGER_TYPES.contains(&key.r#type.as_str()) {
-        return Ok(texts.into_iter().map(KeyValue::from_text).collect());
+        return Ok(KeyValue::from_text(text));
     }
-    texts
-        .into_iter()
-        .map(|t| {
-            t.parse::<i64>().map(KeyValue::from_int).map_err(|_| {
-                DbFailure::permanent(format!(
-                    "key column '{}' sampled a value '{t}' that is not an integer",
-                    key.name
-                ))
-            })
-        })
-        .collect()
+    text.parse::<i64>().map(KeyValue::from_int).map_err(|_| {
+        DbFailure::permanent(format!(
+            "key column '{}' sampled a value '{text}' that is not an integer",
+            key.name
+        ))
+    })
 }
 
-/// Samples the key of `query` for chunks of about `chunk_size` rows.
+/// The key tuples (and row widths when `widths`) of a flattened sample:
+/// each sampled row is one key value per column, then its width.
+fn tuples(
+    key: &[KeyColumn],
+    flat: Vec<String>,
+    widths: bool,
+) -> Result<(Vec<KeyTuple>, Vec<u64>), DbFailure> {
+    let stride = key.len() + usize::from(widths);
+    let mut keys = Vec::with_capacity(flat.len() / stride.max(1));
+    let mut sizes = Vec::new();
+    let mut it = flat.into_iter();
+    loop {
+        let mut values = Vec::with_capacity(key.len());
+        for k in key {
+            let Some(text) = it.next() else {
+                return Ok((keys, sizes));
+            };
+            values.push(typed(k, text)?);
+        }
+        if widths {
+            let w = it.next().and_then(|t| t.parse::<u64>().ok()).unwrap_or(0);
+            sizes.push(w);
+        }
+        keys.push(KeyTuple::of(values));
+    }
+}
+
+/// How the sample reads the key: `k0, k1, …` for the columns, the text
+/// array of one sampled row, the key order, and "any key column is NULL".
+struct KeyExprs {
+    /// `src."a" AS k0, src."b" AS k1`.
+    select: String,
+    /// `ARRAY[k0::text, k1::text(, w::text)]`.
+    row: String,
+    /// `k0, k1`.
+    order: String,
+    /// `k0 IS NULL OR k1 IS NULL`.
+    any_null: String,
+}
+
+impl KeyExprs {
+    fn new(columns: &[String], widths: bool) -> Self {
+        let names: Vec<String> = (0..columns.len()).map(|i| format!("k{i}")).collect();
+        let select = columns
+            .iter()
+            .zip(&names)
+            .map(|(c, k)| format!("{c} AS {k}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut row: Vec<String> = names.iter().map(|k| format!("{k}::text")).collect();
+        if widths {
+            row.push("w::text".into());
+        }
+        Self {
+            select,
+            row: format!("ARRAY[{}]", row.join(", ")),
+            order: names.join(", "),
+            any_null: names
+                .iter()
+                .map(|k| format!("{k} IS NULL"))
+                .collect::<Vec<_>>()
+                .join(" OR "),
+        }
+    }
+}
+
+/// Samples the key of `query` (one or more columns, compared as a row in
+/// the columns' own collations) for chunks of about `chunk_size` rows; with
+/// `widths`, each sampled row's size in bytes too.
 pub async fn sample_keys(
     source: &Client,
     query: &str,
-    key: &KeyColumn,
+    key: &[KeyColumn],
     chunk_size: u64,
+    widths: bool,
 ) -> Result<KeySample, DbFailure> {
     let root = root_plan(source, query).await?;
     let estimate = estimated_rows(&root);
     let want = (sample_fraction(estimate, chunk_size) * estimate as f64) as u64;
     let seed = seed(query, key, chunk_size);
-    if let Some(s) = block_sample(source, &root, key, chunk_size, want, seed).await? {
+    if let Some(s) = block_sample(source, &root, key, chunk_size, want, widths, seed).await? {
         return Ok(s);
     }
     let mut fraction = sample_fraction(estimate, chunk_size);
+    let columns: Vec<String> = key
+        .iter()
+        .map(|k| format!("src.{}", quote_ident(&k.name)))
+        .collect();
+    let e = KeyExprs::new(&columns, widths);
+    let width = if widths {
+        ", pg_column_size(src.*)::int8 AS w"
+    } else {
+        ""
+    };
+    // OFFSET 0 keeps the subquery from being inlined, so each row draws
+    // one random number however often `r` is read
     let sql = format!(
-        "SELECT count(*)::int8, count(*) FILTER (WHERE k IS NULL)::int8,
-                coalesce(array_agg(k::text ORDER BY k) FILTER (WHERE k IS NOT NULL AND r < $1), '{{}}')
-           FROM (SELECT src.{key} AS k, {r} AS r FROM ({query}) AS src) AS s",
-        key = quote_ident(&key.name),
-        r = thinning(&format!("src.{}", quote_ident(&key.name)), "$2"),
+        "SELECT c, n, ARRAY(SELECT unnest(a)) FROM (
+           SELECT count(*)::int8 AS c, count(*) FILTER (WHERE {any_null})::int8 AS n,
+                  coalesce(array_agg({row} ORDER BY {order}) FILTER (WHERE NOT ({any_null}) AND r < $1), '{{}}') AS a
+             FROM (SELECT {select}{width}, {r} AS r FROM ({query}) AS src OFFSET 0) AS s) AS t",
+        r = thinning(&format!("ROW({})", columns.join(", ")), "$2"),
+        any_null = e.any_null,
+        row = e.row,
+        order = e.order,
+        select = e.select,
     );
     for _ in 0..2 {
         let row = source
@@ -132,7 +216,7 @@ pub async fn sample_keys(
             .map_err(|e| failed("cannot sample the key column", &e))?;
         let rows = row.get::<_, i64>(0).max(0) as u64;
         let null_rows = row.get::<_, i64>(1).max(0) as u64;
-        let keys: Vec<String> = row.get(2);
+        let (keys, sizes) = tuples(key, row.get(2), widths)?;
         let needed = rows.div_ceil(chunk_size.max(1)) * SAMPLES_PER_CHUNK / 4;
         let better = sample_fraction(rows, chunk_size);
         if (keys.len() as u64) < needed.min(rows - null_rows) && better > fraction * 1.5 {
@@ -143,7 +227,8 @@ pub async fn sample_keys(
             rows,
             non_null_rows: rows - null_rows,
             null_rows,
-            keys: typed(key, keys)?,
+            keys,
+            widths: sizes,
             how: "every row read, rows counted".into(),
         });
     }
@@ -152,31 +237,31 @@ pub async fn sample_keys(
     ))
 }
 
-/// The table and key column when the plan `root` is one sequential scan
-/// with no filter whose key output is a bare column.
+/// The table and key columns when the plan `root` is one sequential scan
+/// with no filter whose key outputs are bare columns.
 struct PlainScan {
     schema: String,
     table: String,
-    column: String,
+    columns: Vec<String>,
     rows: f64,
 }
 
-fn plain_scan(root: &Value, key_position: usize) -> Option<PlainScan> {
+fn plain_scan(root: &Value, key: &[KeyColumn]) -> Option<PlainScan> {
     let plain = root.get("Node Type")?.as_str()? == "Seq Scan"
         && root.get("Plans").is_none()
         && root.get("Filter").is_none();
     if !plain {
         return None;
     }
-    let output = root
-        .get("Output")?
-        .as_array()?
-        .get(key_position)?
-        .as_str()?;
+    let output = root.get("Output")?.as_array()?;
+    let columns = key
+        .iter()
+        .map(|k| bare_column(output.get(k.position as usize)?.as_str()?))
+        .collect::<Option<Vec<_>>>()?;
     Some(PlainScan {
         schema: root.get("Schema")?.as_str()?.to_string(),
         table: root.get("Relation Name")?.as_str()?.to_string(),
-        column: bare_column(output)?,
+        columns,
         rows: root.get("Plan Rows")?.as_f64()?,
     })
 }
@@ -199,18 +284,20 @@ fn bare_column(entry: &str) -> Option<String> {
 }
 
 /// A block sample of the key, or None when the query is not a plain scan of
-/// one table, the key column may hold NULLs, or the job is small (the caller
+/// one table, a key column may hold NULLs, or the job is small (the caller
 /// then scans exactly). The row count is then an estimate; chunks stay
-/// open-ended ranges, so every row is still copied exactly once.
+/// open-ended ranges, so every row is still copied exactly once. Widths are
+/// those of the table's whole rows.
 async fn block_sample(
     source: &Client,
     root: &Value,
-    key: &KeyColumn,
+    key: &[KeyColumn],
     chunk_size: u64,
     want_keys: u64,
+    widths: bool,
     seed: i64,
 ) -> Result<Option<KeySample>, DbFailure> {
-    let Some(scan) = plain_scan(root, key.position as usize) else {
+    let Some(scan) = plain_scan(root, key) else {
         return Ok(None);
     };
     let chunks = scan.rows / chunk_size.max(1) as f64;
@@ -222,9 +309,11 @@ async fn block_sample(
             "SELECT (pg_relation_size(c.oid) / current_setting('block_size')::int8)::float8
                FROM pg_class c
                JOIN pg_namespace n ON n.oid = c.relnamespace
-               JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = $3
-              WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'm') AND a.attnotnull",
-            &[&scan.schema, &scan.table, &scan.column],
+              WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'm')
+                AND (SELECT count(*) FROM pg_attribute a
+                      WHERE a.attrelid = c.oid AND a.attname = ANY($3::text[]) AND a.attnotnull)
+                    = cardinality(ARRAY(SELECT DISTINCT unnest($3::text[])))",
+            &[&scan.schema, &scan.table, &scan.columns],
         )
         .await
         .map_err(|e| failed("cannot read the source table's size", &e))?;
@@ -237,12 +326,27 @@ async fn block_sample(
         return Ok(None);
     }
     let thin = (want_keys as f64 / (scan.rows * percent / 100.0)).min(1.0);
+    let columns: Vec<String> = scan
+        .columns
+        .iter()
+        .map(|c| format!("t.{}", quote_ident(c)))
+        .collect();
+    let e = KeyExprs::new(&columns, widths);
+    let width = if widths {
+        ", pg_column_size(t.*)::int8 AS w"
+    } else {
+        ""
+    };
     let sql = format!(
-        "SELECT count(*)::int8, coalesce(array_agg(k::text ORDER BY k) FILTER (WHERE r < $2), '{{}}')
-           FROM (SELECT {col} AS k, {r} AS r
-                   FROM {schema}.{table} TABLESAMPLE SYSTEM ($1) REPEATABLE (($3::int8)::float8)) AS s",
-        col = quote_ident(&scan.column),
-        r = thinning("ctid", "$3"),
+        "SELECT c, ARRAY(SELECT unnest(a)) FROM (
+           SELECT count(*)::int8 AS c,
+                  coalesce(array_agg({row} ORDER BY {order}) FILTER (WHERE r < $2), '{{}}') AS a
+             FROM (SELECT {select}{width}, {r} AS r
+                     FROM {schema}.{table} AS t TABLESAMPLE SYSTEM ($1) REPEATABLE (($3::int8)::float8) OFFSET 0) AS s) AS x",
+        r = thinning("t.ctid", "$3"),
+        row = e.row,
+        order = e.order,
+        select = e.select,
         schema = quote_ident(&scan.schema),
         table = quote_ident(&scan.table),
     );
@@ -252,7 +356,7 @@ async fn block_sample(
         .await
         .map_err(|e| failed("cannot block-sample the key column", &e))?;
     let sampled: i64 = row.get(0);
-    let keys: Vec<String> = row.get(1);
+    let (keys, sizes) = tuples(key, row.get(1), widths)?;
     if sampled <= 0 || (keys.len() as f64) < chunks * 20.0 {
         return Ok(None);
     }
@@ -261,7 +365,8 @@ async fn block_sample(
         rows,
         non_null_rows: rows,
         null_rows: 0,
-        keys: typed(key, keys)?,
+        keys,
+        widths: sizes,
         how: format!("{percent:.1}% of the table's blocks, rows estimated"),
     }))
 }

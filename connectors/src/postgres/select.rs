@@ -90,6 +90,10 @@ pub fn key_filter(
             }
             if conds.is_empty() {
                 conds = cols.iter().map(|c| format!("{c} IS NOT NULL")).collect();
+            } else {
+                // a row comparison decided by an earlier column ignores a
+                // NULL in a later one: such rows belong to the NULL chunk
+                conds.extend(cols.iter().skip(1).map(|c| format!("{c} IS NOT NULL")));
             }
             KeyFilter {
                 condition: Some(conds.join(" AND ")),
@@ -317,7 +321,7 @@ mod tests {
         );
         assert_eq!(
             f2.condition.as_deref(),
-            Some("(a, b) >= (current_setting('ferry.b1')::int, current_setting('ferry.b2')::text) AND (a, b) < (current_setting('ferry.b3')::int, current_setting('ferry.b4')::text)")
+            Some("(a, b) >= (current_setting('ferry.b1')::int, current_setting('ferry.b2')::text) AND (a, b) < (current_setting('ferry.b3')::int, current_setting('ferry.b4')::text) AND b IS NOT NULL")
         );
         assert_eq!(f2.values, vec!["1", "x", "2", "y"]);
         // no key: every row, whatever the bounds say

@@ -2,7 +2,7 @@
 //! second draws a random sample of keys in key order.
 
 use ferry_common::errors::DbFailure;
-use ferry_common::proto::{KeyColumn, KeyValue};
+use ferry_common::proto::{KeyColumn, KeyTuple, KeyValue};
 use sqlx::sqlite::SqliteConnection;
 use sqlx::{AssertSqlSafe, Row, TypeInfo, ValueRef};
 
@@ -50,20 +50,22 @@ pub async fn sample_keys(
     for r in sample {
         let raw = r.try_get_raw(0).map_err(|e| classify(&e))?;
         let integer = raw.type_info().name().eq_ignore_ascii_case("INTEGER");
-        keys.push(if integer {
+        let value = if integer {
             KeyValue::from_int(r.try_get::<i64, _>(0).map_err(|e| classify(&e))?)
         } else {
             KeyValue::from_text(
                 r.try_get_unchecked::<String, _>(0)
                     .map_err(|e| classify(&e))?,
             )
-        });
+        };
+        keys.push(KeyTuple::of(vec![value]));
     }
     Ok(KeySample {
         rows,
         non_null_rows: rows - null_rows,
         null_rows,
         keys,
+        widths: Vec::new(),
         how: "every row read, rows counted".into(),
     })
 }

@@ -381,15 +381,16 @@ impl Budget {
         }
         let full = self.full(names).join(", ");
         tracing::info!(waiter = %who, connections = %full, "waiting for connections on {full}");
-        self.wait_reserve(names).await
+        self.wait_reserve(names, 0).await
     }
 
     /// Takes one session on each of `names`, waiting (silently) while they
-    /// are full; their limits should be read first (`ensure`).
-    pub async fn wait_reserve(self: &Arc<Self>, names: &[&str]) -> Reservation {
+    /// are full or `spare` more would not fit beside them; their limits
+    /// should be read first (`ensure`).
+    pub async fn wait_reserve(self: &Arc<Self>, names: &[&str], spare: u32) -> Reservation {
         loop {
             let freed = self.freed.notified();
-            if let Some(r) = self.try_reserve(names, 0) {
+            if let Some(r) = self.try_reserve(names, spare) {
                 return r;
             }
             let _ = tokio::time::timeout(BUDGET_POLL, freed).await;

@@ -1,7 +1,7 @@
 //! A job spec as the JSON of the history table's `spec` column, and back.
 //! A spec names connections, never their URLs, so the JSON holds no secret.
 
-use ferry_common::proto::{JobSpec, RetryPolicy, WriteMode};
+use ferry_common::proto::{Consistency, JobSpec, RetryPolicy, WriteMode};
 use serde_json::{json, Value};
 
 /// A write mode's name in lower case (`append`, …).
@@ -10,6 +10,15 @@ pub fn mode_name(mode: i32) -> String {
         .unwrap_or(WriteMode::Unspecified)
         .as_str_name()
         .trim_start_matches("WRITE_MODE_")
+        .to_ascii_lowercase()
+}
+
+/// A consistency's name in lower case (`snapshot`, `none`).
+fn consistency_name(c: i32) -> String {
+    Consistency::try_from(c)
+        .unwrap_or(Consistency::Unspecified)
+        .as_str_name()
+        .trim_start_matches("CONSISTENCY_")
         .to_ascii_lowercase()
 }
 
@@ -29,6 +38,8 @@ pub fn to_json(spec: &JobSpec) -> Value {
         "columns": spec.columns,
         "key_column": spec.key_column,
         "chunk_size": spec.chunk_size,
+        "chunk_size_auto": spec.chunk_size_auto,
+        "chunk_seconds": spec.chunk_seconds,
         "max_workers": spec.max_workers,
         "min_rows_for_parallel": spec.min_rows_for_parallel,
         "retry": {
@@ -43,6 +54,7 @@ pub fn to_json(spec: &JobSpec) -> Value {
         "create_table": spec.create_table,
         "max_failed_rows": spec.max_failed_rows,
         "max_failed_ratio": spec.max_failed_ratio,
+        "consistency": consistency_name(spec.consistency),
     })
 }
 
@@ -75,6 +87,11 @@ pub fn from_json(v: &Value) -> JobSpec {
         columns: texts(v, "columns"),
         key_column: text(v, "key_column"),
         chunk_size: v.get("chunk_size").and_then(Value::as_u64),
+        chunk_size_auto: v.get("chunk_size_auto").and_then(Value::as_bool),
+        chunk_seconds: v
+            .get("chunk_seconds")
+            .and_then(Value::as_u64)
+            .map(|n| n as u32),
         max_workers: v
             .get("max_workers")
             .and_then(Value::as_u64)
@@ -98,6 +115,11 @@ pub fn from_json(v: &Value) -> JobSpec {
             .unwrap_or(false),
         max_failed_rows: v.get("max_failed_rows").and_then(Value::as_u64),
         max_failed_ratio: v.get("max_failed_ratio").and_then(Value::as_f64),
+        consistency: Consistency::from_str_name(&format!(
+            "CONSISTENCY_{}",
+            text(v, "consistency").to_ascii_uppercase()
+        ))
+        .unwrap_or(Consistency::Unspecified) as i32,
     }
 }
 

@@ -6,7 +6,7 @@
 
 use ferry_common::connections::ConnectionRegistry;
 use ferry_common::ident::parse_table;
-use ferry_common::proto::{JobSpec, PlanCast, PlanJobResponse};
+use ferry_common::proto::{Consistency, JobSpec, PlanCast, PlanJobResponse};
 use ferry_connectors::db::catalog;
 use ferry_connectors::kind::DbKind;
 use ferry_connectors::postgres::copy::SEND_BUFFER;
@@ -79,12 +79,14 @@ pub async fn dry_run(
     })
 }
 
-/// The consistency mode the job would run in. Each chunk reads the source
-/// in a transaction of its own, so chunks see different moments: "none".
-/// When JobSpec carries `consistency` (issue 14, item 4: one exported
-/// snapshot), this reports the spec's mode instead.
-fn consistency_of(_spec: &JobSpec) -> &'static str {
-    "none"
+/// The consistency mode the job would run in (the spec's, resolved against
+/// the source's kind by `resolve_spec`): "snapshot" when every chunk reads
+/// one exported snapshot, "none" when each reads the source as it is.
+fn consistency_of(spec: &JobSpec) -> &'static str {
+    match Consistency::try_from(spec.consistency) {
+        Ok(Consistency::Snapshot) => "snapshot",
+        _ => "none",
+    }
 }
 
 /// With `--create-table` and no target table: the table a run would create,

@@ -6,7 +6,7 @@
 //! chunk with a reason that says how to make it parallel.
 
 use ferry_common::proto::TableRef;
-use ferry_common::proto::{ChunkBounds, KeyColumn, KeyValue};
+use ferry_common::proto::{ChunkBounds, KeyColumn, KeyTuple, KeyValue};
 use ferry_connectors::postgres::describe::{self, QueryColumn};
 use ferry_connectors::postgres::driving::{driving_table, DrivingTable, KeyPart};
 use ferry_connectors::postgres::select::ChunkSelect;
@@ -255,7 +255,7 @@ pub fn ctid_ranges(pages: u64, chunks: u64) -> (Vec<ChunkBounds>, u64) {
     let bounds = (1..chunks)
         .map(|i| i * per)
         .take_while(|b| *b < pages)
-        .map(|b| KeyValue::from_text(format!("({b},0)")))
+        .map(|b| KeyTuple::of(vec![KeyValue::from_text(format!("({b},0)"))]))
         .collect();
     (range_chunks(bounds), per)
 }

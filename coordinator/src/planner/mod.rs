@@ -3,11 +3,13 @@
 //! job into key ranges of equal row counts. It decides; the connector runs
 //! every statement.
 
+pub mod adaptive;
 mod columns;
 pub mod driving;
 pub mod dry_run;
 mod estimate;
 mod keyless;
+mod keys;
 mod new_table;
 pub mod prepare;
 mod split;
@@ -24,6 +26,7 @@ use ferry_connectors::db::{catalog, target as db_target, Conn};
 use ferry_connectors::kind::DbKind;
 use ferry_connectors::postgres::describe::{self, resolve_part};
 use ferry_connectors::postgres::select::ChunkSelect;
+use ferry_connectors::postgres::snapshot::{self, SnapshotId};
 use ferry_connectors::postgres::sql::{show_ident, show_table};
 use ferry_connectors::postgres::{sample, scan, session};
 use tokio_postgres::Client;
@@ -180,6 +183,17 @@ pub async fn plan_job(
     job_id: &str,
     conns: &ConnectionRegistry,
 ) -> Result<Plan, PlanError> {
+    plan_job_in(spec, job_id, conns, None).await
+}
+
+/// Like `plan_job`, sampling (PostgreSQL to PostgreSQL) in the job's
+/// exported source `snapshot`, so the split sees the rows the chunks read.
+pub async fn plan_job_in(
+    spec: &JobSpec,
+    job_id: &str,
+    conns: &ConnectionRegistry,
+    snapshot: Option<&SnapshotId>,
+) -> Result<Plan, PlanError> {
     let query = spec.query.trim().trim_end_matches(';').trim();
     if query.is_empty() {
         return Err(PlanError::invalid(
@@ -202,14 +216,8 @@ pub async fn plan_job(
         .map(|c| column(c, "target column"))
         .collect::<Result<Vec<_>, _>>()?;
     let cols = Columns::map(&query_cols, &target_cols, &explicit, &show_table(&table))?;
-    let key = if !spec.key_column.is_empty() {
-        Some(cols.key(&column(&spec.key_column, "key column")?)?)
-    } else {
-        match describe::primary_key(&source, &query_cols).await? {
-            Some(k) => Some(cols.key(&k)?),
-            None => None,
-        }
-    };
+    let key = keys::choose(&source, spec, &cols, &query_cols).await?;
+    let key = (!key.is_empty()).then_some(key);
 
     // Parse, analyse and cast-check the full SELECT before touching any data.
     check_select(&source, query, &cols).await?;
@@ -218,7 +226,7 @@ pub async fn plan_job(
     let parallel = spec.parallel.unwrap_or(true);
     let min_rows = spec.min_rows_for_parallel.unwrap_or(0);
     let mut bitmap = false;
-    let mut keys = Vec::new();
+    let mut keys: Vec<KeyColumn> = Vec::new();
     // a query without a usable output key splits on its driving table
     let mut source_query = String::new();
     let mut key_shown = None;
@@ -233,7 +241,7 @@ pub async fn plan_job(
                 } => {
                     source_query = q;
                     key_shown = Some(shown);
-                    Some(key)
+                    Some(vec![key])
                 }
                 keyless::Choice::Ctid(c) => {
                     return Ok(Plan {
@@ -268,10 +276,17 @@ pub async fn plan_job(
     };
     let (rows, chunks, strategy) = match key {
         Some(key) if parallel => {
-            let s = sample::sample_keys(&source, run_query, &key, chunk_size).await?;
-            keys.push(key.clone());
-            let shown = key_shown.unwrap_or_else(|| show_ident(&key.name));
-            let (chunks, why) = split_sample(&s, &shown, chunk_size, min_rows);
+            let auto = adaptive::target_bytes(spec);
+            begin_sampling(&source, snapshot).await?;
+            let s =
+                sample::sample_keys(&source, run_query, &key, chunk_size, auto.is_some()).await?;
+            end_sampling(&source, snapshot).await?;
+            let shown = key_shown.unwrap_or_else(|| keys::shown(&key));
+            let (chunks, why) = match auto {
+                Some(bytes) => adaptive::split_by_bytes(&s, &shown, bytes, min_rows),
+                None => split_sample(&s, &shown, chunk_size, min_rows),
+            };
+            keys = key;
             // the first chunk is a key range whenever there are several
             if let (true, Some(first)) = (chunks.len() > 1, chunks.first()) {
                 let select = ChunkSelect {
@@ -285,7 +300,9 @@ pub async fn plan_job(
             (s.rows, chunks, why)
         }
         other => {
+            begin_sampling(&source, snapshot).await?;
             let rows = sample::count_rows(&source, query).await?;
+            end_sampling(&source, snapshot).await?;
             let why = match other {
                 Some(_) => "one chunk: parallel processing is disabled".to_string(),
                 None => {
@@ -294,7 +311,7 @@ pub async fn plan_job(
                             job = %job_id,
                             rows,
                             reason = why_one.as_deref().unwrap_or(""),
-                            "no key column to split on: copying in one chunk; pass --key COL to run in parallel"
+                            "no key column to split on: copying in one chunk; pass --key COL[,COL] to run in parallel"
                         );
                     }
                     why_one.unwrap_or_else(|| "one chunk: no key column".to_string())
@@ -330,6 +347,22 @@ pub async fn plan_job(
             target_tls.label()
         ),
     })
+}
+
+/// Opens the transaction the planner samples in: the job's snapshot, if any.
+async fn begin_sampling(source: &Client, snapshot: Option<&SnapshotId>) -> Result<(), PlanError> {
+    match snapshot {
+        Some(id) => Ok(snapshot::begin_in(source, id).await?),
+        None => Ok(()),
+    }
+}
+
+/// Ends the transaction `begin_sampling` opened.
+async fn end_sampling(source: &Client, snapshot: Option<&SnapshotId>) -> Result<(), PlanError> {
+    match snapshot {
+        Some(_) => Ok(session::exec(source, "COMMIT").await?),
+        None => Ok(()),
+    }
 }
 
 /// Checks every conversion and prepares the full SELECT on the source; a

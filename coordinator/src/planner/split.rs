@@ -1,7 +1,7 @@
 //! Equal-row chunk bounds from a sorted sample of the key, so skewed keys do
 //! not make one giant chunk.
 
-use ferry_common::proto::{ChunkBounds, KeyTuple, KeyValue};
+use ferry_common::proto::{ChunkBounds, KeyTuple};
 use ferry_connectors::sample::KeySample;
 
 /// Chunks of about `chunk_size` rows from a key sample, and how the job was
@@ -35,15 +35,15 @@ pub fn split_sample(
 }
 
 /// Boundaries that cut `rows` keys, of which `sample` is a sorted uniform
-/// sample, into chunks of about `chunk_size` rows. Duplicates collapse, so a
-/// single key value never spans two chunks.
-pub fn equal_row_boundaries(sample: &[KeyValue], rows: u64, chunk_size: u64) -> Vec<KeyValue> {
+/// sample (one value per key column), into chunks of about `chunk_size`
+/// rows. Duplicates collapse, so a single key never spans two chunks.
+pub fn equal_row_boundaries(sample: &[KeyTuple], rows: u64, chunk_size: u64) -> Vec<KeyTuple> {
     let chunks = rows.div_ceil(chunk_size.max(1));
     if chunks <= 1 || sample.is_empty() {
         return Vec::new();
     }
     let m = sample.len() as u64;
-    let mut out: Vec<KeyValue> = Vec::with_capacity(chunks as usize);
+    let mut out: Vec<KeyTuple> = Vec::with_capacity(chunks as usize);
     for i in 1..chunks {
         let idx = (i * m / chunks) as usize;
         let b = &sample[idx.min(sample.len() - 1)];
@@ -56,11 +56,10 @@ pub fn equal_row_boundaries(sample: &[KeyValue], rows: u64, chunk_size: u64) -> 
 
 /// Half-open ranges between consecutive boundaries, open at both ends, so
 /// every non-NULL key falls in exactly one.
-pub fn range_chunks(boundaries: Vec<KeyValue>) -> Vec<ChunkBounds> {
+pub fn range_chunks(boundaries: Vec<KeyTuple>) -> Vec<ChunkBounds> {
     let mut out = Vec::with_capacity(boundaries.len() + 1);
     let mut lo: Option<KeyTuple> = None;
-    for b in boundaries {
-        let hi = KeyTuple::of(vec![b]);
+    for hi in boundaries {
         out.push(ChunkBounds::range(lo.take(), Some(hi.clone())));
         lo = Some(hi);
     }
@@ -72,6 +71,11 @@ pub fn range_chunks(boundaries: Vec<KeyValue>) -> Vec<ChunkBounds> {
 mod tests {
     use super::*;
     use ferry_common::plan::Bounds;
+    use ferry_common::proto::KeyValue;
+
+    fn int(v: i64) -> KeyTuple {
+        KeyTuple::of(vec![KeyValue::from_int(v)])
+    }
 
     #[test]
     fn boundaries_follow_the_sample_not_the_domain() {
@@ -79,24 +83,24 @@ mod tests {
         let mut keys: Vec<i64> = (0..900).map(|i| 1 + i / 9).collect();
         keys.extend((0..100).map(|i| 100 + i * 100));
         keys.sort_unstable();
-        let sample: Vec<KeyValue> = keys.iter().map(|k| KeyValue::from_int(*k)).collect();
+        let sample: Vec<KeyTuple> = keys.iter().map(|k| int(*k)).collect();
         let b = equal_row_boundaries(&sample, 1000, 100);
         assert!(b.len() >= 8, "{b:?}");
         let dense = b
             .iter()
-            .filter(|k| k.to_text().parse::<i64>().unwrap_or(i64::MAX) < 100)
+            .filter(|k| k.to_string().parse::<i64>().unwrap_or(i64::MAX) < 100)
             .count();
         assert!(dense >= 7, "{b:?}");
     }
 
     #[test]
     fn one_chunk_needs_no_boundary() {
-        assert!(equal_row_boundaries(&[KeyValue::from_int(1)], 10, 100).is_empty());
+        assert!(equal_row_boundaries(&[int(1)], 10, 100).is_empty());
     }
 
     #[test]
     fn ranges_cover_the_domain_once() {
-        let chunks = range_chunks(vec![KeyValue::from_int(10), KeyValue::from_int(20)]);
+        let chunks = range_chunks(vec![int(10), int(20)]);
         assert_eq!(chunks.len(), 3);
         assert!(matches!(
             chunks[0].shape(),
@@ -120,5 +124,19 @@ mod tests {
             panic!("middle chunk is closed on both ends");
         };
         assert_eq!((lo.to_string(), hi.to_string()), ("10".into(), "20".into()));
+    }
+
+    #[test]
+    fn a_composite_key_cuts_inside_a_first_column_value() {
+        // three values of the first column, 1,000 of the second under each
+        let sample: Vec<KeyTuple> = (0..3)
+            .flat_map(|a| {
+                (0..1000)
+                    .map(move |b| KeyTuple::of(vec![KeyValue::from_int(a), KeyValue::from_int(b)]))
+            })
+            .collect();
+        let b = equal_row_boundaries(&sample, 3000, 100);
+        assert_eq!(b.len(), 29, "{b:?}");
+        assert!(b.windows(2).all(|w| w[0] != w[1]));
     }
 }

@@ -76,6 +76,13 @@ pub async fn plan_typed(
 ) -> Result<Plan, PlanError> {
     let target_kind = kind_of(conns, &spec.target)?;
     let source_kind = kind_of(conns, &spec.source)?;
+    if super::adaptive::target_bytes(spec).is_some() {
+        return Err(PlanError::invalid(format!(
+            "--chunk-size auto sizes chunks from PostgreSQL row widths and needs a PostgreSQL source and target (this job copies {} to {}): pass --chunk-size ROWS",
+            source_kind.name(),
+            target_kind.name()
+        )));
+    }
     let mut source = open(conns, &spec.source, job_id).await?;
     let mut target = open(conns, &spec.target, job_id).await?;
     catalog::check_writable(&mut target, &spec.target).await?;

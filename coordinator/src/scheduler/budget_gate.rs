@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ferry_common::connections::ENV_PREFIX;
-use ferry_common::proto::JobSpec;
+use ferry_common::proto::{Consistency, JobSpec};
 
 use crate::budget::limits::MAX_SUFFIX;
 use crate::budget::{Budget, ChunkUse, Reservation};
@@ -77,20 +77,43 @@ pub(super) fn admit(
     }
 }
 
-/// Refuses a job whose one chunk could never fit: source and target on the
-/// same connection limited to a single session.
+/// Refuses a job that could never run within its connections' limits: one
+/// chunk holds a source and a target session, and a SNAPSHOT job also holds
+/// the snapshot's source session while it runs.
 pub(super) fn check_spec(budget: &Budget, spec: &JobSpec) -> Result<(), FieldError> {
-    if !spec.source.eq_ignore_ascii_case(&spec.target) {
-        return Ok(());
+    let snapshot = u32::from(spec.consistency == Consistency::Snapshot as i32);
+    let same = spec.source.eq_ignore_ascii_case(&spec.target);
+    let needs = if same {
+        vec![(&spec.source, 2 + snapshot, "spec.target")]
+    } else {
+        vec![
+            (&spec.source, 1 + snapshot, "spec.source"),
+            (&spec.target, 1, "spec.target"),
+        ]
+    };
+    for (name, need, field) in needs {
+        let Some(limit) = budget.explicit_limit(name) else {
+            continue;
+        };
+        if limit >= need {
+            continue;
+        }
+        let why = match (same, snapshot == 1) {
+            (true, true) => "a chunk holds a source and a target session on it, and the job's exported snapshot one more",
+            (true, false) => "a chunk holds a source and a target session on it",
+            (false, _) => "a chunk holds a source session on it, and the job's exported snapshot one more",
+        };
+        let hint = if snapshot == 1 {
+            " (or submit with --consistency none)"
+        } else {
+            ""
+        };
+        return Err(FieldError::new(field, Reason::InvalidValue, format!(
+            "connection '{name}' is limited to {limit} session(s) ({ENV_PREFIX}{upper}{MAX_SUFFIX}={limit}) but {why}, so the job could never run: set {ENV_PREFIX}{upper}{MAX_SUFFIX}={need} or more on the coordinator{hint}",
+            upper = name.to_ascii_uppercase(),
+        )));
     }
-    match budget.explicit_limit(&spec.source) {
-        Some(limit) if limit < 2 => Err(FieldError::new("spec.target", Reason::InvalidValue, format!(
-            "connection '{name}' is limited to {limit} session ({ENV_PREFIX}{upper}{MAX_SUFFIX}={limit}) but a chunk holds a source and a target session on it, so the job could never run: set {ENV_PREFIX}{upper}{MAX_SUFFIX}=2 or more on the coordinator",
-            name = spec.source,
-            upper = spec.source.to_ascii_uppercase(),
-        ))),
-        _ => Ok(()),
-    }
+    Ok(())
 }
 
 /// Marks `job` as waiting for `names`, logging when that is news.
@@ -112,19 +135,36 @@ impl Scheduler {
     /// verify, finalizing), waiting while the budget is full; the job shows
     /// what it waits for meanwhile.
     pub(crate) async fn reserve_for(&self, job_id: &str, names: &[&str]) -> Reservation {
+        self.reserve_beside(job_id, names, 0).await
+    }
+
+    /// Takes the source session that holds `job_id`'s exported snapshot, only
+    /// when a chunk's source session still fits beside it (so a job never
+    /// holds a snapshot while no chunk of it can run).
+    pub(crate) async fn reserve_snapshot_for(&self, job_id: &str, source: &str) -> Reservation {
+        self.reserve_beside(job_id, &[source], 1).await
+    }
+
+    /// Takes one session on each of `names` when `spare` more still fit on
+    /// each, waiting (and showing it on the job) while they do not.
+    async fn reserve_beside(&self, job_id: &str, names: &[&str], spare: u32) -> Reservation {
         let budget = Arc::clone(self.budget());
         for n in names {
             budget.ensure(n).await;
         }
-        if let Some(r) = budget.try_reserve(names, 0) {
+        if let Some(r) = budget.try_reserve(names, spare) {
             return r;
         }
-        let full = budget.full(names);
+        let mut full = budget.full(names);
+        if full.is_empty() {
+            // not full, but the spare place asked for is taken
+            full = names.iter().map(|n| n.to_string()).collect();
+        }
         if let Some(job) = self.state.lock().await.jobs.get_mut(job_id) {
             mark_waiting(job, full);
         }
         self.changed();
-        let r = budget.wait_reserve(names).await;
+        let r = budget.wait_reserve(names, spare).await;
         if let Some(job) = self.state.lock().await.jobs.get_mut(job_id) {
             job.waiting_for.clear();
         }
@@ -166,5 +206,27 @@ mod tests {
         // apart, one session each is enough
         assert!(check_spec(&budget, &spec("src", "solo")).is_ok());
         assert!(check_spec(&budget, &spec("dst", "dst")).is_ok());
+    }
+
+    #[test]
+    fn a_snapshot_job_needs_one_more_source_session() {
+        let limits = BTreeMap::from([("two".to_string(), 2), ("one".to_string(), 1)]);
+        let budget = Budget::new(None, limits, 0.25, Duration::ZERO);
+        let spec = |source: &str, target: &str| JobSpec {
+            source: source.into(),
+            target: target.into(),
+            consistency: Consistency::Snapshot as i32,
+            ..Default::default()
+        };
+        let e = check_spec(&budget, &spec("two", "two")).unwrap_err();
+        assert!(
+            e.message.contains("FERRY_CONN_TWO_MAX_CONNECTIONS=3")
+                && e.message.contains("--consistency none"),
+            "{}",
+            e.message
+        );
+        let e = check_spec(&budget, &spec("one", "dst")).unwrap_err();
+        assert_eq!(e.field, "spec.source");
+        assert!(check_spec(&budget, &spec("two", "one")).is_ok());
     }
 }

@@ -8,6 +8,7 @@
 
 use std::time::Instant;
 
+use ferry_common::plan::SNAPSHOT_WORKER_PROTOCOL;
 use ferry_common::proto::{ChunkAssignment, ChunkRecord, ChunkRef, ChunkState, JobState};
 
 use super::budget_gate;
@@ -40,12 +41,15 @@ pub(super) fn claim_ready(
     let mut out = Vec::new();
     let now = Instant::now();
     budget_gate::sync(budget, st, now);
+    // a worker of an earlier version reads outside the job's snapshot
+    let protocol = st.workers.get(worker_id).map_or(0, |w| w.protocol);
+    let outside_snapshot = protocol != 0 && protocol < SNAPSHOT_WORKER_PROTOCOL;
     let State { jobs, order, .. } = st;
     for job_id in order.iter() {
         let Some(job) = jobs.get_mut(job_id) else {
             continue;
         };
-        if job.state() != JobState::Running {
+        if job.state() != JobState::Running || job.snapshot_pending {
             continue;
         }
         while (out.len() as u32) < slots && (job.live.len() as u32) < job.max_in_flight() {
@@ -61,6 +65,9 @@ pub(super) fn claim_ready(
             if !budget_gate::admit(budget, job, n, worker_id, now) {
                 job.ready.push_front(n);
                 break;
+            }
+            if outside_snapshot {
+                mark_read_outside_snapshot(job, worker_id, protocol, n);
             }
             let Some(c) = job.chunk(n) else { continue };
             let old_record = c.record.clone();
@@ -92,6 +99,20 @@ pub(super) fn claim_ready(
         }
     }
     out
+}
+
+/// Records that chunk `n` of a SNAPSHOT job goes to a worker of protocol
+/// `protocol`, which reads it as the source is now: the job is no longer of
+/// one instant (said once, in a log line and `consistency_lost`).
+fn mark_read_outside_snapshot(job: &mut JobRuntime, worker_id: &str, protocol: u32, n: u32) {
+    if job.record.snapshot_id.is_empty() || !job.record.consistency_lost.is_empty() {
+        return;
+    }
+    let why = format!(
+        "worker {worker_id} speaks worker protocol {protocol} (an earlier version, without snapshots) and read chunk {n} outside the job's snapshot; upgrade every worker to keep SNAPSHOT jobs consistent"
+    );
+    tracing::warn!(job = %job.record.job_id, worker = %worker_id, chunk = n, "consistency lost: {why}");
+    job.record.consistency_lost = why;
 }
 
 impl Scheduler {
@@ -246,6 +267,7 @@ impl Scheduler {
             ledger_schema: self.config.ledger_schema.clone(),
             chunks_total: job.chunks.len() as u32,
             trace_context: job.record.trace_context.clone(),
+            snapshot: job.record.snapshot_id.clone(),
         }
     }
 }

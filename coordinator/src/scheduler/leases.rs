@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ferry_common::errors::ErrorClass;
-use ferry_common::plan::WORKER_PROTOCOL;
+use ferry_common::plan::OLDEST_WORKER_PROTOCOL;
 use ferry_common::proto::{
     ChunkAssignment, ChunkRef, ChunkState, HeldChunk, JobState, RegisterWorkerResponse,
 };
@@ -21,8 +21,9 @@ use crate::error::CoordinatorError;
 
 impl Scheduler {
     /// Registers a worker (or re-registers one that kept its id) under a
-    /// fresh lease. A worker speaking an older protocol is refused: it could
-    /// not read the chunks this coordinator leases.
+    /// fresh lease. A worker speaking a protocol older than
+    /// `OLDEST_WORKER_PROTOCOL` is refused: it could not read the chunks this
+    /// coordinator leases.
     pub async fn register_worker(
         &self,
         worker_id: String,
@@ -30,11 +31,11 @@ impl Scheduler {
         concurrency: u32,
         protocol: u32,
     ) -> Result<RegisterWorkerResponse, CoordinatorError> {
-        if protocol < WORKER_PROTOCOL {
+        if protocol < OLDEST_WORKER_PROTOCOL {
             return Err(CoordinatorError::OutdatedWorker {
                 hostname,
                 protocol,
-                needed: WORKER_PROTOCOL,
+                needed: OLDEST_WORKER_PROTOCOL,
             });
         }
         let id = if worker_id.is_empty() {
@@ -56,6 +57,7 @@ impl Scheduler {
                     deadline: Instant::now() + ttl,
                     hostname: hostname.clone(),
                     concurrency,
+                    protocol,
                     held: None,
                 },
             )

@@ -3,6 +3,7 @@
 //! and retries failed chunks with backoff.
 
 mod budget_gate;
+mod consistency;
 mod dry_run;
 mod grant;
 mod leases;
@@ -13,6 +14,7 @@ mod planning;
 pub mod progress;
 mod recovery;
 mod resume;
+mod snapshot;
 mod spec;
 pub mod spec_limits;
 mod state;
@@ -31,6 +33,7 @@ use crate::error::CoordinatorError;
 use crate::history::History;
 use crate::store::StateStore;
 
+pub use consistency::{plan_note, split_on_ctid};
 pub use recovery::RecoverySummary;
 pub use spec::resolve_spec;
 pub(crate) use state::JobView;
@@ -82,6 +85,8 @@ pub struct Scheduler {
     changes: tokio::sync::watch::Sender<u64>,
     /// History rows being written in the background.
     history_pending: std::sync::atomic::AtomicUsize,
+    /// Source snapshots held for SNAPSHOT jobs (`snapshot.rs`).
+    snapshots: snapshot::Holds,
 }
 
 impl Scheduler {
@@ -95,6 +100,7 @@ impl Scheduler {
             ready: Notify::new(),
             changes: tokio::sync::watch::channel(0).0,
             history_pending: std::sync::atomic::AtomicUsize::new(0),
+            snapshots: snapshot::Holds::default(),
         })
     }
 

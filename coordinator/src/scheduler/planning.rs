@@ -76,18 +76,27 @@ impl Scheduler {
         let planning = Instant::now();
         let plan = loop {
             attempt += 1;
+            // a SNAPSHOT job plans in the snapshot its chunks read in (its
+            // session is counted first, so the planner's never wait on it)
+            let held = self.hold_snapshot(job_id).await;
             // the planner's source and target sessions, for this attempt
             let sessions = self
                 .reserve_for(job_id, &[&spec.source, &spec.target])
                 .await;
-            // plan_job writes nothing; plan_for_run creates the table and ledger around it
-            let result = plan_for_run(
-                &spec,
-                job_id,
-                &self.config.connections,
-                &self.config.ledger_schema,
-            )
-            .await;
+            let result = match held {
+                // plan_job writes nothing; plan_for_run creates the table and ledger around it
+                Ok(snapshot) => {
+                    plan_for_run(
+                        &spec,
+                        job_id,
+                        &self.config.connections,
+                        &self.config.ledger_schema,
+                        snapshot.as_ref(),
+                    )
+                    .await
+                }
+                Err(e) => Err(e),
+            };
             let result = match result {
                 Ok(plan) if spec.mode == WriteMode::Truncate as i32 => {
                     self.truncate_once(job_id, &spec, &plan).await.map(|_| plan)
@@ -195,7 +204,8 @@ impl Scheduler {
             return Ok(());
         }
         job.record.rows_estimated = plan.rows;
-        job.record.plan = plan.strategy.clone();
+        let consistency = job.record.spec.as_ref().map_or(0, |s| s.consistency);
+        job.record.plan = format!("{}; {}", plan.strategy, super::plan_note(consistency));
         job.record.format = STORE_FORMAT;
         job.record.target = Some(plan.target.clone());
         job.record.columns = plan.columns.clone();
@@ -226,7 +236,7 @@ impl Scheduler {
             workers = workers.min(slots);
         }
         self.job_started(job);
-        tracing::info!(job = %job_id, rows = plan.rows, plan = %plan.strategy, "job planned");
+        tracing::info!(job = %job_id, rows = plan.rows, plan = %job.record.plan, "job planned");
         progress::log_start(job_id, workers, job.chunks.len() as u32);
         drop(st);
         self.ready.notify_waiters();

@@ -43,6 +43,7 @@ impl Scheduler {
                     deadline: now + ttl,
                     hostname: "(before takeover)".into(),
                     concurrency: 0,
+                    protocol: 0,
                     held: None,
                 },
             );
@@ -189,7 +190,12 @@ impl Scheduler {
                 tracing::warn!(job = %id, error = %e, "cannot finish a recovered job");
             }
         }
+        let snapshots = super::snapshot::recovered_jobs(&mut st);
         drop(st);
+        for id in snapshots {
+            let why = "the coordinator holding the job's source snapshot stopped (a new leader took over)";
+            tokio::spawn(Arc::clone(self).replace_snapshot(id, why.to_string()));
+        }
         for id in replan {
             self.spawn_planning(id);
         }
@@ -199,6 +205,7 @@ impl Scheduler {
 
     /// Stops this term's work: wakes long-polls so they return.
     pub fn shutdown(&self) {
+        self.snapshots.close_all();
         self.ready.notify_waiters();
     }
 }

@@ -138,6 +138,9 @@ impl Scheduler {
         job.record.state = JobState::Running as i32;
         job.record.started_at_ms = now_ms();
         job.started = Some(Instant::now());
+        // its snapshot was released when it ended: chunks wait for a new one
+        let new_snapshot = super::consistency::wants_snapshot(&job.record) && rerun > 0;
+        job.snapshot_pending = new_snapshot;
         self.store.update_job(&job.record).await?;
         self.job_started(job);
         let what = if repair.is_some() { "repair" } else { "resume" };
@@ -148,6 +151,15 @@ impl Scheduler {
         let (mut st, result) = self.write_transitions(st, transitions).await;
         result?;
         let job_id = job_id.to_string();
+        if new_snapshot {
+            let landed = st.jobs.get(&job_id).is_some_and(|j| j.succeeded() > 0);
+            let why = if landed {
+                format!("the job was run again ({what}): chunks that landed before read an earlier snapshot")
+            } else {
+                String::new()
+            };
+            tokio::spawn(Arc::clone(self).replace_snapshot(job_id.clone(), why));
+        }
         self.maybe_finish(&mut st, &job_id).await?;
         drop(st);
         self.ready.notify_waiters();

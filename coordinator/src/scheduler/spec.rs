@@ -2,7 +2,7 @@
 
 use ferry_common::config::JobDefaults;
 use ferry_common::connections::ConnectionRegistry;
-use ferry_common::ident::{parse_column, parse_table};
+use ferry_common::ident::{parse_column, parse_column_list, parse_table};
 use ferry_common::proto::{JobSpec, RetryPolicy, WriteMode};
 
 use crate::error::{FieldError, Reason};
@@ -53,7 +53,7 @@ pub fn resolve_spec(
         )
     })?;
     if !spec.key_column.is_empty() {
-        parse_column(&spec.key_column).map_err(|e| {
+        parse_column_list(&spec.key_column).map_err(|e| {
             FieldError::new(
                 "spec.key_column",
                 Reason::InvalidIdentifier,
@@ -85,6 +85,13 @@ pub fn resolve_spec(
         }
         None => spec.chunk_size = Some(defaults.chunk_size),
         _ => {}
+    }
+    if spec.chunk_seconds == Some(0) {
+        return Err(FieldError::new(
+            "spec.chunk_seconds",
+            Reason::InvalidValue,
+            "chunk_seconds must be greater than 0: pass --chunk-seconds N",
+        ));
     }
     match spec.max_workers {
         Some(0) => {
@@ -124,6 +131,7 @@ pub fn resolve_spec(
     if spec.mode == WriteMode::Unspecified as i32 {
         spec.mode = WriteMode::Append as i32;
     }
+    spec.consistency = super::consistency::resolve(&spec, conns)?;
     Ok(spec)
 }
 

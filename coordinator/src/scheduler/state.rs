@@ -75,6 +75,8 @@ pub(crate) struct JobRuntime {
     pub first_leased: bool,
     /// Connections whose budget keeps the job from running (empty: none).
     pub waiting_for: Vec<String>,
+    /// Its source snapshot is being replaced: no chunk is leased meanwhile.
+    pub snapshot_pending: bool,
 }
 
 /// A job's record with the totals its history row and metrics need.
@@ -106,6 +108,7 @@ impl JobRuntime {
             retiring: false,
             first_leased: false,
             waiting_for: Vec::new(),
+            snapshot_pending: false,
         }
     }
 
@@ -227,6 +230,8 @@ impl JobRuntime {
             } else {
                 self.waiting_for.join(", ")
             },
+            consistency: self.record.spec.as_ref().map_or(0, |s| s.consistency),
+            consistency_lost: self.record.consistency_lost.clone(),
             chunks: if with_chunks {
                 self.chunks
                     .iter()
@@ -270,6 +275,8 @@ pub(crate) struct WorkerEntry {
     pub hostname: String,
     /// Chunks it runs at once (0 when unknown, after a takeover).
     pub concurrency: u32,
+    /// Worker protocol it registered with (0 when unknown, after a takeover).
+    pub protocol: u32,
     /// What its last full heartbeat listed, and when it arrived: the
     /// scheduler's tick leases again the chunks it should hold but did not
     /// list (see `Scheduler::expire_workers`), so a heartbeat costs no scan.
