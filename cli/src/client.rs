@@ -60,6 +60,24 @@ pub struct SubmitArgs {
     tuning: Tuning,
 }
 
+impl SubmitArgs {
+    /// The coordinator these flags name.
+    pub(crate) fn coordinator(&self) -> &CoordinatorArg {
+        &self.coord
+    }
+
+    /// The job spec these flags describe.
+    pub(crate) fn spec(&self) -> ferry_common::proto::JobSpec {
+        self.tuning.spec(
+            &self.source,
+            &self.query,
+            &self.target,
+            &self.table,
+            self.max_workers,
+        )
+    }
+}
+
 /// A job id plus the coordinator.
 #[derive(clap::Args, Debug)]
 pub struct JobArgs {
@@ -158,9 +176,7 @@ pub async fn submit(a: SubmitArgs) -> i32 {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let spec = a
-        .tuning
-        .spec(&a.source, &a.query, &a.target, &a.table, a.max_workers);
+    let spec = a.spec();
     let req = SubmitJobRequest {
         request_id: a.request_id.clone(),
         spec: Some(spec),

@@ -12,6 +12,7 @@ mod history;
 mod jobspec;
 mod metrics_listener;
 mod output;
+mod plan;
 mod security_args;
 mod telemetry;
 mod watch;
@@ -48,6 +49,8 @@ enum Command {
     Local(cmd_local::Args),
     /// Submit a job; prints its id on the last line of stdout.
     Submit(client::SubmitArgs),
+    /// Plan a job without running it or writing anything (a dry run); same flags as submit.
+    Plan(plan::PlanArgs),
     /// Print a job's state (first word, in capitals) and progress.
     Status(client::JobArgs),
     /// Follow a job until it ends; exits 0 only if it succeeded.
@@ -93,6 +96,7 @@ fn main() {
             Command::Worker(a) => cmd_worker::run(a).await,
             Command::Local(a) => cmd_local::run(a).await,
             Command::Submit(a) => client::submit(a).await,
+            Command::Plan(a) => plan::run(a).await,
             Command::Status(a) => client::status(a).await,
             Command::Watch(a) => client::watch(a).await,
             Command::Jobs(a) => client::jobs(a).await,

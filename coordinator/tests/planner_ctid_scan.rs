@@ -5,7 +5,6 @@
 //! bind them.
 
 use ferry_common::connections::ConnectionRegistry;
-use ferry_common::ledger::DEFAULT_LEDGER_SCHEMA;
 use ferry_common::proto::JobSpec;
 use ferry_connectors::postgres::select::{bind_settings, ChunkSelect};
 use ferry_coordinator::planner::plan_job;
@@ -28,7 +27,7 @@ async fn chunk_plan(dbs: &Databases, query: &str, table: &str) -> (String, Strin
         chunk_size: Some(20_000),
         ..Default::default()
     };
-    let plan = plan_job(&spec, "ctid-scan", &conns, DEFAULT_LEDGER_SCHEMA)
+    let plan = plan_job(&spec, "ctid-scan", &conns)
         .await
         .unwrap_or_else(|e| panic!("planning {query}: {e}"));
     assert!(plan.chunks.len() >= 8, "{}", plan.strategy);

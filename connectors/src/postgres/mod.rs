@@ -2,6 +2,7 @@
 //! COPY, write it under the target-side ledger, isolate refused rows, the
 //! write modes, verify digests.
 
+pub mod chunk_explain;
 pub mod copy;
 pub mod describe;
 pub mod driving;

@@ -2,7 +2,9 @@
 //! equal-row chunks: from a share of the table's blocks (`TABLESAMPLE
 //! SYSTEM`) when the query is a plain scan of one table with NOT NULL key
 //! columns, otherwise by reading every row once (count, NULL keys and a
-//! random sample of keys in one scan). Keys come back typed: integers as
+//! sample of keys in one scan). Both samples are repeatable: the blocks and
+//! the thinning follow a seed fixed by the spec, so an unchanged table is
+//! split the same way each time it is planned. Keys come back typed: integers as
 //! integers, anything else in PostgreSQL's text form of the key's type; the
 //! sample is ordered by PostgreSQL in each column's own collation, the order
 //! the chunk filters compare in.
@@ -24,6 +26,31 @@ const BLOCKS_PER_CHUNK: f64 = 100.0;
 const MIN_BLOCK_CHUNKS: f64 = 20.0;
 /// Largest share of the table worth sampling by blocks, in percent.
 const MAX_BLOCK_PERCENT: f64 = 25.0;
+
+/// A row's place in [0, 1) for thinning a sample: a seeded hash of `$expr`
+/// rather than `random()`, so planning the same spec twice on an unchanged
+/// table samples the same rows (a dry run's chunks are the run's).
+fn thinning(expr: &str, seed_param: &str) -> String {
+    format!(
+        "(hashtextextended(({expr})::text, {seed_param}::int8) & 9007199254740991)::float8 / 9007199254740992.0"
+    )
+}
+
+/// The sampling seed of a job spec: a hash (FNV-1a) of what it samples, so
+/// it is the same for the same spec on every coordinator.
+fn seed(query: &str, key: &[KeyColumn], chunk_size: u64) -> i64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let names = key.iter().flat_map(|k| k.name.bytes().chain([0]));
+    let bytes = query
+        .bytes()
+        .chain([0])
+        .chain(names)
+        .chain(chunk_size.to_le_bytes());
+    for b in bytes {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    h as i64
+}
 
 /// Integer types whose keys travel as integers.
 const INTEGER_TYPES: &[&str] = &["smallint", "integer", "bigint"];
@@ -154,7 +181,8 @@ pub async fn sample_keys(
     let root = root_plan(source, query).await?;
     let estimate = estimated_rows(&root);
     let want = (sample_fraction(estimate, chunk_size) * estimate as f64) as u64;
-    if let Some(s) = block_sample(source, &root, key, chunk_size, want, widths).await? {
+    let seed = seed(query, key, chunk_size);
+    if let Some(s) = block_sample(source, &root, key, chunk_size, want, widths, seed).await? {
         return Ok(s);
     }
     let mut fraction = sample_fraction(estimate, chunk_size);
@@ -174,7 +202,8 @@ pub async fn sample_keys(
         "SELECT c, n, ARRAY(SELECT unnest(a)) FROM (
            SELECT count(*)::int8 AS c, count(*) FILTER (WHERE {any_null})::int8 AS n,
                   coalesce(array_agg({row} ORDER BY {order}) FILTER (WHERE NOT ({any_null}) AND r < $1), '{{}}') AS a
-             FROM (SELECT {select}{width}, random() AS r FROM ({query}) AS src OFFSET 0) AS s) AS t",
+             FROM (SELECT {select}{width}, {r} AS r FROM ({query}) AS src OFFSET 0) AS s) AS t",
+        r = thinning(&format!("ROW({})", columns.join(", ")), "$2"),
         any_null = e.any_null,
         row = e.row,
         order = e.order,
@@ -182,7 +211,7 @@ pub async fn sample_keys(
     );
     for _ in 0..2 {
         let row = source
-            .query_one(&sql, &[&fraction])
+            .query_one(&sql, &[&fraction, &seed])
             .await
             .map_err(|e| failed("cannot sample the key column", &e))?;
         let rows = row.get::<_, i64>(0).max(0) as u64;
@@ -266,6 +295,7 @@ async fn block_sample(
     chunk_size: u64,
     want_keys: u64,
     widths: bool,
+    seed: i64,
 ) -> Result<Option<KeySample>, DbFailure> {
     let Some(scan) = plain_scan(root, key) else {
         return Ok(None);
@@ -311,8 +341,9 @@ async fn block_sample(
         "SELECT c, ARRAY(SELECT unnest(a)) FROM (
            SELECT count(*)::int8 AS c,
                   coalesce(array_agg({row} ORDER BY {order}) FILTER (WHERE r < $2), '{{}}') AS a
-             FROM (SELECT {select}{width}, random() AS r
-                     FROM {schema}.{table} AS t TABLESAMPLE SYSTEM ($1) OFFSET 0) AS s) AS x",
+             FROM (SELECT {select}{width}, {r} AS r
+                     FROM {schema}.{table} AS t TABLESAMPLE SYSTEM ($1) REPEATABLE (($3::int8)::float8) OFFSET 0) AS s) AS x",
+        r = thinning("t.ctid", "$3"),
         row = e.row,
         order = e.order,
         select = e.select,
@@ -321,7 +352,7 @@ async fn block_sample(
     );
     let percent4 = percent as f32;
     let row = source
-        .query_one(&sql, &[&percent4, &thin])
+        .query_one(&sql, &[&percent4, &thin, &seed])
         .await
         .map_err(|e| failed("cannot block-sample the key column", &e))?;
     let sampled: i64 = row.get(0);

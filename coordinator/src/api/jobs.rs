@@ -7,8 +7,9 @@ use ferry_common::proto::job_service_server::JobService;
 use ferry_common::proto::{
     CancelJobRequest, CollectGarbageRequest, CollectGarbageResponse, GetJobRequest, Job, JobEvent,
     JobState, ListHistoryRequest, ListHistoryResponse, ListJobsRequest, ListJobsResponse,
-    ListRejectsRequest, ListRejectsResponse, RepairJobRequest, ResumeJobRequest, SubmitJobRequest,
-    SubmitJobResponse, VerifyJobRequest, VerifyJobResponse, WatchJobRequest,
+    ListRejectsRequest, ListRejectsResponse, PlanJobRequest, PlanJobResponse, RepairJobRequest,
+    ResumeJobRequest, SubmitJobRequest, SubmitJobResponse, VerifyJobRequest, VerifyJobResponse,
+    WatchJobRequest,
 };
 use ferry_common::telemetry::traces;
 use ferry_common::timing::{WATCH_IDLE, WATCH_INTERVAL};
@@ -206,6 +207,16 @@ impl JobService for JobApi {
         let resp = scheduler.collect_ledgers(older_than).await;
         audit::record(&caller, Action::CollectGarbage, "", Ok(()));
         Ok(Response::new(resp))
+    }
+
+    async fn plan_job(
+        &self,
+        request: Request<PlanJobRequest>,
+    ) -> Result<Response<PlanJobResponse>, Status> {
+        let spec = request.into_inner().spec.ok_or_else(|| {
+            CoordinatorError::invalid("spec", Reason::MissingField, "the request has no job spec")
+        })?;
+        Ok(Response::new(self.gate.scheduler()?.plan_dry(spec).await?))
     }
 
     async fn cancel_job(

@@ -6,8 +6,12 @@
 pub mod adaptive;
 mod columns;
 pub mod driving;
+pub mod dry_run;
+mod estimate;
 mod keyless;
 mod keys;
+mod new_table;
+pub mod prepare;
 mod split;
 pub mod typed;
 
@@ -24,7 +28,7 @@ use ferry_connectors::postgres::describe::{self, resolve_part};
 use ferry_connectors::postgres::select::ChunkSelect;
 use ferry_connectors::postgres::snapshot::{self, SnapshotId};
 use ferry_connectors::postgres::sql::{show_ident, show_table};
-use ferry_connectors::postgres::{ledger, sample, scan, session};
+use ferry_connectors::postgres::{sample, scan, session};
 use tokio_postgres::Client;
 
 use columns::{Columns, STRING_TYPES};
@@ -170,14 +174,16 @@ pub async fn resolve_target(target: &Client, spec: &JobSpec) -> Result<TableRef,
 }
 
 /// Plans a job: connects to source and target, checks the query against the
-/// target table, ensures the ledger exists, and splits by key.
+/// target table, and splits by key. Writes nothing (a dry run calls only
+/// this; a run prepares the target around it, see `prepare::plan_for_run`);
+/// with `--create-table` and no target table, plans against the table that
+/// would be created.
 pub async fn plan_job(
     spec: &JobSpec,
     job_id: &str,
     conns: &ConnectionRegistry,
-    ledger_schema: &str,
 ) -> Result<Plan, PlanError> {
-    plan_job_in(spec, job_id, conns, ledger_schema, None).await
+    plan_job_in(spec, job_id, conns, None).await
 }
 
 /// Like `plan_job`, sampling (PostgreSQL to PostgreSQL) in the job's
@@ -186,7 +192,6 @@ pub async fn plan_job_in(
     spec: &JobSpec,
     job_id: &str,
     conns: &ConnectionRegistry,
-    ledger_schema: &str,
     snapshot: Option<&SnapshotId>,
 ) -> Result<Plan, PlanError> {
     let query = spec.query.trim().trim_end_matches(';').trim();
@@ -198,17 +203,13 @@ pub async fn plan_job_in(
     let both_postgres = typed::kind_of(conns, &spec.source)? == DbKind::Postgres
         && typed::kind_of(conns, &spec.target)? == DbKind::Postgres;
     if !both_postgres {
-        return typed::plan_typed(spec, job_id, conns, ledger_schema, query).await;
-    }
-    if spec.create_table {
-        typed::create_if_missing(spec, job_id, conns, query).await?;
+        return typed::plan_typed(spec, job_id, conns, query).await;
     }
     let (source, source_tls) = open_reporting(conns, &spec.source, job_id).await?;
     let (target, target_tls) = open_reporting(conns, &spec.target, job_id).await?;
 
     let query_cols = describe::describe_query(&source, query).await?;
-    let table = resolve_target(&target, spec).await?;
-    let target_cols = describe::describe_table(&target, &table).await?;
+    let (table, target_cols) = new_table::target_or_new(&target, spec, &query_cols).await?;
     let explicit = spec
         .columns
         .iter()
@@ -220,7 +221,6 @@ pub async fn plan_job_in(
 
     // Parse, analyse and cast-check the full SELECT before touching any data.
     check_select(&source, query, &cols).await?;
-    ledger::ensure(&target, ledger_schema).await?;
 
     let chunk_size = spec.chunk_size.unwrap_or(50_000).max(1);
     let parallel = spec.parallel.unwrap_or(true);

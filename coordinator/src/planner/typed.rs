@@ -72,7 +72,6 @@ pub async fn plan_typed(
     spec: &JobSpec,
     job_id: &str,
     conns: &ConnectionRegistry,
-    ledger_schema: &str,
     query: &str,
 ) -> Result<Plan, PlanError> {
     let target_kind = kind_of(conns, &spec.target)?;
@@ -105,7 +104,7 @@ pub async fn plan_typed(
             }
         }
     };
-    let table = resolve_or_create(
+    let resolved = resolve_or_new(
         &mut target,
         spec,
         &query_cols,
@@ -113,13 +112,22 @@ pub async fn plan_typed(
         source_key.as_deref(),
     )
     .await?;
-    let target_cols = catalog::describe_table(&mut target, &table).await?;
+    // a table a run would create (dry run) is planned from its definition
+    let (table, target_cols) = match resolved {
+        Resolved::Exists(table) => {
+            let cols = catalog::describe_table(&mut target, &table).await?;
+            (table, cols)
+        }
+        Resolved::New(new) => {
+            let cols = new.columns(&query_cols);
+            (new.table, cols)
+        }
+    };
     let columns = map_columns(spec, &query_cols, &target_cols, target_kind)?;
     let key = match key_name {
         Some(name) => Some(key_column(&name, &query_cols, &target_cols, &columns)?),
         None => None,
     };
-    catalog::ensure_ledger(&mut target, ledger_schema).await?;
 
     let chunk_size = spec.chunk_size.unwrap_or(50_000).max(1);
     let min_rows = spec.min_rows_for_parallel.unwrap_or(0);
@@ -172,7 +180,7 @@ pub async fn plan_typed(
 }
 
 /// Creates the target table from the query's columns when it does not exist
-/// (`--create-table` on PostgreSQL → PostgreSQL, whose plan reads the table itself).
+/// (`--create-table`; a run calls it before planning, a dry run never does).
 pub async fn create_if_missing(
     spec: &JobSpec,
     job_id: &str,
@@ -184,7 +192,7 @@ pub async fn create_if_missing(
     let mut target = open(conns, &spec.target, job_id).await?;
     let query_cols = catalog::describe_query(&mut source, query).await?;
     let source_key = catalog::primary_key(&mut source, query, &query_cols).await?;
-    resolve_or_create(
+    let resolved = resolve_or_new(
         &mut target,
         spec,
         &query_cols,
@@ -192,23 +200,72 @@ pub async fn create_if_missing(
         source_key.as_deref(),
     )
     .await?;
-    Ok(())
+    let Resolved::New(new) = resolved else {
+        return Ok(());
+    };
+    target::create_table(&mut target, &new.table, &new.defs, &new.primary_key).await?;
+    let shown = &new.shown;
+    tracing::info!(table = %shown, columns = new.defs.len(), "target table created (--create-table)");
+    let name = parse_table(&spec.table)
+        .map_err(|e| PlanError::invalid(format!("invalid target table: {e}")))?;
+    catalog::resolve_table(&mut target, &name)
+        .await?
+        .map(|_| ())
+        .ok_or_else(|| PlanError::invalid(format!("target table {shown} was created but cannot be found: check the connection's default schema")))
 }
 
-/// The target table, created from the mapped types with `--create-table`
-/// when it does not exist (with the source table's primary key, when the
-/// query reads one table that has one).
-async fn resolve_or_create(
+/// A target table that does not exist yet and `--create-table` would create.
+#[derive(Debug, Clone)]
+pub struct NewTable {
+    /// Where it would be created.
+    pub table: TableRef,
+    /// The table as typed, for messages.
+    pub shown: String,
+    /// Column names and their types in the target database's spelling.
+    pub defs: Vec<(String, String)>,
+    /// Primary key columns (the source table's, when the query reads one table that has one).
+    pub primary_key: Vec<String>,
+}
+
+impl NewTable {
+    /// The columns the new table would have, as describing it would return them.
+    fn columns(&self, query_cols: &[SourceColumn]) -> Vec<TableColumn> {
+        self.defs
+            .iter()
+            .zip(query_cols)
+            .map(|((name, ty), c)| TableColumn {
+                name: name.clone(),
+                ty: c.ty.clone(),
+                db_type: ty.clone(),
+                base_type: ty.split('(').next().unwrap_or(ty).trim().to_string(),
+                nullable: !self.primary_key.contains(name),
+            })
+            .collect()
+    }
+}
+
+/// The target table as it is, or as `--create-table` would create it.
+enum Resolved {
+    /// The table exists.
+    Exists(TableRef),
+    /// It does not; a run creates it.
+    New(NewTable),
+}
+
+/// The target table, or with `--create-table` the table a run would create
+/// from the mapped types when it does not exist (with the source table's
+/// primary key, when the query reads one table that has one).
+async fn resolve_or_new(
     target: &mut Conn,
     spec: &JobSpec,
     query_cols: &[SourceColumn],
     source_kind: DbKind,
     source_key: Option<&str>,
-) -> Result<TableRef, PlanError> {
+) -> Result<Resolved, PlanError> {
     let name = parse_table(&spec.table)
         .map_err(|e| PlanError::invalid(format!("invalid target table: {e}")))?;
     if let Some(t) = catalog::resolve_table(target, &name).await? {
-        return Ok(t);
+        return Ok(Resolved::Exists(t));
     }
     let shown = name
         .parts
@@ -261,11 +318,12 @@ async fn resolve_or_create(
         .and_then(|k| query_cols.iter().position(|c| c.name == k))
         .map(|i| vec![names[i].clone()])
         .unwrap_or_default();
-    target::create_table(target, &table, &defs, &primary_key).await?;
-    tracing::info!(table = %shown, columns = defs.len(), "target table created (--create-table)");
-    catalog::resolve_table(target, &name)
-        .await?
-        .ok_or_else(|| PlanError::invalid(format!("target table {shown} was created but cannot be found: check the connection's default schema")))
+    Ok(Resolved::New(NewTable {
+        table,
+        shown,
+        defs,
+        primary_key,
+    }))
 }
 
 /// Where an unqualified new table goes.

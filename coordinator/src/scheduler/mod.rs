@@ -4,6 +4,7 @@
 
 mod budget_gate;
 mod consistency;
+mod dry_run;
 mod grant;
 mod leases;
 mod ledger_gc;

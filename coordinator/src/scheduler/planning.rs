@@ -18,7 +18,8 @@ use super::progress;
 use super::state::{now_ms, ChunkRt};
 use super::Scheduler;
 use crate::error::CoordinatorError;
-use crate::planner::{open_target, plan_job_in, prepare_target, Plan, PlanError};
+use crate::planner::prepare::plan_for_run;
+use crate::planner::{open_target, prepare_target, Plan, PlanError};
 
 impl Scheduler {
     /// Starts planning `job_id` in the background.
@@ -83,8 +84,9 @@ impl Scheduler {
                 .reserve_for(job_id, &[&spec.source, &spec.target])
                 .await;
             let result = match held {
+                // plan_job writes nothing; plan_for_run creates the table and ledger around it
                 Ok(snapshot) => {
-                    plan_job_in(
+                    plan_for_run(
                         &spec,
                         job_id,
                         &self.config.connections,

@@ -1,0 +1,210 @@
+//! The dry run (`PlanJob`, `ferry plan`): plans a job exactly as a run would
+//! (`plan_job`, which writes nothing) and says what running it would take:
+//! chunks and their estimated sizes, casts, connections by the operations
+//! guide's formula, memory, consistency and warnings. Nothing is written: no
+//! job is stored, no table (ledger, load, target) is created.
+
+use ferry_common::connections::ConnectionRegistry;
+use ferry_common::ident::parse_table;
+use ferry_common::proto::{Consistency, JobSpec, PlanCast, PlanJobResponse};
+use ferry_connectors::db::catalog;
+use ferry_connectors::kind::DbKind;
+use ferry_connectors::postgres::copy::SEND_BUFFER;
+use ferry_connectors::postgres::sql::show_ident;
+use ferry_connectors::rows::{BATCHES_IN_FLIGHT, BATCH_BYTES, BATCH_ROWS};
+
+use super::estimate::{estimate, spread, ChunkEstimates};
+use super::{plan_job, typed, Plan, PlanError};
+
+/// The job id planner sessions of a dry run are tagged with (`ferry:plan:dry-run`).
+pub const DRY_RUN_ID: &str = "dry-run";
+/// The guide's metadata connections: the coordinator's planner session.
+const METADATA_CONNECTIONS: u32 = 1;
+/// The guide's buffer connections.
+const BUFFER_CONNECTIONS: u32 = 2;
+/// A chunk larger than this many times the median is skew worth a warning.
+const SKEW_FACTOR: u64 = 2;
+
+/// Plans `spec` (defaults already resolved) without writing anything.
+pub async fn dry_run(
+    spec: &JobSpec,
+    conns: &ConnectionRegistry,
+) -> Result<PlanJobResponse, PlanError> {
+    let plan = plan_job(spec, DRY_RUN_ID, conns).await?;
+    let would_create = would_create(spec, conns, &plan).await?;
+    let est = estimate(spec, DRY_RUN_ID, conns, &plan).await?;
+    let chunks = plan.chunks.len() as u32;
+    let workers = spec
+        .max_workers
+        .unwrap_or(1)
+        .min(plan.max_in_flight.unwrap_or(u32::MAX))
+        .min(chunks)
+        .max(1);
+    let both_postgres = typed::kind_of(conns, &spec.source)? == DbKind::Postgres
+        && typed::kind_of(conns, &spec.target)? == DbKind::Postgres;
+    let (bound, bound_why) = memory_bound(both_postgres, est.avg_row_bytes, workers);
+    let chunk_size = spec.chunk_size.unwrap_or(50_000);
+    Ok(PlanJobResponse {
+        strategy: plan.strategy.clone(),
+        chunks,
+        rows_estimated: plan.rows,
+        rows_per_chunk: Some(spread(&est.rows)),
+        bytes_per_chunk: Some(spread(&est.bytes)),
+        chunks_explained: est.rows.len() as u32,
+        casts: plan
+            .columns
+            .iter()
+            .filter(|c| !c.cast.is_empty())
+            .map(|c| PlanCast {
+                source: c.source.clone(),
+                target: c.target.clone(),
+                cast: c.cast.clone(),
+            })
+            .collect(),
+        workers,
+        connections_needed: workers * 2 + METADATA_CONNECTIONS + BUFFER_CONNECTIONS,
+        connections_metadata: METADATA_CONNECTIONS,
+        connections_buffer: BUFFER_CONNECTIONS,
+        avg_row_bytes: est.avg_row_bytes,
+        memory_guide_bytes: chunk_size
+            .saturating_mul(est.avg_row_bytes)
+            .saturating_mul(u64::from(workers)),
+        memory_bound_bytes: bound,
+        memory_bound_why: bound_why,
+        consistency: consistency_of(spec).to_string(),
+        warnings: warnings(spec, &plan, &est),
+        target_table: format!("{}.{}", plan.target.schema, plan.target.name),
+        would_create_table: would_create,
+        key: plan.key.iter().map(|k| k.name.clone()).collect(),
+    })
+}
+
+/// The consistency mode the job would run in (the spec's, resolved against
+/// the source's kind by `resolve_spec`): "snapshot" when every chunk reads
+/// one exported snapshot, "none" when each reads the source as it is.
+fn consistency_of(spec: &JobSpec) -> &'static str {
+    match Consistency::try_from(spec.consistency) {
+        Ok(Consistency::Snapshot) => "snapshot",
+        _ => "none",
+    }
+}
+
+/// With `--create-table` and no target table: the table a run would create,
+/// for people (`schema.table (col type, …)`); empty otherwise.
+async fn would_create(
+    spec: &JobSpec,
+    conns: &ConnectionRegistry,
+    plan: &Plan,
+) -> Result<String, PlanError> {
+    if !spec.create_table {
+        return Ok(String::new());
+    }
+    let name = parse_table(&spec.table)
+        .map_err(|e| PlanError::invalid(format!("invalid target table: {e}")))?;
+    let mut target = typed::open(conns, &spec.target, DRY_RUN_ID).await?;
+    if catalog::resolve_table(&mut target, &name).await?.is_some() {
+        return Ok(String::new());
+    }
+    let cols: Vec<String> = plan
+        .columns
+        .iter()
+        .map(|c| {
+            let ty = if c.target_db_type.is_empty() {
+                &c.verify_type
+            } else {
+                &c.target_db_type
+            };
+            format!("{} {ty}", show_ident(&c.target))
+        })
+        .collect();
+    Ok(format!(
+        "{}.{} ({})",
+        plan.target.schema,
+        plan.target.name,
+        cols.join(", ")
+    ))
+}
+
+/// What Ferry's workers hold at most for `workers` chunks in flight, and
+/// how: between PostgreSQL databases the COPY buffer being filled and the
+/// one being sent (`SEND_BUFFER` each) plus one row; across kinds the typed
+/// batches a reader may run ahead (`BATCHES_IN_FLIGHT` in the channel, one
+/// being filled, one being written), each at most `BATCH_ROWS` rows or
+/// `BATCH_BYTES` bytes.
+fn memory_bound(both_postgres: bool, row: u64, workers: u32) -> (u64, String) {
+    let workers64 = u64::from(workers);
+    if both_postgres {
+        let per_chunk = 2 * SEND_BUFFER as u64 + row;
+        return (
+            per_chunk * workers64,
+            format!(
+                "binary COPY: 2 × {} KiB buffers + one row per chunk in flight, × {workers} chunks",
+                SEND_BUFFER / 1024
+            ),
+        );
+    }
+    let batch = (BATCH_ROWS as u64 * row).min(BATCH_BYTES as u64 + row);
+    let batches = BATCHES_IN_FLIGHT as u64 + 2;
+    (
+        batch * batches * workers64,
+        format!(
+            "typed batches: {batches} batches of at most {BATCH_ROWS} rows or {} MiB per chunk in flight, × {workers} chunks",
+            BATCH_BYTES >> 20
+        ),
+    )
+}
+
+/// Problems worth fixing before running.
+fn warnings(spec: &JobSpec, plan: &Plan, est: &ChunkEstimates) -> Vec<String> {
+    let mut out = Vec::new();
+    let chunk_size = spec.chunk_size.unwrap_or(50_000);
+    if plan.key.is_empty() && plan.chunks.len() == 1 {
+        out.push(format!(
+            "no key: the job runs as one chunk on one worker ({} rows); pass --key COL (an indexed column of the query) to run in parallel",
+            plan.rows
+        ));
+    } else if plan.chunks.len() == 1 && plan.rows > chunk_size {
+        out.push(format!(
+            "one chunk of {} rows although --chunk-size is {chunk_size}: {}",
+            plan.rows, plan.strategy
+        ));
+    }
+    let s = spread(&est.rows);
+    if est.rows.len() > 1 && s.max > SKEW_FACTOR * s.median.max(1) {
+        out.push(format!(
+            "skew: the largest chunk is estimated at {} rows, more than {SKEW_FACTOR}× the median {} (many rows share a key value, or the statistics are stale: ANALYZE the source table)",
+            s.max, s.median
+        ));
+    }
+    for table in &est.seq_scans {
+        out.push(format!(
+            "sequential scan per chunk: each chunk's key range is applied by reading all of {table} ({} reads of the whole table); create an index on the key column ({}) or pass --key with an indexed column",
+            plan.chunks.len(),
+            plan.key
+                .iter()
+                .map(|k| show_ident(&k.name))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_bound_does_not_grow_with_chunk_size() {
+        let (copy, why) = memory_bound(true, 100, 4);
+        assert_eq!(copy, 4 * (2 * SEND_BUFFER as u64 + 100));
+        assert!(why.contains("COPY"), "{why}");
+        let (typed, _) = memory_bound(false, 100, 2);
+        assert_eq!(typed, 2 * (BATCHES_IN_FLIGHT as u64 + 2) * 200_000);
+        let (wide, _) = memory_bound(false, 10_000, 1);
+        assert_eq!(
+            wide,
+            (BATCHES_IN_FLIGHT as u64 + 2) * (BATCH_BYTES as u64 + 10_000)
+        );
+    }
+}
