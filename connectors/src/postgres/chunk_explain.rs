@@ -7,9 +7,7 @@ use ferry_common::errors::DbFailure;
 use serde_json::Value;
 use tokio_postgres::Client;
 
-use super::sample::root_plan;
-use super::select::{bind_settings, ChunkSelect};
-use super::session::{exec, failed};
+use super::select::ChunkSelect;
 
 /// PostgreSQL's estimate for one chunk.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,29 +26,13 @@ pub async fn explain_chunk(
     source: &Client,
     chunk: &ChunkSelect<'_>,
 ) -> Result<ChunkExplain, DbFailure> {
-    let (select, values) = chunk.binary();
-    exec(source, "BEGIN READ ONLY").await?;
-    let explained = async {
-        if let Some(bind) = bind_settings(&values) {
-            let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
-                values.iter().map(|v| v as _).collect();
-            source
-                .query(&bind, &params)
-                .await
-                .map_err(|e| failed("cannot bind a chunk's bounds", &e))?;
-        }
-        root_plan(source, &select).await
-    }
-    .await;
-    exec(source, "ROLLBACK").await?;
-    let root = explained?;
+    let bound = !chunk.binary().1.is_empty();
+    let root = super::scan::explain_chunk(source, chunk).await?;
     let number = |k: &str| root.get(k).and_then(Value::as_f64).unwrap_or(0.0).max(0.0) as u64;
     Ok(ChunkExplain {
         rows: number("Plan Rows"),
         width: number("Plan Width"),
-        seq_scan_of: (!values.is_empty())
-            .then(|| bounds_by_seq_scan(&root))
-            .flatten(),
+        seq_scan_of: bound.then(|| bounds_by_seq_scan(&root)).flatten(),
     })
 }
 
