@@ -83,12 +83,19 @@ impl Scheduler {
                 ),
             ));
         }
+        let spec = job.record.spec.clone().unwrap_or_default();
+        let target_pg = super::restart::target_is_postgres(self, &spec);
+        let restart = repair.is_some()
+            && super::restart::repair_starts_over(&job.record, job.chunks.len(), target_pg);
+        if restart {
+            return self.repair_by_starting_over(st, job_id).await;
+        }
         if repair.is_some() && !crate::verify::key_copied(&job.record) && job.chunks.len() > 1 {
             return Err(CoordinatorError::precondition(
                 "job_id",
                 Reason::NoKeyInTarget,
                 if job.record.key.iter().any(|k| k.r#type == "tid") {
-                    "repair deletes a chunk's rows by key, but this job was split on ctid block ranges of the source, which the target's rows cannot be mapped back to: submit the job again with --mode truncate or --mode replace to copy the whole table again"
+                    "repair deletes a chunk's rows by key, but this job was split on ctid block ranges of the source, which the target's rows cannot be mapped back to, and its mode keeps the target's other rows, so it cannot start over: submit the job again with --mode truncate or --mode replace to copy the whole table again (repair then starts such a job over)"
                 } else {
                     "repair deletes key ranges, but the key column is not copied into the target: add it to the query and the target, or submit the job again with --mode truncate or --mode replace"
                 },

@@ -11,18 +11,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use ferry_common::errors::ErrorClass;
-use ferry_common::proto::{ChunkState, WriteMode};
+use ferry_common::proto::WriteMode;
 use ferry_common::timing::SNAPSHOT_RETRY;
-use ferry_connectors::kind::DbKind;
 use ferry_connectors::postgres::snapshot::SnapshotId;
-use ferry_connectors::postgres::start_over::start_over;
 
 use super::consistency::{wants_snapshot, when_lost, WhenLost};
 use super::state::State;
-use super::transitions::{After, Transition};
 use super::Scheduler;
-use crate::planner::{open_target, PlanError};
+use crate::planner::PlanError;
 use crate::snapshot_session::{open_snapshot_session, retryable, SnapshotSession};
 
 /// The snapshot sessions this leader holds, by job; closed all at once when
@@ -175,13 +171,7 @@ impl Scheduler {
                 return;
             };
             let spec = job.record.spec.clone().unwrap_or_default();
-            let target_pg = self
-                .config
-                .connections
-                .url(&spec.target)
-                .ok()
-                .and_then(|u| DbKind::of_url(&spec.target, u).ok())
-                == Some(DbKind::Postgres);
+            let target_pg = super::restart::target_is_postgres(&self, &spec);
             (
                 SnapshotId::parse(&job.record.snapshot_id).ok(),
                 spec.source,
@@ -240,14 +230,14 @@ impl Scheduler {
         }
     }
 
-    async fn job_running(&self, job_id: &str) -> bool {
+    pub(super) async fn job_running(&self, job_id: &str) -> bool {
         let st = self.state.lock().await;
         st.jobs
             .get(job_id)
             .is_some_and(|j| j.state() == ferry_common::proto::JobState::Running)
     }
 
-    async fn fail_for_snapshot(&self, job_id: &str, message: String) {
+    pub(super) async fn fail_for_snapshot(&self, job_id: &str, message: String) {
         let mut st = self.state.lock().await;
         if let Some(job) = st.jobs.get_mut(job_id) {
             job.snapshot_pending = false;
@@ -286,7 +276,7 @@ impl Scheduler {
     /// (replace: the load table) is emptied and the job's ledger rows are
     /// forgotten, then every chunk runs again.
     async fn start_over(&self, job_id: &str, session: SnapshotSession, why: &str) {
-        let (spec, table, retry) = {
+        let (spec, table) = {
             let mut st = self.state.lock().await;
             let Some(job) = st.jobs.get_mut(job_id) else {
                 return;
@@ -297,29 +287,7 @@ impl Scheduler {
                 .load
                 .clone()
                 .or_else(|| job.record.target.clone());
-            let retry = job.retry();
-            let mut transitions = Vec::new();
-            for c in &job.chunks {
-                if c.record.state == ChunkState::Pending as i32 && c.record.rows_written == 0 {
-                    continue;
-                }
-                let mut new = c.record.clone();
-                new.state = ChunkState::Pending as i32;
-                new.retries = 0;
-                new.rows_written = 0;
-                new.rows_rejected = 0;
-                new.retry_at_ms = 0;
-                new.repair = false;
-                new.last_error.clear();
-                transitions.push(Transition {
-                    job_id: job_id.to_string(),
-                    n: c.record.chunk_no,
-                    old: c.record.clone(),
-                    version: c.version,
-                    new,
-                    after: After::Stay,
-                });
-            }
+            let transitions = super::restart::start_over_transitions(job_id, job);
             job.ready.clear();
             job.delayed.clear();
             job.live.clear();
@@ -330,7 +298,7 @@ impl Scheduler {
             if let Err(e) = written {
                 tracing::warn!(job = %job_id, error = %e, "cannot reset the chunks of a job starting over");
             }
-            (spec, table, retry)
+            (spec, table)
         };
         let Some(table) = table else {
             self.fail_for_snapshot(
@@ -340,39 +308,18 @@ impl Scheduler {
             .await;
             return;
         };
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let result = async {
-                let conn = open_target(&self.config.connections, &spec, job_id).await?;
-                let Some(client) = conn.postgres() else {
-                    return Err(PlanError::invalid("the target is not PostgreSQL"));
-                };
-                start_over(client, &table, &self.config.ledger_schema, job_id)
-                    .await
-                    .map_err(PlanError::from)
-            }
-            .await;
-            match result {
-                Ok(()) => break,
-                Err(e)
-                    if e.class == ErrorClass::Transient && attempt <= retry.allowed_retries() =>
-                {
-                    tracing::warn!(job = %job_id, error = %e, "cannot empty the target to start over; trying again");
-                    let delay = retry.delay(attempt, &mut rand::rng());
-                    tokio::time::sleep(delay).await;
-                    if !self.job_running(job_id).await {
-                        return;
-                    }
-                }
-                Err(e) => {
-                    self.fail_for_snapshot(
-                        job_id,
-                        format!("the job split on ctid lost its source snapshot and cannot start over: {e}"),
-                    )
-                    .await;
-                    return;
-                }
+        match self.empty_target(job_id, &spec, &table).await {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                self.fail_for_snapshot(
+                    job_id,
+                    format!(
+                        "the job split on ctid lost its source snapshot and cannot start over: {e}"
+                    ),
+                )
+                .await;
+                return;
             }
         }
         let mode = WriteMode::try_from(spec.mode).unwrap_or(WriteMode::Append);
