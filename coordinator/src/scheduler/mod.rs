@@ -13,6 +13,7 @@ mod outcomes;
 mod planning;
 pub mod progress;
 mod recovery;
+mod resplit;
 mod restart;
 mod resume;
 mod snapshot;

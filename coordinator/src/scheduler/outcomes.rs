@@ -154,7 +154,11 @@ impl Scheduler {
                 return Err(e.into());
             }
         }
+        let took = freed.as_ref().or(job.live.get(&r.chunk_no));
+        let took = took.map(|l| l.leased_at.elapsed());
         job.live.remove(&r.chunk_no);
+        let resplit =
+            took.is_some_and(|t| super::resplit::observe(job, r.chunk_no, rows_written, t));
         if retried {
             crate::metrics::events().retries_succeeded.add(1, &[]);
         }
@@ -179,6 +183,9 @@ impl Scheduler {
         drop(st);
         if !ends_job {
             log_line();
+        }
+        if resplit {
+            tokio::spawn(Arc::clone(self).resplit(r.job_id.clone()));
         }
         self.ready.notify_waiters();
         self.changed();

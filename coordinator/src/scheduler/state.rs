@@ -77,6 +77,8 @@ pub(crate) struct JobRuntime {
     pub waiting_for: Vec<String>,
     /// Its source snapshot is being replaced: no chunk is leased meanwhile.
     pub snapshot_pending: bool,
+    /// `--chunk-size auto`: what its landed chunks measured (see `resplit`).
+    pub adaptive: super::resplit::Evidence,
 }
 
 /// A job's record with the totals its history row and metrics need.
@@ -109,6 +111,7 @@ impl JobRuntime {
             first_leased: false,
             waiting_for: Vec::new(),
             snapshot_pending: false,
+            adaptive: Default::default(),
         }
     }
 

@@ -163,7 +163,7 @@ impl EtcdStore {
     }
 
     /// Where `job`'s records live: under `jobs/` if it was found there.
-    fn layout(&self, job: &str) -> Layout {
+    pub(super) fn layout(&self, job: &str) -> Layout {
         let legacy = self.legacy.read().unwrap_or_else(|p| p.into_inner());
         if legacy.contains(job) {
             Layout::Legacy
@@ -218,7 +218,7 @@ impl EtcdStore {
 
     /// Runs a transaction guarded by the leader fence plus `compares`; on a failed
     /// compare, tells a lost leadership from a conflicting write.
-    async fn guarded(
+    pub(super) async fn guarded(
         &self,
         compares: Vec<Compare>,
         ops: Vec<TxnOp>,
@@ -403,6 +403,16 @@ impl StateStore for EtcdStore {
             expected as i64,
         )];
         Ok(self.batched(cmp, ops, "update chunk").await? as u64)
+    }
+
+    async fn replace_unleased(
+        &self,
+        job: &JobRecord,
+        from: u32,
+        expected: &[u64],
+        chunks: &[ChunkRecord],
+    ) -> Result<Vec<u64>, StoreError> {
+        self.resplit(job, from, expected, chunks).await
     }
 
     async fn register_worker(&self, worker_id: &str, ttl_ms: u64) -> Result<(), StoreError> {

@@ -174,6 +174,44 @@ impl StateStore for MemoryStore {
         Ok(rev)
     }
 
+    async fn replace_unleased(
+        &self,
+        job: &JobRecord,
+        from: u32,
+        expected: &[u64],
+        chunks: &[ChunkRecord],
+    ) -> Result<Vec<u64>, StoreError> {
+        let mut s = self.inner.lock().await;
+        let id = job.job_id.as_str();
+        let start = from
+            .checked_sub(1)
+            .ok_or_else(|| StoreError::Conflict(format!("job {id}: chunks are numbered from 1")))?
+            as usize;
+        let planned = s.chunks.get(id).map_or(0, Vec::len);
+        if start > planned || planned - start != expected.len() {
+            return Err(StoreError::Conflict(format!(
+                "job {id} has {planned} chunks, not {} from chunk {from}",
+                expected.len()
+            )));
+        }
+        for (n, v) in (from..).zip(expected) {
+            s.check_version(id, n, *v)?;
+            if s.assignments.contains_key(&(id.to_string(), n)) {
+                return Err(StoreError::Conflict(format!("chunk {id}/{n} is assigned")));
+            }
+        }
+        s.revision += 1;
+        let rev = s.revision;
+        if let Some(slots) = s.chunks.get_mut(id) {
+            slots.truncate(start);
+        }
+        for c in chunks {
+            s.put(c, rev);
+        }
+        s.jobs.insert(id.to_string(), job.clone());
+        Ok(vec![rev; chunks.len()])
+    }
+
     async fn register_worker(&self, worker_id: &str, _ttl_ms: u64) -> Result<(), StoreError> {
         let mut s = self.inner.lock().await;
         s.workers.entry(worker_id.to_string()).or_default();

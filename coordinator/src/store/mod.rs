@@ -5,6 +5,7 @@
 mod etcd;
 mod etcd_layout;
 mod etcd_load;
+mod etcd_resplit;
 mod etcd_txn;
 mod memory;
 mod tripwire;
@@ -87,6 +88,29 @@ pub trait StateStore: Send + Sync + 'static {
     /// Writes any other chunk transition if its version is still `expected`, and
     /// drops its assignment; returns the new version.
     async fn update_chunk(&self, chunk: &ChunkRecord, expected: u64) -> Result<u64, StoreError>;
+
+    /// Re-splits the end of a job's plan (`--chunk-size auto`): replaces its
+    /// chunks numbered `from` and up, none of which was ever leased (their
+    /// versions are `expected`, in order), with `chunks` numbered from
+    /// `from`, and writes `job` (its new chunk count) in the same atomic
+    /// write, so a reader sees the old plan or the new one, never both.
+    /// Conflict when one of them was written meanwhile (a lease won);
+    /// Unavailable when the replacement cannot be one atomic write (nothing
+    /// is written). Returns the new chunks' versions.
+    async fn replace_unleased(
+        &self,
+        job: &JobRecord,
+        from: u32,
+        expected: &[u64],
+        chunks: &[ChunkRecord],
+    ) -> Result<Vec<u64>, StoreError> {
+        let _ = (from, expected, chunks);
+        Err(StoreError::Unavailable(format!(
+            "{} cannot re-split job {}",
+            self.describe(),
+            job.job_id
+        )))
+    }
 
     /// Registers a worker under a lease of `ttl_ms`.
     async fn register_worker(&self, worker_id: &str, ttl_ms: u64) -> Result<(), StoreError>;

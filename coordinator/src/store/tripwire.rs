@@ -53,6 +53,19 @@ impl<S: StateStore> StateStore for Tripwire<S> {
     async fn update_chunk(&self, chunk: &ChunkRecord, expected: u64) -> Result<u64, StoreError> {
         self.watch(self.inner.update_chunk(chunk, expected).await)
     }
+    async fn replace_unleased(
+        &self,
+        job: &JobRecord,
+        from: u32,
+        expected: &[u64],
+        chunks: &[ChunkRecord],
+    ) -> Result<Vec<u64>, StoreError> {
+        self.watch(
+            self.inner
+                .replace_unleased(job, from, expected, chunks)
+                .await,
+        )
+    }
     async fn register_worker(&self, worker_id: &str, ttl_ms: u64) -> Result<(), StoreError> {
         self.watch(self.inner.register_worker(worker_id, ttl_ms).await)
     }
