@@ -4,7 +4,8 @@
 //! rows/s a chunk whatever the machine), so once chunks have landed the
 //! coordinator re-splits the ranges not yet leased to about `chunk_seconds`
 //! of rows. Asserted: the log line, more chunks than planned, the re-split
-//! chunks' rows, an exact copy and one ledger row per chunk.
+//! chunks' rows, an exact copy and one ledger row per chunk. The state is in
+//! etcd, so the re-split is one etcd transaction.
 
 use ferry_tests::cli::Submit;
 use ferry_tests::cluster::Cluster;
@@ -18,7 +19,7 @@ const ROWS: i64 = 26_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_chunks_re_split_the_ranges_not_yet_leased() {
-    let cluster = Cluster::builder().workers(2).start().await;
+    let cluster = Cluster::builder().etcd(1).workers(2).start().await;
     let columns = "id bigint PRIMARY KEY, pad text NOT NULL";
     let source = cluster.dbs().source().await;
     exec(&source, &format!("CREATE TABLE dense ({columns})")).await;
