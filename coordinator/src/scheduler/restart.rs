@@ -76,6 +76,14 @@ pub(super) fn start_over_transitions(job_id: &str, job: &JobRuntime) -> Vec<Tran
     transitions
 }
 
+/// Once the target is emptied: every chunk of a job starting over is ready
+/// to lease, in key order, and the job's clock starts again.
+pub(super) fn ready_all(job: &mut JobRuntime) {
+    job.ready = (1..=job.chunks.len() as u32).collect();
+    job.recount();
+    job.started = Some(Instant::now());
+}
+
 impl Scheduler {
     /// Repairs a keyless job by starting it over: every chunk PENDING and
     /// held, the job RUNNING, then (in the background) the target emptied
@@ -202,9 +210,7 @@ impl Scheduler {
             if job.state().is_terminal() {
                 return;
             }
-            job.ready = (1..=job.chunks.len() as u32).collect();
-            job.recount();
-            job.started = Some(Instant::now());
+            super::restart::ready_all(job);
             tracing::warn!(job = %job_id, chunks = job.chunks.len(), "job started over for repair: the job is split on ctid block ranges, which the target's rows cannot be mapped back to, so the target was emptied and every chunk is copied again");
             let snapshot = wants_snapshot(&job.record);
             if !snapshot {

@@ -9,7 +9,6 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 
 use ferry_common::proto::WriteMode;
 use ferry_common::timing::SNAPSHOT_RETRY;
@@ -331,9 +330,7 @@ impl Scheduler {
             if job.state().is_terminal() {
                 return;
             }
-            job.ready = (1..=job.chunks.len() as u32).collect();
-            job.recount();
-            job.started = Some(Instant::now());
+            super::restart::ready_all(job);
             tracing::warn!(job = %job_id, snapshot = %session.id, mode = ?mode, "job started over: {why}; the job is split on ctid block ranges (rows move between blocks when updated), so the target was emptied and every chunk is copied again in a new snapshot");
         }
         self.resume_in(job_id, session, None).await;
