@@ -2,7 +2,8 @@
 //! target's rows cannot be mapped back to source blocks, so in the modes that
 //! empty the target anyway (truncate, replace) `ferry repair` starts the copy
 //! over (target emptied, ledger forgotten, every chunk copied again) and ends
-//! exact; in append mode it refuses and says what to do.
+//! exact (a truncate and a replace job); in append mode it refuses and says
+//! what to do.
 
 use std::time::Duration;
 
@@ -25,7 +26,11 @@ async fn repair_of_a_keyless_job_starts_over_or_refuses_by_mode() {
     let (source, target) = (cluster.dbs().source().await, cluster.dbs().target().await);
     create_items_table_without_key(&source, "public.heap").await;
     fill_items(&source, "public.heap", ROWS).await;
-    for t in ["public.heap", "public.heap_appended"] {
+    for t in [
+        "public.heap",
+        "public.heap_appended",
+        "public.heap_replaced",
+    ] {
         create_items_table_without_key(&target, t).await;
     }
     let truncate = cluster.submit(
@@ -69,6 +74,31 @@ async fn repair_of_a_keyless_job_starts_over_or_refuses_by_mode() {
             .join("\n")
             .contains("job started over for repair"),
         "the coordinator logs the start-over"
+    );
+
+    // replace: the swapped-in table is emptied and copied again
+    let replace = cluster.submit(
+        &Submit::new("SELECT * FROM heap", "public.heap_replaced")
+            .chunk_size(CHUNK)
+            .flag("--mode", "replace"),
+    );
+    assert_eq!(
+        cluster.wait_terminal(&replace, JOB_TIMEOUT),
+        Ok(JobState::Succeeded)
+    );
+    target
+        .batch_execute("DELETE FROM heap_replaced WHERE id % 1000 = 7")
+        .await
+        .expect("delete target rows");
+    let repair = cluster.repair(&replace);
+    assert!(repair.success(), "repair of a replace ctid job: {repair}");
+    assert_eq!(
+        cluster.wait_terminal(&replace, JOB_TIMEOUT),
+        Ok(JobState::Succeeded)
+    );
+    assert_eq!(
+        table_checksum(&target, "public.heap_replaced").await,
+        expected
     );
 
     // append keeps the target's other rows: repair refuses and says why
