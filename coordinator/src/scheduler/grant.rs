@@ -52,7 +52,8 @@ pub(super) fn claim_ready(
         if job.state() != JobState::Running || job.snapshot_pending {
             continue;
         }
-        while (out.len() as u32) < slots && (job.live.len() as u32) < job.max_in_flight() {
+        let limit = job.in_flight_limit();
+        while (out.len() as u32) < slots && (job.live.len() as u32) < limit {
             let Some(n) = job.ready.pop_front() else {
                 break;
             };
@@ -86,6 +87,10 @@ pub(super) fn claim_ready(
                     leased_at: Instant::now(),
                 },
             );
+            let in_flight = job.live.len() as u32;
+            if let Some(c) = job.concurrency.as_mut() {
+                c.leased(n, in_flight);
+            }
             out.push(Claim {
                 job_id: job_id.clone(),
                 n,

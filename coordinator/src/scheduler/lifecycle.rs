@@ -292,6 +292,10 @@ impl Scheduler {
                     rows_written: j.rows_so_far(),
                     rows_rejected: j.totals.rows_rejected,
                     chunks,
+                    concurrency: j
+                        .concurrency
+                        .as_ref()
+                        .map_or_else(|| j.max_in_flight(), |c| c.limit()),
                 }
             })
             .collect();

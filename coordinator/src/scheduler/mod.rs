@@ -3,6 +3,7 @@
 //! and retries failed chunks with backoff.
 
 mod budget_gate;
+mod concurrency;
 mod consistency;
 mod dry_run;
 mod grant;

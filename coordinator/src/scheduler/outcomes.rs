@@ -10,6 +10,7 @@ use ferry_common::proto::{ChunkAssignment, ChunkRef, ChunkState, JobState, Write
 use ferry_connectors::db::target as db_target;
 use ferry_connectors::postgres::sql::show_table;
 
+use super::concurrency;
 use super::grant;
 use super::progress;
 use super::state::{now_ms, JobRuntime, State, CLAIMED};
@@ -154,7 +155,10 @@ impl Scheduler {
                 return Err(e.into());
             }
         }
-        job.live.remove(&r.chunk_no);
+        if let Some(live) = job.live.remove(&r.chunk_no).or(freed) {
+            let in_flight = job.live.len() as u32 + 1;
+            concurrency::observe(job, r.chunk_no, rows_written, live.leased_at, in_flight);
+        }
         if retried {
             crate::metrics::events().retries_succeeded.add(1, &[]);
         }
