@@ -40,7 +40,6 @@ pub(super) fn claim_ready(
 ) -> Vec<Claim> {
     let mut out = Vec::new();
     let now = Instant::now();
-    budget_gate::sync(budget, st, now);
     // a worker of an earlier version reads outside the job's snapshot
     let protocol = st.workers.get(worker_id).map_or(0, |w| w.protocol);
     let outside_snapshot = protocol != 0 && protocol < SNAPSHOT_WORKER_PROTOCOL;
@@ -214,6 +213,7 @@ impl Scheduler {
                 Err(e) => {
                     job.set_chunk(c.n, c.old_record, c.old_version);
                     job.live.remove(&c.n);
+                    budget_gate::release(self.budget(), &c.job_id, c.n);
                     job.ready.push_front(c.n);
                     failed.get_or_insert(e);
                 }

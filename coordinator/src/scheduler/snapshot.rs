@@ -322,6 +322,7 @@ impl Scheduler {
             }
             job.ready.clear();
             job.delayed.clear();
+            super::budget_gate::release_job(self.budget(), job);
             job.live.clear();
             for t in &transitions {
                 job.hold(t);
