@@ -1,5 +1,3 @@
-use std::collections::VecDeque;
-
 use super::*;
 
 const ROWS: u64 = 50_000;
