@@ -22,12 +22,15 @@
 #                       mem-local mem-dist mem-local-wide mem-dist-wide tls-local2 tls-dist local2-obs
 #              Group tls: local2 tls-local2 dist tls-dist (PostgreSQL over TLS against plaintext)
 #              Group obs: local2 local2-obs (metrics and traces on against off)
+#              Group concur: fixed1 fixed2 fixed4 fixed8 (`--workers N --fixed-workers`) against
+#                adaptive8 (`--workers 8`: adaptive concurrency below 8), chunks of CONCUR_CHUNK rows
 #              Group keyless: `heap` (the `items` rows, no primary key: Ferry splits it into ctid block
 #                ranges) beside `items` with its key, and two psql pipes over ctid halves of `heap`
 #   KEEP=1     leave the cluster and etcd running
 #   FRESH=1    re-initdb the cluster (and regenerate the data)
 #   ETCD       auto (default): run the distributed coordinator with --etcd when its --help lists it;
 #              0: never; 1: require it
+#   CONCUR_CHUNK  --chunk-size of the concur group (default 50000)
 #   DIST_CONCURRENCY  --concurrency of each of the 2 distributed workers (default 1)
 #   FERRY_BIN  the ferry binary (default target/release/ferry; built with cargo if missing,
 #              BUILD=1 forces `cargo build --release -p ferry`)
@@ -44,9 +47,10 @@ REPO=$(cd "$BENCH/.." && pwd)
 ROWS=${ROWS:-5000000}
 WIDE_ROWS=${WIDE_ROWS:-500000}
 ROUNDS=${ROUNDS:-3}
-ALL_CONFIGS="keyless-local2 keyless-dist keyless-pipe2 pipe pipe-nopk local1 local2 local4 dist local2-replace dist-replace pgcopydb pgcopydb-clone sling wide-pipe wide-local2 wide-dist wide-local2-replace mem-local mem-dist mem-local-wide mem-dist-wide tls-local2 tls-dist local2-obs"
+ALL_CONFIGS="keyless-local2 keyless-dist keyless-pipe2 pipe pipe-nopk local1 local2 local4 dist local2-replace dist-replace pgcopydb pgcopydb-clone sling wide-pipe wide-local2 wide-dist wide-local2-replace mem-local mem-dist mem-local-wide mem-dist-wide tls-local2 tls-dist local2-obs fixed1 fixed2 fixed4 fixed8 adaptive8"
 ONLY=${ONLY:-$ALL_CONFIGS}
 DIST_CONCURRENCY=${DIST_CONCURRENCY:-1}
+CONCUR_CHUNK=${CONCUR_CHUNK:-50000}
 DIST_WORKERS=2
 MEM_CHUNK=1000000
 WORK=${WORK:-/tmp/ferry-bench}
@@ -80,6 +84,7 @@ for w in $ONLY; do
     peers) for c in pipe pipe-nopk pgcopydb pgcopydb-clone sling wide-pipe; do WANT[$c]=1; done ;;
     tls) for c in local2 tls-local2 dist tls-dist; do WANT[$c]=1; done ;;
     obs) for c in local2 local2-obs; do WANT[$c]=1; done ;;
+    concur) for c in fixed1 fixed2 fixed4 fixed8 adaptive8; do WANT[$c]=1; done ;;
     keyless) for c in local2 dist keyless-local2 keyless-dist keyless-pipe2; do WANT[$c]=1; done ;;
     *) [[ " $ALL_CONFIGS " == *" $w "* ]] || die "unknown config or group in ONLY: $w"; WANT[$w]=1 ;;
   esac
@@ -241,7 +246,7 @@ gen_data() {
     Q -d postgres -tc "select 1 from pg_database where datname='$db'" | grep -q 1 || Q -d postgres -c "create database $db"
   done
   NEED_ITEMS=0; NEED_WIDE=0
-  want_any pipe local1 local2 local4 dist pgcopydb pgcopydb-clone sling mem-local mem-dist local2-obs keyless-local2 keyless-dist keyless-pipe2 && NEED_ITEMS=1
+  want_any pipe local1 local2 local4 dist pgcopydb pgcopydb-clone sling mem-local mem-dist local2-obs keyless-local2 keyless-dist keyless-pipe2 fixed1 fixed2 fixed4 fixed8 adaptive8 && NEED_ITEMS=1
   want_any wide-pipe wide-local2 wide-dist mem-local-wide mem-dist-wide && NEED_WIDE=1
   Q -d src -c "CREATE EXTENSION IF NOT EXISTS pg_prewarm"
   if ((NEED_ITEMS)); then
@@ -390,6 +395,7 @@ ferry_job_args() { # TABLE [CHUNK] [MODE]
 exec_local() { # LOGF TABLE WORKERS [CHUNK] [MODE]
   local lf=$1 t=$2 n=$3 chunk=${4:-} mode=${5:-} args
   mapfile -t args < <(ferry_job_args "$t" "$chunk" "$mode")
+  args+=(${LOCAL_EXTRA:-})
   echo "$FERRY local --source $SRC_URL --target $DST_URL --workers $n ${args[*]@Q}" >"$lf.cmd"
   t_start
   RC=0; /usr/bin/time -f "$TIMEF" -o "$lf.time" "$FERRY" local --source "$SRC_URL" --target "$DST_URL" \
@@ -398,6 +404,9 @@ exec_local() { # LOGF TABLE WORKERS [CHUNK] [MODE]
   TOOL_CPU=$(time_cpu "$lf.time")
   RSS="ferry-local=$(time_rss_mib "$lf.time")/$TOOL_CPU"
 }
+
+# ferry local with max_workers chunks always in flight (no adaptive concurrency)
+exec_local_fixed() { local LOCAL_EXTRA=--fixed-workers; exec_local "$@"; }
 
 # the same over TLS (verify-full) to source and target
 exec_local_tls() { local SRC_URL=$TLS_SRC_URL DST_URL=$TLS_DST_URL; exec_local "$@"; }
@@ -550,6 +559,12 @@ define_configs() {
   cfg mem-local-wide wide mem "ferry local --workers 2 --chunk-size $MEM_CHUNK" exec_local wide 2 "$MEM_CHUNK"
   cfg mem-dist-wide wide mem "Ferry distributed --chunk-size $MEM_CHUNK ($DIST_WORKERS workers x $DIST_CONCURRENCY)" exec_dist wide "$MEM_CHUNK"
 
+  local n
+  for n in 1 2 4 8; do
+    cfg "fixed$n" items concur "ferry local --workers $n --fixed-workers --chunk-size $CONCUR_CHUNK" exec_local_fixed items "$n" "$CONCUR_CHUNK"
+  done
+  cfg adaptive8 items concur "ferry local --workers 8 --chunk-size $CONCUR_CHUNK (adaptive below 8)" exec_local items 8 "$CONCUR_CHUNK"
+
   cfg local2-obs items obs "ferry local --workers 2, metrics (scraped every 1 s) and traces (always_on, local OTLP receiver) on" exec_local_obs items 2
 
   : >"$CONFIGS_TSV"
@@ -664,6 +679,7 @@ main() {
   } >"$OUT/header.md"
   printf 'REPORT_ROUNDS=%q\nREPORT_DIST_CONCURRENCY=%q\nREPORT_RESULTS=%q\n' "$ROUNDS" "$DIST_CONCURRENCY" "$results" >"$OUT/meta.env"
   if want local2 && want local2-obs; then obs_summary; fi
+  if want adaptive8; then concur_summary; fi
   report || log "summarize.py could not build the full report from this subset of configs (see the tables above)"
 }
 
@@ -688,6 +704,40 @@ print("|---|---|---|---|")
 print(f"| telemetry off | {len(off)} | {w0:.2f} | {per(c0):.3f} |")
 print(f"| metrics + tracing on (always_on) | {len(on)} | {w1:.2f} | {per(c1):.3f} |")
 print(f"| ratio on/off | | {w1 / w0:.3f}x | {c1 / c0:.3f}x (goal <= 1.05x) |")
+PY
+}
+
+# adaptive concurrency: medians of fixed 1/2/4/8 and adaptive 8, the ratio to the best fixed count,
+# and the levels the adaptive runs went through (their "concurrency <target>: A → B" lines)
+concur_summary() {
+  python3 - "$RUNS_TSV" "$ROWS" "$OUT/logs" <<'PY' | tee "$OUT/concurrency.md"
+import csv, glob, re, statistics, sys
+runs, rows, logs = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+by = {}
+for r in csv.reader(open(runs), delimiter="\t"):
+    if r[2] == "ok" and r[0] in ("fixed1", "fixed2", "fixed4", "fixed8", "adaptive8"):
+        by.setdefault(r[0], []).append((float(r[3]), float(r[4]), float(r[5])))
+med = statistics.median
+print(f"| ferry local, {rows:,} rows | rounds | wall s (median) | rows/s (median) | ferry CPU-s | postgres CPU-s | vs best fixed |")
+print("|---|---|---|---|---|---|---|")
+rate = {n: rows / med([w for w, _, _ in v]) for n, v in by.items()}
+fixed = {n: rate[n] for n in rate if n.startswith("fixed")}
+best = max(fixed, key=fixed.get) if fixed else None
+for n in ("fixed1", "fixed2", "fixed4", "fixed8", "adaptive8"):
+    if n not in by:
+        continue
+    v = by[n]
+    ratio = f"{rate[n] / fixed[best]:.3f}x" if best else ""
+    print(f"| {n} | {len(v)} | {med([w for w, _, _ in v]):.2f} | {rate[n]:,.0f} | {med([c for _, c, _ in v]):.2f} | {med([p for _, _, p in v]):.2f} | {ratio} |")
+if best and "adaptive8" in rate:
+    r = rate["adaptive8"] / fixed[best]
+    print(f"\nBest fixed count: {best}. adaptive8 reaches {r:.3f}x its rows/s: goal 0.97x {'met' if r >= 0.97 else 'missed'}.")
+for f in sorted(glob.glob(f"{logs}/adaptive8*")):
+    if f.endswith((".cmd", ".time")):
+        continue
+    steps = re.findall(r"concurrency \S+: (\d+) → (\d+)", open(f, errors="replace").read())
+    if steps:
+        print(f"- {f.split('/')[-1]}: 2" + "".join(f" → {b}" for _, b in steps))
 PY
 }
 

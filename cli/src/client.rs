@@ -243,6 +243,13 @@ pub async fn status(a: JobArgs) -> i32 {
     if !job.plan.is_empty() {
         println!("  plan: {}", job.plan);
     }
+    if job_state(&job) == JobState::Running && job.concurrency > 0 {
+        let cap = spec.max_workers.unwrap_or(job.concurrency);
+        println!(
+            "  concurrency: {} of {cap} chunks in flight",
+            job.concurrency
+        );
+    }
     if !job.waiting_for.is_empty() {
         println!("  waiting for connections on {}", job.waiting_for);
     }

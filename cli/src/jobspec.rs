@@ -73,6 +73,10 @@ pub struct Tuning {
     /// snapshot for PostgreSQL sources, none for MySQL and SQLite).
     #[arg(long, value_enum)]
     pub consistency: Option<ConsistencyFlag>,
+    /// Keep max_workers chunks in flight instead of adapting below it to
+    /// the rows/s the target takes (default MAPPER_ADAPTIVE_CONCURRENCY, on).
+    #[arg(long)]
+    pub fixed_workers: bool,
 }
 
 impl Tuning {
@@ -99,6 +103,7 @@ impl Tuning {
             chunk_size_auto: matches!(self.chunk_size, Some(ChunkSize::Auto)).then_some(true),
             chunk_seconds: self.chunk_seconds,
             max_workers,
+            adaptive_concurrency: self.fixed_workers.then_some(false),
             min_rows_for_parallel: self.min_rows_for_parallel,
             retry: Some(RetryPolicy {
                 enabled: None,

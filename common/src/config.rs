@@ -30,6 +30,9 @@ pub struct JobDefaults {
     /// `MAPPER_PARALLEL_RETRY_ENABLED`, `MAPPER_PARALLEL_MAX_RETRIES`,
     /// `MAPPER_RETRY_INITIAL_DELAY_MS`, `MAPPER_RETRY_MAX_DELAY_MS`.
     pub retry: RetryConfig,
+    /// `MAPPER_ADAPTIVE_CONCURRENCY`: whether chunks in flight adapt to
+    /// measured rows/s below `max_workers` (false: always `max_workers`).
+    pub adaptive_concurrency: bool,
 }
 
 impl Default for JobDefaults {
@@ -40,6 +43,7 @@ impl Default for JobDefaults {
             chunk_size: 50_000,
             min_rows_for_parallel: 100_000,
             retry: RetryConfig::default(),
+            adaptive_concurrency: true,
         }
     }
 }
@@ -58,6 +62,9 @@ impl JobDefaults {
         }
         if let Some(v) = lookup("MAPPER_MAX_WORKERS") {
             d.max_workers = parse_positive("MAPPER_MAX_WORKERS", &v)? as u32;
+        }
+        if let Some(v) = lookup("MAPPER_ADAPTIVE_CONCURRENCY") {
+            d.adaptive_concurrency = parse_bool("MAPPER_ADAPTIVE_CONCURRENCY", &v)?;
         }
         if let Some(v) = lookup("MAPPER_CHUNK_SIZE") {
             d.chunk_size = parse_positive("MAPPER_CHUNK_SIZE", &v)?;

@@ -61,6 +61,8 @@ pub(crate) struct JobSeries {
     pub rows_rejected: u64,
     /// Chunks by state, in `CHUNK_STATES` order.
     pub chunks: [u64; 6],
+    /// Chunks it may have in flight now (max_workers or the adaptive level).
+    pub concurrency: u32,
 }
 
 /// The job table as one scrape sees it.
@@ -309,6 +311,21 @@ pub fn register_job_table(gate: Arc<Gate>) {
                 o.observe(
                     j.rows_rejected,
                     &[KeyValue::new("job_id", j.job_id.clone())],
+                );
+            }
+        })
+        .build();
+    let v = Arc::clone(&view);
+    m.u64_observable_gauge("ferry_job_concurrency")
+        .with_description("Chunks a running job may have in flight now: its max_workers, or the adaptive level below it")
+        .with_callback(move |o| {
+            for j in v.snapshot().jobs.iter().filter(|j| j.state == JobState::Running) {
+                o.observe(
+                    u64::from(j.concurrency),
+                    &[
+                        KeyValue::new("job_id", j.job_id.clone()),
+                        KeyValue::new("target", j.target.clone()),
+                    ],
                 );
             }
         })

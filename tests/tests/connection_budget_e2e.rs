@@ -159,4 +159,11 @@ async fn three_jobs_share_four_source_connections() {
         waiting_seen,
         "`ferry status` never showed a job waiting for connections on src"
     );
+    // the counts kept as leases start and end agree with the tick's full count
+    let off: Vec<String> = cluster
+        .coordinator_lines()
+        .into_iter()
+        .filter(|l| l.contains("connection budget disagreed"))
+        .collect();
+    assert!(off.is_empty(), "the budget's counts drifted: {off:?}");
 }

@@ -7,12 +7,13 @@
 //! Nothing fails for lack of connections: leases wait in the queue,
 //! reservations wait until one is released.
 
+mod accounting;
 mod gauges;
 pub mod limits;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -22,6 +23,7 @@ use ferry_common::db::DbRole;
 use ferry_common::timing::BUDGET_POLL;
 use tokio::sync::Notify;
 
+use accounting::{Held, Inner};
 pub use gauges::register_gauges;
 pub use limits::{LimitError, DEFAULT_SHARE};
 
@@ -62,36 +64,6 @@ pub struct Usage {
     pub in_use: u32,
     /// Its limit, once known (`None`: unlimited or not yet read).
     pub limit: Option<u32>,
-}
-
-#[derive(Debug)]
-struct Held {
-    worker: String,
-    conns: [(String, DbRole); 2],
-}
-
-#[derive(Debug)]
-struct Idle {
-    worker: String,
-    name: String,
-    role: DbRole,
-    until: Instant,
-}
-
-#[derive(Debug, Default)]
-struct Inner {
-    /// Limits read from servers (`None`: no limit).
-    derived: HashMap<String, Option<u32>>,
-    /// Coordinator sessions by name.
-    reserved: HashMap<String, u32>,
-    /// Leased chunks by (job, chunk).
-    chunks: HashMap<(String, u32), Held>,
-    /// Sessions pooled on a worker after their chunk ended.
-    idle: Vec<Idle>,
-    /// Names a lease wanted before their limit was read.
-    unresolved: BTreeSet<String>,
-    /// When reading a server's limit last failed, by name.
-    failed: HashMap<String, Instant>,
 }
 
 /// The budget; share it behind an `Arc`.
@@ -238,16 +210,15 @@ impl Budget {
     pub fn try_lease(&self, c: &ChunkUse<'_>, now: Instant) -> Result<(), Vec<String>> {
         let mut inner = self.lock();
         inner.expire(now);
-        let mut reuse: Vec<usize> = Vec::new();
+        let mut reuse: Vec<(String, DbRole)> = Vec::new();
         let mut need: BTreeMap<String, u32> = BTreeMap::new();
         let conns = c.conns();
         for (name, role) in &conns {
-            let found = inner.idle.iter().enumerate().position(|(i, x)| {
-                x.worker == c.worker && &x.name == name && x.role == *role && !reuse.contains(&i)
-            });
-            match found {
-                Some(i) => reuse.push(i),
-                None => *need.entry(name.clone()).or_default() += 1,
+            let skip = reuse.iter().filter(|(n, r)| n == name && r == role).count();
+            if inner.pooled(c.worker, name, *role, skip) {
+                reuse.push((name.clone(), *role));
+            } else {
+                *need.entry(name.clone()).or_default() += 1;
             }
         }
         let mut full = Vec::new();
@@ -268,60 +239,81 @@ impl Budget {
         if !full.is_empty() {
             return Err(full);
         }
-        reuse.sort_unstable_by(|a, b| b.cmp(a));
-        for i in reuse {
-            inner.idle.swap_remove(i);
+        for (name, role) in reuse {
+            inner.take_pooled(c.worker, &name, role);
         }
         let held = Held {
             worker: c.worker.to_string(),
             conns,
         };
-        if let Some(old) = inner
-            .chunks
-            .insert((c.job_id.to_string(), c.chunk_no), held)
-        {
-            // leased again elsewhere: the old worker's sessions end in time
-            inner.release(old, now + self.linger);
-        }
+        // leased again elsewhere: the old worker's sessions end in time
+        inner.hold((c.job_id.to_string(), c.chunk_no), held, now + self.linger);
         Ok(())
+    }
+
+    /// Gives back the sessions of chunk `chunk_no` of `job_id` (its lease
+    /// ended): counted while its worker may keep them pooled. Nothing
+    /// when it was not leased.
+    pub fn release_chunk(&self, job_id: &str, chunk_no: u32, now: Instant) {
+        let released = self
+            .lock()
+            .unhold(&(job_id.to_string(), chunk_no), now + self.linger);
+        if released {
+            self.freed.notify_waiters();
+        }
+    }
+
+    /// Counts chunk `c` as leased without asking whether it fits (a lease
+    /// that stands though its release was noted, a chunk adopted after a
+    /// takeover).
+    pub fn hold_chunk(&self, c: &ChunkUse<'_>, now: Instant) {
+        let held = Held {
+            worker: c.worker.to_string(),
+            conns: c.conns(),
+        };
+        self.lock()
+            .hold((c.job_id.to_string(), c.chunk_no), held, now + self.linger);
     }
 
     /// Brings the leased chunks in line with the scheduler's (`live`): chunks
     /// no longer leased release their sessions (counted while their worker
     /// may keep them pooled), chunks leased elsewhere (recovery) are added.
-    pub fn sync_chunks<'a>(&self, live: impl IntoIterator<Item = ChunkUse<'a>>, now: Instant) {
+    /// Returns how many chunks it had to add or release: 0 when the
+    /// incremental counts (`try_lease`, `release_chunk`) agreed.
+    pub fn sync_chunks<'a>(
+        &self,
+        live: impl IntoIterator<Item = ChunkUse<'a>>,
+        now: Instant,
+    ) -> usize {
         let mut inner = self.lock();
         let mut seen = HashSet::new();
+        let mut added = 0;
         for c in live {
             let k = (c.job_id.to_string(), c.chunk_no);
-            let same = inner.chunks.get(&k).is_some_and(|h| h.worker == c.worker);
-            if !same {
+            if inner.holder(&k) != Some(c.worker) {
                 let held = Held {
                     worker: c.worker.to_string(),
                     conns: c.conns(),
                 };
-                if let Some(old) = inner.chunks.insert(k.clone(), held) {
-                    inner.release(old, now + self.linger);
-                }
+                inner.hold(k.clone(), held, now + self.linger);
+                added += 1;
             }
             seen.insert(k);
         }
         let gone: Vec<(String, u32)> = inner
-            .chunks
-            .keys()
+            .chunk_keys()
             .filter(|k| !seen.contains(*k))
             .cloned()
             .collect();
         for k in &gone {
-            if let Some(old) = inner.chunks.remove(k) {
-                inner.release(old, now + self.linger);
-            }
+            inner.unhold(k, now + self.linger);
         }
         let expired = inner.expire(now);
         drop(inner);
         if !gone.is_empty() || expired {
             self.freed.notify_waiters();
         }
+        added + gone.len()
     }
 
     /// Takes one session on each of `names` (a name twice: two) for the
@@ -404,12 +396,7 @@ impl Budget {
         let mut names: BTreeSet<String> = self.explicit.keys().cloned().collect();
         names.extend(inner.derived.keys().cloned());
         names.extend(inner.reserved.keys().cloned());
-        names.extend(
-            inner
-                .chunks
-                .values()
-                .flat_map(|h| h.conns.iter().map(|c| c.0.clone())),
-        );
+        names.extend(inner.held_names().cloned());
         names
             .into_iter()
             .map(|name| Usage {
@@ -425,38 +412,6 @@ impl Budget {
         let mut inner = self.lock();
         inner.expire(Instant::now());
         inner.in_use(&key(name))
-    }
-}
-
-impl Inner {
-    fn in_use(&self, name: &str) -> u32 {
-        let reserved = self.reserved.get(name).copied().unwrap_or(0);
-        let chunks = self
-            .chunks
-            .values()
-            .flat_map(|h| h.conns.iter())
-            .filter(|(n, _)| n == name)
-            .count() as u32;
-        let idle = self.idle.iter().filter(|i| i.name == name).count() as u32;
-        reserved + chunks + idle
-    }
-
-    fn release(&mut self, held: Held, until: Instant) {
-        for (name, role) in held.conns {
-            self.idle.push(Idle {
-                worker: held.worker.clone(),
-                name,
-                role,
-                until,
-            });
-        }
-    }
-
-    /// Forgets pooled sessions past their linger; whether any was.
-    fn expire(&mut self, now: Instant) -> bool {
-        let before = self.idle.len();
-        self.idle.retain(|i| i.until > now);
-        self.idle.len() != before
     }
 }
 

@@ -116,3 +116,60 @@ fn without_limits_nothing_waits() {
     }
     assert!(b.try_reserve(&["src"], 0).is_some());
 }
+
+#[test]
+fn releases_are_counted_as_they_happen_and_the_full_count_agrees() {
+    let b = budget(&[("src", 3)]);
+    let now = Instant::now();
+    b.try_lease(&chunk("a", 1, "w1"), now).unwrap();
+    b.try_lease(&chunk("a", 2, "w2"), now).unwrap();
+    b.try_lease(&chunk("a", 3, "w3"), now).unwrap();
+    assert!(b.try_lease(&chunk("a", 4, "w4"), now).is_err());
+    // a/1 ended: pooled on w1, which reuses it; others still wait
+    b.release_chunk("a", 1, now);
+    b.release_chunk("a", 1, now); // twice changes nothing
+    assert_eq!(b.in_use("src"), 3);
+    assert!(b.try_lease(&chunk("a", 4, "w4"), now).is_err());
+    b.try_lease(&chunk("a", 4, "w1"), now).unwrap();
+    assert_eq!(b.in_use("src"), 3);
+    // the tick's full count finds nothing to change
+    let live = [
+        chunk("a", 2, "w2"),
+        chunk("a", 3, "w3"),
+        chunk("a", 4, "w1"),
+    ];
+    assert_eq!(b.sync_chunks(live, now), 0);
+    // past the linger the pooled sessions end by themselves
+    b.release_chunk("a", 2, now);
+    let later = now + LINGER + Duration::from_millis(1);
+    assert!(b.try_lease(&chunk("a", 5, "w5"), later).is_ok());
+    // a chunk it missed is found and counted, and said so
+    assert_eq!(
+        b.sync_chunks(
+            [
+                chunk("a", 3, "w3"),
+                chunk("a", 4, "w1"),
+                chunk("a", 5, "w5"),
+                chunk("b", 9, "w6")
+            ],
+            later
+        ),
+        1
+    );
+    assert_eq!(b.in_use("src"), 4);
+}
+
+#[test]
+fn a_chunk_held_again_counts_once() {
+    let b = budget(&[("src", 2)]);
+    let now = Instant::now();
+    b.try_lease(&chunk("a", 1, "w1"), now).unwrap();
+    b.release_chunk("a", 1, now);
+    b.hold_chunk(&chunk("a", 1, "w1"), now);
+    // its own sessions plus the pooled pair it released
+    assert_eq!(b.in_use("src"), 2);
+    assert_eq!(b.sync_chunks([chunk("a", 1, "w1")], now), 0);
+    let later = now + LINGER + Duration::from_millis(1);
+    assert_eq!(b.sync_chunks([chunk("a", 1, "w1")], later), 0);
+    assert_eq!(b.in_use("src"), 1);
+}

@@ -41,6 +41,7 @@ pub fn to_json(spec: &JobSpec) -> Value {
         "chunk_size_auto": spec.chunk_size_auto,
         "chunk_seconds": spec.chunk_seconds,
         "max_workers": spec.max_workers,
+        "adaptive_concurrency": spec.adaptive_concurrency,
         "min_rows_for_parallel": spec.min_rows_for_parallel,
         "retry": {
             "enabled": retry.enabled,
@@ -96,6 +97,7 @@ pub fn from_json(v: &Value) -> JobSpec {
             .get("max_workers")
             .and_then(Value::as_u64)
             .map(|n| n as u32),
+        adaptive_concurrency: v.get("adaptive_concurrency").and_then(Value::as_bool),
         min_rows_for_parallel: v.get("min_rows_for_parallel").and_then(Value::as_u64),
         retry: Some(RetryPolicy {
             enabled: r.get("enabled").and_then(Value::as_bool),

@@ -16,10 +16,12 @@ use crate::error::{FieldError, Reason};
 use super::state::{JobRuntime, State};
 use super::Scheduler;
 
-/// Tells the budget which chunks are leased now (releases and recoveries).
-pub(super) fn sync(budget: &Budget, st: &State, now: Instant) {
+/// Tells the budget every chunk leased now; returns how many it did not
+/// know of or still counted (0 when the incremental counts agreed). The
+/// tick's consistency check and recovery's first count.
+pub(super) fn sync(budget: &Budget, st: &State, now: Instant) -> usize {
     if !budget.is_limited() {
-        return;
+        return 0;
     }
     let live = st.jobs.values().flat_map(|job| {
         let spec = job.record.spec.as_ref();
@@ -35,7 +37,37 @@ pub(super) fn sync(budget: &Budget, st: &State, now: Instant) {
             })
         })
     });
-    budget.sync_chunks(live, now);
+    budget.sync_chunks(live, now)
+}
+
+/// Gives back the sessions of chunk `n` of `job_id`, whose lease ended.
+pub(super) fn release(budget: &Budget, job_id: &str, n: u32) {
+    if budget.is_limited() {
+        budget.release_chunk(job_id, n, Instant::now());
+    }
+}
+
+/// Counts chunk `n` of `job` as leased to `worker` again (its release was
+/// noted but the lease stands).
+pub(super) fn hold(budget: &Budget, job: &JobRuntime, n: u32, worker: &str) {
+    let Some(spec) = job.record.spec.as_ref().filter(|_| budget.is_limited()) else {
+        return;
+    };
+    let c = ChunkUse {
+        job_id: &job.record.job_id,
+        chunk_no: n,
+        worker,
+        source: &spec.source,
+        target: &spec.target,
+    };
+    budget.hold_chunk(&c, Instant::now());
+}
+
+/// Gives back the sessions of every chunk of `job` in flight.
+pub(super) fn release_job(budget: &Budget, job: &JobRuntime) {
+    for n in job.live.keys() {
+        release(budget, &job.record.job_id, *n);
+    }
 }
 
 /// Whether chunk `n` of `job` may be leased to `worker` now; when not, a job

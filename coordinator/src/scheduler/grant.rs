@@ -40,7 +40,6 @@ pub(super) fn claim_ready(
 ) -> Vec<Claim> {
     let mut out = Vec::new();
     let now = Instant::now();
-    budget_gate::sync(budget, st, now);
     // a worker of an earlier version reads outside the job's snapshot
     let protocol = st.workers.get(worker_id).map_or(0, |w| w.protocol);
     let outside_snapshot = protocol != 0 && protocol < SNAPSHOT_WORKER_PROTOCOL;
@@ -52,7 +51,8 @@ pub(super) fn claim_ready(
         if job.state() != JobState::Running || job.snapshot_pending {
             continue;
         }
-        while (out.len() as u32) < slots && (job.live.len() as u32) < job.max_in_flight() {
+        let limit = job.in_flight_limit();
+        while (out.len() as u32) < slots && (job.live.len() as u32) < limit {
             let Some(n) = job.ready.pop_front() else {
                 break;
             };
@@ -86,6 +86,10 @@ pub(super) fn claim_ready(
                     leased_at: Instant::now(),
                 },
             );
+            let in_flight = job.live.len() as u32;
+            if let Some(c) = job.concurrency.as_mut() {
+                c.leased(n, in_flight);
+            }
             out.push(Claim {
                 job_id: job_id.clone(),
                 n,
@@ -209,6 +213,7 @@ impl Scheduler {
                 Err(e) => {
                     job.set_chunk(c.n, c.old_record, c.old_version);
                     job.live.remove(&c.n);
+                    budget_gate::release(self.budget(), &c.job_id, c.n);
                     job.ready.push_front(c.n);
                     failed.get_or_insert(e);
                 }

@@ -227,7 +227,7 @@ impl Scheduler {
                 .lease_expiries
                 .add(lost.len() as u64, &[]);
         }
-        let transitions = hold_failures(&mut st, lost, |job_id, n| {
+        let transitions = hold_failures(&mut st, self.budget(), lost, |job_id, n| {
             let (worker, reason) = why
                 .get(&(job_id.to_string(), n))
                 .map(|(w, r)| (w.as_str(), *r))
@@ -273,6 +273,7 @@ enum Lost {
 /// to write.
 fn hold_failures(
     st: &mut State,
+    budget: &crate::budget::Budget,
     lost: Vec<(String, u32, u64)>,
     why: impl Fn(&str, u32) -> (ErrorClass, String, bool),
 ) -> Vec<Transition> {
@@ -283,6 +284,7 @@ fn hold_failures(
         };
         let (class, message, aborted) = why(&job_id, n);
         if let Some(t) = failure_transition(job, n, token, class, &message, aborted) {
+            super::budget_gate::release(budget, &job_id, n);
             job.hold(&t);
             out.push(t);
         }

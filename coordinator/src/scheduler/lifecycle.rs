@@ -251,7 +251,9 @@ impl Scheduler {
             let mut st = self.state.lock().await;
             match deleted {
                 Ok(()) => {
-                    st.jobs.remove(&id);
+                    if let Some(job) = st.jobs.remove(&id) {
+                        super::budget_gate::release_job(self.budget(), &job);
+                    }
                     st.order.retain(|j| j != &id);
                     tracing::info!(job = %id, retention_s = retention.as_secs(), "finished job retired from memory and the store; its history row remains");
                 }
@@ -292,6 +294,10 @@ impl Scheduler {
                     rows_written: j.rows_so_far(),
                     rows_rejected: j.totals.rows_rejected,
                     chunks,
+                    concurrency: j
+                        .concurrency
+                        .as_ref()
+                        .map_or_else(|| j.max_in_flight(), |c| c.limit()),
                 }
             })
             .collect();

@@ -3,6 +3,7 @@
 //! and retries failed chunks with backoff.
 
 mod budget_gate;
+mod concurrency;
 mod consistency;
 mod dry_run;
 mod grant;
@@ -322,7 +323,14 @@ impl Scheduler {
         let now = Instant::now();
         self.expire_workers(now).await?;
         let mut st = self.state.lock().await;
-        budget_gate::sync(self.budget(), &st, now);
+        // the counts are kept as leases start and end; a full count checks them
+        let off = budget_gate::sync(self.budget(), &st, now);
+        if off > 0 {
+            tracing::warn!(
+                chunks = off,
+                "connection budget disagreed with the leases in flight; recounted"
+            );
+        }
         self.resolve_budget();
         let now_unix = now_ms();
         let mut woke = false;

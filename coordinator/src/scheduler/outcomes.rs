@@ -10,6 +10,8 @@ use ferry_common::proto::{ChunkAssignment, ChunkRef, ChunkState, JobState, Write
 use ferry_connectors::db::target as db_target;
 use ferry_connectors::postgres::sql::show_table;
 
+use super::budget_gate;
+use super::concurrency;
 use super::grant;
 use super::progress;
 use super::state::{now_ms, JobRuntime, State, CLAIMED};
@@ -121,6 +123,7 @@ impl Scheduler {
             if want_next > 0 && registered {
                 // the reported chunk no longer takes a place of the job's max_in_flight
                 freed = job.live.remove(&r.chunk_no);
+                budget_gate::release(self.budget(), &r.job_id, r.chunk_no);
                 next_claims = grant::claim_ready(&mut st, self.budget(), worker_id, want_next);
             }
             drop(st);
@@ -150,15 +153,22 @@ impl Scheduler {
                 job.set_chunk(r.chunk_no, old, version);
                 if let Some(live) = freed {
                     job.live.insert(r.chunk_no, live);
+                    budget_gate::hold(self.budget(), job, r.chunk_no, worker_id);
                 }
                 return Err(e.into());
             }
         }
-        let took = freed.as_ref().or(job.live.get(&r.chunk_no));
-        let took = took.map(|l| l.leased_at.elapsed());
-        job.live.remove(&r.chunk_no);
-        let resplit =
-            took.is_some_and(|t| super::resplit::observe(job, r.chunk_no, rows_written, t));
+        let ended = job.live.remove(&r.chunk_no);
+        if ended.is_some() {
+            budget_gate::release(self.budget(), &r.job_id, r.chunk_no);
+        }
+        let mut resplit = false;
+        if let Some(live) = ended.or(freed) {
+            let in_flight = job.live.len() as u32 + 1;
+            concurrency::observe(job, r.chunk_no, rows_written, live.leased_at, in_flight);
+            let took = live.leased_at.elapsed();
+            resplit = super::resplit::observe(job, r.chunk_no, rows_written, took);
+        }
         if retried {
             crate::metrics::events().retries_succeeded.add(1, &[]);
         }
@@ -242,6 +252,7 @@ impl Scheduler {
         let Some(t) = failure_transition(job, chunk_no, token, class, message, aborted) else {
             return Ok(());
         };
+        budget_gate::release(self.budget(), job_id, chunk_no);
         let v = match self.store.update_chunk(&t.new, t.version).await {
             Ok(v) => v,
             Err(e) => {

@@ -190,6 +190,8 @@ impl Scheduler {
                 tracing::warn!(job = %id, error = %e, "cannot finish a recovered job");
             }
         }
+        // the chunks the previous leader leased count from now on
+        super::budget_gate::sync(self.budget(), &st, now);
         let snapshots = super::snapshot::recovered_jobs(&mut st);
         drop(st);
         for id in snapshots {

@@ -289,6 +289,7 @@ impl Scheduler {
             let transitions = super::restart::start_over_transitions(job_id, job);
             job.ready.clear();
             job.delayed.clear();
+            super::budget_gate::release_job(self.budget(), job);
             job.live.clear();
             for t in &transitions {
                 job.hold(t);

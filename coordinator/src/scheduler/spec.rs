@@ -107,6 +107,8 @@ pub fn resolve_spec(
     spec.min_rows_for_parallel
         .get_or_insert(defaults.min_rows_for_parallel);
     spec.parallel.get_or_insert(defaults.parallel);
+    spec.adaptive_concurrency
+        .get_or_insert(defaults.adaptive_concurrency);
     let r = spec.retry.take().unwrap_or_default();
     let retry = RetryPolicy {
         enabled: Some(r.enabled.unwrap_or(defaults.retry.enabled)),

@@ -79,6 +79,8 @@ pub(crate) struct JobRuntime {
     pub snapshot_pending: bool,
     /// `--chunk-size auto`: what its landed chunks measured (see `resplit`).
     pub adaptive: super::resplit::Evidence,
+    /// Adapts chunks in flight below the cap (None: fixed, or not leased yet).
+    pub concurrency: Option<super::concurrency::Controller>,
 }
 
 /// A job's record with the totals its history row and metrics need.
@@ -112,6 +114,7 @@ impl JobRuntime {
             waiting_for: Vec::new(),
             snapshot_pending: false,
             adaptive: Default::default(),
+            concurrency: None,
         }
     }
 
@@ -159,6 +162,26 @@ impl JobRuntime {
             .and_then(|s| s.max_workers)
             .unwrap_or(4)
             .max(1)
+    }
+
+    /// Chunks of this job allowed in flight now: the cap, or the adaptive
+    /// controller's level below it (`concurrency.rs`).
+    pub fn in_flight_limit(&mut self) -> u32 {
+        let cap = self.max_in_flight();
+        let adaptive = self
+            .record
+            .spec
+            .as_ref()
+            .and_then(|s| s.adaptive_concurrency)
+            .unwrap_or(true);
+        if !adaptive {
+            return cap;
+        }
+        let c = self
+            .concurrency
+            .get_or_insert_with(|| super::concurrency::Controller::new(cap));
+        c.set_cap(cap);
+        c.limit()
     }
 
     /// The chunk numbered `n`, if planned.
@@ -235,6 +258,10 @@ impl JobRuntime {
             },
             consistency: self.record.spec.as_ref().map_or(0, |s| s.consistency),
             consistency_lost: self.record.consistency_lost.clone(),
+            concurrency: self
+                .concurrency
+                .as_ref()
+                .map_or_else(|| self.max_in_flight(), |c| c.limit()),
             chunks: if with_chunks {
                 self.chunks
                     .iter()

@@ -1,0 +1,238 @@
+//! Adaptive concurrency: how many chunks of a job run at once below its
+//! `max_workers` cap, adapted to the rows/s its target takes (AIMD, as TCP
+//! or Netflix's concurrency-limits: add one stream while rows/s rises, back
+//! off multiplicatively when it does not).
+//!
+//! Throughput is measured over completed chunks by Little's law: a window
+//! of chunks leased at one level gives `Σ rows / Σ lease→complete seconds`
+//! per stream, times the streams in flight when each was leased. Noise is
+//! smoothed three ways: a window holds at least `MIN_WINDOW` chunks (and at
+//! least one per stream), each level keeps an exponentially weighted rate,
+//! and a level must beat the one below by `RISE` to count as rising. After
+//! a back-off the controller holds its level for a number of windows that
+//! doubles with each failed probe (up to `MAX_HOLD`), so a level that does
+//! not help is tried less and less often. Pure logic: no clock, no I/O.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
+
+use super::state::JobRuntime;
+
+/// Fewest chunks a measurement window holds.
+const MIN_WINDOW: u32 = 3;
+/// Share by which a level's rows/s must beat the level below to be rising.
+const RISE: f64 = 0.05;
+/// Multiplicative back-off factor (the new level is at most one below).
+const BETA: f64 = 0.75;
+/// Weight of a new window in a level's smoothed rate.
+const ALPHA: f64 = 0.5;
+/// Windows held after a first back-off before probing again.
+const FIRST_HOLD: u32 = 2;
+/// Most windows held after back-offs.
+const MAX_HOLD: u32 = 16;
+/// Level a job starts at (or its cap when smaller).
+pub(crate) const START: u32 = 2;
+
+/// A change of level, for the log line and the metric.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Change {
+    /// Level before.
+    pub from: u32,
+    /// Level after.
+    pub to: u32,
+    /// Smoothed rows/s at the level below `from` (or above, on a downward
+    /// step), when measured: what `rate` was compared with.
+    pub before: Option<f64>,
+    /// Smoothed rows/s at `from`.
+    pub rate: f64,
+}
+
+/// One completed chunk's measurement.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    rows: u64,
+    seconds: f64,
+    in_flight: f64,
+}
+
+/// The controller of one job.
+#[derive(Debug, Clone)]
+pub(crate) struct Controller {
+    cap: u32,
+    limit: u32,
+    /// Bumped at every change: chunks leased before it are not measured.
+    epoch: u32,
+    /// Chunks leased in flight: their epoch and the streams in flight then.
+    leased: HashMap<u32, (u32, u32)>,
+    window: Vec<Sample>,
+    /// Smoothed rows/s by level.
+    rates: BTreeMap<u32, f64>,
+    /// Windows to stay at this level before probing up.
+    hold: u32,
+    /// Back-offs since the last probe up that was rising.
+    fails: u32,
+    /// The level was reached by a step up.
+    came_up: bool,
+}
+
+impl Controller {
+    /// A controller for a job of at most `cap` chunks in flight.
+    pub fn new(cap: u32) -> Self {
+        let cap = cap.max(1);
+        Self {
+            cap,
+            limit: START.min(cap),
+            epoch: 0,
+            leased: HashMap::new(),
+            window: Vec::new(),
+            rates: BTreeMap::new(),
+            hold: 0,
+            fails: 0,
+            came_up: false,
+        }
+    }
+
+    /// Chunks the job may have in flight now (1 ..= cap).
+    pub fn limit(&self) -> u32 {
+        self.limit
+    }
+
+    /// Lowers the cap (a plan that allows fewer writers); the limit follows.
+    pub fn set_cap(&mut self, cap: u32) {
+        self.cap = cap.max(1);
+        self.limit = self.limit.min(self.cap);
+    }
+
+    /// Notes that chunk `n` was leased with `in_flight` chunks of the job
+    /// in flight (itself included).
+    pub fn leased(&mut self, n: u32, in_flight: u32) {
+        self.leased.insert(n, (self.epoch, in_flight));
+    }
+
+    /// Notes that chunk `n` landed `rows` rows `seconds` after its lease,
+    /// with `in_flight` chunks of the job in flight as it ended (itself
+    /// included); returns the change of level it leads to, if any.
+    pub fn completed(&mut self, n: u32, rows: u64, seconds: f64, in_flight: u32) -> Option<Change> {
+        let (epoch, at_lease) = self.leased.remove(&n)?;
+        if epoch != self.epoch || seconds <= 0.0 {
+            return None;
+        }
+        // the streams it shared the target with: the mean of its two ends
+        let at_end = in_flight.clamp(1, self.limit);
+        self.window.push(Sample {
+            rows,
+            seconds,
+            in_flight: (at_lease + at_end) as f64 / 2.0,
+        });
+        if (self.window.len() as u32) < MIN_WINDOW.max(self.limit) {
+            return None;
+        }
+        let rows: u64 = self.window.iter().map(|s| s.rows).sum();
+        let secs: f64 = self.window.iter().map(|s| s.seconds).sum();
+        let streams =
+            self.window.iter().map(|s| s.in_flight).sum::<f64>() / self.window.len() as f64;
+        self.window.clear();
+        let rate = rows as f64 / secs * streams;
+        let smoothed = match self.rates.get(&self.limit) {
+            Some(old) => old * (1.0 - ALPHA) + rate * ALPHA,
+            None => rate,
+        };
+        self.rates.insert(self.limit, smoothed);
+        // the limit held the job back only when its streams reached it
+        let binding = streams + 0.5 >= self.limit as f64;
+        let to = self.decide(smoothed, binding)?;
+        let before = if to > self.limit {
+            self.rates.get(&(self.limit - 1)).copied()
+        } else {
+            self.rates
+                .get(&(self.limit - 1))
+                .or_else(|| self.rates.get(&(self.limit + 1)))
+                .copied()
+        };
+        let change = Change {
+            from: self.limit,
+            to,
+            before,
+            rate: smoothed,
+        };
+        self.came_up = to > self.limit;
+        self.limit = to;
+        self.epoch = self.epoch.wrapping_add(1);
+        let epoch = self.epoch;
+        self.leased.retain(|_, (e, _)| *e == epoch);
+        Some(change)
+    }
+
+    /// The next level after a window whose smoothed rate at this level is
+    /// `r` (None: stay).
+    fn decide(&mut self, r: f64, binding: bool) -> Option<u32> {
+        let l = self.limit;
+        let down = l
+            .checked_sub(1)
+            .filter(|d| *d >= 1)
+            .and_then(|d| self.rates.get(&d).copied());
+        if let Some(d) = down {
+            if r < d * (1.0 + RISE) {
+                // more streams without more rows/s: back off
+                self.fails += 1;
+                self.hold = (FIRST_HOLD << (self.fails - 1).min(8)).min(MAX_HOLD);
+                let to = ((l as f64 * BETA).floor() as u32).clamp(1, l - 1);
+                return Some(to);
+            }
+            if self.came_up {
+                self.fails = 0;
+                self.came_up = false;
+            }
+        }
+        if self.hold > 0 {
+            self.hold -= 1;
+            return None;
+        }
+        let up = self.rates.get(&(l + 1)).copied();
+        if l > 1 && down.is_none() && up.is_some_and(|u| u < r * (1.0 + RISE)) {
+            // the level above did not help and the one below was never measured
+            return Some(l - 1);
+        }
+        (l < self.cap && binding).then_some(l + 1)
+    }
+}
+
+/// Feeds chunk `n` of `job`, leased at `leased_at`, that landed `rows`,
+/// to the job's controller; a change of level is logged
+/// (`concurrency <target>: 3 → 4 (rows/s 510k → 560k)`).
+/// `in_flight` is the job's chunks in flight as it ended, itself included.
+pub(crate) fn observe(job: &mut JobRuntime, n: u32, rows: u64, leased_at: Instant, in_flight: u32) {
+    let Some(c) = job.concurrency.as_mut() else {
+        return;
+    };
+    let seconds = leased_at.elapsed().as_secs_f64();
+    let Some(change) = c.completed(n, rows, seconds, in_flight) else {
+        return;
+    };
+    let target = job.record.spec.as_ref().map_or("", |s| s.target.as_str());
+    let before = change.before.map_or_else(|| "?".to_string(), human_rate);
+    tracing::info!(
+        job = %job.record.job_id,
+        from = change.from,
+        to = change.to,
+        "concurrency {target}: {} → {} (rows/s {before} → {})",
+        change.from,
+        change.to,
+        human_rate(change.rate)
+    );
+}
+
+/// Rows per second for a log line: `510k`, `1.2M`, `830`.
+pub(crate) fn human_rate(r: f64) -> String {
+    if r >= 1e6 {
+        format!("{:.1}M", r / 1e6)
+    } else if r >= 1e3 {
+        format!("{:.0}k", r / 1e3)
+    } else {
+        format!("{r:.0}")
+    }
+}
+
+#[cfg(test)]
+#[path = "concurrency_tests.rs"]
+mod tests;

@@ -1,0 +1,173 @@
+use super::*;
+
+const ROWS: u64 = 50_000;
+
+/// Runs `chunks` chunks through a controller of cap `cap` against a target
+/// whose total rows/s at `l` streams is `curve(l)` (shared evenly by the
+/// streams, times `noise(i)` for the i-th chunk), in simulated time;
+/// returns the level each chunk was leased at.
+fn simulate(
+    cap: u32,
+    chunks: u32,
+    curve: impl Fn(u32) -> f64,
+    noise: impl Fn(u32) -> f64,
+) -> Vec<u32> {
+    let mut c = Controller::new(cap);
+    // (chunk, rows left, leased at)
+    let mut in_flight: Vec<(u32, f64, f64)> = Vec::new();
+    let mut levels = Vec::new();
+    let mut now = 0.0;
+    let mut next = 1;
+    let mut done = 0;
+    while done < chunks {
+        while (in_flight.len() as u32) < c.limit() && next <= chunks {
+            c.leased(next, in_flight.len() as u32 + 1);
+            in_flight.push((next, ROWS as f64, now));
+            levels.push(c.limit());
+            next += 1;
+        }
+        let k = in_flight.len() as u32;
+        let speed = |n: u32| curve(k) / k as f64 * noise(n);
+        let Some(dt) = in_flight
+            .iter()
+            .map(|(n, left, _)| left / speed(*n))
+            .min_by(f64::total_cmp)
+        else {
+            break;
+        };
+        now += dt;
+        for (n, left, _) in in_flight.iter_mut() {
+            *left -= speed(*n) * dt;
+        }
+        let Some(i) = in_flight.iter().position(|(_, left, _)| *left <= 1e-6) else {
+            break;
+        };
+        let (n, _, at) = in_flight.swap_remove(i);
+        let _ = c.completed(n, ROWS, now - at, in_flight.len() as u32 + 1);
+        assert!(
+            (1..=cap).contains(&c.limit()),
+            "limit {} out of 1..={cap}",
+            c.limit()
+        );
+        done += 1;
+    }
+    levels
+}
+
+fn quiet(_: u32) -> f64 {
+    1.0
+}
+
+/// ±10 % of deterministic noise.
+fn noisy(i: u32) -> f64 {
+    let x = (i.wrapping_mul(2_654_435_761) >> 8) % 1000;
+    0.9 + 0.2 * x as f64 / 1000.0
+}
+
+fn mean(levels: &[u32]) -> f64 {
+    levels.iter().sum::<u32>() as f64 / levels.len() as f64
+}
+
+/// The level most chunks of the last half ran at.
+fn settled(levels: &[u32]) -> u32 {
+    let tail = &levels[levels.len() / 2..];
+    (1..=16)
+        .max_by_key(|l| tail.iter().filter(|x| *x == l).count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_rising_curve_climbs_to_the_cap() {
+    let levels = simulate(8, 200, |l| 100_000.0 * l as f64, quiet);
+    assert_eq!(levels[0], 2);
+    assert_eq!(settled(&levels), 8);
+}
+
+#[test]
+fn a_flat_curve_stays_low() {
+    let levels = simulate(8, 300, |_| 500_000.0, quiet);
+    assert!(settled(&levels) <= 2, "{levels:?}");
+    assert!(mean(&levels[100..]) < 2.5, "{levels:?}");
+}
+
+#[test]
+fn a_falling_curve_backs_off_to_one() {
+    let levels = simulate(8, 300, |l| 500_000.0 * (1.0 - 0.1 * (l - 1) as f64), quiet);
+    assert_eq!(settled(&levels), 1, "{levels:?}");
+}
+
+#[test]
+fn a_peak_is_found_and_held() {
+    // rises to 3 streams (two cores and PostgreSQL's own), falls after
+    let curve = |l: u32| match l {
+        1 => 300_000.0,
+        2 => 500_000.0,
+        3 => 560_000.0,
+        n => 560_000.0 * (1.0 - 0.06 * (n - 3) as f64),
+    };
+    let levels = simulate(8, 400, curve, quiet);
+    assert_eq!(settled(&levels), 3, "{levels:?}");
+    let m = mean(&levels[200..]);
+    assert!((2.8..3.5).contains(&m), "mean {m}: {levels:?}");
+}
+
+#[test]
+fn noise_does_not_push_it_out_of_bounds_or_far_from_the_peak() {
+    let curve = |l: u32| match l {
+        1 => 200_000.0,
+        2 => 350_000.0,
+        3 => 450_000.0,
+        4 => 500_000.0,
+        n => 500_000.0 * (1.0 - 0.05 * (n - 4) as f64),
+    };
+    let levels = simulate(8, 600, curve, noisy);
+    let m = mean(&levels[300..]);
+    assert!((2.5..=5.5).contains(&m), "mean {m}: {levels:?}");
+}
+
+#[test]
+fn a_cap_of_one_never_changes() {
+    let levels = simulate(1, 50, |l| 100_000.0 * l as f64, noisy);
+    assert!(levels.iter().all(|l| *l == 1));
+}
+
+#[test]
+fn chunks_leased_before_a_change_are_not_measured() {
+    let mut c = Controller::new(8);
+    for n in 1..=3 {
+        c.leased(n, 2);
+    }
+    c.leased(9, 2);
+    for n in 1..=3 {
+        c.completed(n, ROWS, 0.5, 2);
+    }
+    assert_eq!(c.limit(), 3, "the first window steps up");
+    // chunk 9 ran at the old level: no sample, no change
+    assert_eq!(c.completed(9, ROWS, 100.0, 2), None);
+    assert_eq!(c.completed(42, ROWS, 1.0, 2), None, "never leased");
+}
+
+#[test]
+fn the_limit_waits_while_streams_do_not_reach_it() {
+    let mut c = Controller::new(8);
+    // one stream in flight at a time though two are allowed
+    for n in 1..=10 {
+        c.leased(n, 1);
+        assert_eq!(c.completed(n, ROWS, 0.5, 1), None);
+    }
+    assert_eq!(c.limit(), 2);
+}
+
+#[test]
+fn a_lower_cap_lowers_the_limit() {
+    let mut c = Controller::new(8);
+    c.set_cap(1);
+    assert_eq!(c.limit(), 1);
+}
+
+#[test]
+fn rates_read_like_the_log() {
+    assert_eq!(human_rate(510_000.0), "510k");
+    assert_eq!(human_rate(1_250_000.0), "1.2M");
+    assert_eq!(human_rate(830.0), "830");
+}
