@@ -4,7 +4,9 @@
 # one source database), each size interleaved with the single binary `psql | psql` COPY pipe of
 # the same table, in rounds (pipe-1m local2-1m pipe-5m local2-5m ...). Reuses bench/run.sh's
 # cluster, measurement and checks (it sources run.sh for its functions). Prints the table and
-# writes it to $OUT/growth.md; bench/RESULTS.md's section "Cost as the table grows" is that file.
+# writes it to $OUT/growth.md and into bench/RESULTS.md's section "Cost as the table grows" (between
+# its generated-table markers; bench/run.sh keeps that section when it rewrites RESULTS.md). A run
+# of other sizes or fewer than 3 rounds writes $OUT/RESULTS.md instead (RESULTS=FILE to choose).
 #
 #   bash bench/growth.sh                              # 1m 5m 20m, 3 rounds
 #   SIZES="1 5" ROUNDS=1 bash bench/growth.sh         # quick
@@ -78,7 +80,9 @@ main_growth() {
 growth_report() {
   python3 "$BENCH/lib/growth_report.py" --runs "$RUNS_TSV" --logs "$OUT/logs" --header "$OUT/header.md" \
     --sizes "$SIZES" --rounds "$ROUNDS" | tee "$OUT/growth.md"
-  log "wrote $OUT/growth.md (runs: $RUNS_TSV, logs: $OUT/logs/)"
+  [[ -n ${RESULTS:-} ]] || { [[ $SIZES == "1 5 20" && $ROUNDS -ge 3 ]] && RESULTS=$BENCH/RESULTS.md || RESULTS=$OUT/RESULTS.md; }
+  python3 "$BENCH/lib/growth_report.py" --write-section "$RESULTS" --table "$OUT/growth.md"
+  log "wrote $OUT/growth.md and its section in $RESULTS (runs: $RUNS_TSV, logs: $OUT/logs/)"
 }
 
 growth_cleanup() {

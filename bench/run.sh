@@ -699,7 +699,10 @@ report() {
   python3 "$BENCH/summarize.py" --runs "$RUNS_TSV" --configs "$CONFIGS_TSV" --header "$OUT/header.md" \
     --failures "$OUT/failures.md" --logs "$OUT/logs" --rounds "$REPORT_ROUNDS" --dist-concurrency "$REPORT_DIST_CONCURRENCY" \
     --dist-workers "$DIST_WORKERS" >"$OUT/table.md"
+  # the section bench/growth.sh writes stays (it is not this run's)
+  local kept=; [[ -f $results ]] && kept=$(sed -n '/^<!-- growth:begin/,/^<!-- growth:end -->/p' "$results")
   cp "$OUT/table.md" "$results"
+  [[ -z $kept ]] || printf '\n%s\n' "$kept" >>"$results"
   cat "$OUT/table.md"
   log "wrote $results (runs: $RUNS_TSV, logs: $OUT/logs/)"
 }
