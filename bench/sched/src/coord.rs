@@ -14,7 +14,7 @@ use ferry_common::config::JobDefaults;
 use ferry_common::connections::ConnectionRegistry;
 use ferry_common::ledger::DEFAULT_LEDGER_SCHEMA;
 use ferry_common::limits::MAX_MAX_WORKERS;
-use ferry_common::proto::{JobSpec, JobState};
+use ferry_common::proto::{Consistency, JobSpec, JobState};
 use ferry_common::timing::Timings;
 use ferry_coordinator::leader::{self, connect_etcd, EtcdOptions};
 use ferry_coordinator::planner::Plan;
@@ -267,6 +267,9 @@ fn spec(workers: u32) -> JobSpec {
         target: "target".into(),
         query: "SELECT id FROM synthetic".into(),
         table: "public.synthetic".into(),
+        // no source snapshot: a new leader would re-export it from the
+        // synthetic source, which does not exist, and lease nothing
+        consistency: Consistency::None as i32,
         // high enough that the per-job in-flight cap never binds (a worker
         // holds one chunk), within the limit a spec may ask for
         max_workers: Some((workers.max(1000) * 2).min(MAX_MAX_WORKERS)),
