@@ -213,7 +213,7 @@ ITEMS_DDL="CREATE TABLE items (id bigint primary key, customer_id int not null, 
 WIDE_DDL="CREATE TABLE wide (id bigint primary key, payload text not null)"
 GEN_VERSION=1
 HEAP_DDL=${ITEMS_DDL/CREATE TABLE items/CREATE TABLE heap}; HEAP_DDL=${HEAP_DDL/ primary key/}
-ddl_of() { case $1 in items) echo "$ITEMS_DDL" ;; heap) echo "$HEAP_DDL" ;; *) echo "$WIDE_DDL" ;; esac; }
+ddl_of() { case $1 in items) echo "$ITEMS_DDL" ;; items_*) echo "${ITEMS_DDL/CREATE TABLE items/CREATE TABLE $1}" ;; heap) echo "$HEAP_DDL" ;; *) echo "$WIDE_DDL" ;; esac; }
 
 gen_table() { # TABLE ROWS
   local t=$1 n=$2 want_tag have_tag
@@ -222,8 +222,8 @@ gen_table() { # TABLE ROWS
   if [[ $have_tag != "$want_tag" ]]; then
     log "generating $n rows in src.$t"
     Q -d src -c "DROP TABLE IF EXISTS $t" -c "$(ddl_of "$t")"
-    if [[ $t == items ]]; then # the generator of shared/bench/peers.sh
-      Q -d src -c "INSERT INTO items
+    if [[ $t == items || $t == items_* ]]; then # the generator of shared/bench/peers.sh
+      Q -d src -c "INSERT INTO $t
         SELECT g,
                ((g*7919) % 100000)::int,
                ((g*37) % 1000000) / 100.0,
@@ -598,7 +598,7 @@ run_one() { # INDEX ROUND
     log "FAILED: $name round $r (exit $RC), see $lf"; tail -5 "$lf" | sed 's/^/    /' >&2
   else
     local want_v got
-    case $t in items) want_v=$ITEMS_HASH ;; heap) want_v=$HEAP_HASH ;; *) want_v=$WIDE_HASH ;; esac
+    case $t in items) want_v=$ITEMS_HASH ;; heap) want_v=$HEAP_HASH ;; items_*) want_v=${TABLE_HASH[$t]} ;; *) want_v=$WIDE_HASH ;; esac
     if [[ $r == 1 ]]; then
       got=$(psql -X -At -d dst -c "select count(*)||':'||coalesce(sum(hashtext(t::text)::bigint), 0) from $t t")
       [[ $got == "$want_v" ]] && check=hash-ok || { check="HASH-MISMATCH($got vs $want_v)"; status=FAIL; }
@@ -749,9 +749,14 @@ report() {
   python3 "$BENCH/summarize.py" --runs "$RUNS_TSV" --configs "$CONFIGS_TSV" --header "$OUT/header.md" \
     --failures "$OUT/failures.md" --logs "$OUT/logs" --rounds "$REPORT_ROUNDS" --dist-concurrency "$REPORT_DIST_CONCURRENCY" \
     --dist-workers "$DIST_WORKERS" >"$OUT/table.md"
+  # the section bench/growth.sh writes stays (it is not this run's)
+  local kept=; [[ -f $results ]] && kept=$(sed -n '/^<!-- growth:begin/,/^<!-- growth:end -->/p' "$results")
   cp "$OUT/table.md" "$results"
+  [[ -z $kept ]] || printf '\n%s\n' "$kept" >>"$results"
   cat "$OUT/table.md"
   log "wrote $results (runs: $RUNS_TSV, logs: $OUT/logs/)"
 }
+# sourced (bench/growth.sh): the functions above, nothing run
+if [[ ${BASH_SOURCE[0]} != "$0" ]]; then return 0; fi
 if [[ -n ${REPORT_ONLY:-} ]]; then report; exit 0; fi
 main "$@"

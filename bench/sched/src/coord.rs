@@ -13,7 +13,8 @@ use anyhow::{bail, Context, Result};
 use ferry_common::config::JobDefaults;
 use ferry_common::connections::ConnectionRegistry;
 use ferry_common::ledger::DEFAULT_LEDGER_SCHEMA;
-use ferry_common::proto::{JobSpec, JobState};
+use ferry_common::limits::MAX_MAX_WORKERS;
+use ferry_common::proto::{Consistency, JobSpec, JobState};
 use ferry_common::timing::Timings;
 use ferry_coordinator::leader::{self, connect_etcd, EtcdOptions};
 use ferry_coordinator::planner::Plan;
@@ -51,6 +52,9 @@ pub struct RunOpts {
     pub jobs: u32,
     pub workers: u32,
     pub channels: u32,
+    /// End the lease phase after this many completions (a sample of it; the
+    /// jobs stay RUNNING and a new leader rebuilds them mid-run); None: all.
+    pub lease_chunks: Option<u32>,
     /// Each worker holds a chunk this long before reporting it (0: at once):
     /// a steady `workers / hold` chunks per second.
     pub hold: Duration,
@@ -71,6 +75,8 @@ pub struct RunOpts {
 pub struct RunResult {
     pub store: &'static str,
     pub chunks: u32,
+    /// The lease phase was a sample of this many completions (see `RunOpts`).
+    pub lease_chunks: Option<u32>,
     pub jobs: u32,
     /// Steady run: each chunk held this long (0: as fast as possible).
     pub hold: Duration,
@@ -155,7 +161,7 @@ impl RunResult {
         self.coord_cpu.as_secs_f64() * 1e6 / self.chunks as f64
     }
     pub fn cpu_lease_per_chunk_us(&self) -> f64 {
-        self.coord_cpu_lease.as_secs_f64() * 1e6 / self.chunks as f64
+        self.coord_cpu_lease.as_secs_f64() * 1e6 / self.completes.max(1) as f64
     }
     pub fn worker_cpu_per_chunk_us(&self) -> f64 {
         self.workers_line
@@ -261,8 +267,12 @@ fn spec(workers: u32) -> JobSpec {
         target: "target".into(),
         query: "SELECT id FROM synthetic".into(),
         table: "public.synthetic".into(),
-        // high enough that the per-job in-flight cap never binds
-        max_workers: Some(workers.max(1000) * 2),
+        // no source snapshot: a new leader would re-export it from the
+        // synthetic source, which does not exist, and lease nothing
+        consistency: Consistency::None as i32,
+        // high enough that the per-job in-flight cap never binds (a worker
+        // holds one chunk), within the limit a spec may ask for
+        max_workers: Some((workers.max(1000) * 2).min(MAX_MAX_WORKERS)),
         ..Default::default()
     }
 }
@@ -359,7 +369,7 @@ pub async fn run(o: &RunOpts, log_path: &Path) -> Result<RunResult> {
     let mut child = tokio::process::Command::new(exe)
         .args(["--role", "workers", "--url", &format!("http://{addr}")])
         .args(["--workers", &o.workers.to_string()])
-        .args(["--chunks", &o.chunks.to_string()])
+        .args(["--chunks", &o.lease_chunks.unwrap_or(o.chunks).to_string()])
         .args(["--channels", &o.channels.to_string()])
         .args(["--hold-ms", &o.hold.as_millis().to_string()])
         .args(o.no_next.then_some("--no-next"))
@@ -516,13 +526,17 @@ pub async fn run(o: &RunOpts, log_path: &Path) -> Result<RunResult> {
         bail!("the workers process failed: {status}");
     }
 
-    // every job SUCCEEDED with every chunk; leases = sum of attempts
+    // every job SUCCEEDED with every chunk; leases = sum of attempts (a
+    // sampled lease phase: completions, since chunks leased when the fleet
+    // stopped were never reported)
     let mut leases = 0u64;
     let mut completes = 0u64;
     for (j, id) in job_ids.iter().enumerate() {
         let job = scheduler.get_job(id).await?;
         let want = job_chunks(o.chunks, jobs, j as u32);
-        if JobState::try_from(job.state) != Ok(JobState::Succeeded) || job.chunks_succeeded != want
+        if o.lease_chunks.is_none()
+            && (JobState::try_from(job.state) != Ok(JobState::Succeeded)
+                || job.chunks_succeeded != want)
         {
             bail!(
                 "job {id} ended {:?} with {}/{} chunks",
@@ -533,6 +547,12 @@ pub async fn run(o: &RunOpts, log_path: &Path) -> Result<RunResult> {
         }
         leases += job.chunks.iter().map(|c| c.attempt as u64).sum::<u64>();
         completes += job.chunks_succeeded as u64;
+    }
+    if let Some(n) = o.lease_chunks {
+        if completes < n as u64 {
+            bail!("the fleet stopped after {completes} of the {n} completions asked for");
+        }
+        leases = completes;
     }
 
     // shut down: server, leader loop (revokes its lease), ticker
@@ -563,6 +583,7 @@ pub async fn run(o: &RunOpts, log_path: &Path) -> Result<RunResult> {
     Ok(RunResult {
         store: o.store.name(),
         chunks: o.chunks,
+        lease_chunks: o.lease_chunks,
         jobs,
         hold: o.hold,
         workers: o.workers,

@@ -63,6 +63,11 @@ struct Args {
     /// workers/RATE s) to count etcd writes per second [--scale: 1,000].
     #[arg(long)]
     rate: Option<u32>,
+    /// End each full-speed lease phase after N completions: a sample of it at
+    /// the full plan's size (jobs stay RUNNING; the rebuild is then a takeover
+    /// mid-run) [default: every chunk].
+    #[arg(long)]
+    lease_chunks: Option<u32>,
     /// Chunks of the steady run [default: 60 s at RATE plus one hold].
     #[arg(long)]
     steady_chunks: Option<u32>,
@@ -210,6 +215,7 @@ async fn bench(args: Args) -> Result<()> {
             jobs: sz.jobs,
             workers: sz.workers,
             channels: sz.channels,
+            lease_chunks: args.lease_chunks,
             hold: Duration::ZERO,
             rebuild: !args.no_rebuild,
             no_next: args.no_next,
@@ -225,6 +231,7 @@ async fn bench(args: Args) -> Result<()> {
             runs.push(RunOpts {
                 store: StoreKind::Etcd,
                 chunks: sz.steady_chunks,
+                lease_chunks: None,
                 hold: Duration::from_secs_f64(sz.workers as f64 / rate as f64),
                 rebuild: false,
                 etcd_pprof_s: 0,

@@ -38,7 +38,10 @@ fn verdict(ok: bool) -> &'static str {
 
 fn label(r: &RunResult) -> String {
     if r.hold.is_zero() {
-        r.store.to_string()
+        match r.lease_chunks {
+            Some(n) => format!("{} (lease phase: the first {n} completions)", r.store),
+            None => r.store.to_string(),
+        }
     } else {
         format!(
             "{} steady ({:.1} s per chunk)",
@@ -51,14 +54,19 @@ fn label(r: &RunResult) -> String {
 /// The whole generated section.
 pub fn report(results: &[RunResult]) -> String {
     let mut s = String::new();
-    s.push_str("| run | chunks | jobs | workers | connections | plan stored s | lease phase s | leases/s | coordinator CPU µs/chunk | RSS growth B/chunk: planned / finished | peak RSS MiB | etcd write requests/chunk | etcd write requests/s | AcquireChunk p50 / p99 ms | CompleteChunk p50 / p99 ms | other load |\n");
+    s.push_str("| run | chunks | jobs | workers | connections | plan stored s | lease phase s | leases/s | coordinator CPU µs/chunk (lease phase) | RSS growth B/chunk: planned / finished | peak RSS MiB | etcd write requests/chunk (lease phase) | etcd write requests/s | AcquireChunk p50 / p99 ms | CompleteChunk p50 / p99 ms | other load |\n");
     s.push_str(
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in results {
         let (per_chunk, per_s) = match &r.etcd_total {
             Some(c) => (
-                format!("{:.3}", c.write_requests() / r.chunks as f64),
+                // the lease phase's writes per chunk completed (plan writes are per plan page)
+                format!(
+                    "{:.3}",
+                    c.since(r.etcd_plan.as_ref().unwrap_or(c)).write_requests()
+                        / r.completes.max(1) as f64
+                ),
                 format!(
                     "{:.0}",
                     c.since(r.etcd_plan.as_ref().unwrap_or(c)).write_requests()
@@ -78,7 +86,7 @@ pub fn report(results: &[RunResult]) -> String {
             r.plan_wall.as_secs_f64(),
             r.lease_wall.as_secs_f64(),
             r.leases_per_s(),
-            r.cpu_per_chunk_us(),
+            r.cpu_lease_per_chunk_us(),
             r.rss_plan_per_chunk(),
             r.rss_end_per_chunk(),
             r.coord_max_rss_kib as f64 / 1024.0,

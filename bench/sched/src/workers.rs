@@ -323,7 +323,13 @@ async fn worker(
                 Err(s) if s.code() == tonic::Code::NotFound => {
                     // the coordinator forgot this worker (a new leader term): register again
                     stats.reregistered.fetch_add(1, Ordering::Relaxed);
-                    register(&mut client, i, &id, &stop).await?;
+                    if let Err(e) = register(&mut client, i, &id, &stop).await {
+                        // the fleet has done its chunks: stop, not an error
+                        if stop.is_cancelled() {
+                            break;
+                        }
+                        return Err(e);
+                    }
                     continue;
                 }
                 Err(s) => {
