@@ -142,16 +142,18 @@ fn push_time(out: &mut String, t: &NaiveTime) -> bool {
     push2(out, t.minute());
     out.push(':');
     push2(out, t.second());
-    if nanos == 0 {
-    } else if nanos % 1_000_000 == 0 {
-        out.push('.');
-        push_digits(out, nanos / 1_000_000, 3);
-    } else if nanos % 1_000 == 0 {
-        out.push('.');
-        push_digits(out, nanos / 1_000, 6);
+    let (digits, width) = if nanos == 0 {
+        (0, 0)
+    } else if nanos.is_multiple_of(1_000_000) {
+        (nanos / 1_000_000, 3)
+    } else if nanos.is_multiple_of(1_000) {
+        (nanos / 1_000, 6)
     } else {
+        (nanos, 9)
+    };
+    if width > 0 {
         out.push('.');
-        push_digits(out, nanos, 9);
+        push_digits(out, digits, width);
     }
     true
 }
