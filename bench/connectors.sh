@@ -9,11 +9,12 @@
 #
 # Flags: --rows N (1000000), --rounds R (3), --out FILE (bench/RESULTS-connectors.md),
 #   --pairs "pg:my my:pg pg:sq sq:pg pg:pg" (all), --old-commit SHA (d314f09),
-#   --workers N (2). Env: FERRY, FERRY_OLD (prebuilt binaries: no build), VENV (/tmp/ferry-connbench-venv), OLD_DIR (/tmp/ferry-connbench-old).
+#   --workers N (2), --old-cross (ferry-old on the cross-database pairs too, beside ferry).
+#   Env: FERRY, FERRY_OLD (prebuilt binaries: no build), VENV (/tmp/ferry-connbench-venv), OLD_DIR (/tmp/ferry-connbench-old).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-ROWS=1000000 ROUNDS=3 WORKERS=2 OLD_COMMIT=d314f09
+ROWS=1000000 ROUNDS=3 WORKERS=2 OLD_COMMIT=d314f09 OLD_CROSS=0
 OUT=$ROOT/bench/RESULTS-connectors.md
 PAIRS="pg:my my:pg pg:sq sq:pg pg:pg"
 CMDLINE="bash bench/connectors.sh $*"
@@ -25,6 +26,7 @@ while (($#)); do
     --pairs) PAIRS=$2; shift 2 ;;
     --old-commit) OLD_COMMIT=$2; shift 2 ;;
     --workers) WORKERS=$2; shift 2 ;;
+    --old-cross) OLD_CROSS=1; shift ;;
     *) echo "unknown flag $1 (see the header of $0)" >&2; exit 2 ;;
   esac
 done
@@ -52,7 +54,7 @@ if [[ -z ${FERRY:-} ]]; then
   (cd "$ROOT" && cargo build --release -q -p ferry)
   FERRY=$ROOT/target/release/ferry
 fi
-if [[ $PAIRS == *pg:pg* && -z ${FERRY_OLD:-} ]]; then
+if [[ ($PAIRS == *pg:pg* || $OLD_CROSS == 1) && -z ${FERRY_OLD:-} ]]; then
   if [[ ! -d $OLD_DIR ]]; then
     git -C "$ROOT" worktree add --detach "$OLD_DIR" "$OLD_COMMIT" >/dev/null
   fi
@@ -132,6 +134,7 @@ run_one() {
 
 # ---------------------------------------------------------------- rounds
 TOOLS=(ferry sling loader)
+if [[ $OLD_CROSS == 1 ]]; then TOOLS=(ferry ferry-old sling loader); fi
 for ((r = 1; r <= ROUNDS; r++)); do
   log "round $r/$ROUNDS (load $(cut -d' ' -f1 /proc/loadavg))"
   for pair in $PAIRS; do

@@ -63,6 +63,14 @@ def main(path):
         verdict = lambda v, goal: "n/a" if math.isnan(v) else ("met" if v >= goal else "**missed**")
         print(f"| {pair_name(pair)} | {vs_l:.2f} | {verdict(vs_l, 0.7)} | {vs_s:.2f} | "
               f"{verdict(vs_s, 1.0000001)} |")
+    olds = [p for p in pairs if p != "pg:pg" and (p, "ferry-old") in runs]
+    if olds:
+        print()
+        print("| pair | Ferry now / Ferry at the old commit (rows/s, medians) |")
+        print("|---|---:|")
+        for pair in olds:
+            new, old = stat(pair, "ferry", "rate"), stat(pair, "ferry-old", "rate")
+            print(f"| {pair_name(pair)} | {new / old:.2f} |")
     if ("pg:pg", "ferry-old") in runs:
         new, old = stat("pg:pg", "ferry", "rate"), stat("pg:pg", "ferry-old", "rate")
         print()

@@ -5,6 +5,7 @@
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Timelike, Utc};
 
+use crate::iso;
 use crate::types::FerryType;
 use crate::value::{canonical_decimal, decimal_digits, parse_uuid, Value};
 
@@ -40,9 +41,9 @@ fn no_parse(text: &str, to: &FerryType) -> Refusal {
 fn as_text(v: &Value) -> String {
     match v {
         Value::Text(t) | Value::Json(t) => t.clone(),
-        Value::Timestamp(t) => t.format("%Y-%m-%d %H:%M:%S%.f").to_string(),
-        Value::TimestampTz(t) => t.format("%Y-%m-%d %H:%M:%S%.f+00").to_string(),
-        Value::Time(t) => t.format("%H:%M:%S%.f").to_string(),
+        Value::Timestamp(t) => iso::format_timestamp(t, ""),
+        Value::TimestampTz(t) => iso::format_timestamp(&t.naive_utc(), "+00"),
+        Value::Time(t) => iso::format_time(t),
         other => other.canonical().unwrap_or_default(),
     }
 }
@@ -94,8 +95,17 @@ fn decimal_text(v: &Value, to: &FerryType) -> Result<String, Refusal> {
     }
 }
 
-fn parse_timestamp(text: &str) -> Option<(NaiveDateTime, Option<DateTime<Utc>>)> {
+/// A timestamp in text, with its instant when the text names a zone.
+pub(crate) fn parse_timestamp(text: &str) -> Option<(NaiveDateTime, Option<DateTime<Utc>>)> {
     let t = text.trim();
+    // the plain ISO forms first, without chrono's format strings (the same
+    // results: none of the forms below reads these differently)
+    if let Some(dt) = iso::parse_timestamptz(t) {
+        return Some((dt.naive_utc(), Some(dt)));
+    }
+    if let Some(dt) = iso::parse_timestamp(t) {
+        return Some((dt, None));
+    }
     if let Ok(dt) = DateTime::parse_from_rfc3339(t) {
         return Some((dt.naive_utc(), Some(dt.with_timezone(&Utc))));
     }
@@ -125,6 +135,43 @@ fn parse_timestamp(text: &str) -> Option<(NaiveDateTime, Option<DateTime<Utc>>)>
 
 fn midnight(t: &NaiveDateTime) -> bool {
     t.num_seconds_from_midnight() == 0 && t.nanosecond() == 0
+}
+
+/// Refuses a canonical decimal `c` with more digits than a decimal type of
+/// `precision` and `scale` (`to`) holds: it would be rounded or overflow.
+pub(crate) fn check_decimal_digits(
+    c: &str,
+    precision: Option<u32>,
+    scale: Option<u32>,
+    to: &FerryType,
+) -> Result<(), Refusal> {
+    let (int, frac) = decimal_digits(c);
+    match (precision.map(|p| p as usize), scale.map(|s| s as usize)) {
+        // precision and scale: digits before and after the point
+        (Some(p), Some(s)) => {
+            if frac > s {
+                return Err(refuse(
+                    "22003",
+                    format!("value {c} has more than {s} digits after the point for {}: it would be rounded", to.describe()),
+                ));
+            }
+            if int > p.saturating_sub(s) {
+                return Err(out_of_range(&c, to));
+            }
+        }
+        // precision alone: significant digits, wherever the point is
+        (Some(p), None) if int + frac > p => {
+            return Err(refuse(
+                "22003",
+                format!(
+                    "value {c} has more than {p} significant digits for {}: it would be rounded",
+                    to.describe()
+                ),
+            ));
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// Converts `v` to a value of type `to`, or refuses it.
@@ -193,29 +240,7 @@ pub fn convert(v: Value, to: &FerryType) -> Result<Value, Refusal> {
         }
         T::Decimal { precision, scale } => {
             let c = decimal_text(&v, to)?;
-            let (int, frac) = decimal_digits(&c);
-            match (precision.map(|p| p as usize), scale.map(|s| s as usize)) {
-                // precision and scale: digits before and after the point
-                (Some(p), Some(s)) => {
-                    if frac > s {
-                        return Err(refuse(
-                            "22003",
-                            format!("value {c} has more than {s} digits after the point for {}: it would be rounded", to.describe()),
-                        ));
-                    }
-                    if int > p.saturating_sub(s) {
-                        return Err(out_of_range(&c, to));
-                    }
-                }
-                // precision alone: significant digits, wherever the point is
-                (Some(p), None) if int + frac > p => {
-                    return Err(refuse(
-                        "22003",
-                        format!("value {c} has more than {p} significant digits for {}: it would be rounded", to.describe()),
-                    ));
-                }
-                _ => {}
-            }
+            check_decimal_digits(&c, *precision, *scale, to)?;
             Ok(Value::Decimal(c))
         }
         T::Text { max_chars } => {

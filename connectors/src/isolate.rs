@@ -6,7 +6,7 @@
 
 use ferry_common::errors::{DbFailure, ErrorClass};
 
-use crate::convert::convert;
+use crate::convert_ref::convert_ref;
 use crate::rows::Row;
 use crate::types::FerryType;
 use crate::value::Value;
@@ -55,7 +55,9 @@ pub fn row_text(row: &[Value]) -> String {
 }
 
 /// Converts `rows` to the target's column `types`: rows with a value that
-/// cannot land exactly are refused here with Ferry's reason.
+/// cannot land exactly are refused here with Ferry's reason. Values that
+/// land as they are stay in place; a row is changed only once all its
+/// values passed, so a refusal records the row as read.
 pub fn convert_rows(
     rows: Vec<Row>,
     types: &[FerryType],
@@ -63,20 +65,20 @@ pub fn convert_rows(
     out: &mut Isolated,
 ) -> Vec<Row> {
     let mut ok = Vec::with_capacity(rows.len());
-    'rows: for row in rows {
-        // the row as read, for a refusal's record: a copy is cheaper than
-        // rendering every row as text up front
-        let read = row.clone();
-        let mut converted = Vec::with_capacity(row.len());
-        for (i, (v, ty)) in row.into_iter().zip(types).enumerate() {
-            match convert(v, ty) {
-                Ok(v) => converted.push(v),
+    let mut changed: Vec<(usize, Value)> = Vec::new();
+    'rows: for mut row in rows {
+        row.truncate(types.len());
+        changed.clear();
+        for (i, (v, ty)) in row.iter().zip(types).enumerate() {
+            match convert_ref(v, ty) {
+                Ok(None) => {}
+                Ok(Some(c)) => changed.push((i, c)),
                 Err(r) => {
                     out.rejected.push(Rejected {
                         key: key_position
-                            .and_then(|k| read.get(k))
+                            .and_then(|k| row.get(k))
                             .and_then(Value::canonical),
-                        row: row_text(&read),
+                        row: row_text(&row),
                         sqlstate: r.sqlstate.to_string(),
                         message: format!("column {}: {}", i + 1, r.message),
                     });
@@ -84,7 +86,10 @@ pub fn convert_rows(
                 }
             }
         }
-        ok.push(converted);
+        for (i, c) in changed.drain(..) {
+            row[i] = c;
+        }
+        ok.push(row);
     }
     ok
 }

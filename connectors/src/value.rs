@@ -96,6 +96,45 @@ pub fn canonical_decimal(text: &str) -> Option<String> {
     Some(out)
 }
 
+/// Whether `text` already is a canonical decimal (as `canonical_decimal`
+/// writes it), so it can be kept without a copy.
+pub fn is_canonical_decimal(text: &str) -> bool {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    let (int, frac) = match digits.split_once('.') {
+        Some((i, f)) => (i, Some(f)),
+        None => (digits, None),
+    };
+    let int_ok = !int.is_empty()
+        && int.bytes().all(|b| b.is_ascii_digit())
+        && (int == "0" || !int.starts_with('0'));
+    let frac_ok = match frac {
+        None => true,
+        Some(f) => !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit()) && !f.ends_with('0'),
+    };
+    // "-0" is written "0"
+    let signed_zero = text.starts_with('-') && int == "0" && frac.is_none();
+    int_ok && frac_ok && !signed_zero
+}
+
+/// A decimal read as `text`, in canonical form (kept as it is, without a
+/// copy, when it already is canonical; as read when it is not a number).
+pub fn into_canonical_decimal(mut text: String) -> String {
+    if is_canonical_decimal(&text) {
+        return text;
+    }
+    // the common case, a fixed scale ("12.50", "100.00"): cut the zeros
+    // after the point in place
+    if text.contains('.') {
+        let cut = text.trim_end_matches('0');
+        let cut = cut.strip_suffix('.').unwrap_or(cut);
+        if is_canonical_decimal(cut) {
+            text.truncate(cut.len());
+            return text;
+        }
+    }
+    canonical_decimal(&text).unwrap_or(text)
+}
+
 /// Digits before and after the point of a canonical decimal.
 pub fn decimal_digits(canonical: &str) -> (usize, usize) {
     let d = canonical.trim_start_matches('-');
@@ -138,7 +177,7 @@ impl Value {
                 }
                 s
             }
-            Value::Date(d) => d.format("%Y-%m-%d").to_string(),
+            Value::Date(d) => crate::iso::format_date(d),
             Value::Time(t) => t.format("%H:%M:%S%.6f").to_string(),
             Value::Timestamp(t) => t.format("%Y-%m-%d %H:%M:%S%.6f").to_string(),
             Value::TimestampTz(t) => t.format("%Y-%m-%d %H:%M:%S%.6f+00").to_string(),
@@ -199,6 +238,44 @@ mod tests {
         assert_eq!(canonical_decimal("1e5"), None);
         assert_eq!(canonical_decimal("abc"), None);
         assert_eq!(decimal_digits("-12.340"), (2, 3));
+        for t in [
+            "-0012.3400",
+            "0.0",
+            "-0.00",
+            ".5",
+            "100",
+            "12.50",
+            "-0",
+            "0",
+            "-0.5",
+            "7.",
+            "+3",
+            " 1",
+            "1e5",
+            "",
+            "-",
+            "00",
+            "0.10",
+            "12.5",
+            "-12.34",
+            "1..",
+            "1.0.",
+            "100.00",
+            "-0.50",
+            "10.",
+            "0.",
+        ] {
+            let canonical = canonical_decimal(t);
+            assert_eq!(
+                is_canonical_decimal(t),
+                canonical.as_deref() == Some(t),
+                "{t}"
+            );
+            assert_eq!(
+                into_canonical_decimal(t.to_string()),
+                canonical.unwrap_or(t.into())
+            );
+        }
         assert_eq!(decimal_digits("0.25"), (0, 2));
     }
 

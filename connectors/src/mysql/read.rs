@@ -13,7 +13,7 @@ use super::select::Bind;
 use super::session::exec;
 use crate::rows::{BatchSender, Batcher};
 use crate::types::FerryType;
-use crate::value::{canonical_decimal, parse_uuid, Value};
+use crate::value::{into_canonical_decimal, parse_uuid, Value};
 
 fn decode_failure(i: usize, e: impl std::fmt::Display) -> DbFailure {
     DbFailure {
@@ -43,7 +43,7 @@ pub fn decode(row: &MySqlRow, i: usize, ty: &FerryType) -> Result<Value, DbFailu
         FerryType::Float { .. } => Value::Float(row.try_get_unchecked::<f64, _>(i).map_err(fail)?),
         FerryType::Decimal { .. } => {
             let t = row.try_get_unchecked::<String, _>(i).map_err(fail)?;
-            Value::Decimal(canonical_decimal(&t).unwrap_or(t))
+            Value::Decimal(into_canonical_decimal(t))
         }
         FerryType::Text { .. } | FerryType::Other(_) => {
             Value::Text(row.try_get_unchecked::<String, _>(i).map_err(fail)?)

@@ -19,19 +19,22 @@ pub fn decode(row: &SqliteRow, i: usize) -> Result<Value, DbFailure> {
     if raw.is_null() {
         return Ok(Value::Null);
     }
-    let class = raw.type_info().name().to_ascii_uppercase();
+    let info = raw.type_info();
+    let class = info.name();
     let fail = |e: sqlx::Error| DbFailure {
         class: ErrorClass::Data,
         sqlstate: Some("22000".into()),
         message: format!("cannot read column {} of a source row: {e}", i + 1),
     };
-    Ok(match class.as_str() {
-        "INTEGER" | "BOOLEAN" | "INT4" => {
-            Value::Int(row.try_get_unchecked::<i64, _>(i).map_err(fail)?)
-        }
-        "REAL" => Value::Float(row.try_get_unchecked::<f64, _>(i).map_err(fail)?),
-        "BLOB" => Value::Bytes(row.try_get_unchecked::<Vec<u8>, _>(i).map_err(fail)?),
-        _ => Value::Text(row.try_get_unchecked::<String, _>(i).map_err(fail)?),
+    let is = |name: &str| class.eq_ignore_ascii_case(name);
+    Ok(if is("INTEGER") || is("BOOLEAN") || is("INT4") {
+        Value::Int(row.try_get_unchecked::<i64, _>(i).map_err(fail)?)
+    } else if is("REAL") {
+        Value::Float(row.try_get_unchecked::<f64, _>(i).map_err(fail)?)
+    } else if is("BLOB") {
+        Value::Bytes(row.try_get_unchecked::<Vec<u8>, _>(i).map_err(fail)?)
+    } else {
+        Value::Text(row.try_get_unchecked::<String, _>(i).map_err(fail)?)
     })
 }
 

@@ -15,6 +15,11 @@ use super::errors::classify;
 /// file before failing (transient: the chunk is retried).
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Rows SQLite's thread may read ahead of the task taking them (sqlx's
+/// default is 50): a batch's worth, so the two threads hand rows over in
+/// runs instead of waking each other for every row.
+const ROW_BUFFER: usize = crate::rows::BATCH_ROWS;
+
 /// The file a `sqlite:` URL names.
 pub fn path_of(url: &str) -> PathBuf {
     let rest = url.split_once(':').map(|(_, r)| r).unwrap_or(url);
@@ -35,6 +40,7 @@ pub async fn open(name: &str, url: &str) -> Result<SqliteConnection, DbFailure> 
         .filename(&path)
         .create_if_missing(false)
         .busy_timeout(BUSY_TIMEOUT)
+        .row_buffer_size(ROW_BUFFER)
         .connect()
         .await
         .map_err(|e| classify(&e).context(format!("cannot open '{name}' ({})", path.display())))

@@ -12,6 +12,7 @@ use sqlx::{AssertSqlSafe, Sqlite};
 
 use super::errors::classify;
 use super::sql::{quote_ident, quote_list, quote_table};
+use crate::iso;
 use crate::rows::Row;
 use crate::value::Value;
 
@@ -99,10 +100,10 @@ pub fn bind_value<'q>(
         Value::Float(f) => q.bind(*f),
         Value::Decimal(t) | Value::Text(t) | Value::Json(t) => q.bind(t.clone()),
         Value::Bytes(b) => q.bind(b.clone()),
-        Value::Date(d) => q.bind(d.format("%Y-%m-%d").to_string()),
-        Value::Time(t) => q.bind(t.format("%H:%M:%S%.f").to_string()),
-        Value::Timestamp(t) => q.bind(t.format("%Y-%m-%d %H:%M:%S%.f").to_string()),
-        Value::TimestampTz(t) => q.bind(t.format("%Y-%m-%d %H:%M:%S%.f+00:00").to_string()),
+        Value::Date(d) => q.bind(iso::format_date(d)),
+        Value::Time(t) => q.bind(iso::format_time(t)),
+        Value::Timestamp(t) => q.bind(iso::format_timestamp(t, "")),
+        Value::TimestampTz(t) => q.bind(iso::format_timestamp(&t.naive_utc(), "+00:00")),
         Value::Uuid(u) => q.bind(crate::value::uuid_text(u)),
     }
 }
