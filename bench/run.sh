@@ -15,7 +15,7 @@
 #   WIDE_ROWS  rows of the wide `wide` table, 2 KB text per row (default 500000)
 #   ROUNDS     rounds; every config runs once per round, medians are reported (default 3)
 #   ONLY       configs or groups to run (default: all). Groups: narrow, wide, mem, ferry, peers,
-#              obs (local2 and local2-obs), keyless (the keyless table `heap` beside `items`).
+#              obs (local2 and local2-obs), keyless (the keyless table `heap` beside `items`), chunkcost.
 #              Configs: pipe pipe-nopk local1 local2 local4 dist local2-replace dist-replace
 #                       keyless-local2 keyless-dist keyless-pipe2
 #                       pgcopydb pgcopydb-clone sling wide-pipe wide-local2 wide-dist wide-local2-replace
@@ -26,6 +26,8 @@
 #                adaptive8 (`--workers 8`: adaptive concurrency below 8), chunks of CONCUR_CHUNK rows
 #              Group keyless: `heap` (the `items` rows, no primary key: Ferry splits it into ctid block
 #                ranges) beside `items` with its key, and two psql pipes over ctid halves of `heap`
+#              Group chunkcost: the per-chunk and per-job cost (issue 16 item 3): pipe, pipe-nopk, local1,
+#                local2-replace, dist, keyless-dist, keyless-pipe2
 #   KEEP=1     leave the cluster and etcd running
 #   FRESH=1    re-initdb the cluster (and regenerate the data)
 #   ETCD       auto (default): run the distributed coordinator with --etcd when its --help lists it;
@@ -86,6 +88,7 @@ for w in $ONLY; do
     obs) for c in local2 local2-obs; do WANT[$c]=1; done ;;
     concur) for c in fixed1 fixed2 fixed4 fixed8 adaptive8; do WANT[$c]=1; done ;;
     keyless) for c in local2 dist keyless-local2 keyless-dist keyless-pipe2; do WANT[$c]=1; done ;;
+    chunkcost) for c in pipe pipe-nopk local1 local2-replace dist keyless-dist keyless-pipe2; do WANT[$c]=1; done ;;
     *) [[ " $ALL_CONFIGS " == *" $w "* ]] || die "unknown config or group in ONLY: $w"; WANT[$w]=1 ;;
   esac
 done

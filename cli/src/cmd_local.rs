@@ -129,10 +129,13 @@ async fn run_local(args: Args) -> i32 {
         workers.push(tokio::spawn(ferry_worker::run(cfg, stop.clone())));
     }
     let code = submit_and_follow(&url, &args).await;
+    // the job has ended and nothing more will be leased: the workers' long
+    // polls end now, so they stop at once
+    scheduler.close_long_polls();
+    stop.cancel();
     if !scheduler.flush_history(LOCAL_HISTORY_FLUSH).await {
         tracing::warn!("the job's history row was not written before exit");
     }
-    stop.cancel();
     for w in workers {
         let _ = tokio::time::timeout(LOCAL_WORKER_STOP, w).await;
     }

@@ -94,15 +94,16 @@ pub const REPLICA_DOWN_FOR: Duration = ELECTION_TTL;
 /// election lease, so the standby may lead at once: one etcd request.
 pub const RESIGN_TIMEOUT: Duration = ETCD_REQUEST_TIMEOUT;
 
-/// How long etcd's group committer waits after a chunk write arrives for
-/// others to share its transaction, unless the batch fills first. etcd's
-/// small-cluster sizing assumes at most a few hundred write requests a
-/// second; a batch formed at most every 10 ms keeps a busy leader under 100
-/// partial transactions a second (the batches in flight do not change that:
-/// each waits from its own first write), so a steady 1,000 chunks/s (two
-/// writes each) costs about 100 write requests a second instead of one per
-/// write. A lease or report waits at most this much longer, against chunks
-/// that take seconds.
+/// The pace of etcd's group committer under load: one transaction per this
+/// interval once a short burst is spent (see `store::commit_pace`); writes
+/// that arrive meanwhile share the next transaction, unless the batch fills
+/// first. etcd's small-cluster sizing assumes at most a few hundred write
+/// requests a second; one per 10 ms keeps a busy leader under 100
+/// transactions a second, so a steady 1,000 chunks/s (two writes each) costs
+/// about 100 write requests a second instead of one per write. While the rate
+/// is low (a few workers, chunks of tens of milliseconds and more) a write
+/// goes out at once: the pause between a worker's chunks is one etcd round
+/// trip, not this interval.
 pub const GROUP_COMMIT_LINGER: Duration = Duration::from_millis(10);
 /// Etcd client keepalive ping interval: a dead connection to a member is
 /// noticed within a couple of seconds, well inside a request deadline.

@@ -178,12 +178,34 @@ pub async fn process(ctx: &ChunkContext, a: &ChunkAssignment, handle: &ChunkHand
     }
     let worker_id = ctx.session.id();
     let attempt = chunk.attempt(a, &worker_id);
-    let target = match ctx.pool.get(&a.target, DbRole::Target).await {
+    // Source and target are readied at once: the claim of the ledger row in
+    // the target beside the read transaction in the source, each one
+    // pipelined round trip.
+    let (target, source) = futures::join!(
+        ctx.pool.get(&a.target, DbRole::Target),
+        ctx.pool.get(&a.source, DbRole::Source)
+    );
+    let target = match target {
         Ok(Conn::Postgres(c)) => c,
         Ok(other) => return Outcome::Failed(not_postgres(&a.target, &other)),
         Err(f) => return Outcome::Failed(f),
     };
-    match attempt.claim(&target).await {
+    let source = match source {
+        Ok(Conn::Postgres(c)) => c,
+        Ok(other) => return Outcome::Failed(not_postgres(&a.source, &other)),
+        Err(f) => return Outcome::Failed(f),
+    };
+    let select = chunk.select(a);
+    let (claim, read) = futures::join!(
+        attempt.claim(&target),
+        begin_read(
+            &source,
+            &select,
+            a.source_bitmap_scan,
+            chunk.snapshot.as_ref(),
+        )
+    );
+    match claim {
         Ok(Claim::Claimed) => {}
         Ok(Claim::AlreadyCommitted {
             rows_written,
@@ -191,36 +213,38 @@ pub async fn process(ctx: &ChunkContext, a: &ChunkAssignment, handle: &ChunkHand
         }) => {
             ctx.pool
                 .put(&a.target, DbRole::Target, Conn::Postgres(target));
+            if read.is_ok() && end_read(&source).await.is_ok() {
+                ctx.pool
+                    .put(&a.source, DbRole::Source, Conn::Postgres(source));
+            }
             return Outcome::AlreadyCommitted {
                 rows_written,
                 rows_rejected,
             };
         }
+        // dropping the connections ends their sessions and transactions
         Err(f) => return Outcome::Failed(f),
     }
-    let source = match ctx.pool.get(&a.source, DbRole::Source).await {
-        Ok(Conn::Postgres(c)) => c,
-        Ok(other) => return Outcome::Failed(not_postgres(&a.source, &other)),
-        Err(f) => return Outcome::Failed(f),
-    };
-    let select = chunk.select(a);
-    let result = match begin_read(
-        &source,
-        &select,
-        a.source_bitmap_scan,
-        chunk.snapshot.as_ref(),
-    )
-    .await
-    {
+    let result = match read {
         Ok(()) => stream_chunk(ctx, a, &chunk, &attempt, handle, &source, &target).await,
         Err(f) => Err(CopyStop::Db(f)),
     };
+    // The target commits; the source's read transaction ends beside it.
+    let result = match result {
+        Ok(counts) => {
+            let (committed, ended) = futures::join!(exec(&target, "COMMIT"), end_read(&source));
+            committed
+                .map(|()| (counts, ended.is_ok()))
+                .map_err(CopyStop::Db)
+        }
+        Err(stop) => Err(stop),
+    };
     match result {
-        Ok((rows_written, rows_rejected)) => {
+        Ok(((rows_written, rows_rejected), source_ended)) => {
             ctx.faults.after_commit();
             // The chunk is committed: a source that cannot end its read
             // transaction is dropped rather than pooled.
-            if end_read(&source).await.is_ok() {
+            if source_ended {
                 ctx.pool
                     .put(&a.source, DbRole::Source, Conn::Postgres(source));
             }
@@ -261,7 +285,7 @@ fn not_postgres(name: &str, conn: &Conn) -> DbFailure {
 
 /// Inside the claimed transaction: (repair) delete the range, copy fast, fall
 /// back to the row-isolating path on a data error, merge (upsert), record
-/// rejects and counts, and commit unless the coordinator says stop.
+/// rejects and counts; the caller commits (Ok) unless the coordinator said stop.
 async fn stream_chunk(
     ctx: &ChunkContext,
     a: &ChunkAssignment,
@@ -337,14 +361,20 @@ async fn stream_chunk(
     .await?;
     let rejected = rejected.len() as u64;
     handle.rows.store(written + rejected, Ordering::Relaxed);
-    attempt.record_counts(target, written, rejected).await?;
     check_fence(ctx, handle).map_err(CopyStop::Abort)?;
-    if !ctx.session.still_holds(&handle.chunk, written).await {
+    // the counts are written while the coordinator is asked whether the
+    // attempt still holds its chunk; the caller commits only after both
+    let (counts, holds) = futures::join!(
+        attempt.record_counts(target, written, rejected),
+        ctx.session.still_holds(&handle.chunk, written)
+    );
+    counts?;
+    if !holds {
         return Err(CopyStop::Abort(
             "the coordinator asked to stop before the commit (job cancelled or chunk leased again)"
                 .into(),
         ));
     }
-    exec(target, "COMMIT").await?;
+    check_fence(ctx, handle).map_err(CopyStop::Abort)?;
     Ok((written, rejected))
 }

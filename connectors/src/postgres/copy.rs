@@ -8,7 +8,7 @@ use bytes::{Bytes, BytesMut};
 use ferry_common::errors::{classify_pg, DbFailure, ErrorClass};
 use ferry_common::proto::TableRef;
 use futures::{FutureExt, SinkExt, StreamExt};
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
@@ -63,23 +63,39 @@ pub async fn begin_read(
     bitmap_scan: bool,
     snapshot: Option<&SnapshotId>,
 ) -> Result<(), DbFailure> {
-    match snapshot {
-        Some(id) => super::snapshot::begin_in(source, id).await?,
-        None => exec(source, super::snapshot::BEGIN_SNAPSHOT).await?,
-    }
-    if bitmap_scan {
-        exec(source, "SET LOCAL enable_indexscan = off").await?;
-    }
+    // One round trip: the statements are pipelined, and the first failure is
+    // the answer (a failed step fails the ones after it; `begin_in` rolls
+    // the transaction back behind them).
+    let begin = async {
+        match snapshot {
+            Some(id) => super::snapshot::begin_in(source, id).await,
+            None => exec(source, super::snapshot::BEGIN_SNAPSHOT).await,
+        }
+    };
+    let index_scans = async {
+        if bitmap_scan {
+            exec(source, "SET LOCAL enable_indexscan = off").await
+        } else {
+            Ok(())
+        }
+    };
     let (_, values) = chunk.binary();
-    if let Some(bind) = bind_settings(&values) {
-        let params: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| v as _).collect();
+    let bind = async {
+        let Some(sql) = bind_settings(&values) else {
+            return Ok(());
+        };
+        let params: Vec<(&(dyn ToSql + Sync), Type)> =
+            values.iter().map(|v| (v as _, Type::TEXT)).collect();
         source
-            .query(&bind, &params)
+            .query_typed(&sql, &params)
             .await
-            .map_err(|e| classify_pg(&e))?;
-    }
+            .map(|_| ())
+            .map_err(|e| classify_pg(&e))
+    };
     // a read that fails on a bad value (a cast) is rewound to here
-    exec(source, "SAVEPOINT ferry_read").await
+    let savepoint = exec(source, "SAVEPOINT ferry_read");
+    let (begun, index_scans, bound, saved) = futures::join!(begin, index_scans, bind, savepoint);
+    begun.and(index_scans).and(bound).and(saved)
 }
 
 /// Rewinds the chunk's read transaction after a failed read (a value the
@@ -111,12 +127,15 @@ pub async fn pass_through(
     );
     let (select, _) = chunk.binary();
     let copy_out = format!("COPY ({select}) TO STDOUT (FORMAT binary)");
-    let sink = target
-        .copy_in::<_, Bytes>(copy_in.as_str())
-        .await
-        .map_err(pg)?;
+    // both ends start at once: the source plans its query while the target
+    // readies its COPY
+    let (sink, stream) = futures::join!(
+        target.copy_in::<_, Bytes>(copy_in.as_str()),
+        source.copy_out(copy_out.as_str())
+    );
+    let sink = sink.map_err(pg)?;
     futures::pin_mut!(sink);
-    let stream = source.copy_out(copy_out.as_str()).await.map_err(pg)?;
+    let stream = stream.map_err(pg)?;
     futures::pin_mut!(stream);
 
     let stopped = || {

@@ -5,6 +5,7 @@
 use ferry_common::errors::{classify_pg, DbFailure, ErrorClass};
 use ferry_common::ledger::application_name;
 use ferry_common::timing::LEDGER_CLAIM_LOCK_TIMEOUT;
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::Client;
 
 use super::session::{exec, failed};
@@ -149,12 +150,14 @@ impl Attempt<'_> {
     /// Opens the chunk's transaction and claims its ledger row. When another
     /// attempt holds the claim (a frozen zombie), terminates the sessions of
     /// *older* attempts of this chunk and claims again.
+    ///
+    /// One round trip: naming the session, opening the transaction, the
+    /// claim and lifting the claim's lock timeout are pipelined (statements
+    /// with bound values go as unnamed statements of known types, no prepare
+    /// round trip); a failed step fails the ones after it, which are then
+    /// rolled back together.
     pub async fn claim(&self, target: &Client) -> Result<Claim, DbFailure> {
         let app = application_name(self.job_id, self.chunk_no, self.attempt);
-        target
-            .execute("SELECT set_config('application_name', $1, false)", &[&app])
-            .await
-            .map_err(|e| classify_pg(&e))?;
         let begin = format!(
             "BEGIN; SET LOCAL lock_timeout = '{}ms'",
             LEDGER_CLAIM_LOCK_TIMEOUT.as_millis()
@@ -177,20 +180,37 @@ impl Attempt<'_> {
         let chunk_no = self.chunk_no as i32;
         let attempt = self.attempt as i32;
         let token = self.token as i64;
+        let claim_params: [(&(dyn ToSql + Sync), Type); 5] = [
+            (&self.job_id, Type::TEXT),
+            (&chunk_no, Type::INT4),
+            (&attempt, Type::INT4),
+            (&token, Type::INT8),
+            (&self.worker, Type::TEXT),
+        ];
+        let name_params: [(&(dyn ToSql + Sync), Type); 1] = [(&app, Type::TEXT)];
         for _ in 0..CLAIM_TRIES {
-            exec(target, &begin).await?;
-            let claimed = target
-                .query_opt(
-                    &insert,
-                    &[&self.job_id, &chunk_no, &attempt, &token, &self.worker],
-                )
-                .await;
+            let (named, begun, claimed, unlocked) = futures::join!(
+                target.query_typed(
+                    "SELECT set_config('application_name', $1, false)",
+                    &name_params
+                ),
+                exec(target, &begin),
+                target.query_typed(&insert, &claim_params),
+                exec(target, "SET LOCAL lock_timeout = 0"),
+            );
+            if let Err(f) = named.map_err(|e| classify_pg(&e)).and(begun) {
+                let _ = exec(target, "ROLLBACK").await;
+                return Err(f);
+            }
             match claimed {
-                Ok(Some(_)) => {
-                    exec(target, "SET LOCAL lock_timeout = 0").await?;
+                Ok(rows) if !rows.is_empty() => {
+                    if let Err(f) = unlocked {
+                        let _ = exec(target, "ROLLBACK").await;
+                        return Err(f);
+                    }
                     return Ok(Claim::Claimed);
                 }
-                Ok(None) => {
+                Ok(_) => {
                     let row = target
                         .query_one(
                             &format!(
@@ -258,17 +278,18 @@ impl Attempt<'_> {
         rows_written: u64,
         rows_rejected: u64,
     ) -> Result<(), DbFailure> {
+        // an unnamed statement of known types: one round trip, no prepare
         target
-            .execute(
+            .query_typed(
                 &format!(
                     "UPDATE {} SET rows_written = $3, rows_rejected = $4, committed_at = now() WHERE job_id = $1 AND chunk_no = $2",
                     self.ledger()
                 ),
                 &[
-                    &self.job_id,
-                    &(self.chunk_no as i32),
-                    &(rows_written as i64),
-                    &(rows_rejected as i64),
+                    (&self.job_id, Type::TEXT),
+                    (&(self.chunk_no as i32), Type::INT4),
+                    (&(rows_written as i64), Type::INT8),
+                    (&(rows_rejected as i64), Type::INT8),
                 ],
             )
             .await

@@ -99,8 +99,14 @@ async fn export_open(client: &Client) -> Result<SnapshotId, DbFailure> {
 /// failure (the job's current snapshot is sent with the retry); the
 /// transaction is rolled back on failure.
 pub async fn begin_in(client: &Client, id: &SnapshotId) -> Result<(), DbFailure> {
-    exec(client, BEGIN_SNAPSHOT).await?;
-    if let Err(e) = client.batch_execute(&id.set_transaction()).await {
+    // one round trip: both statements are pipelined
+    let set_snapshot = id.set_transaction();
+    let (begun, set) = futures::join!(
+        exec(client, BEGIN_SNAPSHOT),
+        client.batch_execute(&set_snapshot)
+    );
+    begun?;
+    if let Err(e) = set {
         let _ = exec(client, "ROLLBACK").await;
         let f = classify_pg(&e);
         if is_lost(&f) {

@@ -3,6 +3,7 @@
 //! heartbeating loses its chunks once its lease runs out.
 
 use std::collections::HashSet;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -157,13 +158,22 @@ impl Scheduler {
             tokio::pin!(notified);
             notified.as_mut().enable();
             let out = self.lease_now(worker_id, slots.max(1)).await?;
-            if !out.is_empty() {
+            if !out.is_empty() || self.polls_closed.load(Ordering::SeqCst) {
                 return Ok(out);
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
                 return Ok(Vec::new());
             }
         }
+    }
+
+    /// Ends every AcquireChunk long poll now, and lets none wait from now
+    /// on (a poll still leases what is ready): for a coordinator that has
+    /// nothing more to lease, `ferry local` once its one job has ended, so
+    /// its workers stop at once instead of when their poll times out.
+    pub fn close_long_polls(&self) {
+        self.polls_closed.store(true, Ordering::SeqCst);
+        self.ready.notify_waiters();
     }
 
     /// Drops workers whose lease ran out and requeues their chunks; also

@@ -90,6 +90,8 @@ pub struct Scheduler {
     history_pending: std::sync::atomic::AtomicUsize,
     /// Source snapshots held for SNAPSHOT jobs (`snapshot.rs`).
     snapshots: snapshot::Holds,
+    /// Set once AcquireChunk may no longer wait (`leases::close_long_polls`).
+    polls_closed: std::sync::atomic::AtomicBool,
 }
 
 impl Scheduler {
@@ -104,6 +106,7 @@ impl Scheduler {
             changes: tokio::sync::watch::channel(0).0,
             history_pending: std::sync::atomic::AtomicUsize::new(0),
             snapshots: snapshot::Holds::default(),
+            polls_closed: std::sync::atomic::AtomicBool::new(false),
         })
     }
 

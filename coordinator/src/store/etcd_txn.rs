@@ -8,7 +8,9 @@ use std::sync::Arc;
 use etcd_client::{Client, Compare, CompareOp, Txn, TxnOp, TxnOpResponse};
 use ferry_common::timing::GROUP_COMMIT_LINGER;
 use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::time::Instant;
 
+use super::commit_pace::{Pace, COMMIT_BURST};
 use super::etcd::{map_err, with_retry, LeaderFence};
 use super::StoreError;
 
@@ -29,9 +31,10 @@ struct Pending {
     tx: oneshot::Sender<Result<i64, StoreError>>,
 }
 
-/// Combines chunk writes that arrive within `GROUP_COMMIT_LINGER` of the
-/// first, or while earlier ones are in flight, into one transaction: the
-/// fence plus every write's compares, then every write's operations. The transaction's revision is each chunk's new version (and,
+/// Combines chunk writes that arrive together, while the pace holds the next
+/// transaction back (see `commit_pace`), or while earlier ones are in flight,
+/// into one transaction: the fence plus every write's compares, then every
+/// write's operations. The transaction's revision is each chunk's new version (and,
 /// for a lease, its fencing token), exactly as if it had been written alone.
 /// Writes to one chunk never share a transaction: the scheduler keeps at most
 /// one write per chunk in flight.
@@ -73,12 +76,17 @@ impl GroupCommitter {
 
 async fn run(client: Client, fence: Option<LeaderFence>, mut rx: mpsc::UnboundedReceiver<Pending>) {
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+    let mut pace = Pace::new(GROUP_COMMIT_LINGER, COMMIT_BURST, Instant::now());
     while let Some(first) = rx.recv().await {
-        // the batch fills for the linger time, and while it waits for a slot
-        let linger = tokio::time::Instant::now() + GROUP_COMMIT_LINGER;
         let mut batch = vec![first];
+        // writes made together (a completion and the worker's next lease)
+        // reach the queue within one poll of their caller: let them in
+        tokio::task::yield_now().await;
+        // the batch fills until the pace lets it go (at once while etcd is
+        // not busy), and while it waits for a slot
+        let go = pace.ready_at(Instant::now());
         while batch.len() < BATCH {
-            match tokio::time::timeout_at(linger, rx.recv()).await {
+            match tokio::time::timeout_at(go, rx.recv()).await {
                 Ok(Some(p)) => batch.push(p),
                 Ok(None) | Err(_) => break,
             }
@@ -92,6 +100,7 @@ async fn run(client: Client, fence: Option<LeaderFence>, mut rx: mpsc::Unbounded
                 Err(_) => break,
             }
         }
+        pace.sent(Instant::now());
         let (client, fence) = (client.clone(), fence.clone());
         tokio::spawn(async move {
             commit(&client, fence.as_ref(), batch).await;

@@ -2,6 +2,7 @@
 //! trait with an in-memory backend (single coordinator, tests) and an etcd
 //! backend (failover).
 
+mod commit_pace;
 mod etcd;
 mod etcd_layout;
 mod etcd_load;
