@@ -50,6 +50,8 @@ fn spec() -> JobSpec {
         query: "SELECT id FROM synthetic".into(),
         table: "public.synthetic".into(),
         max_workers: Some(3),
+        // three chunks leased at once, not what adaptive concurrency starts at
+        adaptive_concurrency: Some(false),
         ..Default::default()
     }
 }

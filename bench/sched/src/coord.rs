@@ -273,6 +273,9 @@ fn spec(workers: u32) -> JobSpec {
         // high enough that the per-job in-flight cap never binds (a worker
         // holds one chunk), within the limit a spec may ask for
         max_workers: Some((workers.max(1000) * 2).min(MAX_MAX_WORKERS)),
+        // the lease path at its cap: synthetic chunks have no target whose
+        // throughput adaptive concurrency could measure
+        adaptive_concurrency: Some(false),
         ..Default::default()
     }
 }

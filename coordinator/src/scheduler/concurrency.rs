@@ -3,6 +3,12 @@
 //! or Netflix's concurrency-limits: add one stream while rows/s rises, back
 //! off multiplicatively when it does not).
 //!
+//! A job starts in slow start, as TCP does: the level doubles while each
+//! doubling raises rows/s, so a job capped at hundreds of workers on a
+//! cluster that can take them reaches them in a few windows instead of one
+//! stream per window. The first doubling that does not help ends slow
+//! start at the level it doubled from, and AIMD takes over from there.
+//!
 //! Throughput is measured over completed chunks by Little's law: a window
 //! of chunks leased at one level gives `Σ rows / Σ lease→complete seconds`
 //! per stream, times the streams in flight when each was leased. Noise is
@@ -73,6 +79,10 @@ pub(crate) struct Controller {
     fails: u32,
     /// The level was reached by a step up.
     came_up: bool,
+    /// Still in slow start (doubling).
+    slow: bool,
+    /// In slow start, the level the last doubling started from.
+    doubled_from: Option<u32>,
 }
 
 impl Controller {
@@ -89,6 +99,8 @@ impl Controller {
             hold: 0,
             fails: 0,
             came_up: false,
+            slow: true,
+            doubled_from: None,
         }
     }
 
@@ -167,6 +179,9 @@ impl Controller {
     /// `r` (None: stay).
     fn decide(&mut self, r: f64, binding: bool) -> Option<u32> {
         let l = self.limit;
+        if self.slow {
+            return self.slow_start(r, binding);
+        }
         let down = l
             .checked_sub(1)
             .filter(|d| *d >= 1)
@@ -194,6 +209,33 @@ impl Controller {
             return Some(l - 1);
         }
         (l < self.cap && binding).then_some(l + 1)
+    }
+}
+
+impl Controller {
+    /// Slow start's next level: double while doubling raised rows/s by
+    /// `RISE`; otherwise end slow start at the level doubled from.
+    fn slow_start(&mut self, r: f64, binding: bool) -> Option<u32> {
+        let l = self.limit;
+        let from = self
+            .doubled_from
+            .and_then(|f| self.rates.get(&f).map(|rate| (f, *rate)));
+        if let Some((f, rate)) = from {
+            if r < rate * (1.0 + RISE) {
+                self.slow = false;
+                self.hold = FIRST_HOLD;
+                return Some(f);
+            }
+        }
+        if !binding {
+            return None;
+        }
+        if l >= self.cap {
+            self.slow = false;
+            return None;
+        }
+        self.doubled_from = Some(l);
+        Some(l.saturating_mul(2).min(self.cap))
     }
 }
 

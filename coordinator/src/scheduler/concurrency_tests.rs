@@ -141,7 +141,7 @@ fn chunks_leased_before_a_change_are_not_measured() {
     for n in 1..=3 {
         c.completed(n, ROWS, 0.5, 2);
     }
-    assert_eq!(c.limit(), 3, "the first window steps up");
+    assert_eq!(c.limit(), 4, "the first window doubles (slow start)");
     // chunk 9 ran at the old level: no sample, no change
     assert_eq!(c.completed(9, ROWS, 100.0, 2), None);
     assert_eq!(c.completed(42, ROWS, 1.0, 2), None, "never leased");
@@ -170,4 +170,27 @@ fn rates_read_like_the_log() {
     assert_eq!(human_rate(510_000.0), "510k");
     assert_eq!(human_rate(1_250_000.0), "1.2M");
     assert_eq!(human_rate(830.0), "830");
+}
+
+#[test]
+fn slow_start_reaches_a_large_cap_in_a_few_windows() {
+    // rows/s grows with every stream up to 256 (a big cluster)
+    let mut c = Controller::new(256);
+    let mut n = 0;
+    let mut windows = 0;
+    while c.limit() < 256 && windows < 20 {
+        let l = c.limit();
+        for _ in 0..l.max(3) {
+            n += 1;
+            c.leased(n, l);
+            // each stream takes as long as alone: rows/s proportional to streams
+            c.completed(n, ROWS, 0.5, l);
+        }
+        windows += 1;
+    }
+    assert_eq!(c.limit(), 256, "after {windows} windows");
+    assert!(
+        windows <= 8,
+        "2 → 256 by doubling takes 7 windows, took {windows}"
+    );
 }
