@@ -8,11 +8,14 @@
 //! `open_snapshot_session` is the one place such a session is opened: the
 //! connection budget reserves its connection there.
 
+use std::sync::Arc;
+
 use ferry_common::connections::ConnectionRegistry;
 use ferry_common::errors::ErrorClass;
 use ferry_common::timing::SNAPSHOT_PING;
 use ferry_connectors::postgres::session;
 use ferry_connectors::postgres::snapshot::{self, SnapshotId};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::budget::Reservation;
@@ -27,6 +30,8 @@ pub struct SnapshotSession {
     /// as before), rather than a new one.
     pub adopted: bool,
     stop: CancellationToken,
+    /// Wakes the keeper to touch the session now (a chunk found the snapshot gone).
+    probe: Arc<Notify>,
     /// The session's place in the connection budget, given back with it.
     reservation: Option<Reservation>,
 }
@@ -37,6 +42,13 @@ impl SnapshotSession {
     pub fn counted(mut self, reservation: Reservation) -> Self {
         self.reservation = Some(reservation);
         self
+    }
+
+    /// Touches the session now instead of at the next `SNAPSHOT_PING`, so a
+    /// lost session is noticed (and replaced) before chunks use up their
+    /// retries on it.
+    pub fn probe(&self) {
+        self.probe.notify_one();
     }
 }
 
@@ -77,6 +89,8 @@ pub async fn open_snapshot_session(
     };
     let stop = CancellationToken::new();
     let stopped = stop.clone();
+    let probe = Arc::new(Notify::new());
+    let probed = Arc::clone(&probe);
     let job = job_id.to_string();
     tokio::spawn(async move {
         loop {
@@ -86,14 +100,16 @@ pub async fn open_snapshot_session(
                     tracing::debug!(job = %job, "source snapshot released");
                     return;
                 }
-                _ = tokio::time::sleep(SNAPSHOT_PING) => {
-                    if let Err(e) = client.simple_query("SELECT 1").await {
-                        if !stopped.is_cancelled() {
-                            on_lost(format!("the source session holding the snapshot ended: {e}"));
-                        }
-                        return;
-                    }
+                _ = tokio::time::sleep(SNAPSHOT_PING) => {}
+                _ = probed.notified() => {}
+            }
+            if let Err(e) = client.simple_query("SELECT 1").await {
+                if !stopped.is_cancelled() {
+                    on_lost(format!(
+                        "the source session holding the snapshot ended: {e}"
+                    ));
                 }
+                return;
             }
         }
     });
@@ -101,6 +117,7 @@ pub async fn open_snapshot_session(
         id,
         adopted,
         stop,
+        probe,
         reservation: None,
     })
 }

@@ -165,10 +165,16 @@ impl WorkerService for WorkerApi {
         } else {
             format!("{reported} (SQLSTATE {})", truncate(&r.sqlstate, 5))
         };
+        // PostgreSQL's codes for a snapshot it no longer knows ("invalid
+        // snapshot identifier", "could not import the requested snapshot")
+        let snapshot_gone = matches!(r.sqlstate.as_str(), "22023" | "55000");
         let scheduler = self.gate.scheduler()?;
         let worker = r.worker_id;
         detached(async move {
             let (job, chunk_no) = (chunk.job_id.clone(), chunk.chunk_no);
+            if snapshot_gone {
+                scheduler.probe_snapshot(&job);
+            }
             scheduler
                 .fail(&worker, chunk, class, aborted, &message)
                 .await?;

@@ -47,6 +47,13 @@ impl Holds {
         self.lock().insert(job_id.to_string(), session);
     }
 
+    /// Touches `job_id`'s snapshot session now (see `SnapshotSession::probe`).
+    pub(crate) fn probe(&self, job_id: &str) {
+        if let Some(s) = self.lock().get(job_id) {
+            s.probe();
+        }
+    }
+
     /// Closes `job_id`'s snapshot session (the job ended).
     pub(crate) fn release(&self, job_id: &str) {
         self.lock().remove(job_id);
@@ -138,6 +145,12 @@ impl Scheduler {
         )
         .await?;
         Ok(session.counted(place))
+    }
+
+    /// A chunk of `job_id` found its snapshot gone: touches the session
+    /// holding it now, so its loss starts `replace_snapshot` at once.
+    pub(crate) fn probe_snapshot(&self, job_id: &str) {
+        self.snapshots.probe(job_id);
     }
 
     /// The session holding `job_id`'s snapshot ended: its chunks wait until
