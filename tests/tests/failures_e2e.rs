@@ -133,7 +133,13 @@ async fn a_chunk_attempt_that_panics_is_retried() {
         .start()
         .await;
     cluster.dbs().prepare_items(300_000).await;
-    let job = cluster.submit(&Submit::items().chunk_size(50_000));
+    // a fixed level, so the faulty worker gets its second chunk (adaptive
+    // concurrency starts at 2 in flight, which the other worker may take)
+    let job = cluster.submit(
+        &Submit::items()
+            .chunk_size(50_000)
+            .args(&["--fixed-workers"]),
+    );
     assert_exact_job(&cluster, &job, 300_000).await;
     let worker = cluster.worker(0).log();
     assert!(
