@@ -442,12 +442,28 @@ fn normalize(url: &str) -> String {
 }
 
 /// Whether a status means "try another coordinator": this one is down,
-/// unreachable, or not the leader. Decided by the code alone.
+/// unreachable, not the leader, or did not answer within the call's own
+/// deadline (a frozen or vanished leader; tonic reports that as CANCELLED
+/// with `TimeoutExpired` as its cause). Decided by the code and the typed
+/// cause, never by the message.
 pub fn is_failover_status(status: &tonic::Status) -> bool {
-    matches!(
-        status.code(),
-        tonic::Code::Unavailable | tonic::Code::Unknown
-    )
+    match status.code() {
+        tonic::Code::Unavailable | tonic::Code::Unknown => true,
+        tonic::Code::Cancelled => timed_out(status),
+        _ => false,
+    }
+}
+
+/// Whether the status's cause chain holds tonic's client-side deadline error.
+fn timed_out(status: &tonic::Status) -> bool {
+    let mut cause = std::error::Error::source(status);
+    while let Some(e) = cause {
+        if e.is::<tonic::TimeoutExpired>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 #[cfg(test)]
@@ -503,6 +519,25 @@ mod tests {
         s.metadata_mut()
             .insert(LEADER_HINT_KEY, "http://10.0.0.7:50051".parse().unwrap());
         assert_eq!(leader_hint(&s).as_deref(), Some("http://10.0.0.7:50051"));
+    }
+
+    #[tokio::test]
+    async fn a_replica_that_never_answers_is_a_failover() {
+        // accepts connections (the kernel's backlog) and never answers, as a
+        // frozen leader does
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", silent.local_addr().unwrap());
+        let c = Coordinators::new(&url, Some(Duration::from_millis(300))).unwrap();
+        let err = c
+            .jobs()
+            .list_jobs(crate::proto::ListJobsRequest { limit: 0 })
+            .await
+            .expect_err("nobody answers");
+        assert_eq!(err.code(), tonic::Code::Cancelled, "{err:?}");
+        assert!(is_failover_status(&err), "a call's own deadline: {err:?}");
+        // a cancellation that is not our deadline is no reason to move
+        assert!(!is_failover_status(&tonic::Status::cancelled("cancelled")));
+        drop(silent);
     }
 
     #[tokio::test]

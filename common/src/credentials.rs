@@ -164,6 +164,9 @@ impl ChannelFactory {
         let mut ep = Endpoint::from_shared(plain)
             .map_err(|e| e.to_string())?
             .connect_timeout(crate::timing::COORDINATOR_CONNECT_TIMEOUT)
+            .http2_keep_alive_interval(crate::timing::COORDINATOR_KEEPALIVE_INTERVAL)
+            .keep_alive_timeout(crate::timing::COORDINATOR_KEEPALIVE_TIMEOUT)
+            .keep_alive_while_idle(true)
             .tcp_nodelay(true);
         if let Some(t) = request_timeout {
             ep = ep.timeout(t);

@@ -120,6 +120,18 @@ pub const ASSIGNMENT_WATCH_RETRY: Duration = ELECTION_RETRY;
 /// TCP connect timeout to a coordinator: shorter than a worker call's
 /// deadline, so a dead address leaves time to try the next one.
 pub const COORDINATOR_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// HTTP/2 ping interval on a connection to a coordinator, and how long a ping
+/// may go unanswered before the connection is dropped: a leader whose host
+/// vanished (a killed pod's address answers nothing, so no reset comes) is
+/// noticed within their sum instead of after a call's deadline, and the
+/// worker moves to the next address well inside its lease.
+pub const COORDINATOR_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
+/// See `COORDINATOR_KEEPALIVE_INTERVAL`.
+pub const COORDINATOR_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(2);
+/// After a failed heartbeat a worker sends the next one this soon, not a
+/// heartbeat interval later: across a leader's failover it reaches the new
+/// leader as soon as that one leads, before its lease can run out.
+pub const HEARTBEAT_RETRY: Duration = Duration::from_millis(500);
 /// A worker whose lease request failed waits this long before asking again
 /// (half the acquire long-poll: quick, without spinning on a dead leader).
 pub const WORKER_LEASE_RETRY: Duration = Duration::from_millis(500);
@@ -284,6 +296,13 @@ mod tests {
     #[test]
     fn retries_fit_inside_their_deadlines() {
         assert!(COORDINATOR_CONNECT_TIMEOUT < RPC_TIMEOUT);
+        // a dead connection is dropped before a call on it times out, and a
+        // worker following a takeover heartbeats the new leader inside its lease
+        assert!(COORDINATOR_KEEPALIVE_INTERVAL + COORDINATOR_KEEPALIVE_TIMEOUT < RPC_TIMEOUT);
+        assert!(
+            ELECTION_TTL + ELECTION_POLL + COORDINATOR_KEEPALIVE_TIMEOUT + HEARTBEAT_RETRY
+                < DEFAULT_WORKER_LEASE_TTL
+        );
         assert!(REGISTER_RETRY_MAX <= ELECTION_TTL);
         assert!(REPORT_GIVE_UP >= DEFAULT_WORKER_LEASE_TTL * 3);
         assert!(ETCD_UNSENT_RETRY * 16 < ETCD_REQUEST_TIMEOUT);

@@ -244,14 +244,39 @@ impl ChaosRun {
     /// `became the leader coordinator` line; returns the killed slot. The
     /// takeover time is measured up to that line's own timestamp.
     pub fn kill_leader(&mut self) -> usize {
+        self.take_out_leader(false)
+    }
+
+    /// Freezes the leader coordinator (SIGSTOP): it keeps its ports and
+    /// connections and answers nothing, as a leader on a vanished host does
+    /// (no reset reaches the workers). Waits for the standby's takeover like
+    /// `kill_leader`; `thaw_coordinator` wakes the frozen one as a zombie.
+    pub fn freeze_leader(&mut self) -> usize {
+        self.take_out_leader(true)
+    }
+
+    /// SIGCONT to a frozen coordinator.
+    pub fn thaw_coordinator(&mut self, slot: usize) {
+        self.note_fault(format!("SIGCONT coordinator c{slot} (a zombie leader)"));
+        self.cluster.coordinator(slot).thaw();
+    }
+
+    /// Takes the leader out (SIGSTOP when `freeze`, else SIGKILL) and waits
+    /// for the standby's takeover; returns the leader's slot.
+    fn take_out_leader(&mut self, freeze: bool) -> usize {
         let slot = self.cluster.wait_leader(LINE_TIMEOUT);
         let other = 1 - slot;
         assert!(
             self.cluster.coordinator(other).is_running(),
             "no standby coordinator"
         );
-        let killed_at = self.note_fault(format!("SIGKILL leader coordinator c{slot}"));
-        self.cluster.coordinator(slot).kill();
+        let how = if freeze { "SIGSTOP" } else { "SIGKILL" };
+        let killed_at = self.note_fault(format!("{how} leader coordinator c{slot}"));
+        if freeze {
+            self.cluster.coordinator(slot).freeze();
+        } else {
+            self.cluster.coordinator(slot).kill();
+        }
         let standby = self.cluster.coordinator(other);
         let line = standby
             .wait_for_line(
@@ -260,13 +285,13 @@ impl ChaosRun {
             )
             .unwrap_or_else(|| {
                 panic!(
-                    "standby c{other} did not become the leader within 60 s of the kill; log:\n{}",
+                    "standby c{other} did not become the leader within 60 s of the {how}; log:\n{}",
                     standby.log_tail(40)
                 )
             });
         let took_over_at = line_unix_secs(&line).expect("checked above");
         eprintln!(
-            "[{}] c{other} took over {:.2}s after the kill: {line}",
+            "[{}] c{other} took over {:.2}s after the {how}: {line}",
             format_unix_secs(took_over_at),
             took_over_at - killed_at
         );

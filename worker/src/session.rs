@@ -12,7 +12,8 @@ use ferry_common::proto::{
     HeartbeatRequest, HeldChunk, RegisterWorkerRequest,
 };
 use ferry_common::timing::{
-    REGISTER_RETRY_MAX, REGISTER_RETRY_MIN, REPORT_GIVE_UP, REPORT_RETRY_MAX, REPORT_RETRY_MIN,
+    HEARTBEAT_RETRY, REGISTER_RETRY_MAX, REGISTER_RETRY_MIN, REPORT_GIVE_UP, REPORT_RETRY_MAX,
+    REPORT_RETRY_MIN,
 };
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
@@ -94,13 +95,22 @@ impl Session {
 
     /// Heartbeats at the interval the coordinator gave until `stop`; aborts
     /// chunks the coordinator disowns and re-registers when the coordinator
-    /// forgot this worker.
+    /// forgot this worker. After a failed heartbeat the next one goes to the
+    /// next address `HEARTBEAT_RETRY` later, so a worker finds a new leader
+    /// as soon as it leads.
     pub async fn heartbeat_loop(self: Arc<Self>, stop: CancellationToken) {
+        let mut failed = false;
         loop {
+            let wait = if failed {
+                HEARTBEAT_RETRY.min(self.held.heartbeat_interval())
+            } else {
+                self.held.heartbeat_interval()
+            };
             tokio::select! {
                 _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(self.held.heartbeat_interval()) => {}
+                _ = tokio::time::sleep(wait) => {}
             }
+            failed = false;
             let sent = Instant::now();
             let req = HeartbeatRequest {
                 worker_id: self.id(),
@@ -128,6 +138,7 @@ impl Session {
                     tracing::warn!(coordinator = %self.coordinators.current_url(), error = %status.message(), "heartbeat failed");
                     if is_failover_status(&status) {
                         self.coordinators.failover(&status);
+                        failed = true;
                     }
                 }
             }

@@ -13,6 +13,11 @@ use super::state::{now_ms, ChunkRt, JobRuntime, LiveChunk, WorkerEntry};
 use super::Scheduler;
 use crate::store::Snapshot;
 
+/// How many adopted workers' leases a new leader renews at once: a few
+/// round trips in flight, so 10,000 workers take seconds without a burst
+/// that etcd would refuse.
+const RENEW_AT_ONCE: usize = 32;
+
 /// What a takeover found.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RecoverySummary {
@@ -36,6 +41,7 @@ impl Scheduler {
         let mut legacy = Vec::new();
         let mut damaged = Vec::new();
         let mut st = self.state.lock().await;
+        let adopted = snapshot.workers.clone();
         for id in snapshot.workers {
             st.workers.insert(
                 id,
@@ -201,8 +207,36 @@ impl Scheduler {
         for id in replan {
             self.spawn_planning(id);
         }
+        if !adopted.is_empty() {
+            tokio::spawn(Arc::clone(self).renew_adopted(adopted));
+        }
         self.ready.notify_waiters();
         summary
+    }
+
+    /// Renews, once, the store lease of every worker the previous leader
+    /// knew. Only that leader renewed them, on their heartbeats; a worker
+    /// still finding the new leader (its connection to the dead one must
+    /// fail first) would otherwise lose its lease, and its chunks in flight,
+    /// in the seconds a takeover takes. A worker that is really gone expires
+    /// one lease time later, as its in-memory entry does.
+    async fn renew_adopted(self: Arc<Self>, workers: Vec<String>) {
+        use futures::StreamExt;
+        let total = workers.len();
+        let renewed = futures::stream::iter(workers)
+            .map(|id| {
+                let store = Arc::clone(&self.store);
+                async move { store.keepalive_worker(&id).await }
+            })
+            .buffer_unordered(RENEW_AT_ONCE)
+            .filter(|r| std::future::ready(matches!(r, Ok(true))))
+            .count()
+            .await;
+        tracing::info!(
+            workers = total,
+            renewed,
+            "renewed the leases of the workers the previous leader knew"
+        );
     }
 
     /// Stops this term's work: wakes long-polls so they return.

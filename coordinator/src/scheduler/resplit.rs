@@ -58,6 +58,10 @@ pub(crate) struct Evidence {
     pub secs: f64,
     /// Rows per key value of the measured chunk last in key order, with its number.
     pub density: Option<(u32, f64)>,
+    /// A re-split of the job is queued and has not run yet: completions
+    /// landing meanwhile add evidence without queueing another (each pass
+    /// looks at the plan's tail under the state lock).
+    pub queued: bool,
 }
 
 /// The tail of a plan to replace, and why.
@@ -102,7 +106,8 @@ fn int_range(b: &ChunkBounds) -> Option<(Option<i64>, Option<i64>)> {
 }
 
 /// Records a landed chunk of `job` that took `elapsed` from lease to
-/// completion; true when the job's plan is worth reconsidering.
+/// completion; true when a re-split pass should be queued (the plan is worth
+/// reconsidering and no pass is queued yet).
 pub(super) fn observe(job: &mut JobRuntime, n: u32, rows: u64, elapsed: Duration) -> bool {
     if !adaptive(&job.record) || rows == 0 || elapsed.is_zero() {
         return false;
@@ -123,7 +128,7 @@ pub(super) fn observe(job: &mut JobRuntime, n: u32, rows: u64, elapsed: Duration
             ev.density = Some((n, rows as f64 / w));
         }
     }
-    true
+    !std::mem::replace(&mut ev.queued, true)
 }
 
 /// Whether a chunk was never leased: PENDING at attempt 0.
@@ -144,16 +149,13 @@ pub(crate) fn decide(chunks: &[ChunkRt], ev: &Evidence, chunk_seconds: u32) -> O
     let start = chunks.len() - tail;
     let mut out = Vec::new();
     let mut split = false;
-    for (i, c) in chunks.iter().enumerate() {
+    for c in &chunks[start..] {
         let bounds = c.record.bounds.clone().unwrap_or_else(ChunkBounds::all);
         let range = int_range(&bounds);
         let width = match range {
             Some((Some(lo), Some(hi))) if hi > lo => Some(hi - lo),
             _ => None,
         };
-        if i < start {
-            continue;
-        }
         let pieces = width.map_or(1, |w| {
             let est = w as f64 * density;
             if est > SPLIT_OVER * target as f64 {
@@ -197,6 +199,7 @@ impl Scheduler {
         let Some(job) = st.jobs.get_mut(&job_id) else {
             return;
         };
+        job.adaptive.queued = false;
         if job.state() != JobState::Running || job.writing > 0 || job.retiring {
             return;
         }

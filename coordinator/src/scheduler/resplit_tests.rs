@@ -40,7 +40,43 @@ fn evidence(rows: u64, secs: f64, chunk: u32, density: f64) -> Evidence {
         rows,
         secs,
         density: Some((chunk, density)),
+        ..Default::default()
     }
+}
+
+#[test]
+fn completions_queue_one_resplit_pass_at_a_time() {
+    use ferry_common::proto::{JobSpec, KeyColumn};
+    let record = JobRecord {
+        key: vec![KeyColumn {
+            name: "id".into(),
+            r#type: "bigint".into(),
+            ..Default::default()
+        }],
+        spec: Some(JobSpec {
+            chunk_size_auto: Some(true),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let mut job = JobRuntime::new(record);
+    job.chunks = plan(&[10_000, 20_000, 30_000], 2);
+    let second = Duration::from_secs(1);
+    assert!(
+        observe(&mut job, 1, 10_000, second),
+        "the first completion queues a pass"
+    );
+    assert!(
+        !observe(&mut job, 2, 10_000, second),
+        "one is queued already"
+    );
+    assert_eq!(job.adaptive.rows, 20_000, "evidence still adds up");
+    // the pass clears the flag as it starts (Scheduler::resplit)
+    job.adaptive.queued = false;
+    assert!(observe(&mut job, 2, 10_000, second));
+    // a job without auto chunks never queues one
+    let mut fixed = JobRuntime::new(JobRecord::default());
+    assert!(!observe(&mut fixed, 1, 10_000, second));
 }
 
 #[test]

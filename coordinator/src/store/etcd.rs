@@ -91,15 +91,20 @@ pub fn map_err(e: etcd_client::Error) -> StoreError {
     }
 }
 
-/// Whether an etcd error means the request never reached a member (a dead
-/// endpoint refused the connection): then trying again is safe, and every
-/// write compares revisions anyway.
+/// Whether an etcd error means the request was never applied: it never
+/// reached a member (a dead endpoint refused the connection), or a member
+/// refused it before proposing it (RESOURCE_EXHAUSTED: "too many requests",
+/// its apply queue is behind, as under a burst of registrations). Then
+/// trying again after a pause is safe, and every write compares revisions
+/// anyway.
 fn not_sent(e: &etcd_client::Error) -> bool {
     match e {
         etcd_client::Error::TransportError(_) => true,
-        etcd_client::Error::GRpcStatus(s) => {
-            s.code() == tonic::Code::Unavailable && connection_refused(s)
-        }
+        etcd_client::Error::GRpcStatus(s) => match s.code() {
+            tonic::Code::Unavailable => connection_refused(s),
+            tonic::Code::ResourceExhausted => true,
+            _ => false,
+        },
         _ => false,
     }
 }
@@ -543,5 +548,26 @@ impl StateStore for EtcdStore {
 
     fn writes_wait(&self) -> bool {
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_refused_before_proposal_is_retried_and_an_unknown_outcome_is_not() {
+        let status = |s: tonic::Status| etcd_client::Error::GRpcStatus(s);
+        // etcd's "too many requests": never proposed, so safe to send again
+        assert!(not_sent(&status(tonic::Status::resource_exhausted(
+            "etcdserver: too many requests"
+        ))));
+        // a deadline or a dropped connection: it may have been applied
+        assert!(!not_sent(&status(tonic::Status::deadline_exceeded(
+            "etcdserver: request timed out"
+        ))));
+        assert!(!not_sent(&status(tonic::Status::unavailable(
+            "connection reset"
+        ))));
     }
 }
