@@ -168,7 +168,14 @@ async fn ending_a_zombie_touches_no_other_session() {
         .start()
         .await;
     cluster.dbs().prepare_items(600_000).await;
-    let job = cluster.submit(&Submit::new(ITEMS_QUERY, ITEMS_TABLE).chunk_size(50_000));
+    // at a fixed level: worker 0 must hold chunk transactions when it is
+    // frozen (adaptive concurrency starts at 2 in flight, and both may go to
+    // the other worker, leaving worker 0 nothing to be a zombie with)
+    let job = cluster.submit(
+        &Submit::new(ITEMS_QUERY, ITEMS_TABLE)
+            .chunk_size(50_000)
+            .args(&["--fixed-workers"]),
+    );
     // sessions that are not older attempts of a chunk of this job, each inside
     // a transaction: one whose name ends in no number, one of another job
     let mut decoys = Vec::new();
