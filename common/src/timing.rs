@@ -81,6 +81,9 @@ pub const RELEASE_WAIT: Duration = Duration::from_secs(3);
 /// `terminationGracePeriodSeconds` minus this, so the worker exits before the
 /// kubelet's SIGKILL.
 pub const DRAIN_MARGIN: Duration = Duration::from_secs(10);
+/// Longest a stopped worker waits for the coordinator to acknowledge that it
+/// leaves (the session ends at once then; otherwise its lease runs out).
+pub const LEAVE_WAIT: Duration = Duration::from_secs(1);
 /// Default drain timeout: how long a worker told to stop (SIGTERM) lets the
 /// chunks it holds finish before it rolls them back and hands them back:
 /// Kubernetes' default `terminationGracePeriodSeconds` (30 s) minus
@@ -290,7 +293,7 @@ mod tests {
             Duration::from_secs(30)
         );
         // released chunks roll back, then one report round trip, before SIGKILL
-        assert!(RELEASE_WAIT + RPC_TIMEOUT <= DRAIN_MARGIN);
+        assert!(RELEASE_WAIT + RPC_TIMEOUT + LEAVE_WAIT <= DRAIN_MARGIN);
     }
 
     #[test]

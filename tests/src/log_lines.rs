@@ -13,6 +13,8 @@ pub const FOLLOWING_LEADER: &str = "following the leader coordinator";
 pub const STEPPING_DOWN: &str = "stepping down";
 /// A new leader renewed the leases of the workers its predecessor knew.
 pub const RENEWED_ADOPTED: &str = "renewed the leases of the workers the previous leader knew";
+/// A worker stopped gracefully and ended its session (`worker=W`).
+pub const WORKER_LEFT: &str = "worker left (stopped gracefully)";
 /// A worker registered (`worker=W` names it).
 pub const WORKER_REGISTERED: &str = "registered with coordinator";
 /// A worker committed a chunk attempt (`job=J chunk=N attempt=A`).

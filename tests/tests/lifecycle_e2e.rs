@@ -24,7 +24,9 @@ use ferry_tests::cluster::{Cluster, WorkerOptions};
 use ferry_tests::data::slow_down_inserts;
 use ferry_tests::databases::{Databases, ITEMS_TABLE};
 use ferry_tests::ledger::ledger_summary;
-use ferry_tests::log_lines::{line_unix_secs, log_field, BECAME_LEADER, CHUNK_COMMITTED};
+use ferry_tests::log_lines::{
+    line_unix_secs, log_field, BECAME_LEADER, CHUNK_COMMITTED, WORKER_LEFT,
+};
 use ferry_tests::node::Node;
 
 /// Rows per chunk.
@@ -148,6 +150,18 @@ async fn worker_sigterm_with_a_long_grace_finishes_its_chunks() {
     }
     assert_exact(&cluster, &job, ROWS).await;
     assert_no_retry(&cluster);
+    // it told the coordinator it left: its session ended at once, not when
+    // its lease would have run out
+    let ids = a.ids();
+    let left = cluster.coordinator_lines().into_iter().find(|l| {
+        l.contains(WORKER_LEFT)
+            && log_field(l, "worker").is_some_and(|w| ids.iter().any(|i| i == w))
+    });
+    assert!(
+        left.is_some(),
+        "the coordinator never logged that worker-a ({ids:?}) left:\n{}",
+        cluster.coordinator(0).log_tail(20)
+    );
     eprintln!(
         "long grace: worker-a finished {} chunk(s) after SIGTERM and exited 0",
         finished.len()

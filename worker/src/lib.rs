@@ -169,6 +169,7 @@ pub async fn run(cfg: WorkerConfig, shutdown: CancellationToken) -> Result<(), W
     drain::drain(&mut tasks, &session, &cfg.drain).await;
     heartbeat_stop.cancel();
     let _ = hb.await;
+    session.leave().await;
     metrics().slots.add(-i64::from(cfg.concurrency), &[]);
     tracing::info!("worker stopped");
     Ok(())

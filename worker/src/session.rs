@@ -12,8 +12,8 @@ use ferry_common::proto::{
     HeartbeatRequest, HeldChunk, RegisterWorkerRequest,
 };
 use ferry_common::timing::{
-    HEARTBEAT_RETRY, REGISTER_RETRY_MAX, REGISTER_RETRY_MIN, REPORT_GIVE_UP, REPORT_RETRY_MAX,
-    REPORT_RETRY_MIN,
+    HEARTBEAT_RETRY, LEAVE_WAIT, REGISTER_RETRY_MAX, REGISTER_RETRY_MIN, REPORT_GIVE_UP,
+    REPORT_RETRY_MAX, REPORT_RETRY_MIN,
 };
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
@@ -117,6 +117,7 @@ impl Session {
                 held: self.held.snapshot(),
                 partial: false,
                 session_secret: self.secret(),
+                leaving: false,
             };
             match self.coordinators.workers().heartbeat(req).await {
                 Ok(resp) => {
@@ -145,6 +146,28 @@ impl Session {
         }
     }
 
+    /// Tells the coordinator this worker is gone (its drain is over), so its
+    /// session ends now and no lease of it runs out later; waits at most
+    /// `LEAVE_WAIT`. Best effort: a coordinator that cannot be reached lets
+    /// the lease run out, as before.
+    pub async fn leave(&self) {
+        let req = HeartbeatRequest {
+            worker_id: self.id(),
+            held: Vec::new(),
+            partial: true,
+            session_secret: self.secret(),
+            leaving: true,
+        };
+        let mut client = self.coordinators.workers();
+        match tokio::time::timeout(LEAVE_WAIT, client.heartbeat(req)).await {
+            Ok(Ok(_)) => tracing::info!("left the coordinator: session ended"),
+            Ok(Err(s)) => {
+                tracing::debug!(error = %s.message(), "coordinator did not take the leave; the session's lease will run out")
+            }
+            Err(_) => tracing::debug!("no answer to the leave; the session's lease will run out"),
+        }
+    }
+
     /// Asks the coordinator, just before a commit, whether this attempt still
     /// holds its chunk; false only on an explicit "abort" (a cancelled job or a
     /// newer lease). When the coordinator cannot be reached the commit goes
@@ -159,6 +182,7 @@ impl Session {
             }],
             partial: true,
             session_secret: self.secret(),
+            leaving: false,
         };
         match self.coordinators.workers().heartbeat(req).await {
             Ok(resp) => {

@@ -473,6 +473,7 @@ async fn heartbeats(
                 .into_iter()
                 .collect(),
             partial: false,
+            leaving: false,
         };
         match client.heartbeat(req).await {
             Ok(r) => {

@@ -95,11 +95,12 @@ impl WorkerService for WorkerApi {
     ) -> Result<Response<HeartbeatResponse>, Status> {
         let r = request.into_inner();
         session(&r.worker_id, &r.session_secret)?;
-        let abort = self
-            .gate
-            .scheduler()?
-            .heartbeat(&r.worker_id, r.held, r.partial)
-            .await?;
+        let scheduler = self.gate.scheduler()?;
+        if r.leaving {
+            scheduler.leave(&r.worker_id).await?;
+            return Ok(Response::new(HeartbeatResponse::default()));
+        }
+        let abort = scheduler.heartbeat(&r.worker_id, r.held, r.partial).await?;
         Ok(Response::new(HeartbeatResponse { abort }))
     }
 

@@ -75,6 +75,21 @@ impl Scheduler {
         })
     }
 
+    /// Ends the session of a worker that stopped gracefully (its drain is
+    /// over): it is dropped now and its store lease revoked, so it is never
+    /// reported later as a lease that ran out. A chunk still leased to it
+    /// (none after a drain) comes back by the lease paths as usual.
+    pub async fn leave(&self, worker_id: &str) -> Result<(), CoordinatorError> {
+        let gone = self.state.lock().await.workers.remove(worker_id);
+        let Some(w) = gone else {
+            return Err(CoordinatorError::UnknownWorker(worker_id.to_string()));
+        };
+        tracing::info!(worker = %worker_id, host = %w.hostname, "worker left (stopped gracefully); its session ended");
+        self.store.remove_worker(worker_id).await?;
+        self.changed();
+        Ok(())
+    }
+
     /// Renews a worker's lease, records its progress, and returns the held
     /// chunks it must abort (cancelled job, or a token no longer current).
     /// What a full heartbeat (not `partial`) lists is kept: the next tick

@@ -67,7 +67,16 @@ pub struct EtcdStore {
     pub(super) legacy: std::sync::RwLock<HashSet<String>>,
     /// Combines concurrent chunk writes into shared transactions.
     committer: GroupCommitter,
+    /// Bounds the registrations (a lease grant and a put each) in flight, so
+    /// a fleet registering at once cannot put etcd's apply 5,000 entries
+    /// behind its commit, where etcd 3.4 refuses every request with "too
+    /// many requests" under gRPC code UNKNOWN, which reads as an unknown
+    /// outcome and makes the leader step down.
+    registering: tokio::sync::Semaphore,
 }
+
+/// Worker registrations written to etcd at once (see `EtcdStore::registering`).
+const REGISTER_AT_ONCE: usize = 64;
 
 /// Maps an etcd error: a timeout or a broken connection leaves a write's
 /// outcome unknown, so the caller must reload rather than guess.
@@ -94,9 +103,11 @@ pub fn map_err(e: etcd_client::Error) -> StoreError {
 /// Whether an etcd error means the request was never applied: it never
 /// reached a member (a dead endpoint refused the connection), or a member
 /// refused it before proposing it (RESOURCE_EXHAUSTED: "too many requests",
-/// its apply queue is behind, as under a burst of registrations). Then
-/// trying again after a pause is safe, and every write compares revisions
-/// anyway.
+/// its apply queue is behind, as under a burst of registrations; etcd 3.4
+/// sends that refusal as UNKNOWN, which stays an unknown outcome here since
+/// the code is all we judge by, and `EtcdStore::registering` keeps Ferry's
+/// own bursts from provoking it). Then trying again after a pause is safe,
+/// and every write compares revisions anyway.
 fn not_sent(e: &etcd_client::Error) -> bool {
     match e {
         etcd_client::Error::TransportError(_) => true,
@@ -159,6 +170,7 @@ impl EtcdStore {
     pub fn new(client: Client, prefix: &str, fence: Option<LeaderFence>) -> Self {
         Self {
             committer: GroupCommitter::start(client.clone(), fence.clone()),
+            registering: tokio::sync::Semaphore::new(REGISTER_AT_ONCE),
             client,
             keys: Keys::new(prefix),
             fence,
@@ -432,6 +444,8 @@ impl StateStore for EtcdStore {
                 return Ok(());
             }
         }
+        // never closed, so acquiring only waits
+        let _slot = self.registering.acquire().await;
         let ttl = ttl_ms.div_ceil(1000).max(1) as i64;
         let grant = with_retry(|| {
             let mut c = self.client.clone();
