@@ -9,7 +9,13 @@
 # packages of this checkout are installed again on every run.
 #
 #   bash scripts/test-clients.sh    (after `cargo build -p ferry`; FERRY_BIN overrides)
+#   bash scripts/test-clients.sh --prepare
+#                                   (only creates the cached virtualenvs; needs no
+#                                   ferry binary: scripts/test.sh runs it in the
+#                                   background while Rust compiles)
 set -euo pipefail
+PREPARE=
+[[ "${1:-}" == --prepare ]] && PREPARE=1
 
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -20,7 +26,7 @@ STARTED=$(date +%s)
 
 log() { printf '\n==> clients: %s\n' "$*" >&2; }
 
-if [[ ! -x $FERRY_BIN ]]; then
+if [[ -z $PREPARE && ! -x $FERRY_BIN ]]; then
     echo "test-clients.sh: no ferry binary at $FERRY_BIN: run cargo build -p ferry first" >&2
     exit 1
 fi
@@ -51,8 +57,19 @@ venv() {
     echo "$dir"
 }
 
+PY_REQS=(pytest grpcio-reflection openlineage-python build)
+AF_REQS=("apache-airflow==$AIRFLOW_VERSION" pytest)
+DG_REQS=(dagster pyyaml pytest)
+if [[ -n $PREPARE ]]; then
+    venv clients-py "${PY_REQS[@]}" >/dev/null
+    venv "airflow-$AIRFLOW_VERSION" "${AF_REQS[@]}" >/dev/null
+    venv dagster "${DG_REQS[@]}" >/dev/null
+    log "virtualenvs ready in $(($(date +%s) - STARTED)) s"
+    exit 0
+fi
+
 # 1. the Python package against a real cluster
-PY=$(venv clients-py pytest grpcio-reflection openlineage-python build)
+PY=$(venv clients-py "${PY_REQS[@]}")
 log "ferry-client: pip install ./clients/python, pytest"
 "$PY/bin/pip" install -q ./clients/python
 (cd clients/python && "$PY/bin/python" -m pytest -q tests)
@@ -71,13 +88,13 @@ for what in ./clients/python "$TMP"/dist/ferry_client-*.tar.gz "$TMP"/dist/ferry
 done
 
 # 3. the Airflow provider: airflow dags test against a real cluster
-AF=$(venv "airflow-$AIRFLOW_VERSION" "apache-airflow==$AIRFLOW_VERSION" pytest)
+AF=$(venv "airflow-$AIRFLOW_VERSION" "${AF_REQS[@]}")
 log "ferry-airflow: Airflow $AIRFLOW_VERSION, airflow dags test"
 "$AF/bin/pip" install -q ./clients/python ./clients/airflow
 (cd clients/airflow && "$AF/bin/python" -m pytest -q tests)
 
 # 4. the Argo and Dagster examples
-DG=$(venv dagster dagster pyyaml pytest)
+DG=$(venv dagster "${DG_REQS[@]}")
 log "examples: Argo workflow steps, Dagster asset"
 "$DG/bin/pip" install -q ./clients/python
 "$DG/bin/python" -m pytest -q examples/test_examples.py
