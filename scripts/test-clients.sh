@@ -80,11 +80,23 @@ TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 log "ferry-client: fresh virtualenvs from ./clients/python, its sdist and its wheel"
 "$PY/bin/python" -m build -q --outdir "$TMP/dist" clients/python >/dev/null
+# fresh WHAT N: installs WHAT into the new virtualenv $TMP/fresh-N and imports it
+fresh() {
+    local what=$1 dir=$TMP/fresh-$2
+    python3 -m venv "$dir"
+    "$dir/bin/pip" install -q "$what"
+    (cd "$TMP" && "$dir/bin/python" -c 'import ferry_client, ferry_client.aio; from ferry_client._proto import jobs_pb2_grpc; print("installed from '"$(basename "$what")"'")')
+}
+# the three installs wait mostly on pip's downloads: at once
+fresh_pids=()
+n=0
 for what in ./clients/python "$TMP"/dist/ferry_client-*.tar.gz "$TMP"/dist/ferry_client-*.whl; do
-    rm -rf "$TMP/fresh"
-    python3 -m venv "$TMP/fresh"
-    "$TMP/fresh/bin/pip" install -q "$what"
-    (cd "$TMP" && "$TMP/fresh/bin/python" -c 'import ferry_client, ferry_client.aio; from ferry_client._proto import jobs_pb2_grpc; print("installed from '"$(basename "$what")"'")')
+    n=$((n + 1))
+    fresh "$what" "$n" &
+    fresh_pids+=($!)
+done
+for pid in "${fresh_pids[@]}"; do
+    wait "$pid" || { echo "test-clients.sh: a fresh install failed (above)" >&2; exit 1; }
 done
 
 # 3. the Airflow provider: airflow dags test against a real cluster

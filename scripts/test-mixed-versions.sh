@@ -30,4 +30,4 @@ fi
 
 cargo build -p ferry
 FERRY_PREVIOUS_BIN="$PWD/$cache/bin-$previous" \
-    cargo test -p ferry-tests --test mixed_versions_e2e -- --ignored --test-threads=1
+    cargo test -p ferry-tests --test e2e -- mixed_versions_e2e:: --ignored --test-threads=1

@@ -37,6 +37,9 @@ export CARGO_BUILD_TARGET=$triple
 flags_var="CARGO_TARGET_$(echo "$triple" | tr 'a-z-' 'A-Z_')_RUSTFLAGS"
 export "$flags_var=-C target-feature=+crt-static"
 export FERRY_BIN=$PWD/target/$triple/debug/ferry
+# A build from a fresh clone gains nothing from incremental compilation's
+# caches and pays for writing them.
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
 
 # The clients' virtualenvs (Airflow, Dagster: pip downloads, mostly waiting on
 # the network) are made while Rust compiles.
