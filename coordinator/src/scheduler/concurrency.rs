@@ -14,7 +14,10 @@
 //! per stream, times the streams in flight when each was leased. Noise is
 //! smoothed three ways: a window holds at least `MIN_WINDOW` chunks (and at
 //! least one per stream), each level keeps an exponentially weighted rate,
-//! and a level must beat the one below by `RISE` to count as rising. After
+//! and a level must beat the one below by `RISE` to count as rising. The
+//! chunks leased before the job's first chunk lands are not measured: they
+//! pay for the workers' first connections and the source's cold caches, and
+//! a first window that slow would make any second level look rising. After
 //! a back-off the controller holds its level for a number of windows that
 //! doubles with each failed probe (up to `MAX_HOLD`), so a level that does
 //! not help is tried less and less often. Pure logic: no clock, no I/O.
@@ -68,8 +71,11 @@ pub(crate) struct Controller {
     limit: u32,
     /// Bumped at every change: chunks leased before it are not measured.
     epoch: u32,
-    /// Chunks leased in flight: their epoch and the streams in flight then.
-    leased: HashMap<u32, (u32, u32)>,
+    /// Chunks leased in flight: their epoch (None: leased while the job
+    /// was warming up) and the streams in flight then.
+    leased: HashMap<u32, (Option<u32>, u32)>,
+    /// No chunk of the job has landed yet.
+    warming: bool,
     window: Vec<Sample>,
     /// Smoothed rows/s by level.
     rates: BTreeMap<u32, f64>,
@@ -94,6 +100,7 @@ impl Controller {
             limit: START.min(cap),
             epoch: 0,
             leased: HashMap::new(),
+            warming: true,
             window: Vec::new(),
             rates: BTreeMap::new(),
             hold: 0,
@@ -118,7 +125,8 @@ impl Controller {
     /// Notes that chunk `n` was leased with `in_flight` chunks of the job
     /// in flight (itself included).
     pub fn leased(&mut self, n: u32, in_flight: u32) {
-        self.leased.insert(n, (self.epoch, in_flight));
+        let epoch = (!self.warming).then_some(self.epoch);
+        self.leased.insert(n, (epoch, in_flight));
     }
 
     /// Notes that chunk `n` landed `rows` rows `seconds` after its lease,
@@ -126,7 +134,8 @@ impl Controller {
     /// included); returns the change of level it leads to, if any.
     pub fn completed(&mut self, n: u32, rows: u64, seconds: f64, in_flight: u32) -> Option<Change> {
         let (epoch, at_lease) = self.leased.remove(&n)?;
-        if epoch != self.epoch || seconds <= 0.0 {
+        self.warming = false;
+        if epoch != Some(self.epoch) || seconds <= 0.0 {
             return None;
         }
         // the streams it shared the target with: the mean of its two ends
@@ -171,7 +180,7 @@ impl Controller {
         self.limit = to;
         self.epoch = self.epoch.wrapping_add(1);
         let epoch = self.epoch;
-        self.leased.retain(|_, (e, _)| *e == epoch);
+        self.leased.retain(|_, (e, _)| *e == Some(epoch));
         Some(change)
     }
 
