@@ -66,14 +66,27 @@ impl Batcher {
 
     /// Adds a row; false when the writer has gone (stop reading).
     pub async fn push(&mut self, row: Row) -> bool {
+        match self.add(row) {
+            Some(full) => self.tx.send(Ok(full)).await.is_ok(),
+            None => true,
+        }
+    }
+
+    /// [`Batcher::push`] from a blocking thread (never from async code).
+    pub fn push_blocking(&mut self, row: Row) -> bool {
+        match self.add(row) {
+            Some(full) => self.tx.blocking_send(Ok(full)).is_ok(),
+            None => true,
+        }
+    }
+
+    /// Adds a row; returns the batch when it is full.
+    fn add(&mut self, row: Row) -> Option<RowBatch> {
         self.batch.bytes += row.iter().map(value_size).sum::<usize>();
         self.batch.rows.push(row);
         self.rows += 1;
-        if self.batch.rows.len() >= BATCH_ROWS || self.batch.bytes >= BATCH_BYTES {
-            let full = std::mem::take(&mut self.batch);
-            return self.tx.send(Ok(full)).await.is_ok();
-        }
-        true
+        (self.batch.rows.len() >= BATCH_ROWS || self.batch.bytes >= BATCH_BYTES)
+            .then(|| std::mem::take(&mut self.batch))
     }
 
     /// Sends what is left and returns the rows read.
@@ -88,5 +101,19 @@ impl Batcher {
     /// Tells the writer the read failed.
     pub async fn fail(self, f: DbFailure) {
         let _ = self.tx.send(Err(f)).await;
+    }
+
+    /// [`Batcher::finish`] from a blocking thread.
+    pub fn finish_blocking(mut self) -> u64 {
+        if !self.batch.rows.is_empty() {
+            let last = std::mem::take(&mut self.batch);
+            let _ = self.tx.blocking_send(Ok(last));
+        }
+        self.rows
+    }
+
+    /// [`Batcher::fail`] from a blocking thread.
+    pub fn fail_blocking(self, f: DbFailure) {
+        let _ = self.tx.blocking_send(Err(f));
     }
 }

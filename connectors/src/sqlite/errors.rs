@@ -18,7 +18,7 @@ pub fn classify_code(code: i64) -> ErrorClass {
 /// The SQL-standard SQLSTATE closest to an SQLite result code, for the
 /// rejects table (check 23514, NOT NULL 23502, unique and primary key 23505,
 /// foreign key 23503, mismatch 22P02, too big 22001).
-fn sqlstate(code: i64) -> &'static str {
+pub(crate) fn sqlstate(code: i64) -> &'static str {
     match code {
         275 => "23514",
         1299 => "23502",

@@ -1,6 +1,7 @@
 //! SQLite files through sqlx: describe and sample a source query, read a
-//! chunk as values, write rows with prepared multi-row INSERTs under the
-//! ledger tables inside the target file, the write modes. One writer per
+//! chunk as values (through SQLite's C API: `raw`), write rows with
+//! prepared multi-row INSERTs under the ledger tables inside the target
+//! file, the write modes. One writer per
 //! file: the scheduler never runs two chunks against one SQLite target.
 
 pub mod describe;
@@ -8,6 +9,7 @@ pub mod errors;
 pub mod history;
 pub mod ledger;
 pub mod modes;
+pub mod raw;
 pub mod read;
 pub mod sample;
 pub mod select;

@@ -1,20 +1,17 @@
 //! Writes rows into SQLite with prepared multi-row `INSERT`s (at most 32,766
-//! bound values each, SQLite's limit); with an upsert key, `ON CONFLICT DO
-//! UPDATE`. Values are bound in the forms SQLite stores without loss:
+//! bound values each, SQLite's limit), bound through SQLite's C API
+//! (`raw.rs`); with an upsert key, `ON CONFLICT DO UPDATE`. Values are bound in the forms SQLite stores without loss:
 //! decimals as text (NUMERIC affinity keeps them exactly up to 15 digits),
 //! times as ISO text, booleans as 0/1.
 
 use ferry_common::errors::DbFailure;
 use ferry_common::proto::TableRef;
-use sqlx::query::Query;
-use sqlx::sqlite::{SqliteArguments, SqliteConnection};
-use sqlx::{AssertSqlSafe, Sqlite};
+use sqlx::sqlite::SqliteConnection;
 
 use super::errors::classify;
+use super::raw::{Handle, Stmt};
 use super::sql::{quote_ident, quote_list, quote_table};
-use crate::iso;
 use crate::rows::Row;
-use crate::value::Value;
 
 /// Most bound values in one SQLite statement.
 const MAX_VARIABLES: usize = 32_766;
@@ -61,49 +58,72 @@ impl Insert {
         }
     }
 
-    /// Inserts `rows`; returns the rows inserted.
-    pub async fn rows(&self, conn: &mut SqliteConnection, rows: &[Row]) -> Result<u64, DbFailure> {
-        let per_statement = (MAX_VARIABLES / self.columns).clamp(1, 500);
-        let mut done = 0u64;
-        for part in rows.chunks(per_statement) {
-            let mut sql = self.head.clone();
-            for i in 0..part.len() {
-                if i > 0 {
-                    sql.push_str(", ");
-                }
-                sql.push_str(&self.row);
+    /// The statement inserting `n` rows.
+    fn sql(&self, n: usize) -> String {
+        let mut sql = self.head.clone();
+        for i in 0..n {
+            if i > 0 {
+                sql.push_str(", ");
             }
-            sql.push_str(&self.tail);
-            let mut q = sqlx::query(AssertSqlSafe(sql));
-            for row in part {
-                for v in row {
-                    q = bind_value(q, v);
-                }
-            }
-            q.execute(&mut *conn).await.map_err(|e| classify(&e))?;
-            done += part.len() as u64;
+            sql.push_str(&self.row);
         }
-        Ok(done)
+        sql.push_str(&self.tail);
+        sql
+    }
+
+    /// Inserts `rows` in the connection's open transaction, through
+    /// SQLite's C API on sqlx's own handle (`raw.rs`); returns the rows
+    /// inserted.
+    pub async fn rows(&self, conn: &mut SqliteConnection, rows: &[Row]) -> Result<u64, DbFailure> {
+        let mut locked = conn.lock_handle().await.map_err(|e| classify(&e))?;
+        // SAFETY: the lock keeps sqlx's thread off the handle until it drops,
+        // after the last use of `handle` and its statements below.
+        let handle = unsafe { Handle::borrowed(locked.as_raw_handle()) };
+        let per_statement = (MAX_VARIABLES / self.columns).clamp(1, 500);
+        blocking(|| {
+            let mut full: Option<Stmt<'_>> = None;
+            let mut done = 0u64;
+            for part in rows.chunks(per_statement) {
+                let mut last;
+                let stmt = if part.len() == per_statement {
+                    if full.is_none() {
+                        full = Some(handle.prepare(&self.sql(per_statement))?);
+                    }
+                    full.as_mut().ok_or_else(|| {
+                        DbFailure::permanent("internal error: no prepared INSERT".to_string())
+                    })?
+                } else {
+                    last = handle.prepare(&self.sql(part.len()))?;
+                    &mut last
+                };
+                let mut at = 0;
+                for row in part {
+                    for v in row {
+                        at += 1;
+                        if let Err(f) = stmt.bind_value(at, v) {
+                            stmt.done();
+                            return Err(f);
+                        }
+                    }
+                }
+                stmt.run()?;
+                done += part.len() as u64;
+            }
+            Ok(done)
+        })
     }
 }
 
-/// Binds one value as SQLite stores it without loss.
-pub fn bind_value<'q>(
-    q: Query<'q, Sqlite, SqliteArguments>,
-    v: &Value,
-) -> Query<'q, Sqlite, SqliteArguments> {
-    match v {
-        Value::Null => q.bind(Option::<String>::None),
-        Value::Bool(b) => q.bind(i64::from(*b)),
-        Value::Int(i) => q.bind(*i),
-        Value::UInt(u) => q.bind(u.to_string()),
-        Value::Float(f) => q.bind(*f),
-        Value::Decimal(t) | Value::Text(t) | Value::Json(t) => q.bind(t.clone()),
-        Value::Bytes(b) => q.bind(b.clone()),
-        Value::Date(d) => q.bind(iso::format_date(d)),
-        Value::Time(t) => q.bind(iso::format_time(t)),
-        Value::Timestamp(t) => q.bind(iso::format_timestamp(t, "")),
-        Value::TimestampTz(t) => q.bind(iso::format_timestamp(&t.naive_utc(), "+00:00")),
-        Value::Uuid(u) => q.bind(crate::value::uuid_text(u)),
+/// Runs `f`, which blocks on SQLite, off the async scheduler's way where
+/// the runtime allows it (a multi-threaded runtime hands this thread's
+/// other tasks to another thread meanwhile).
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }
+
+#[cfg(test)]
+#[path = "write_tests.rs"]
+mod tests;
