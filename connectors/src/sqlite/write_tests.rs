@@ -70,12 +70,14 @@ async fn every_value_lands_as_sqlite_stores_it_in_the_open_transaction() {
         insert.rows(&mut conn, &rows).await.expect("insert"),
         rows.len() as u64
     );
-    let got = sqlx::query("SELECT typeof(v), CASE typeof(v) WHEN 'blob' THEN hex(v) ELSE CAST(v AS TEXT) END \
-         FROM t WHERE id <= ? ORDER BY id")
-        .bind(n as i64)
-        .fetch_all(&mut conn)
-        .await
-        .expect("read back");
+    let got = sqlx::query(
+        "SELECT typeof(v), CASE typeof(v) WHEN 'blob' THEN hex(v) ELSE CAST(v AS TEXT) END \
+         FROM t WHERE id <= ? ORDER BY id",
+    )
+    .bind(n as i64)
+    .fetch_all(&mut conn)
+    .await
+    .expect("read back");
     let got: Vec<(String, Option<String>)> = got
         .iter()
         .map(|r| (r.get::<String, _>(0), r.get::<Option<String>, _>(1)))

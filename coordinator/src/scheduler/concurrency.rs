@@ -9,9 +9,12 @@
 //! stream per window. The first doubling that does not help ends slow
 //! start at the level it doubled from, and AIMD takes over from there.
 //!
-//! Throughput is measured over completed chunks by Little's law: a window
-//! of chunks leased at one level gives `Σ rows / Σ lease→complete seconds`
-//! per stream, times the streams in flight when each was leased. Noise is
+//! Throughput is measured as rows landed per second of wall time: a window
+//! runs from the completion of a chunk leased at the level to that of the
+//! window's last one, and counts the rows every chunk of the job landed in
+//! between, so the gaps between a chunk's commit and the next lease count
+//! (Little's law over lease→complete times left them out, and made one
+//! stream look as fast as two on a machine where it is 12 % slower). Noise is
 //! smoothed three ways: a window holds at least `MIN_WINDOW` chunks (and at
 //! least one per stream), each level keeps an exponentially weighted rate,
 //! and a level must beat the one below by `RISE` to count as rising. The
@@ -56,14 +59,6 @@ pub(crate) struct Change {
     pub rate: f64,
 }
 
-/// One completed chunk's measurement.
-#[derive(Debug, Clone, Copy)]
-struct Sample {
-    rows: u64,
-    seconds: f64,
-    in_flight: f64,
-}
-
 /// The controller of one job.
 #[derive(Debug, Clone)]
 pub(crate) struct Controller {
@@ -76,7 +71,14 @@ pub(crate) struct Controller {
     leased: HashMap<u32, (Option<u32>, u32)>,
     /// No chunk of the job has landed yet.
     warming: bool,
-    window: Vec<Sample>,
+    /// When the window's first chunk of this level landed (None: not yet).
+    anchor: Option<Instant>,
+    /// Rows landed since the anchor, by any chunk of the job.
+    rows_since: u64,
+    /// Chunks of this level landed since the anchor.
+    samples: u32,
+    /// Their streams in flight, summed.
+    streams_sum: f64,
     /// Smoothed rows/s by level.
     rates: BTreeMap<u32, f64>,
     /// Windows to stay at this level before probing up.
@@ -101,7 +103,10 @@ impl Controller {
             epoch: 0,
             leased: HashMap::new(),
             warming: true,
-            window: Vec::new(),
+            anchor: None,
+            rows_since: 0,
+            samples: 0,
+            streams_sum: 0.0,
             rates: BTreeMap::new(),
             hold: 0,
             fails: 0,
@@ -129,31 +134,50 @@ impl Controller {
         self.leased.insert(n, (epoch, in_flight));
     }
 
-    /// Notes that chunk `n` landed `rows` rows `seconds` after its lease,
-    /// with `in_flight` chunks of the job in flight as it ended (itself
-    /// included); returns the change of level it leads to, if any.
-    pub fn completed(&mut self, n: u32, rows: u64, seconds: f64, in_flight: u32) -> Option<Change> {
+    /// Notes that chunk `n` landed `rows` rows `seconds` after its lease, at
+    /// `at`, with `in_flight` chunks of the job in flight as it ended
+    /// (itself included); returns the change of level it leads to, if any.
+    pub fn completed(
+        &mut self,
+        n: u32,
+        rows: u64,
+        seconds: f64,
+        in_flight: u32,
+        at: Instant,
+    ) -> Option<Change> {
+        if self.anchor.is_some() {
+            self.rows_since += rows;
+        }
         let (epoch, at_lease) = self.leased.remove(&n)?;
         self.warming = false;
         if epoch != Some(self.epoch) || seconds <= 0.0 {
             return None;
         }
+        let Some(anchor) = self.anchor else {
+            // the level's first chunk only marks where the window's time starts
+            self.anchor = Some(at);
+            self.rows_since = 0;
+            return None;
+        };
         // the streams it shared the target with: the mean of its two ends
         let at_end = in_flight.clamp(1, self.limit);
-        self.window.push(Sample {
-            rows,
-            seconds,
-            in_flight: (at_lease + at_end) as f64 / 2.0,
-        });
-        if (self.window.len() as u32) < MIN_WINDOW.max(self.limit) {
+        self.samples += 1;
+        self.streams_sum += (at_lease + at_end) as f64 / 2.0;
+        if self.samples < MIN_WINDOW.max(self.limit) {
             return None;
         }
-        let rows: u64 = self.window.iter().map(|s| s.rows).sum();
-        let secs: f64 = self.window.iter().map(|s| s.seconds).sum();
-        let streams =
-            self.window.iter().map(|s| s.in_flight).sum::<f64>() / self.window.len() as f64;
-        self.window.clear();
-        let rate = rows as f64 / secs * streams;
+        let span = at.saturating_duration_since(anchor);
+        let rows = self.rows_since;
+        let streams = self.streams_sum / f64::from(self.samples);
+        // this chunk starts the next window at this level
+        self.anchor = Some(at);
+        self.rows_since = 0;
+        self.samples = 0;
+        self.streams_sum = 0.0;
+        if span.is_zero() {
+            return None;
+        }
+        let rate = rows as f64 / span.as_secs_f64();
         let smoothed = match self.rates.get(&self.limit) {
             Some(old) => old * (1.0 - ALPHA) + rate * ALPHA,
             None => rate,
@@ -178,6 +202,7 @@ impl Controller {
         };
         self.came_up = to > self.limit;
         self.limit = to;
+        self.anchor = None;
         self.epoch = self.epoch.wrapping_add(1);
         let epoch = self.epoch;
         self.leased.retain(|_, (e, _)| *e == Some(epoch));
@@ -256,8 +281,9 @@ pub(crate) fn observe(job: &mut JobRuntime, n: u32, rows: u64, leased_at: Instan
     let Some(c) = job.concurrency.as_mut() else {
         return;
     };
-    let seconds = leased_at.elapsed().as_secs_f64();
-    let Some(change) = c.completed(n, rows, seconds, in_flight) else {
+    let now = Instant::now();
+    let seconds = now.saturating_duration_since(leased_at).as_secs_f64();
+    let Some(change) = c.completed(n, rows, seconds, in_flight, now) else {
         return;
     };
     let target = job.record.spec.as_ref().map_or("", |s| s.target.as_str());

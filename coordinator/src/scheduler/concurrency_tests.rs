@@ -1,4 +1,13 @@
+use std::sync::OnceLock;
+use std::time::Duration;
+
 use super::*;
+
+/// The instant `s` seconds into a simulated job.
+fn t(s: f64) -> Instant {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    *BASE.get_or_init(Instant::now) + Duration::from_secs_f64(s)
+}
 
 const ROWS: u64 = 50_000;
 
@@ -43,7 +52,7 @@ fn simulate(
             break;
         };
         let (n, _, at) = in_flight.swap_remove(i);
-        let _ = c.completed(n, ROWS, now - at, in_flight.len() as u32 + 1);
+        let _ = c.completed(n, ROWS, now - at, in_flight.len() as u32 + 1, t(now));
         assert!(
             (1..=cap).contains(&c.limit()),
             "limit {} out of 1..={cap}",
@@ -155,38 +164,74 @@ fn chunks_leased_before_the_first_lands_are_not_measured() {
     let mut c = Controller::new(8);
     c.leased(1, 1);
     c.leased(2, 2);
-    assert_eq!(c.completed(1, ROWS, 9.0, 2), None);
-    for n in 3..=5 {
+    assert_eq!(c.completed(1, ROWS, 9.0, 2, t(9.0)), None);
+    for n in 3..=6 {
         c.leased(n, 2);
     }
     // chunk 2 was slow (warming up) and is not part of the first window
-    assert_eq!(c.completed(2, ROWS, 90.0, 2), None);
-    for n in 3..=4 {
-        assert_eq!(c.completed(n, ROWS, 0.5, 2), None);
+    assert_eq!(c.completed(2, ROWS, 90.0, 2, t(90.0)), None);
+    // chunk 3 starts the window; 4, 5 and 6 land 50,000 rows each 0.5 s apart
+    for (n, at) in [(3, 100.0), (4, 100.5), (5, 101.0)] {
+        assert_eq!(c.completed(n, ROWS, 0.5, 2, t(at)), None);
     }
     let change = c
-        .completed(5, ROWS, 0.5, 2)
+        .completed(6, ROWS, 0.5, 2, t(101.5))
         .expect("the first window doubles");
     assert_eq!((change.from, change.to), (2, 4));
-    assert!((change.rate - 200_000.0).abs() < 1.0, "{change:?}");
+    assert!((change.rate - 100_000.0).abs() < 1.0, "{change:?}");
 }
 
 #[test]
-fn chunks_leased_before_a_change_are_not_measured() {
+fn gaps_between_chunks_count_against_a_level() {
+    // one stream whose chunks take 0.5 s each, with 0.5 s idle between
+    // them: 50,000 rows a second, not the 100,000 of its busy time
+    let mut c = Controller::new(1);
+    c.leased(1, 1);
+    c.completed(1, ROWS, 0.5, 1, t(0.5));
+    let mut now = 0.5;
+    let mut change = None;
+    for n in 2..=20 {
+        c.leased(n, 1);
+        now += 1.0;
+        change = change.or(c.completed(n, ROWS, 0.5, 1, t(now)));
+    }
+    assert_eq!(change, None, "a cap of 1 never changes");
+    let rate = c.rates.get(&1).copied().expect("level 1 measured");
+    assert!((rate - 50_000.0).abs() < 1.0, "{rate}");
+}
+
+#[test]
+fn rows_of_chunks_leased_before_a_change_count_after_it() {
     let mut c = Controller::new(8);
     c.leased(100, 1);
-    c.completed(100, ROWS, 0.5, 1);
-    for n in 1..=3 {
+    c.completed(100, ROWS, 0.5, 1, t(0.5));
+    for n in 1..=4 {
         c.leased(n, 2);
     }
     c.leased(9, 2);
-    for n in 1..=3 {
-        c.completed(n, ROWS, 0.5, 2);
+    for (n, at) in [(1, 1.0), (2, 1.5), (3, 2.0), (4, 2.5)] {
+        c.completed(n, ROWS, 0.5, 2, t(at));
     }
     assert_eq!(c.limit(), 4, "the first window doubles (slow start)");
-    // chunk 9 ran at the old level: no sample, no change
-    assert_eq!(c.completed(9, ROWS, 100.0, 2), None);
-    assert_eq!(c.completed(42, ROWS, 1.0, 2), None, "never leased");
+    for n in 10..=14 {
+        c.leased(n, 4);
+    }
+    // chunk 10 (of the new level) starts the window; chunk 9 ran at the old
+    // level: no sample of its own, but its rows landed in the window
+    assert_eq!(c.completed(10, ROWS, 0.5, 4, t(3.0)), None);
+    assert_eq!(c.completed(9, ROWS, 100.0, 4, t(3.1)), None);
+    assert_eq!(c.completed(42, ROWS, 1.0, 4, t(3.2)), None, "never leased");
+    for (n, at) in [(11, 3.5), (12, 4.0), (13, 4.5)] {
+        assert_eq!(c.completed(n, ROWS, 0.5, 4, t(at)), None);
+    }
+    let change = c
+        .completed(14, ROWS, 0.5, 4, t(5.0))
+        .expect("a window at 4");
+    // chunks 9, 11, 12, 13 and 14 and the never-leased 42 landed in 2 s
+    assert!(
+        (change.rate - 6.0 * 50_000.0 / 2.0).abs() < 1.0,
+        "{change:?}"
+    );
 }
 
 #[test]
@@ -195,7 +240,7 @@ fn the_limit_waits_while_streams_do_not_reach_it() {
     // one stream in flight at a time though two are allowed
     for n in 1..=10 {
         c.leased(n, 1);
-        assert_eq!(c.completed(n, ROWS, 0.5, 1), None);
+        assert_eq!(c.completed(n, ROWS, 0.5, 1, t(n as f64 * 0.5)), None);
     }
     assert_eq!(c.limit(), 2);
 }
@@ -220,22 +265,21 @@ fn slow_start_reaches_a_large_cap_in_a_few_windows() {
     let mut c = Controller::new(256);
     // the job's first chunk (warming up: not measured)
     c.leased(1, 1);
-    c.completed(1, ROWS, 0.5, 1);
+    c.completed(1, ROWS, 0.5, 1, t(0.5));
+    let mut now = 0.5;
+    let mut changes = 0;
     let mut n = 1;
-    let mut windows = 0;
-    while c.limit() < 256 && windows < 20 {
+    while c.limit() < 256 && n < 400 {
         let l = c.limit();
-        for _ in 0..l.max(3) {
-            n += 1;
-            c.leased(n, l);
-            // each stream takes as long as alone: rows/s proportional to streams
-            c.completed(n, ROWS, 0.5, l);
+        n += 1;
+        c.leased(n, l);
+        // each stream takes as long as alone: l chunks land every 0.5 s
+        now += 0.5 / f64::from(l);
+        if c.completed(n, ROWS, 0.5, l, t(now)).is_some() {
+            changes += 1;
         }
-        windows += 1;
     }
-    assert_eq!(c.limit(), 256, "after {windows} windows");
-    assert!(
-        windows <= 8,
-        "2 → 256 by doubling takes 7 windows, took {windows}"
-    );
+    assert_eq!(c.limit(), 256, "after {n} chunks");
+    assert_eq!(changes, 7, "2 → 256 by doubling takes 7 changes");
+    assert!(n <= 270, "{n} chunks");
 }
