@@ -15,5 +15,7 @@ pub mod sample;
 pub mod select;
 pub mod session;
 pub mod sql;
+#[cfg(test)]
+pub(crate) mod test_file;
 pub mod types;
 pub mod write;

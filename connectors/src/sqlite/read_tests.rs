@@ -1,28 +1,11 @@
-use std::path::PathBuf;
-
 use ferry_common::errors::ErrorClass;
-use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::ConnectOptions;
 
 use super::*;
 use crate::rows::{channel, RowBatch};
-use crate::sqlite::session::exec;
+use crate::sqlite::test_file::file;
 use crate::value::Value;
 
 /// A new SQLite file in the system's temporary directory, opened by sqlx.
-async fn file(name: &str, setup: &str) -> (PathBuf, SqliteConnection) {
-    let path = std::env::temp_dir().join(format!("ferry-{name}-{}.db", std::process::id()));
-    let _ = std::fs::remove_file(&path);
-    let mut conn = SqliteConnectOptions::new()
-        .filename(&path)
-        .create_if_missing(true)
-        .connect()
-        .await
-        .expect("a new SQLite file");
-    exec(&mut conn, setup).await.expect("setup");
-    (path, conn)
-}
-
 async fn read_all(
     conn: &mut SqliteConnection,
     sql: &str,

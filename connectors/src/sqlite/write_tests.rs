@@ -1,24 +1,11 @@
 use chrono::{NaiveDate, TimeZone, Utc};
 use ferry_common::errors::ErrorClass;
-use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{ConnectOptions, Row as _};
+use sqlx::Row as _;
 
 use super::*;
 use crate::sqlite::session::exec;
+use crate::sqlite::test_file::file;
 use crate::value::Value;
-
-async fn file(name: &str, setup: &str) -> (std::path::PathBuf, SqliteConnection) {
-    let path = std::env::temp_dir().join(format!("ferry-{name}-{}.db", std::process::id()));
-    let _ = std::fs::remove_file(&path);
-    let mut conn = SqliteConnectOptions::new()
-        .filename(&path)
-        .create_if_missing(true)
-        .connect()
-        .await
-        .expect("a new SQLite file");
-    exec(&mut conn, setup).await.expect("setup");
-    (path, conn)
-}
 
 fn row(id: i64, v: Value) -> Row {
     vec![Value::Int(id), v]
