@@ -16,9 +16,9 @@
 //! (Little's law over lease→complete times left them out, and made one
 //! stream look as fast as two on a machine where it is 12 % slower). Noise is
 //! smoothed three ways: a window holds at least `MIN_WINDOW` chunks (and at
-//! least one per stream), each level keeps an exponentially weighted rate,
-//! and a level must beat the one below by `RISE` to count as rising. The
-//! chunks leased before the job's first chunk lands are not measured: they
+//! least one per stream) and spans at least `MIN_SPAN`, each level keeps an
+//! exponentially weighted rate, and a level must beat the one below by
+//! `RISE` to count as rising. The chunks leased before the job's first chunk lands are not measured: they
 //! pay for the workers' first connections and the source's cold caches, and
 //! a first window that slow would make any second level look rising. After
 //! a back-off the controller holds its level for a number of windows that
@@ -26,12 +26,15 @@
 //! not help is tried less and less often. Pure logic: no clock, no I/O.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::state::JobRuntime;
 
 /// Fewest chunks a measurement window holds.
 const MIN_WINDOW: u32 = 3;
+/// Shortest wall time a measurement window spans: shorter windows of short
+/// chunks were noisier than the 5–12 % between levels.
+const MIN_SPAN: Duration = Duration::from_millis(500);
 /// Share by which a level's rows/s must beat the level below to be rising.
 const RISE: f64 = 0.05;
 /// Multiplicative back-off factor (the new level is at most one below).
@@ -163,10 +166,10 @@ impl Controller {
         let at_end = in_flight.clamp(1, self.limit);
         self.samples += 1;
         self.streams_sum += (at_lease + at_end) as f64 / 2.0;
-        if self.samples < MIN_WINDOW.max(self.limit) {
+        let span = at.saturating_duration_since(anchor);
+        if self.samples < MIN_WINDOW.max(self.limit) || span < MIN_SPAN {
             return None;
         }
-        let span = at.saturating_duration_since(anchor);
         let rows = self.rows_since;
         let streams = self.streams_sum / f64::from(self.samples);
         // this chunk starts the next window at this level
