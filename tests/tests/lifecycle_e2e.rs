@@ -62,9 +62,16 @@ fn draining(timeout: &str) -> WorkerOptions {
     WorkerOptions::new().arg("--drain-timeout").arg(timeout)
 }
 
-/// Submits the items copy; returns the job id.
+/// Submits the items copy; returns the job id. With `--fixed-workers`
+/// every worker holds chunks from the start: adaptive concurrency starts a
+/// job at 2 chunks in flight, which one worker can hold while the other
+/// idles, and these tests signal a worker that must hold chunks.
 fn submit(cluster: &Cluster) -> String {
-    cluster.submit(&Submit::items().chunk_size(CHUNK_SIZE))
+    cluster.submit(
+        &Submit::items()
+            .chunk_size(CHUNK_SIZE)
+            .args(&["--fixed-workers"]),
+    )
 }
 
 /// The job ends SUCCEEDED, every source row landed exactly once, and the
