@@ -91,11 +91,15 @@ impl Batcher {
 
     /// Sends what is left and returns the rows read.
     pub async fn finish(mut self) -> u64 {
-        if !self.batch.rows.is_empty() {
-            let last = std::mem::take(&mut self.batch);
+        if let Some(last) = self.rest() {
             let _ = self.tx.send(Ok(last)).await;
         }
         self.rows
+    }
+
+    /// The rows not yet sent, if any.
+    fn rest(&mut self) -> Option<RowBatch> {
+        (!self.batch.rows.is_empty()).then(|| std::mem::take(&mut self.batch))
     }
 
     /// Tells the writer the read failed.
@@ -105,8 +109,7 @@ impl Batcher {
 
     /// [`Batcher::finish`] from a blocking thread.
     pub fn finish_blocking(mut self) -> u64 {
-        if !self.batch.rows.is_empty() {
-            let last = std::mem::take(&mut self.batch);
+        if let Some(last) = self.rest() {
             let _ = self.tx.blocking_send(Ok(last));
         }
         self.rows

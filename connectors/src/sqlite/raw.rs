@@ -202,14 +202,13 @@ impl Stmt<'_> {
     pub fn bind_value(&mut self, at: usize, v: &Value) -> Result<(), DbFailure> {
         let p = self.stmt.as_ptr();
         let at = c_int::try_from(at).unwrap_or(c_int::MAX);
-        let owned = |t: String| Some(t);
         let formatted = match v {
-            Value::UInt(u) => owned(u.to_string()),
-            Value::Date(d) => owned(iso::format_date(d)),
-            Value::Time(t) => owned(iso::format_time(t)),
-            Value::Timestamp(t) => owned(iso::format_timestamp(t, "")),
-            Value::TimestampTz(t) => owned(iso::format_timestamp(&t.naive_utc(), "+00:00")),
-            Value::Uuid(u) => owned(crate::value::uuid_text(u)),
+            Value::UInt(u) => Some(u.to_string()),
+            Value::Date(d) => Some(iso::format_date(d)),
+            Value::Time(t) => Some(iso::format_time(t)),
+            Value::Timestamp(t) => Some(iso::format_timestamp(t, "")),
+            Value::TimestampTz(t) => Some(iso::format_timestamp(&t.naive_utc(), "+00:00")),
+            Value::Uuid(u) => Some(crate::value::uuid_text(u)),
             _ => None,
         };
         // SAFETY: the statement is live; borrowed text and bytes outlive

@@ -81,20 +81,21 @@ impl Insert {
         let handle = unsafe { Handle::borrowed(locked.as_raw_handle()) };
         let per_statement = (MAX_VARIABLES / self.columns).clamp(1, 500);
         blocking(|| {
-            let mut full: Option<Stmt<'_>> = None;
+            // the full-size statement serves every part but a shorter last one
+            let mut full = if rows.len() >= per_statement {
+                Some(handle.prepare(&self.sql(per_statement))?)
+            } else {
+                None
+            };
             let mut done = 0u64;
             for part in rows.chunks(per_statement) {
-                let mut last;
-                let stmt = if part.len() == per_statement {
-                    if full.is_none() {
-                        full = Some(handle.prepare(&self.sql(per_statement))?);
+                let mut last: Stmt<'_>;
+                let stmt = match full.as_mut() {
+                    Some(s) if part.len() == per_statement => s,
+                    _ => {
+                        last = handle.prepare(&self.sql(part.len()))?;
+                        &mut last
                     }
-                    full.as_mut().ok_or_else(|| {
-                        DbFailure::permanent("internal error: no prepared INSERT".to_string())
-                    })?
-                } else {
-                    last = handle.prepare(&self.sql(part.len()))?;
-                    &mut last
                 };
                 let mut at = 0;
                 for row in part {

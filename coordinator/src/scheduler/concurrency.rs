@@ -18,9 +18,10 @@
 //! smoothed three ways: a window holds at least `MIN_WINDOW` chunks (and at
 //! least one per stream) and spans at least `MIN_SPAN`, each level keeps an
 //! exponentially weighted rate, and a level must beat the one below by
-//! `RISE` to count as rising. The chunks leased before the job's first chunk lands are not measured: they
-//! pay for the workers' first connections and the source's cold caches, and
-//! a first window that slow would make any second level look rising. After
+//! `RISE` to count as rising. The chunks leased before the job's first
+//! chunk lands are not measured: they pay for the workers' first
+//! connections and the source's cold caches, and a first window that slow
+//! would make any second level look rising. After
 //! a back-off the controller holds its level for a number of windows that
 //! doubles with each failed probe (up to `MAX_HOLD`), so a level that does
 //! not help is tried less and less often. Pure logic: no clock, no I/O.
