@@ -41,6 +41,14 @@ fail() {
             podman logs --tail 25 "$c" 2>&1 | sed 's/^/    /' >&2 || true
         done
     done
+    # the coordinators' lines about workers and leases, then the failure again
+    # (a CI log may show only its last lines)
+    for p in "${pods[@]}"; do
+        [[ "$p" == *-coordinator-* ]] || continue
+        say "--- $p: workers and leases ---"
+        podman logs "$p-coordinator" 2>&1 | grep -E "worker|lease|leader" | tail -n 30 | sed 's/^/    /' >&2 || true
+    done
+    say "FAIL: $*"
     exit 1
 }
 cleanup() {
@@ -271,9 +279,12 @@ say "drained worker: $finished chunk(s) finished after SIGTERM, $released handed
 
 if grep -q -- '--metrics-listen' <<<"$(podman run --rm "$image" coordinator --help)"; then
     pid=$(podman inspect "$c1" --format '{{.State.Pid}}')
-    nsenter -t "$pid" -n curl -sf -m 3 http://127.0.0.1:9090/metrics | grep -q '^ferry_' ||
-        fail "metrics are enabled but /metrics on :9090 has no ferry_ series"
-    say "metrics: /metrics answers on the chart's port"
+    # read whole, then searched: `curl | grep -q` fails under pipefail when
+    # grep stops reading a page longer than the pipe's buffer (curl exits 23)
+    page=$(nsenter -t "$pid" -n curl -sf -m 3 http://127.0.0.1:9090/metrics) ||
+        fail "metrics are enabled but GET /metrics on the leader's :9090 failed"
+    grep -q '^ferry_' <<<"$page" || fail "metrics are enabled but /metrics on :9090 has no ferry_ series"
+    say "metrics: /metrics answers on the chart's port ($(wc -c <<<"$page") bytes, $(grep -c '^ferry_' <<<"$page") ferry_ samples)"
 else
     say "metrics: this ferry has no --metrics-listen yet; the chart's FERRY_METRICS_LISTEN is set and ignored"
 fi

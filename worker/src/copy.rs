@@ -59,6 +59,8 @@ pub struct ChunkContext {
     pub session: Arc<Session>,
     /// Fault points.
     pub faults: Faults,
+    /// Fired when the worker stops: a report then asks for no next chunk.
+    pub shutdown: CancellationToken,
 }
 
 /// The parts of an assignment every attempt needs, checked once.

@@ -105,6 +105,7 @@ pub async fn run(cfg: WorkerConfig, shutdown: CancellationToken) -> Result<(), W
         pool: Pool::new(cfg.connections.clone(), cfg.pool_idle_timeout),
         session: Arc::clone(&session),
         faults,
+        shutdown: shutdown.clone(),
     });
     let slots = Arc::new(Semaphore::new(cfg.concurrency as usize));
     metrics::init();
@@ -295,6 +296,12 @@ async fn run_chunk_in_span(
         span.record("ferry.error_class", name.as_str());
         span.record("otel.status_code", "ERROR");
     }
+    // a stop that began while the chunk ran: no next chunk with the report
+    let want_next = if ctx.shutdown.is_cancelled() {
+        0
+    } else {
+        want_next
+    };
     match outcome {
         Outcome::Committed {
             rows_written,
