@@ -24,7 +24,11 @@
 //! would make any second level look rising. After
 //! a back-off the controller holds its level for a number of windows that
 //! doubles with each failed probe (up to `MAX_HOLD`), so a level that does
-//! not help is tried less and less often. Pure logic: no clock, no I/O.
+//! not help is tried less and less often. A level below is probed only
+//! when the level above was clearly slower (past the peak; a plateau's
+//! lower edge is more likely its end than a better level), and no probe is
+//! made when too few chunks wait to be leased to repay it. Pure logic: no
+//! clock, no I/O.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -48,6 +52,10 @@ const FIRST_HOLD: u32 = 2;
 const MAX_HOLD: u32 = 16;
 /// Level a job starts at (or its cap when smaller).
 pub(crate) const START: u32 = 2;
+/// Windows' worth of chunks (at the level probed) that must still wait to
+/// be leased for a probe to be worth its cost: a probe that ends the job
+/// cannot be repaid by the better level it might find.
+const PAYBACK_WINDOWS: u32 = 8;
 
 /// A change of level, for the log line and the metric.
 #[derive(Debug, Clone, PartialEq)]
@@ -95,6 +103,8 @@ pub(crate) struct Controller {
     slow: bool,
     /// In slow start, the level the last doubling started from.
     doubled_from: Option<u32>,
+    /// Chunks of the job not yet leased (u32::MAX: not told).
+    waiting: u32,
 }
 
 impl Controller {
@@ -117,6 +127,7 @@ impl Controller {
             came_up: false,
             slow: true,
             doubled_from: None,
+            waiting: u32::MAX,
         }
     }
 
@@ -129,6 +140,17 @@ impl Controller {
     pub fn set_cap(&mut self, cap: u32) {
         self.cap = cap.max(1);
         self.limit = self.limit.min(self.cap);
+    }
+
+    /// Notes how many chunks of the job wait to be leased (probes stop when
+    /// too few are left to repay them).
+    pub fn set_waiting(&mut self, chunks: u32) {
+        self.waiting = chunks;
+    }
+
+    /// Whether enough chunks wait for a probe to `level` to pay for itself.
+    fn worth_probing(&self, level: u32) -> bool {
+        self.waiting >= PAYBACK_WINDOWS.saturating_mul(MIN_WINDOW.max(level))
     }
 
     /// Notes that chunk `n` was leased with `in_flight` chunks of the job
@@ -242,11 +264,17 @@ impl Controller {
             return None;
         }
         let up = self.rates.get(&(l + 1)).copied();
-        if l > 1 && down.is_none() && up.is_some_and(|u| u < r * (1.0 + RISE)) {
-            // the level above did not help and the one below was never measured
+        if l > 1
+            && down.is_none()
+            && up.is_some_and(|u| u < r * (1.0 - RISE))
+            && self.worth_probing(l - 1)
+        {
+            // the level above was clearly slower (past the peak, not on a
+            // plateau, where a level below would leave it) and the one below
+            // was never measured
             return Some(l - 1);
         }
-        (l < self.cap && binding).then_some(l + 1)
+        (l < self.cap && binding && self.worth_probing(l + 1)).then_some(l + 1)
     }
 }
 
@@ -272,6 +300,9 @@ impl Controller {
             self.slow = false;
             return None;
         }
+        if !self.worth_probing(l.saturating_mul(2).min(self.cap)) {
+            return None;
+        }
         self.doubled_from = Some(l);
         Some(l.saturating_mul(2).min(self.cap))
     }
@@ -285,6 +316,7 @@ pub(crate) fn observe(job: &mut JobRuntime, n: u32, rows: u64, leased_at: Instan
     let Some(c) = job.concurrency.as_mut() else {
         return;
     };
+    c.set_waiting((job.ready.len() + job.delayed.len()) as u32);
     let now = Instant::now();
     let seconds = now.saturating_duration_since(leased_at).as_secs_f64();
     let Some(change) = c.completed(n, rows, seconds, in_flight, now) else {

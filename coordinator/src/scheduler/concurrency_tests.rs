@@ -52,6 +52,7 @@ fn simulate(
             break;
         };
         let (n, _, at) = in_flight.swap_remove(i);
+        c.set_waiting(chunks + 1 - next);
         let _ = c.completed(n, ROWS, now - at, in_flight.len() as u32 + 1, t(now));
         assert!(
             (1..=cap).contains(&c.limit()),
@@ -282,4 +283,39 @@ fn slow_start_reaches_a_large_cap_in_a_few_windows() {
     assert_eq!(c.limit(), 256, "after {n} chunks");
     assert_eq!(changes, 7, "2 → 256 by doubling takes 7 changes");
     assert!(n <= 270, "{n} chunks");
+}
+
+/// Two cores: two streams are best, three about as good, four and more
+/// slower, one 12 % slower (bench/RESULTS.md's adaptive section).
+fn two_cores(l: u32) -> f64 {
+    match l {
+        1 => 440_000.0,
+        2 => 500_000.0,
+        3 => 490_000.0,
+        n => 490_000.0 * (1.0 - 0.05 * (n - 3) as f64),
+    }
+}
+
+#[test]
+fn a_plateau_is_not_left_downward() {
+    let levels = simulate(8, 250, two_cores, quiet);
+    assert_eq!(settled(&levels), 2, "{levels:?}");
+    assert!(
+        !levels.contains(&1),
+        "probed one stream below a plateau: {levels:?}"
+    );
+}
+
+#[test]
+fn no_probe_when_too_few_chunks_are_left_to_repay_it() {
+    let levels = simulate(8, 250, two_cores, quiet);
+    // the last windows' worth of chunks run at the settled level
+    let tail = &levels[levels.len() - 12..];
+    assert!(
+        tail.iter().all(|l| *l == 2),
+        "probed at the end: {levels:?}"
+    );
+    // and a job too short to repay a doubling never leaves its start
+    let short = simulate(8, 24, two_cores, quiet);
+    assert!(short.iter().all(|l| *l == START), "{short:?}");
 }
