@@ -10,11 +10,15 @@
 //! start at the level it doubled from, and AIMD takes over from there.
 //!
 //! Throughput is measured as rows landed per second of wall time: a window
-//! runs from the completion of a chunk leased at the level to that of the
-//! window's last one, and counts the rows every chunk of the job landed in
-//! between, so the gaps between a chunk's commit and the next lease count
-//! (Little's law over lease→complete times left them out, and made one
-//! stream look as fast as two on a machine where it is 12 % slower). Noise is
+//! runs from the completion of a chunk leased at the level to a later
+//! instant before which every chunk then leased has landed, and each chunk
+//! of the job counts the share of its rows that its lease-to-commit time
+//! spent inside the window (a chunk is taken to progress evenly). The gaps
+//! between a chunk's commit and the next lease count (Little's law over
+//! lease→complete times left them out, and made one stream look as fast as
+//! two on a machine where it is 12 % slower), and the window's edges cut
+//! chunks instead of counting whole ones (counting whole chunks, a window of
+//! six was off by a sixth whenever two streams landed together). Noise is
 //! smoothed three ways: a window holds at least `MIN_WINDOW` chunks (and at
 //! least one per stream) and spans at least `MIN_SPAN`, each level keeps an
 //! exponentially weighted rate, and a level must beat the one below by
@@ -83,10 +87,13 @@ pub(crate) struct Controller {
     leased: HashMap<u32, (Option<u32>, u32)>,
     /// No chunk of the job has landed yet.
     warming: bool,
-    /// When the window's first chunk of this level landed (None: not yet).
+    /// Where the window starts: when the level's first chunk landed, then
+    /// where the last window ended (None: not yet).
     anchor: Option<Instant>,
-    /// Rows landed since the anchor, by any chunk of the job.
-    rows_since: u64,
+    /// Chunks of the job that landed after the anchor: lease, commit, rows.
+    landed: Vec<(Instant, Instant, u64)>,
+    /// When the oldest chunk of the job still in flight was leased.
+    oldest_in_flight: Option<Instant>,
     /// Chunks of this level landed since the anchor.
     samples: u32,
     /// Their streams in flight, summed.
@@ -118,7 +125,8 @@ impl Controller {
             leased: HashMap::new(),
             warming: true,
             anchor: None,
-            rows_since: 0,
+            landed: Vec::new(),
+            oldest_in_flight: None,
             samples: 0,
             streams_sum: 0.0,
             rates: BTreeMap::new(),
@@ -148,6 +156,13 @@ impl Controller {
         self.waiting = chunks;
     }
 
+    /// Notes when the oldest chunk of the job still in flight was leased
+    /// (None: none is): a window ends no later, so every chunk that overlaps
+    /// it has landed and is counted.
+    pub fn set_oldest_in_flight(&mut self, leased_at: Option<Instant>) {
+        self.oldest_in_flight = leased_at;
+    }
+
     /// Whether enough chunks wait for a probe to `level` to pay for itself.
     fn worth_probing(&self, level: u32) -> bool {
         self.waiting >= PAYBACK_WINDOWS.saturating_mul(MIN_WINDOW.max(level))
@@ -172,7 +187,11 @@ impl Controller {
         at: Instant,
     ) -> Option<Change> {
         if self.anchor.is_some() {
-            self.rows_since += rows;
+            // a chunk never leased here (adopted after a takeover) lands at once
+            let lease = at
+                .checked_sub(Duration::from_secs_f64(seconds.max(0.0)))
+                .unwrap_or(at);
+            self.landed.push((lease, at, rows));
         }
         let (epoch, at_lease) = self.leased.remove(&n)?;
         self.warming = false;
@@ -182,28 +201,27 @@ impl Controller {
         let Some(anchor) = self.anchor else {
             // the level's first chunk only marks where the window's time starts
             self.anchor = Some(at);
-            self.rows_since = 0;
+            self.landed.clear();
             return None;
         };
         // the streams it shared the target with: the mean of its two ends
         let at_end = in_flight.clamp(1, self.limit);
         self.samples += 1;
         self.streams_sum += (at_lease + at_end) as f64 / 2.0;
-        let span = at.saturating_duration_since(anchor);
+        // the window ends where every chunk leased before has landed
+        let end = self.oldest_in_flight.map_or(at, |o| o.min(at));
+        let span = end.saturating_duration_since(anchor);
         if self.samples < MIN_WINDOW.max(self.limit) || span < MIN_SPAN {
             return None;
         }
-        let rows = self.rows_since;
+        let rows = rows_within(&self.landed, anchor, end);
         let streams = self.streams_sum / f64::from(self.samples);
-        // this chunk starts the next window at this level
-        self.anchor = Some(at);
-        self.rows_since = 0;
+        // the next window at this level starts where this one ends
+        self.anchor = Some(end);
+        self.landed.retain(|(_, to, _)| *to > end);
         self.samples = 0;
         self.streams_sum = 0.0;
-        if span.is_zero() {
-            return None;
-        }
-        let rate = rows as f64 / span.as_secs_f64();
+        let rate = rows / span.as_secs_f64();
         let smoothed = match self.rates.get(&self.limit) {
             Some(old) => old * (1.0 - ALPHA) + rate * ALPHA,
             None => rate,
@@ -308,6 +326,29 @@ impl Controller {
     }
 }
 
+/// Rows the chunks in `landed` (lease, commit, rows) landed within
+/// `from..to`, each its rows times the share of its lease-to-commit time
+/// inside (a chunk that took no time counts whole when it landed inside).
+fn rows_within(landed: &[(Instant, Instant, u64)], from: Instant, to: Instant) -> f64 {
+    landed
+        .iter()
+        .map(|(lease, done, rows)| {
+            let took = done.saturating_duration_since(*lease);
+            if took.is_zero() {
+                return if *done > from && *done <= to {
+                    *rows as f64
+                } else {
+                    0.0
+                };
+            }
+            let inside = (*done)
+                .min(to)
+                .saturating_duration_since((*lease).max(from));
+            *rows as f64 * inside.as_secs_f64() / took.as_secs_f64()
+        })
+        .sum()
+}
+
 /// Feeds chunk `n` of `job`, leased at `leased_at`, that landed `rows`,
 /// to the job's controller; a change of level is logged
 /// (`concurrency <target>: 3 → 4 (rows/s 510k → 560k)`).
@@ -317,6 +358,7 @@ pub(crate) fn observe(job: &mut JobRuntime, n: u32, rows: u64, leased_at: Instan
         return;
     };
     c.set_waiting((job.ready.len() + job.delayed.len()) as u32);
+    c.set_oldest_in_flight(job.live.values().map(|l| l.leased_at).min());
     let now = Instant::now();
     let seconds = now.saturating_duration_since(leased_at).as_secs_f64();
     let Some(change) = c.completed(n, rows, seconds, in_flight, now) else {

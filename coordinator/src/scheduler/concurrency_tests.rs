@@ -53,6 +53,13 @@ fn simulate(
         };
         let (n, _, at) = in_flight.swap_remove(i);
         c.set_waiting(chunks + 1 - next);
+        c.set_oldest_in_flight(
+            in_flight
+                .iter()
+                .map(|(_, _, leased)| *leased)
+                .min_by(f64::total_cmp)
+                .map(t),
+        );
         let _ = c.completed(n, ROWS, now - at, in_flight.len() as u32 + 1, t(now));
         assert!(
             (1..=cap).contains(&c.limit()),
@@ -218,21 +225,59 @@ fn rows_of_chunks_leased_before_a_change_count_after_it() {
         c.leased(n, 4);
     }
     // chunk 10 (of the new level) starts the window; chunk 9 ran at the old
-    // level: no sample of its own, but its rows landed in the window
+    // level: no sample of its own, but the rows it landed in the window count
     assert_eq!(c.completed(10, ROWS, 0.5, 4, t(3.0)), None);
-    assert_eq!(c.completed(9, ROWS, 100.0, 4, t(3.1)), None);
     assert_eq!(c.completed(42, ROWS, 1.0, 4, t(3.2)), None, "never leased");
+    assert_eq!(c.completed(9, ROWS, 1.0, 4, t(3.5)), None);
     for (n, at) in [(11, 3.5), (12, 4.0), (13, 4.5)] {
         assert_eq!(c.completed(n, ROWS, 0.5, 4, t(at)), None);
     }
     let change = c
         .completed(14, ROWS, 0.5, 4, t(5.0))
         .expect("a window at 4");
-    // chunks 9, 11, 12, 13 and 14 and the never-leased 42 landed in 2 s
-    assert!(
-        (change.rate - 6.0 * 50_000.0 / 2.0).abs() < 1.0,
-        "{change:?}"
-    );
+    // in the 2 s from 3.0: chunks 11 to 14 whole, half of chunk 9 (leased
+    // at 2.5) and a fifth of the never-leased 42 (at 2.2)
+    let rows = 4.0 * 50_000.0 + 25_000.0 + 10_000.0;
+    assert!((change.rate - rows / 2.0).abs() < 1.0, "{change:?}");
+}
+
+#[test]
+fn a_window_counts_the_share_of_each_chunk_inside_it() {
+    // two streams landing together: whole chunks counted from the first
+    // of a pair to the second of a later pair would count one chunk too many
+    let mut c = Controller::new(2);
+    c.leased(1, 1);
+    c.completed(1, ROWS, 0.5, 1, t(0.5));
+    let rate = |c: &Controller, l: u32| c.rates.get(&l).copied();
+    // pairs leased together every 0.501 s, landing 1 ms apart
+    let mut lease = 0.5;
+    for pair in 0..2u32 {
+        let (a, b) = (10 + 2 * pair, 11 + 2 * pair);
+        c.leased(a, 1);
+        c.leased(b, 2);
+        c.set_oldest_in_flight(Some(t(lease)));
+        c.completed(a, ROWS, 0.5, 2, t(lease + 0.5));
+        c.set_oldest_in_flight(None);
+        c.completed(b, ROWS, 0.501, 1, t(lease + 0.501));
+        lease += 0.501;
+    }
+    // the window runs from the first landing (1.0) to the last (1.502):
+    // whole chunks would count three in 0.502 s (299k/s)
+    let r = rate(&c, 2).expect("level 2 measured");
+    let truth = 100_000.0 / 0.501;
+    assert!((r / truth - 1.0).abs() < 0.01, "{r} rows/s, not {truth}");
+    // a window ends where the oldest chunk in flight was leased
+    let mut c = Controller::new(1);
+    c.leased(1, 1);
+    c.completed(1, ROWS, 0.5, 1, t(0.5));
+    for n in 2..=4 {
+        c.leased(n, 1);
+    }
+    c.set_oldest_in_flight(Some(t(0.6)));
+    for (n, at) in [(2, 1.0), (3, 1.5)] {
+        c.completed(n, ROWS, 0.5, 1, t(at));
+    }
+    assert_eq!(rate(&c, 1), None, "the window (0.5 to 0.6) is too short");
 }
 
 #[test]
