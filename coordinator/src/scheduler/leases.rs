@@ -78,16 +78,32 @@ impl Scheduler {
     /// Ends the session of a worker that stopped gracefully (its drain is
     /// over): it is dropped now and its store lease revoked, so it is never
     /// reported later as a lease that ran out. A chunk still leased to it
-    /// (none after a drain) comes back by the lease paths as usual.
+    /// was never received (a lease response lost in a takeover or with a
+    /// dropped call: a drain hands back what it holds): it is leased again
+    /// at once, without counting a retry, instead of when its lease runs out.
     pub async fn leave(&self, worker_id: &str) -> Result<(), CoordinatorError> {
-        let gone = self.state.lock().await.workers.remove(worker_id);
-        let Some(w) = gone else {
+        let mut st = self.state.lock().await;
+        let Some(w) = st.workers.remove(worker_id) else {
             return Err(CoordinatorError::UnknownWorker(worker_id.to_string()));
         };
         tracing::info!(worker = %worker_id, host = %w.hostname, "worker left (stopped gracefully); its session ended");
+        let lost = leased_to(&st, worker_id);
+        if !lost.is_empty() {
+            tracing::warn!(worker = %worker_id, chunks = lost.len(), "worker left without chunks leased to it (lease responses it never received); leasing them again");
+        }
+        let transitions = hold_failures(&mut st, self.budget(), lost, |_, n| {
+            (
+                ErrorClass::Transient,
+                format!("worker {worker_id} left without chunk {n} (its lease response was lost)"),
+                true,
+            )
+        });
+        let (st, result) = self.write_transitions(st, transitions).await;
+        drop(st);
         self.store.remove_worker(worker_id).await?;
+        self.ready.notify_waiters();
         self.changed();
-        Ok(())
+        result
     }
 
     /// Renews a worker's lease, records its progress, and returns the held
@@ -291,6 +307,24 @@ enum Lost {
     Expired,
     /// The worker's last full heartbeat did not list it.
     NotHeld,
+}
+
+/// The `(job, chunk, token)` of every chunk leased to `worker` whose write
+/// is not in flight (token CLAIMED: this leader's own write decides it).
+fn leased_to(st: &State, worker: &str) -> Vec<(String, u32, u64)> {
+    let mut out = Vec::new();
+    for (job_id, job) in &st.jobs {
+        for n in job.live.keys() {
+            let Some(c) = job.chunk(*n) else { continue };
+            if c.record.state == ChunkState::Leased as i32
+                && c.record.fencing_token != CLAIMED
+                && c.record.worker_id == worker
+            {
+                out.push((job_id.clone(), *n, c.record.fencing_token));
+            }
+        }
+    }
+    out
 }
 
 /// Plans and holds the failure of each `(job, chunk, token)` in `lost`, with
