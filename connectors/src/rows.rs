@@ -17,6 +17,12 @@ pub const BATCH_ROWS: usize = 2_000;
 pub const BATCH_BYTES: usize = 1 << 20;
 /// Batches a reader may run ahead of its writer.
 pub const BATCHES_IN_FLIGHT: usize = 2;
+/// Most rows gathered from several batches into one write into PostgreSQL:
+/// each write is a COPY under a savepoint (four round trips, a statement and
+/// a subtransaction), which per batch cost about as much as the batch's rows.
+pub const POSTGRES_WRITE_ROWS: usize = 10 * BATCH_ROWS;
+/// Most bytes (estimated) gathered likewise.
+pub const POSTGRES_WRITE_BYTES: usize = 8 * BATCH_BYTES;
 
 /// A batch of rows.
 #[derive(Debug, Default, Clone, PartialEq)]

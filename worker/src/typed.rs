@@ -186,18 +186,41 @@ async fn stream_chunk(
         };
         let mut writer = Writer::new(&mut *target, &w).await?;
         let mut out = Isolated::default();
-        while let Some(batch) = rx.recv().await {
-            let batch = batch?;
-            check_fence(ctx, handle).map_err(CopyStop::Abort)?;
-            let rows = isolate::convert_rows(batch.rows, &types.target, key_position, &mut out);
-            isolate::write(&mut writer, &rows, key_position, &mut out).await?;
+        // PostgreSQL takes several batches in one COPY (see POSTGRES_WRITE_ROWS)
+        let (most_rows, most_bytes) = if postgres_target {
+            (rows::POSTGRES_WRITE_ROWS, rows::POSTGRES_WRITE_BYTES)
+        } else {
+            (1, 1)
+        };
+        let mut gathered: Vec<rows::Row> = Vec::new();
+        let mut gathered_bytes = 0;
+        let mut more = true;
+        while more {
+            match rx.recv().await {
+                Some(batch) => {
+                    let batch = batch?;
+                    check_fence(ctx, handle).map_err(CopyStop::Abort)?;
+                    let mut rows =
+                        isolate::convert_rows(batch.rows, &types.target, key_position, &mut out);
+                    gathered.append(&mut rows);
+                    gathered_bytes += batch.bytes;
+                    ctx.faults.mid_copy(&handle.chunk);
+                }
+                None => more = false,
+            }
+            let full = gathered.len() >= most_rows || gathered_bytes >= most_bytes;
+            if gathered.is_empty() || (more && !full) {
+                continue;
+            }
+            isolate::write(&mut writer, &gathered, key_position, &mut out).await?;
+            gathered.clear();
             handle
                 .bytes
-                .fetch_add(batch.bytes as u64, Ordering::Relaxed);
+                .fetch_add(gathered_bytes as u64, Ordering::Relaxed);
+            gathered_bytes = 0;
             handle
                 .rows
                 .store(out.written + out.rejected.len() as u64, Ordering::Relaxed);
-            ctx.faults.mid_copy(&handle.chunk);
         }
         Ok::<_, CopyStop>(out)
     };

@@ -11,7 +11,9 @@ use ferry_connectors::db::catalog;
 use ferry_connectors::kind::DbKind;
 use ferry_connectors::postgres::copy::SEND_BUFFER;
 use ferry_connectors::postgres::sql::show_ident;
-use ferry_connectors::rows::{BATCHES_IN_FLIGHT, BATCH_BYTES, BATCH_ROWS};
+use ferry_connectors::rows::{
+    BATCHES_IN_FLIGHT, BATCH_BYTES, BATCH_ROWS, POSTGRES_WRITE_BYTES, POSTGRES_WRITE_ROWS,
+};
 
 use super::estimate::{estimate, spread, ChunkEstimates};
 use super::{plan_job, typed, Plan, PlanError};
@@ -40,9 +42,9 @@ pub async fn dry_run(
         .min(plan.max_in_flight.unwrap_or(u32::MAX))
         .min(chunks)
         .max(1);
-    let both_postgres = typed::kind_of(conns, &spec.source)? == DbKind::Postgres
-        && typed::kind_of(conns, &spec.target)? == DbKind::Postgres;
-    let (bound, bound_why) = memory_bound(both_postgres, est.avg_row_bytes, workers);
+    let from = typed::kind_of(conns, &spec.source)?;
+    let into = typed::kind_of(conns, &spec.target)?;
+    let (bound, bound_why) = memory_bound(from, into, est.avg_row_bytes, workers);
     let chunk_size = spec.chunk_size.unwrap_or(50_000);
     Ok(PlanJobResponse {
         strategy: plan.strategy.clone(),
@@ -130,10 +132,11 @@ async fn would_create(
 /// one being sent (`SEND_BUFFER` each) plus one row; across kinds the typed
 /// batches a reader may run ahead (`BATCHES_IN_FLIGHT` in the channel, one
 /// being filled, one being written), each at most `BATCH_ROWS` rows or
-/// `BATCH_BYTES` bytes.
-fn memory_bound(both_postgres: bool, row: u64, workers: u32) -> (u64, String) {
+/// `BATCH_BYTES` bytes, where a PostgreSQL target's write gathers up to
+/// `POSTGRES_WRITE_ROWS` rows or `POSTGRES_WRITE_BYTES` bytes instead of one.
+fn memory_bound(from: DbKind, into: DbKind, row: u64, workers: u32) -> (u64, String) {
     let workers64 = u64::from(workers);
-    if both_postgres {
+    if from == DbKind::Postgres && into == DbKind::Postgres {
         let per_chunk = 2 * SEND_BUFFER as u64 + row;
         return (
             per_chunk * workers64,
@@ -144,6 +147,18 @@ fn memory_bound(both_postgres: bool, row: u64, workers: u32) -> (u64, String) {
         );
     }
     let batch = (BATCH_ROWS as u64 * row).min(BATCH_BYTES as u64 + row);
+    if into == DbKind::Postgres {
+        let batches = BATCHES_IN_FLIGHT as u64 + 1;
+        let write = (POSTGRES_WRITE_ROWS as u64 * row).min(POSTGRES_WRITE_BYTES as u64 + row);
+        return (
+            (batch * batches + write) * workers64,
+            format!(
+                "typed batches: {batches} batches of at most {BATCH_ROWS} rows or {} MiB and one COPY of at most {POSTGRES_WRITE_ROWS} rows or {} MiB per chunk in flight, × {workers} chunks",
+                BATCH_BYTES >> 20,
+                POSTGRES_WRITE_BYTES >> 20
+            ),
+        );
+    }
     let batches = BATCHES_IN_FLIGHT as u64 + 2;
     (
         batch * batches * workers64,
@@ -196,15 +211,21 @@ mod tests {
 
     #[test]
     fn memory_bound_does_not_grow_with_chunk_size() {
-        let (copy, why) = memory_bound(true, 100, 4);
+        let (pg, my, sq) = (DbKind::Postgres, DbKind::MySql, DbKind::Sqlite);
+        let (copy, why) = memory_bound(pg, pg, 100, 4);
         assert_eq!(copy, 4 * (2 * SEND_BUFFER as u64 + 100));
         assert!(why.contains("COPY"), "{why}");
-        let (typed, _) = memory_bound(false, 100, 2);
+        let (typed, _) = memory_bound(pg, my, 100, 2);
         assert_eq!(typed, 2 * (BATCHES_IN_FLIGHT as u64 + 2) * 200_000);
-        let (wide, _) = memory_bound(false, 10_000, 1);
+        let (wide, _) = memory_bound(pg, sq, 10_000, 1);
         assert_eq!(
             wide,
             (BATCHES_IN_FLIGHT as u64 + 2) * (BATCH_BYTES as u64 + 10_000)
         );
+        // into PostgreSQL, one write gathers several batches
+        let (gathered, why) = memory_bound(sq, pg, 100, 2);
+        let batches = (BATCHES_IN_FLIGHT as u64 + 1) * 200_000;
+        assert_eq!(gathered, 2 * (batches + POSTGRES_WRITE_ROWS as u64 * 100));
+        assert!(why.contains("one COPY"), "{why}");
     }
 }
