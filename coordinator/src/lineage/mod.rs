@@ -148,9 +148,13 @@ async fn follow(gate: Arc<Gate>, tx: mpsc::Sender<Transition>) {
             term = Some((Arc::downgrade(&scheduler), scheduler.subscribe()));
         }
         let connections = scheduler.config().connections.clone();
+        let term_began = scheduler.started_ms();
         for job in scheduler.list_jobs(0).await {
             let state = JobState::try_from(job.state).unwrap_or(JobState::Unspecified);
-            for kind in tracker.observe(&job.job_id, state, first_look) {
+            // a job created in this term cannot have been reported by a
+            // previous leader, even when it ended before this first look
+            let inherited = first_look && job.created_at_ms < term_began;
+            for kind in tracker.observe(&job.job_id, state, inherited) {
                 let t = Transition {
                     kind,
                     job: job.clone(),

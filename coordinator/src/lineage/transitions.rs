@@ -34,14 +34,14 @@ fn end_event(state: JobState) -> Option<EventType> {
 }
 
 impl Tracker {
-    /// The events due for `job_id` now in `state`. On the first look of a
-    /// term (`first_look`), jobs that already ended are taken as reported by
-    /// the previous leader; running ones get their START again (same run id,
-    /// so a collector sees the same run).
-    pub fn observe(&mut self, job_id: &str, state: JobState, first_look: bool) -> Vec<EventType> {
+    /// The events due for `job_id` now in `state`. A job first seen
+    /// `inherited` (at a term's first look, created by a previous leader)
+    /// that already ended is taken as reported by that leader; running ones
+    /// get their START again (same run id, so a collector sees the same run).
+    pub fn observe(&mut self, job_id: &str, state: JobState, inherited: bool) -> Vec<EventType> {
         let before = self.jobs.get(job_id).copied();
         let (after, events) = match (before, state, end_event(state)) {
-            (None, _, Some(_)) if first_look => (Reported::Ended, vec![]),
+            (None, _, Some(_)) if inherited => (Reported::Ended, vec![]),
             (Some(Reported::Ended), _, Some(_)) => (Reported::Ended, vec![]),
             (Some(Reported::Started), _, Some(end)) => (Reported::Ended, vec![end]),
             (_, _, Some(end)) => (Reported::Ended, vec![EventType::Start, end]),

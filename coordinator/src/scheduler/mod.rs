@@ -92,9 +92,17 @@ pub struct Scheduler {
     snapshots: snapshot::Holds,
     /// Set once AcquireChunk may no longer wait (`leases::close_long_polls`).
     polls_closed: std::sync::atomic::AtomicBool,
+    /// When this scheduler (this term) began, ms since the Unix epoch.
+    started_ms: i64,
 }
 
 impl Scheduler {
+    /// When this scheduler (this leader's term) began, ms since the Unix
+    /// epoch: a job created earlier was a previous leader's.
+    pub fn started_ms(&self) -> i64 {
+        self.started_ms
+    }
+
     /// A scheduler over `store`, empty until `recover` or `submit`.
     pub fn new(store: Arc<dyn StateStore>, config: SchedulerConfig) -> Arc<Self> {
         Arc::new_cyclic(|me| Self {
@@ -107,6 +115,7 @@ impl Scheduler {
             history_pending: std::sync::atomic::AtomicUsize::new(0),
             snapshots: snapshot::Holds::default(),
             polls_closed: std::sync::atomic::AtomicBool::new(false),
+            started_ms: state::now_ms(),
         })
     }
 
