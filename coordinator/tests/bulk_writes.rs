@@ -3,20 +3,19 @@
 //! across one etcd write per chunk, or heartbeats stall past the lease and
 //! the workers fence themselves. Every chunk ends in the state asked for.
 
+mod synthetic;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ferry_common::config::JobDefaults;
-use ferry_common::connections::ConnectionRegistry;
-use ferry_common::ledger::DEFAULT_LEDGER_SCHEMA;
 use ferry_common::plan::WORKER_PROTOCOL;
 use ferry_common::proto::{ChunkState, HeldChunk, JobSpec, JobState};
 use ferry_common::timing::Timings;
 use ferry_coordinator::election::campaign;
 use ferry_coordinator::leader::connect_etcd;
 use ferry_coordinator::planner::Plan;
-use ferry_coordinator::scheduler::{Scheduler, SchedulerConfig};
+use ferry_coordinator::scheduler::Scheduler;
 use ferry_coordinator::store::{EtcdStore, StateStore};
 use ferry_tests::etcd::EtcdCluster;
 use tokio_util::sync::CancellationToken;
@@ -24,35 +23,12 @@ use tokio_util::sync::CancellationToken;
 const CHUNKS: u32 = 20_000;
 const LEASE: Duration = Duration::from_secs(3);
 
-fn config() -> SchedulerConfig {
-    SchedulerConfig {
-        defaults: JobDefaults::default(),
-        connections: ConnectionRegistry::from_pairs([
-            (
-                "source".to_string(),
-                "postgres://t@127.0.0.1:1/s".to_string(),
-            ),
-            (
-                "target".to_string(),
-                "postgres://t@127.0.0.1:1/t".to_string(),
-            ),
-        ]),
-        timings: Timings::new(LEASE).expect("a 3 s lease is valid"),
-        ledger_schema: DEFAULT_LEDGER_SCHEMA.to_string(),
-        lifecycle: Default::default(),
-    }
-}
-
 fn spec() -> JobSpec {
     JobSpec {
-        source: "source".into(),
-        target: "target".into(),
-        query: "SELECT id FROM synthetic".into(),
-        table: "public.synthetic".into(),
         max_workers: Some(3),
         // three chunks leased at once, not what adaptive concurrency starts at
         adaptive_concurrency: Some(false),
-        ..Default::default()
+        ..synthetic::spec()
     }
 }
 
@@ -97,7 +73,10 @@ async fn cancel_and_resume_of_20000_chunks_do_not_stall_heartbeats() {
         .expect("won");
     let store: Arc<dyn StateStore> =
         Arc::new(EtcdStore::new(client, "/bulk", Some(lead.fence.clone())));
-    let s = Scheduler::new(Arc::clone(&store), config());
+    let s = Scheduler::new(
+        Arc::clone(&store),
+        synthetic::config_with(Timings::new(LEASE).expect("a 3 s lease is valid")),
+    );
     let job = s
         .submit_planned(String::new(), spec(), Plan::synthetic(CHUNKS))
         .await

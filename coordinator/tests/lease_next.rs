@@ -5,48 +5,19 @@
 
 use std::sync::Arc;
 
-use ferry_common::config::JobDefaults;
-use ferry_common::connections::ConnectionRegistry;
-use ferry_common::ledger::DEFAULT_LEDGER_SCHEMA;
-use ferry_common::proto::{ChunkRef, ChunkState, HeldChunk, JobSpec, JobState};
-use ferry_common::timing::Timings;
-use ferry_coordinator::election::campaign;
-use ferry_coordinator::error::CoordinatorError;
-use ferry_coordinator::leader::connect_etcd;
-use ferry_coordinator::planner::Plan;
-use ferry_coordinator::scheduler::{Scheduler, SchedulerConfig};
-use ferry_coordinator::store::{EtcdStore, MemoryStore, StateStore};
-use ferry_tests::etcd::EtcdCluster;
-use tokio_util::sync::CancellationToken;
+mod synthetic;
 
-fn config() -> SchedulerConfig {
-    SchedulerConfig {
-        defaults: JobDefaults::default(),
-        // the synthetic plan never connects
-        connections: ConnectionRegistry::from_pairs([
-            (
-                "source".to_string(),
-                "postgres://t@127.0.0.1:1/src".to_string(),
-            ),
-            (
-                "target".to_string(),
-                "postgres://t@127.0.0.1:1/dst".to_string(),
-            ),
-        ]),
-        timings: Timings::default(),
-        ledger_schema: DEFAULT_LEDGER_SCHEMA.to_string(),
-        lifecycle: Default::default(),
-    }
-}
+use ferry_common::proto::{ChunkRef, ChunkState, HeldChunk, JobSpec, JobState};
+use ferry_coordinator::error::CoordinatorError;
+use ferry_coordinator::planner::Plan;
+use ferry_coordinator::scheduler::Scheduler;
+use ferry_coordinator::store::{MemoryStore, StateStore};
+use ferry_tests::etcd::EtcdCluster;
 
 fn spec() -> JobSpec {
     JobSpec {
-        source: "source".into(),
-        target: "target".into(),
-        query: "SELECT id FROM synthetic".into(),
-        table: "public.synthetic".into(),
         max_workers: Some(1), // the completing chunk must free its place for the next
-        ..Default::default()
+        ..synthetic::spec()
     }
 }
 
@@ -61,7 +32,7 @@ async fn disowned(s: &Arc<Scheduler>, worker: &str, chunk: &ChunkRef) -> bool {
 }
 
 async fn next_chunk_is_a_real_lease(store: Arc<dyn StateStore>) {
-    let s = Scheduler::new(Arc::clone(&store), config());
+    let s = Scheduler::new(Arc::clone(&store), synthetic::config());
     let job = s
         .submit_planned("lease-next".into(), spec(), Plan::synthetic(3))
         .await
@@ -163,12 +134,6 @@ async fn memory_store_next_chunk_is_a_real_lease() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_store_next_chunk_is_a_real_lease() {
     let etcd = EtcdCluster::start(1);
-    let client = connect_etcd(&etcd.endpoints()).await.expect("connect etcd");
-    let stop = CancellationToken::new();
-    let lead = campaign(&client, "/lease-next", "test", &stop, |_| {})
-        .await
-        .expect("campaign")
-        .expect("won");
-    let store = EtcdStore::new(client, "/lease-next", Some(lead.fence.clone()));
+    let (store, _lead) = synthetic::leading_store(&etcd, "/lease-next").await;
     next_chunk_is_a_real_lease(Arc::new(store)).await;
 }

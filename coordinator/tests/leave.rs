@@ -5,48 +5,19 @@
 
 use std::sync::Arc;
 
-use ferry_common::config::JobDefaults;
-use ferry_common::connections::ConnectionRegistry;
-use ferry_common::ledger::DEFAULT_LEDGER_SCHEMA;
-use ferry_common::proto::{ChunkState, JobSpec};
-use ferry_common::timing::Timings;
-use ferry_coordinator::election::campaign;
-use ferry_coordinator::leader::connect_etcd;
-use ferry_coordinator::planner::Plan;
-use ferry_coordinator::scheduler::{Scheduler, SchedulerConfig};
-use ferry_coordinator::store::{EtcdStore, MemoryStore, StateStore};
-use ferry_tests::etcd::EtcdCluster;
-use tokio_util::sync::CancellationToken;
+mod synthetic;
 
-fn config() -> SchedulerConfig {
-    SchedulerConfig {
-        defaults: JobDefaults::default(),
-        // the synthetic plan never connects
-        connections: ConnectionRegistry::from_pairs([
-            (
-                "source".to_string(),
-                "postgres://t@127.0.0.1:1/src".to_string(),
-            ),
-            (
-                "target".to_string(),
-                "postgres://t@127.0.0.1:1/dst".to_string(),
-            ),
-        ]),
-        timings: Timings::default(),
-        ledger_schema: DEFAULT_LEDGER_SCHEMA.to_string(),
-        lifecycle: Default::default(),
-    }
-}
+use ferry_common::proto::{ChunkState, JobSpec};
+use ferry_coordinator::planner::Plan;
+use ferry_coordinator::scheduler::Scheduler;
+use ferry_coordinator::store::{MemoryStore, StateStore};
+use ferry_tests::etcd::EtcdCluster;
 
 fn spec() -> JobSpec {
     JobSpec {
-        source: "source".into(),
-        target: "target".into(),
-        query: "SELECT id FROM synthetic".into(),
-        table: "public.synthetic".into(),
         max_workers: Some(2),
         adaptive_concurrency: Some(false),
-        ..Default::default()
+        ..synthetic::spec()
     }
 }
 
@@ -63,7 +34,7 @@ async fn register(s: &Arc<Scheduler>, id: &str) -> String {
 }
 
 async fn a_lease_never_received_comes_back_when_its_worker_leaves(store: Arc<dyn StateStore>) {
-    let s = Scheduler::new(Arc::clone(&store), config());
+    let s = Scheduler::new(Arc::clone(&store), synthetic::config());
     let job = s
         .submit_planned("leave".into(), spec(), Plan::synthetic(3))
         .await
@@ -126,12 +97,6 @@ async fn memory_store_a_lost_lease_comes_back_when_its_worker_leaves() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_store_a_lost_lease_comes_back_when_its_worker_leaves() {
     let etcd = EtcdCluster::start(1);
-    let client = connect_etcd(&etcd.endpoints()).await.expect("connect etcd");
-    let stop = CancellationToken::new();
-    let lead = campaign(&client, "/leave", "test", &stop, |_| {})
-        .await
-        .expect("campaign")
-        .expect("won");
-    let store = EtcdStore::new(client, "/leave", Some(lead.fence.clone()));
+    let (store, _lead) = synthetic::leading_store(&etcd, "/leave").await;
     a_lease_never_received_comes_back_when_its_worker_leaves(Arc::new(store)).await;
 }

@@ -3,49 +3,17 @@
 //! unknown worker id, or with a stale token is refused and changes nothing;
 //! a worker speaking an older protocol cannot register.
 
+mod synthetic;
+
 use std::sync::Arc;
 
-use ferry_common::config::JobDefaults;
-use ferry_common::connections::ConnectionRegistry;
 use ferry_common::errors::ErrorClass;
-use ferry_common::ledger::DEFAULT_LEDGER_SCHEMA;
 use ferry_common::plan::WORKER_PROTOCOL;
-use ferry_common::proto::{ChunkRef, ChunkState, HeldChunk, JobSpec, JobState};
-use ferry_common::timing::Timings;
+use ferry_common::proto::{ChunkRef, ChunkState, HeldChunk, JobState};
 use ferry_coordinator::error::CoordinatorError;
 use ferry_coordinator::planner::Plan;
-use ferry_coordinator::scheduler::{Scheduler, SchedulerConfig};
+use ferry_coordinator::scheduler::Scheduler;
 use ferry_coordinator::store::MemoryStore;
-
-fn config() -> SchedulerConfig {
-    SchedulerConfig {
-        defaults: JobDefaults::default(),
-        // the synthetic plan never connects
-        connections: ConnectionRegistry::from_pairs([
-            (
-                "source".to_string(),
-                "postgres://t@127.0.0.1:1/s".to_string(),
-            ),
-            (
-                "target".to_string(),
-                "postgres://t@127.0.0.1:1/t".to_string(),
-            ),
-        ]),
-        timings: Timings::default(),
-        ledger_schema: DEFAULT_LEDGER_SCHEMA.to_string(),
-        lifecycle: Default::default(),
-    }
-}
-
-fn spec() -> JobSpec {
-    JobSpec {
-        source: "source".into(),
-        target: "target".into(),
-        query: "SELECT id FROM synthetic".into(),
-        table: "public.synthetic".into(),
-        ..Default::default()
-    }
-}
 
 async fn chunk_state(s: &Arc<Scheduler>, job: &str, n: u32) -> (ChunkState, u32) {
     let j = s.get_job(job).await.expect("job");
@@ -65,9 +33,9 @@ fn refused(r: &Result<impl std::fmt::Debug, CoordinatorError>) -> bool {
 
 #[tokio::test]
 async fn only_the_holder_reports_on_a_chunk() {
-    let s = Scheduler::new(Arc::new(MemoryStore::new()), config());
+    let s = Scheduler::new(Arc::new(MemoryStore::new()), synthetic::config());
     let job = s
-        .submit_planned(String::new(), spec(), Plan::synthetic(2))
+        .submit_planned(String::new(), synthetic::spec(), Plan::synthetic(2))
         .await
         .expect("submit");
     let register = |id: &str| {
@@ -135,7 +103,7 @@ async fn only_the_holder_reports_on_a_chunk() {
 
 #[tokio::test]
 async fn an_older_worker_cannot_register() {
-    let s = Scheduler::new(Arc::new(MemoryStore::new()), config());
+    let s = Scheduler::new(Arc::new(MemoryStore::new()), synthetic::config());
     let r = s
         .register_worker(String::new(), "old-host".into(), 2, 0)
         .await;

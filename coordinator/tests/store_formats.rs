@@ -4,21 +4,19 @@
 //! elsewhere (`v3/…`), so that an older leader never sees a format-3 job;
 //! a new leader refuses a job of format 1 (SQL text) with a message.
 
+mod synthetic;
+
 use std::sync::Arc;
 
 use etcd_client::{Client, GetOptions};
-use ferry_common::config::JobDefaults;
-use ferry_common::connections::ConnectionRegistry;
-use ferry_common::ledger::DEFAULT_LEDGER_SCHEMA;
 use ferry_common::plan::STORE_FORMAT;
 use ferry_common::proto::{
-    ChunkBounds, ChunkRecord, ChunkState, JobRecord, JobSpec, JobState, KeyTuple, KeyValue,
+    ChunkBounds, ChunkRecord, ChunkState, JobRecord, JobState, KeyTuple, KeyValue,
 };
-use ferry_common::timing::Timings;
 use ferry_coordinator::election::campaign;
 use ferry_coordinator::leader::connect_etcd;
 use ferry_coordinator::planner::Plan;
-use ferry_coordinator::scheduler::{Scheduler, SchedulerConfig};
+use ferry_coordinator::scheduler::Scheduler;
 use ferry_coordinator::store::{EtcdStore, StateStore};
 use ferry_tests::etcd::EtcdCluster;
 use prost::Message;
@@ -31,43 +29,13 @@ fn bounds(n: u32) -> Option<ChunkBounds> {
     Some(ChunkBounds::range(v(n), v(n + 1)))
 }
 
-fn config() -> SchedulerConfig {
-    SchedulerConfig {
-        defaults: JobDefaults::default(),
-        // the synthetic plan never connects
-        connections: ConnectionRegistry::from_pairs([
-            (
-                "source".to_string(),
-                "postgres://t@127.0.0.1:1/s".to_string(),
-            ),
-            (
-                "target".to_string(),
-                "postgres://t@127.0.0.1:1/t".to_string(),
-            ),
-        ]),
-        timings: Timings::default(),
-        ledger_schema: DEFAULT_LEDGER_SCHEMA.to_string(),
-        lifecycle: Default::default(),
-    }
-}
-
-fn spec() -> JobSpec {
-    JobSpec {
-        source: "source".into(),
-        target: "target".into(),
-        query: "SELECT id FROM synthetic".into(),
-        table: "public.synthetic".into(),
-        ..Default::default()
-    }
-}
-
 /// A running job of store format `format` with `chunks` chunks, written
 /// the way that format's Ferry wrote it (`jobs/…`).
 async fn write_old_job(client: &Client, id: &str, format: u32, chunks: u32) {
     let mut c = client.clone();
     let job = JobRecord {
         job_id: id.into(),
-        spec: Some(spec()),
+        spec: Some(synthetic::spec()),
         state: JobState::Running as i32,
         chunks_total: chunks,
         format,
@@ -119,7 +87,7 @@ async fn leader(client: &Client) -> Arc<Scheduler> {
         .expect("won");
     let store = EtcdStore::new(client.clone(), PREFIX, Some(lead.fence.clone()));
     let snapshot = store.load().await.expect("load");
-    let s = Scheduler::new(Arc::new(store), config());
+    let s = Scheduler::new(Arc::new(store), synthetic::config());
     s.recover(snapshot).await;
     // the election key stays renewed in the background (its stop token is never cancelled)
     drop(lead);
@@ -185,7 +153,7 @@ async fn a_format_2_job_is_continued_where_it_is() {
 
     // a new job goes to v3/, out of an older leader's sight
     let id = s
-        .submit_planned(String::new(), spec(), Plan::synthetic(4))
+        .submit_planned(String::new(), synthetic::spec(), Plan::synthetic(4))
         .await
         .expect("submit");
     let v3 = keys_under(&client, "v3/").await;

@@ -1,0 +1,68 @@
+//! What the scheduler tests over synthetic plans share: a configuration
+//! whose connections are never opened, and the job spec such plans run.
+#![allow(dead_code)] // each test file uses its own part
+
+use ferry_common::config::JobDefaults;
+use ferry_common::connections::ConnectionRegistry;
+use ferry_common::ledger::DEFAULT_LEDGER_SCHEMA;
+use ferry_common::proto::JobSpec;
+use ferry_common::timing::Timings;
+use ferry_coordinator::scheduler::SchedulerConfig;
+
+/// A scheduler configuration with `timings`, naming a source and a target
+/// that a synthetic plan never connects to.
+pub fn config_with(timings: Timings) -> SchedulerConfig {
+    SchedulerConfig {
+        defaults: JobDefaults::default(),
+        connections: ConnectionRegistry::from_pairs([
+            (
+                "source".to_string(),
+                "postgres://t@127.0.0.1:1/src".to_string(),
+            ),
+            (
+                "target".to_string(),
+                "postgres://t@127.0.0.1:1/dst".to_string(),
+            ),
+        ]),
+        timings,
+        ledger_schema: DEFAULT_LEDGER_SCHEMA.to_string(),
+        lifecycle: Default::default(),
+    }
+}
+
+/// [`config_with`] the default timings.
+pub fn config() -> SchedulerConfig {
+    config_with(Timings::default())
+}
+
+/// The spec of a synthetic job (its plan comes from `Plan::synthetic`).
+pub fn spec() -> JobSpec {
+    JobSpec {
+        source: "source".into(),
+        target: "target".into(),
+        query: "SELECT id FROM synthetic".into(),
+        table: "public.synthetic".into(),
+        ..Default::default()
+    }
+}
+
+/// An EtcdStore under `prefix` on `etcd`, written as the leader it just
+/// elected (the leadership lives as long as the returned value).
+pub async fn leading_store(
+    etcd: &ferry_tests::etcd::EtcdCluster,
+    prefix: &str,
+) -> (
+    ferry_coordinator::store::EtcdStore,
+    ferry_coordinator::election::Leadership,
+) {
+    let client = ferry_coordinator::leader::connect_etcd(&etcd.endpoints())
+        .await
+        .expect("connect etcd");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let lead = ferry_coordinator::election::campaign(&client, prefix, "test", &stop, |_| {})
+        .await
+        .expect("campaign")
+        .expect("won");
+    let store = ferry_coordinator::store::EtcdStore::new(client, prefix, Some(lead.fence.clone()));
+    (store, lead)
+}
