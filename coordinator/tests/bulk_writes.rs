@@ -151,12 +151,7 @@ async fn cancel_and_resume_of_20000_chunks_do_not_stall_heartbeats() {
         "a heartbeat took {slowest:?}, longer than the {LEASE:?} lease: that worker would have fenced itself"
     );
     // the store agrees with memory
-    let snap = store.load().await.expect("load");
-    let (_, chunks) = snap
-        .jobs
-        .iter()
-        .find(|(j, _)| j.job_id == job)
-        .expect("job stored");
+    let chunks = synthetic::stored_chunks(store.as_ref(), &job).await;
     let stored_pending = chunks
         .iter()
         .filter(|c| c.record.state == ChunkState::Pending as i32)

@@ -89,12 +89,7 @@ async fn next_chunk_is_a_real_lease(store: Arc<dyn StateStore>) {
     assert!(disowned(&s, &w, &wrong).await);
 
     // the token is the chunk's version in the store, as for AcquireChunk
-    let snap = store.load().await.expect("load");
-    let (_, chunks) = snap
-        .jobs
-        .iter()
-        .find(|(j, _)| j.job_id == job)
-        .expect("job stored");
+    let chunks = synthetic::stored_chunks(store.as_ref(), &job).await;
     let stored = &chunks[b.chunk_no as usize - 1];
     assert_eq!(stored.record.state, ChunkState::Leased as i32);
     assert_eq!(stored.version, b.fencing_token);

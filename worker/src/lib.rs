@@ -144,9 +144,8 @@ pub async fn run(cfg: WorkerConfig, shutdown: CancellationToken) -> Result<(), W
                         break;
                     };
                     let (ctx, session) = (Arc::clone(&ctx), Arc::clone(&session));
-                    let stop = shutdown.clone();
                     tasks.spawn(async move {
-                        run_slot(&ctx, &session, a, &stop).await;
+                        run_slot(&ctx, &session, a).await;
                         drop(permit);
                     });
                 }
@@ -179,22 +178,18 @@ pub async fn run(cfg: WorkerConfig, shutdown: CancellationToken) -> Result<(), W
 /// Runs one slot: the chunk it was leased, then each next chunk the
 /// coordinator leases with the completion report (one call per chunk while
 /// chunks are ready). The slot is given back to the lease loop when no next
-/// chunk comes, or once shutdown has begun.
-async fn run_slot(
-    ctx: &ChunkContext,
-    session: &Session,
-    first: ChunkAssignment,
-    shutdown: &CancellationToken,
-) {
+/// chunk comes, or once shutdown (`ctx.shutdown`) has begun.
+async fn run_slot(ctx: &ChunkContext, session: &Session, first: ChunkAssignment) {
     let mut queue = std::collections::VecDeque::from([first]);
     while let Some(a) = queue.pop_front() {
-        if shutdown.is_cancelled() {
+        if ctx.shutdown.is_cancelled() {
             // leased with the last report after the stop began: not started
             drain::release_unstarted(session, a).await;
             continue;
         }
-        // a next chunk is asked for only while this slot has nothing else queued
-        let want_next = u32::from(queue.is_empty() && !shutdown.is_cancelled());
+        // a next chunk is asked for only while this slot has nothing else
+        // queued (and, checked at the report, the worker is not stopping)
+        let want_next = u32::from(queue.is_empty());
         queue.extend(run_chunk(ctx, session, a, want_next).await);
     }
 }

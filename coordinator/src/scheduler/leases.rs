@@ -15,7 +15,7 @@ use ferry_common::proto::{
 use ferry_common::timing::{ACQUIRE_LONG_POLL, RPC_TIMEOUT};
 
 use super::outcomes::failure_transition;
-use super::state::{HeldReport, LiveChunk, State, WorkerEntry, CLAIMED};
+use super::state::{HeldReport, LiveChunk, State, WorkerEntry};
 use super::transitions::Transition;
 use super::Scheduler;
 use crate::error::CoordinatorError;
@@ -239,8 +239,7 @@ impl Scheduler {
             for (n, live) in &job.live {
                 let Some(c) = job.chunk(*n) else { continue };
                 // a write still in flight (token CLAIMED) is not lost yet
-                if c.record.state != ChunkState::Leased as i32 || c.record.fencing_token == CLAIMED
-                {
+                if !c.leased_out() {
                     continue;
                 }
                 let worker = &c.record.worker_id;
@@ -316,10 +315,7 @@ fn leased_to(st: &State, worker: &str) -> Vec<(String, u32, u64)> {
     for (job_id, job) in &st.jobs {
         for n in job.live.keys() {
             let Some(c) = job.chunk(*n) else { continue };
-            if c.record.state == ChunkState::Leased as i32
-                && c.record.fencing_token != CLAIMED
-                && c.record.worker_id == worker
-            {
+            if c.leased_out() && c.record.worker_id == worker {
                 out.push((job_id.clone(), *n, c.record.fencing_token));
             }
         }
@@ -369,10 +365,8 @@ impl Scheduler {
             .and_then(|c| {
                 // CLAIMED: this leader's own write of the chunk is in flight
                 // (a completion deletes the assignment too); it decides
-                let held = c.record.state == ChunkState::Leased as i32
-                    && c.record.fencing_token != CLAIMED
-                    && c.record.worker_id == worker
-                    && c.record.attempt == attempt;
+                let held =
+                    c.leased_out() && c.record.worker_id == worker && c.record.attempt == attempt;
                 held.then_some(c.record.fencing_token)
             });
         let Some(token) = token else { return };
@@ -401,8 +395,7 @@ impl Scheduler {
         for (job_id, job) in &st.jobs {
             for c in &job.chunks {
                 let key = (job_id.clone(), c.record.chunk_no);
-                if c.record.state == ChunkState::Leased as i32
-                    && c.record.fencing_token != CLAIMED
+                if c.leased_out()
                     && !live.contains(&key)
                     && !st.workers.contains_key(&c.record.worker_id)
                 {

@@ -20,6 +20,14 @@ pub(crate) struct ChunkRt {
     pub version: u64,
 }
 
+impl ChunkRt {
+    /// Leased to a worker, with no store write of this leader's in flight
+    /// (token `CLAIMED`: that write decides the chunk).
+    pub fn leased_out(&self) -> bool {
+        self.record.state == ChunkState::Leased as i32 && self.record.fencing_token != CLAIMED
+    }
+}
+
 /// A chunk attempt in flight.
 #[derive(Debug, Clone)]
 pub(crate) struct LiveChunk {

@@ -66,3 +66,16 @@ pub async fn leading_store(
     let store = ferry_coordinator::store::EtcdStore::new(client, prefix, Some(lead.fence.clone()));
     (store, lead)
 }
+
+/// The chunks `store` holds for `job`, in chunk order.
+pub async fn stored_chunks(
+    store: &dyn ferry_coordinator::store::StateStore,
+    job: &str,
+) -> Vec<ferry_coordinator::store::StoredChunk> {
+    let snap = store.load().await.expect("load");
+    snap.jobs
+        .into_iter()
+        .find(|(j, _)| j.job_id == job)
+        .map(|(_, chunks)| chunks)
+        .expect("job stored")
+}
