@@ -11,8 +11,10 @@ use ferry_tests::cli_output::JobState;
 use ferry_tests::cluster::Cluster;
 use ferry_tests::ledger::ledger_summary;
 
-const ROWS: u64 = 200_000;
-const CHUNK: u64 = 2_000;
+// 400 chunks: enough that chunks still wait after the first windows, so a
+// probe can pay for itself (the controller probes no level it cannot repay)
+const ROWS: u64 = 400_000;
+const CHUNK: u64 = 1_000;
 const CHUNKS: i64 = (ROWS / CHUNK) as i64;
 const JOB_TIMEOUT: Duration = Duration::from_secs(300);
 const CLI_TIMEOUT: Duration = Duration::from_secs(30);
