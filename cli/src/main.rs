@@ -19,30 +19,7 @@ mod watch;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
-/// The process's allocator: mimalloc's per-thread heaps free a row's values
-/// cheaply on the writer's thread after the reader's thread made them.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// mimalloc's option index for committing a reserved arena at once
-/// (`mi_option_arena_eager_commit` in mimalloc 3's `mimalloc.h`).
-const MI_OPTION_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
-
-/// Commits arena memory as it is used, not when the arena is reserved: a
-/// worker's peak RSS stays near glibc's (29 instead of 53 MiB copying
-/// 1,000,000 rows PostgreSQL to PostgreSQL). It must run before the first
-/// allocation reserves an arena, so it runs as an ELF constructor, before
-/// Rust's runtime starts.
-extern "C" fn tune_allocator() {
-    // SAFETY: sets one of mimalloc's documented options to a valid value;
-    // it takes no pointers and may be called before mimalloc is initialised.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_ARENA_EAGER_COMMIT, 0) };
-}
-
-/// Runs [`tune_allocator`] before `main` and before any allocation.
-#[used]
-#[unsafe(link_section = ".init_array")]
-static TUNE_ALLOCATOR: extern "C" fn() = tune_allocator;
+ferry_common::use_mimalloc!();
 
 /// Exit code when a job ended FAILED or CANCELLED.
 pub const EXIT_JOB_FAILED: i32 = 1;

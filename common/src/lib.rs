@@ -4,6 +4,7 @@
 //! here.
 #![warn(missing_docs)]
 
+pub mod allocator;
 pub mod client;
 pub mod config;
 pub mod conn_secrets;

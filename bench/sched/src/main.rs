@@ -22,6 +22,9 @@ use clap::{Parser, ValueEnum};
 
 use coord::{RunOpts, StoreKind};
 
+// the allocator the `ferry` binary runs the coordinator with
+ferry_common::use_mimalloc!();
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Role {
     /// Run the benchmark (coordinator in this process, workers in a child).

@@ -86,11 +86,13 @@ pub fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-/// RSS in KiB after handing freed heap back to the kernel (`malloc_trim`),
-/// so that memory the allocator keeps but nothing uses is not counted.
+/// RSS in KiB after handing freed heap back to the kernel (mimalloc's
+/// `mi_collect`, glibc's `malloc_trim` for what C code allocated), so that
+/// memory the allocators keep but nothing uses is not counted.
 pub fn trimmed_rss_kib() -> u64 {
-    // SAFETY: malloc_trim has no preconditions; it only releases free memory.
+    // SAFETY: neither call has preconditions; they only release free memory.
     unsafe {
+        ferry_common::allocator::libmimalloc_sys::mi_collect(true);
         libc::malloc_trim(0);
     }
     rss_kib()
