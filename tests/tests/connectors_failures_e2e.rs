@@ -5,7 +5,8 @@
 //! reasons while the rest land, verify accounts for them, and the job's
 //! history row lands in each target; the write
 //! modes work on MariaDB and SQLite targets; repair brings back rows deleted
-//! from a MariaDB target.
+//! from a MariaDB target; a MySQL replace retried after its swap drops the
+//! table it replaced.
 
 use std::time::Duration;
 
@@ -232,4 +233,64 @@ async fn write_modes_and_repair_on_mariadb_and_sqlite() {
         "MariaDB repaired"
     );
     assert_eq!(lite.items_checksum("items").await, want, "SQLite repaired");
+}
+
+/// The tables of MariaDB database `db`, sorted.
+async fn my_tables(my: &MariaDb, db: &str) -> Vec<String> {
+    let mut names: Vec<String> = my
+        .query_rows(db, "SHOW TABLES")
+        .await
+        .into_iter()
+        .filter_map(|r| r.into_iter().next().flatten())
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_replace_retried_after_its_swap_drops_the_replaced_table() {
+    use ferry_common::proto::TableRef;
+    use ferry_connectors::mysql::modes::{finalize_replace, load_table};
+
+    let my = MariaDb::start();
+    my.create_db("r").await;
+    let table = TableRef::new("r", "items");
+    let load = load_table(&table, "j1");
+    let old = load_table(&table, "old_j1");
+    let mut conn = my.connect("r").await;
+
+    // the swap: the loaded table becomes the target, the replaced one goes
+    my.exec(
+        "r",
+        &format!(
+            "CREATE TABLE items (id int PRIMARY KEY); INSERT INTO items VALUES (1);
+             CREATE TABLE `{}` (id int PRIMARY KEY); INSERT INTO `{}` VALUES (2)",
+            load.name, load.name
+        ),
+    )
+    .await;
+    finalize_replace(&mut conn, &table, &load, "j1")
+        .await
+        .unwrap_or_else(|f| panic!("finalize: {f:?}"));
+    assert_eq!(my_tables(&my, "r").await, vec!["items".to_string()]);
+    assert_eq!(
+        my.query_rows("r", "SELECT id FROM items").await,
+        vec![vec![Some("2".to_string())]]
+    );
+
+    // an attempt that ended between RENAME and DROP left the replaced table;
+    // the retry finds the load table gone and drops it
+    my.exec(
+        "r",
+        &format!("CREATE TABLE `{}` (id int PRIMARY KEY)", old.name),
+    )
+    .await;
+    finalize_replace(&mut conn, &table, &load, "j1")
+        .await
+        .unwrap_or_else(|f| panic!("retried finalize: {f:?}"));
+    assert_eq!(my_tables(&my, "r").await, vec!["items".to_string()]);
+    assert_eq!(
+        my.query_rows("r", "SELECT id FROM items").await,
+        vec![vec![Some("2".to_string())]]
+    );
 }

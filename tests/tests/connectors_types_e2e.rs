@@ -544,3 +544,137 @@ async fn column_pairs_without_a_mapping_are_planning_errors() {
     assert_eq!(my.query_i64("x", "SELECT count(*) FROM bad").await, 0);
     assert_eq!(lite.query_i64("SELECT count(*) FROM bad").await, 0);
 }
+
+/// Values at the edges of what a target can hold, one per row: NaN and
+/// -Infinity, `time '24:00:00'`, year 10000 as timestamp, timestamptz and
+/// date, a `json` (not jsonb) value with a repeated key and odd spacing,
+/// and a plain row.
+const EDGE_PG: &str = r#"CREATE TABLE edge (id bigint PRIMARY KEY, f float8, t time,
+   ts timestamp, tz timestamptz, d date, j json);
+ INSERT INTO edge (id) VALUES (1), (2), (3), (4), (5), (6), (7), (8);
+ UPDATE edge SET f = 'NaN' WHERE id = 1;
+ UPDATE edge SET f = '-Infinity' WHERE id = 2;
+ UPDATE edge SET t = '24:00:00' WHERE id = 3;
+ UPDATE edge SET ts = '10000-01-01 00:00:00' WHERE id = 4;
+ UPDATE edge SET tz = '10000-01-01 00:00:00+00' WHERE id = 5;
+ UPDATE edge SET d = '10000-01-01' WHERE id = 6;
+ UPDATE edge SET j = '{"a": 1,  "a": 2}' WHERE id = 7;
+ UPDATE edge SET f = 1.5, j = '[1,2]' WHERE id = 8"#;
+
+/// (key, SQLSTATE) of each reject, sorted by key.
+fn keyed_states(rows: Vec<Vec<Option<String>>>) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = rows
+        .into_iter()
+        .map(|r| {
+            let key = r[0].clone().unwrap_or_default();
+            (
+                key.trim_matches(|c| c == '[' || c == ']' || c == '"')
+                    .to_string(),
+                r[1].clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_values_land_exactly_or_are_rejected() {
+    let pg = PgCluster::start();
+    pg.create_db("src").await;
+    pg.create_db("back").await;
+    let src = pg.client("src").await;
+    src.batch_execute(EDGE_PG)
+        .await
+        .unwrap_or_else(|e| panic!("create edge: {e}"));
+    let all = "SELECT * FROM edge";
+    let states = |ids: &[(&str, &str)]| -> Vec<(String, String)> {
+        ids.iter()
+            .map(|(k, s)| (k.to_string(), s.to_string()))
+            .collect()
+    };
+
+    // PostgreSQL → MariaDB: MySQL has no NaN or infinity (the server refuses
+    // them, 22003); 24:00:00 and year 10000 are no value Ferry carries (22007)
+    let my = MariaDb::start();
+    my.create_db("e").await;
+    my.exec(
+        "e",
+        "CREATE TABLE edge (id bigint PRIMARY KEY, f double, t time(6), ts datetime(6),
+           tz datetime(6), d date, j json)",
+    )
+    .await;
+    let out = local(&pg.url("src"), &my.url("e"), &Submit::new(all, "edge"));
+    assert_copied("postgres → mariadb", &out, 2, 6);
+    let rejects = my
+        .query_rows("ferry", "SELECT `key`, `sqlstate` FROM rejects ORDER BY id")
+        .await;
+    assert_eq!(
+        keyed_states(rejects),
+        states(&[
+            ("1", "22003"),
+            ("2", "22003"),
+            ("3", "22007"),
+            ("4", "22007"),
+            ("5", "22007"),
+            ("6", "22007")
+        ]),
+        "{:?}",
+        my_rejects(&my).await
+    );
+
+    // PostgreSQL → SQLite: -Infinity is a REAL SQLite keeps; NaN would be
+    // stored as NULL, so Ferry refuses it (22003)
+    let lite = SqliteFile::create(
+        "CREATE TABLE edge (id integer PRIMARY KEY, f real, t time, ts timestamp,
+           tz timestamptz, d date, j json)",
+    )
+    .await;
+    let out = local(&pg.url("src"), &lite.url(), &Submit::new(all, "edge"));
+    assert_copied("postgres → sqlite", &out, 3, 5);
+    let rejects = lite
+        .query_rows("SELECT key, sqlstate FROM ferry_rejects ORDER BY rowid")
+        .await;
+    assert_eq!(
+        keyed_states(rejects),
+        states(&[
+            ("1", "22003"),
+            ("3", "22007"),
+            ("4", "22007"),
+            ("5", "22007"),
+            ("6", "22007")
+        ]),
+    );
+
+    // back into PostgreSQL from both: -Infinity and the json text unchanged
+    let back = pg.client("back").await;
+    back.batch_execute(
+        "CREATE TABLE from_my (id bigint PRIMARY KEY, f float8, j json);
+         CREATE TABLE from_lite (id bigint PRIMARY KEY, f float8, j json)",
+    )
+    .await
+    .unwrap_or_else(|e| panic!("create back: {e}"));
+    let out = local(
+        &my.url("e"),
+        &pg.url("back"),
+        &Submit::new("SELECT id, f, j FROM edge", "from_my"),
+    );
+    assert_copied("mariadb → postgres", &out, 2, 0);
+    let out = local(
+        &lite.url(),
+        &pg.url("back"),
+        &Submit::new("SELECT id, f, j FROM edge", "from_lite"),
+    );
+    assert_copied("sqlite → postgres", &out, 3, 0);
+    let want = pg_rows(&src, "(SELECT id, f, j FROM edge WHERE id IN (2, 7, 8))").await;
+    assert_same_rows(
+        "sqlite → postgres",
+        &pg_rows(&back, "from_lite").await,
+        &want,
+    );
+    assert_same_rows(
+        "mariadb → postgres",
+        &pg_rows(&back, "from_my").await,
+        &want[1..],
+    );
+}

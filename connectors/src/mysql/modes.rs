@@ -71,8 +71,10 @@ pub async fn create_load_table(
     .map_err(|f| f.context("cannot create the table to load for mode replace"))
 }
 
-/// Swaps the loaded table in atomically and drops the old one; nothing when
-/// an earlier attempt already swapped it.
+/// Swaps the loaded table in atomically and drops the old one. When an
+/// earlier attempt already swapped it (the load table is gone), only drops
+/// the old table that attempt may have left if it ended between the swap
+/// and the drop.
 pub async fn finalize_replace(
     conn: &mut MySqlConnection,
     table: &TableRef,
@@ -87,11 +89,13 @@ pub async fn finalize_replace(
     .fetch_one(&mut *conn)
     .await
     .map_err(|e| classify(&e))?;
-    if exists == 0 {
-        return Ok(());
-    }
     let old = load_table(table, &format!("old_{job_id}"));
     let (t, o, l) = (quote_table(table), quote_table(&old), quote_table(load));
+    if exists == 0 {
+        return exec(conn, &format!("DROP TABLE IF EXISTS {o}"))
+            .await
+            .map_err(|f| f.context("cannot drop the table replaced by this job"));
+    }
     exec_each(
         conn,
         &[

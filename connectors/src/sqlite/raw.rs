@@ -200,6 +200,9 @@ impl Stmt<'_> {
     /// decimals, times and UUIDs as text. Text and bytes are bound in place
     /// (SQLITE_STATIC): the caller keeps `v` alive until [`Stmt::done`].
     pub fn bind_value(&mut self, at: usize, v: &Value) -> Result<(), DbFailure> {
+        if let Value::Float(f) = v {
+            not_nan(*f)?;
+        }
         let p = self.stmt.as_ptr();
         let at = c_int::try_from(at).unwrap_or(c_int::MAX);
         let formatted = match v {
@@ -341,6 +344,21 @@ unsafe fn column_bytes<'s>(p: *mut ffi::sqlite3_stmt, at: c_int, text: bool) -> 
             std::slice::from_raw_parts(data, len)
         }
     }
+}
+
+/// Refuses NaN as a data error (22003), so the row is rejected: SQLite
+/// stores a bound NaN as NULL without an error.
+fn not_nan(f: f64) -> Result<(), DbFailure> {
+    if f.is_nan() {
+        return Err(DbFailure {
+            class: ErrorClass::Data,
+            sqlstate: Some("22003".into()),
+            message:
+                "NaN has no SQLite value (SQLite would store NULL): use a text column to keep it"
+                    .into(),
+        });
+    }
+    Ok(())
 }
 
 /// A length as SQLite takes it.
