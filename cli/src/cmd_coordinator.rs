@@ -15,7 +15,7 @@ use ferry_coordinator::leader::{self, EtcdOptions};
 use ferry_coordinator::scheduler::{JobLifecycle, Scheduler, SchedulerConfig};
 use ferry_coordinator::security::Security;
 use ferry_coordinator::server::{self, Secured};
-use ferry_coordinator::store::MemoryStore;
+use ferry_coordinator::store::{MemoryStore, DEFAULT_MAX_TXN_OPS};
 use tokio_util::sync::CancellationToken;
 
 use crate::security_args::ServerSecurityArgs;
@@ -40,6 +40,12 @@ pub struct Args {
     /// Key prefix in etcd.
     #[arg(long, env = "FERRY_ETCD_PREFIX", default_value = "/ferry")]
     etcd_prefix: String,
+    /// The etcd servers' --max-txn-ops: chunk writes that arrive together share
+    /// transactions of up to this many operations. Never above the servers'
+    /// setting (etcd refuses bigger transactions; their writes then go one by one).
+    #[arg(long, env = "FERRY_ETCD_MAX_TXN_OPS", default_value_t = DEFAULT_MAX_TXN_OPS as u32,
+          value_parser = clap::value_parser!(u32).range(16..=1_000_000))]
+    etcd_max_txn_ops: u32,
     /// Address other processes reach this coordinator at (default: http://LISTEN, https:// with TLS).
     #[arg(long, env = "FERRY_ADVERTISE")]
     advertise: Option<String>,
@@ -250,6 +256,7 @@ async fn serve(args: Args) -> i32 {
                 user: args.etcd_user.clone(),
                 password_file: args.etcd_password_file.clone(),
             },
+            max_txn_ops: args.etcd_max_txn_ops as usize,
         };
         tokio::spawn(leader::run(Arc::clone(&gate), config, opts, stop.clone()))
     };

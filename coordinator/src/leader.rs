@@ -27,6 +27,8 @@ pub struct EtcdOptions {
     pub advertise: String,
     /// TLS and user credentials for etcd.
     pub security: EtcdSecurity,
+    /// The etcd servers' `--max-txn-ops` (etcd's default: 128).
+    pub max_txn_ops: usize,
 }
 
 /// Connects to etcd with Ferry's request deadline.
@@ -79,7 +81,12 @@ pub async fn run(
         let took_over = Instant::now();
         let tripped = CancellationToken::new();
         let store = Tripwire::new(
-            EtcdStore::new(client.clone(), &opts.prefix, Some(leadership.fence.clone())),
+            EtcdStore::with_max_txn_ops(
+                client.clone(),
+                &opts.prefix,
+                Some(leadership.fence.clone()),
+                opts.max_txn_ops,
+            ),
             tripped.clone(),
         );
         let snapshot = match store.load().await {

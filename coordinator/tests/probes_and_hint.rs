@@ -45,6 +45,7 @@ async fn start(etcd: &EtcdCluster) -> Replica {
         prefix: "/probes".into(),
         advertise: url.clone(),
         security: Default::default(),
+        max_txn_ops: ferry_coordinator::store::DEFAULT_MAX_TXN_OPS,
     };
     tokio::spawn(leader::run(Arc::clone(&gate), config, opts, stop.clone()));
     let s = stop.clone();

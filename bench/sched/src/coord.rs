@@ -334,6 +334,7 @@ pub async fn run(o: &RunOpts, log_path: &Path) -> Result<RunResult> {
                 prefix: PREFIX.into(),
                 advertise: format!("http://{addr}"),
                 security: Default::default(),
+                max_txn_ops: crate::etcd::MAX_TXN_OPS,
             };
             leader_task = Some(tokio::spawn(leader::run(
                 Arc::clone(&gate),

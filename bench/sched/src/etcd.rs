@@ -12,6 +12,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The etcd counters read before and after a phase. Which of them are
 /// "writes" is decided in the report (see `Counters::writes`).
+/// The etcd's `--max-txn-ops`, as the chart's bundled etcd is started and
+/// its coordinators told (`FERRY_ETCD_MAX_TXN_OPS`).
+pub const MAX_TXN_OPS: usize = 512;
+
 pub const COUNTERS: &[&str] = &[
     "etcd_mvcc_put_total",
     "etcd_mvcc_delete_total",
@@ -59,6 +63,7 @@ impl Etcd {
             .args(["--initial-advertise-peer-urls", &peer])
             .args(["--initial-cluster", &format!("bench={peer}")])
             .args(["--initial-cluster-state", "new"])
+            .args(["--max-txn-ops", &MAX_TXN_OPS.to_string()])
             .args(["--logger", "zap", "--log-outputs", "stderr"])
             .args(if pprof {
                 &["--enable-pprof"][..]

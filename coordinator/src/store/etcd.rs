@@ -32,7 +32,7 @@ use prost::Message;
 use tokio::sync::Mutex;
 
 use super::etcd_layout::{plan_pages, state_only, Keys, Layout, PLAN_TXN_BYTES, TXN_OPS};
-use super::etcd_txn::{guarded_txn, GroupCommitter};
+use super::etcd_txn::{batch_for, guarded_txn, GroupCommitter, DEFAULT_MAX_TXN_OPS};
 use super::{Snapshot, StateStore, StoreError};
 
 /// The election key this leader holds: every write compares it.
@@ -165,11 +165,24 @@ where
 }
 
 impl EtcdStore {
-    /// A store over `client` under `prefix`, writing only while `fence` holds.
-    /// Must be called inside a Tokio runtime (it starts the group committer).
+    /// A store over `client` under `prefix`, writing only while `fence` holds,
+    /// for an etcd with the default `--max-txn-ops`. Must be called inside a
+    /// Tokio runtime (it starts the group committer).
     pub fn new(client: Client, prefix: &str, fence: Option<LeaderFence>) -> Self {
+        Self::with_max_txn_ops(client, prefix, fence, DEFAULT_MAX_TXN_OPS)
+    }
+
+    /// Like [`EtcdStore::new`], for an etcd started with `--max-txn-ops
+    /// max_txn_ops` (it must not be above the server's: a bigger transaction
+    /// is refused, and its writes then go one by one).
+    pub fn with_max_txn_ops(
+        client: Client,
+        prefix: &str,
+        fence: Option<LeaderFence>,
+        max_txn_ops: usize,
+    ) -> Self {
         Self {
-            committer: GroupCommitter::start(client.clone(), fence.clone()),
+            committer: GroupCommitter::start(client.clone(), fence.clone(), batch_for(max_txn_ops)),
             registering: tokio::sync::Semaphore::new(REGISTER_AT_ONCE),
             client,
             keys: Keys::new(prefix),

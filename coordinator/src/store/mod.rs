@@ -12,6 +12,7 @@ mod memory;
 mod tripwire;
 
 pub use etcd::{map_err as map_etcd_error, with_retry, EtcdStore, LeaderFence};
+pub use etcd_txn::DEFAULT_MAX_TXN_OPS;
 pub use memory::MemoryStore;
 pub use tripwire::Tripwire;
 
