@@ -55,6 +55,19 @@ pub async fn leading_store(
     ferry_coordinator::store::EtcdStore,
     ferry_coordinator::election::Leadership,
 ) {
+    leading_store_sized(etcd, prefix, ferry_coordinator::store::DEFAULT_MAX_TXN_OPS).await
+}
+
+/// [`leading_store`] told that etcd takes `max_txn_ops` operations per
+/// transaction.
+pub async fn leading_store_sized(
+    etcd: &ferry_tests::etcd::EtcdCluster,
+    prefix: &str,
+    max_txn_ops: usize,
+) -> (
+    ferry_coordinator::store::EtcdStore,
+    ferry_coordinator::election::Leadership,
+) {
     let client = ferry_coordinator::leader::connect_etcd(&etcd.endpoints())
         .await
         .expect("connect etcd");
@@ -63,7 +76,12 @@ pub async fn leading_store(
         .await
         .expect("campaign")
         .expect("won");
-    let store = ferry_coordinator::store::EtcdStore::new(client, prefix, Some(lead.fence.clone()));
+    let store = ferry_coordinator::store::EtcdStore::with_max_txn_ops(
+        client,
+        prefix,
+        Some(lead.fence.clone()),
+        max_txn_ops,
+    );
     (store, lead)
 }
 
