@@ -297,13 +297,14 @@ async fn timestamptz_into_mariadb_timestamp_and_datetime_keeps_the_instant() {
 /// MariaDB's own types: unsigned integers at their limits, ENUM and SET.
 const UNSIGNED_DDL: &str = "CREATE TABLE un (id bigint PRIMARY KEY,
     u8 tinyint unsigned, u16 smallint unsigned, u32 int unsigned,
-    u64 bigint unsigned, e enum('small', 'médium', '🦀 big'), st set('a', 'b', 'c'))";
+    u64 bigint unsigned, e enum('small', 'médium', '🦀 big'), st set('a', 'b', 'c', '🦀'))";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mariadb_unsigned_enum_and_set_land_exactly() {
     let my = MariaDb::start();
     my.create_db("m").await;
     my.create_db("m2").await;
+    my.create_db("m3").await;
     my.exec(
         "m",
         &format!(
@@ -321,10 +322,6 @@ async fn mariadb_unsigned_enum_and_set_land_exactly() {
     let all = "SELECT * FROM un";
 
     // MariaDB → MariaDB into the same table definition.
-    // Not with --create-table: a same-kind target copies the column types
-    // verbatim from MariaDB's metadata, which is utf8mb3, so an ENUM label
-    // with a 4-byte character ('🦀 big') is created as '? big' and that row
-    // is refused (01000 Data truncated). Reported, not fixed here.
     my.exec("m2", UNSIGNED_DDL).await;
     let out = local(&my.url("m"), &my.url("m2"), &Submit::new(all, "un"));
     if !out.all().contains("(0 rejected)") {
@@ -338,6 +335,31 @@ async fn mariadb_unsigned_enum_and_set_land_exactly() {
     assert_eq!(
         my.query_rows("m2", text).await,
         my.query_rows("m", text).await
+    );
+
+    // MariaDB → MariaDB with --create-table: the types are the source's, ENUM
+    // and SET labels with a 4-byte character included (MariaDB's metadata
+    // shows them as '?'; Ferry reads the labels back from the column)
+    assert_copied(
+        "mariadb → mariadb, --create-table",
+        &local(&my.url("m"), &my.url("m3"), &job(all, "un")),
+        4,
+        0,
+    );
+    assert_eq!(
+        my.query_rows("m3", text).await,
+        my.query_rows("m", text).await
+    );
+    // the created SET takes its emoji member (strict mode refuses a label it lacks)
+    my.exec(
+        "m3",
+        "INSERT INTO un (id, e, st) VALUES (5, '🦀 big', 'a,🦀')",
+    )
+    .await;
+    assert_eq!(
+        my.query_rows("m3", "SELECT e, st FROM un WHERE id = 5")
+            .await,
+        vec![vec![Some("🦀 big".into()), Some("a,🦀".into())]]
     );
 
     // MariaDB → PostgreSQL: BIGINT UNSIGNED becomes numeric(20,0).

@@ -9,6 +9,7 @@ use sqlx::mysql::MySqlConnection;
 use sqlx::{AssertSqlSafe, Column, ColumnOrigin, Executor, Row, SqlSafeStr, Statement};
 
 use super::errors::classify;
+use super::labels;
 use super::session::{current_database, exec};
 use super::sql::quote_ident;
 use super::types::ferry_type;
@@ -105,32 +106,18 @@ pub async fn describe_query(
     )
     .await
     .map_err(|f| f.context("cannot describe the source query"))?;
-    let rows = sqlx::query(AssertSqlSafe(format!(
-        "SHOW COLUMNS FROM {}",
-        quote_ident(tmp)
-    )))
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(|e| classify(&e).context("cannot describe the source query"));
+    let columns = columns_of(conn, tmp).await;
     exec(
         conn,
         &format!("DROP TEMPORARY TABLE IF EXISTS {}", quote_ident(tmp)),
     )
     .await?;
-    let rows = rows?;
-    if rows.is_empty() {
+    let columns = columns?;
+    if columns.is_empty() {
         return Err(DbFailure::permanent("the source query returns no columns"));
     }
-    let mut out = Vec::with_capacity(rows.len());
-    for (i, r) in rows.into_iter().enumerate() {
-        let name: String = r.try_get(0).map_err(|e| classify(&e))?;
-        let db_type: String = r
-            .try_get::<String, _>(1)
-            .or_else(|_| {
-                r.try_get::<Vec<u8>, _>(1)
-                    .map(|b| String::from_utf8_lossy(&b).into_owned())
-            })
-            .map_err(|e| classify(&e))?;
+    let mut out = Vec::with_capacity(columns.len());
+    for (i, (name, db_type)) in columns.into_iter().enumerate() {
         if out.iter().any(|c: &SourceColumn| c.name == name) {
             return Err(DbFailure::permanent(format!(
                 "the source query returns column '{name}' twice: give each column a distinct name with AS"
@@ -142,6 +129,37 @@ pub async fn describe_query(
             origin: origins.get(i).cloned().flatten(),
             name,
         });
+    }
+    Ok(out)
+}
+
+/// The (name, type) of each column of the temporary table `tmp`, ENUM and
+/// SET labels exact (`labels.rs`: MariaDB reports them in utf8mb3).
+async fn columns_of(
+    conn: &mut MySqlConnection,
+    tmp: &str,
+) -> Result<Vec<(String, String)>, DbFailure> {
+    let rows = sqlx::query(AssertSqlSafe(format!(
+        "SHOW COLUMNS FROM {}",
+        quote_ident(tmp)
+    )))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(|e| classify(&e).context("cannot describe the source query"))?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let name: String = r.try_get(0).map_err(|e| classify(&e))?;
+        let db_type: String = r
+            .try_get::<String, _>(1)
+            .or_else(|_| {
+                r.try_get::<Vec<u8>, _>(1)
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+            })
+            .map_err(|e| classify(&e))?;
+        let db_type = labels::exact_type(conn, tmp, &name, &db_type)
+            .await?
+            .unwrap_or(db_type);
+        out.push((name, db_type));
     }
     Ok(out)
 }

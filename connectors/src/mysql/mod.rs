@@ -5,6 +5,7 @@
 pub mod describe;
 pub mod errors;
 pub mod history;
+pub mod labels;
 pub mod ledger;
 pub mod modes;
 pub mod read;
