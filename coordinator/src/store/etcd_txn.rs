@@ -27,6 +27,7 @@ pub const DEFAULT_MAX_TXN_OPS: usize = 128;
 pub fn batch_for(max_txn_ops: usize) -> usize {
     (max_txn_ops.saturating_sub(8) / 2).max(1)
 }
+
 /// Transactions the group committer keeps in flight at once: enough to keep
 /// etcd's WAL busy, few enough not to flood it (unbounded concurrent writes
 /// made etcd time out under load in the scheduler benchmark).
@@ -40,11 +41,12 @@ struct Pending {
     tx: oneshot::Sender<Result<i64, StoreError>>,
 }
 
-/// Combines chunk writes that arrive together (at most a batch's worth), while the pace holds the next
-/// transaction back (see `commit_pace`), or while earlier ones are in flight,
-/// into one transaction: the fence plus every write's compares, then every
-/// write's operations. The transaction's revision is each chunk's new version (and,
-/// for a lease, its fencing token), exactly as if it had been written alone.
+/// Combines chunk writes that arrive together (at most a batch's worth),
+/// while the pace holds the next transaction back (see `commit_pace`), or
+/// while earlier ones are in flight, into one transaction: the fence plus
+/// every write's compares, then every write's operations. The transaction's
+/// revision is each chunk's new version (and, for a lease, its fencing
+/// token), exactly as if it had been written alone.
 /// Writes to one chunk never share a transaction: the scheduler keeps at most
 /// one write per chunk in flight.
 pub(super) struct GroupCommitter {
