@@ -2,6 +2,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Instant;
 
 use ferry_common::proto::job_service_server::JobService;
 use ferry_common::proto::{
@@ -278,55 +279,101 @@ fn job_events(
     })
 }
 
-/// The job now, then each change, ending after the terminal state.
+/// Where a watch stands: the job as last sent, and when it was sent.
+struct Watching {
+    gate: Arc<Gate>,
+    job_id: String,
+    last: Job,
+    /// `last` is still to be sent (the first event).
+    send_last: bool,
+    changes: Option<tokio::sync::watch::Receiver<u64>>,
+    sent_at: Instant,
+}
+
+impl Watching {
+    /// Waits for the scheduler to signal a change (re-checking now and then,
+    /// since leadership may move), or a watch interval without a signal.
+    async fn next_signal(&mut self) {
+        match self.changes.as_mut() {
+            Some(rx) => {
+                if let Ok(Err(_)) = tokio::time::timeout(WATCH_IDLE, rx.changed()).await {
+                    // this scheduler is gone: look again every interval
+                    self.changes = None;
+                }
+            }
+            None => tokio::time::sleep(WATCH_INTERVAL).await,
+        }
+    }
+
+    /// The job as the scheduler now holds it.
+    async fn current(&self) -> Result<Job, Status> {
+        match self.gate.scheduler() {
+            Ok(s) => s.job_summary(&self.job_id).await.map_err(Status::from),
+            Err(e) => Err(Status::from(e)),
+        }
+    }
+}
+
+/// Whether `job` differs from `last` in what a watcher is shown.
+fn shows_change(job: &Job, last: &Job) -> bool {
+    job.state != last.state
+        || job.rows_written != last.rows_written
+        || job.chunks_succeeded != last.chunks_succeeded
+        || job.chunks_total != last.chunks_total
+}
+
+fn is_terminal(job: &Job) -> bool {
+    JobState::try_from(job.state).is_ok_and(|s| s.is_terminal())
+}
+
+/// The job now, then each change, ending after the terminal state. Progress
+/// is sent at most once per watch interval; the terminal state as soon as
+/// the scheduler signals it, so a client waiting on the job is not held back.
 fn job_states(
     gate: Arc<Gate>,
     job_id: String,
     first: Job,
 ) -> impl Stream<Item = Result<Job, Status>> + Send + 'static {
     let changes = gate.scheduler().ok().map(|s| s.subscribe());
-    futures::stream::unfold(
-        Some((gate, job_id, first, true, changes)),
-        |state| async move {
-            let (gate, job_id, last, send_last, mut changes) = state?;
-            if send_last {
-                let done = JobState::try_from(last.state).is_ok_and(|s| s.is_terminal());
-                let next = if done {
-                    None
-                } else {
-                    Some((gate, job_id, last.clone(), false, changes))
-                };
-                return Some((Ok(last), next));
+    let start = Watching {
+        gate,
+        job_id,
+        last: first,
+        send_last: true,
+        changes,
+        sent_at: Instant::now(),
+    };
+    futures::stream::unfold(Some(start), |state| async move {
+        let mut w = state?;
+        if w.send_last {
+            w.send_last = false;
+            let last = w.last.clone();
+            let next = (!is_terminal(&last)).then_some(w);
+            return Some((Ok(last), next));
+        }
+        loop {
+            w.next_signal().await;
+            let mut job = match w.current().await {
+                Ok(job) => job,
+                Err(e) => return Some((Err(e), None)),
+            };
+            if !shows_change(&job, &w.last) {
+                continue;
             }
-            loop {
-                tokio::time::sleep(WATCH_INTERVAL).await;
-                if let Some(rx) = changes.as_mut() {
-                    // wait for a change, but re-check now and then (leadership may move)
-                    let _ = tokio::time::timeout(WATCH_IDLE, rx.changed()).await;
-                }
-                let job = match gate.scheduler() {
-                    Ok(s) => s.job_summary(&job_id).await,
-                    Err(e) => Err(e),
-                };
-                match job {
-                    Ok(job) => {
-                        let changed = job.state != last.state
-                            || job.rows_written != last.rows_written
-                            || job.chunks_succeeded != last.chunks_succeeded
-                            || job.chunks_total != last.chunks_total;
-                        if changed {
-                            let done = JobState::try_from(job.state).is_ok_and(|s| s.is_terminal());
-                            let next = if done {
-                                None
-                            } else {
-                                Some((gate, job_id, job.clone(), false, changes))
-                            };
-                            return Some((Ok(job), next));
-                        }
+            if !is_terminal(&job) {
+                let due = w.sent_at + WATCH_INTERVAL;
+                if Instant::now() < due {
+                    tokio::time::sleep_until(due.into()).await;
+                    match w.current().await {
+                        Ok(now) => job = now,
+                        Err(e) => return Some((Err(e), None)),
                     }
-                    Err(e) => return Some((Err(Status::from(e)), None)),
                 }
             }
-        },
-    )
+            w.sent_at = Instant::now();
+            w.last = job.clone();
+            let next = (!is_terminal(&job)).then_some(w);
+            return Some((Ok(job), next));
+        }
+    })
 }
