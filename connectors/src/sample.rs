@@ -3,9 +3,13 @@
 
 use ferry_common::proto::KeyTuple;
 
-/// Sampled keys per planned chunk: the sample's quantiles put each chunk within
-/// a few percent of `chunk_size` rows.
-pub const SAMPLES_PER_CHUNK: u64 = 200;
+/// Sampled keys per planned chunk: the sample's quantiles put each chunk
+/// within about 10 % (one standard deviation) of `chunk_size` rows. A block
+/// sample's keys come in clusters of one block each, so its 100 blocks per
+/// chunk bound its precision whatever the keys; each key kept costs the
+/// planner ~60 bytes, so more keys per chunk would make its memory grow with
+/// the chunk count for no better split (issue 16, cost as the table grows).
+pub const SAMPLES_PER_CHUNK: u64 = 100;
 /// Fewest keys sampled for a parallel plan.
 pub const MIN_SAMPLES: u64 = 10_000;
 /// Most keys sampled, bounding the planner's memory.

@@ -20,6 +20,7 @@ pub mod session;
 pub mod snapshot;
 pub mod sql;
 pub mod start_over;
+pub mod text_array;
 pub mod typed;
 pub mod types;
 pub mod verify;

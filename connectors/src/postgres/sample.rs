@@ -16,6 +16,7 @@ use tokio_postgres::Client;
 
 use super::session::failed;
 use super::sql::quote_ident;
+use super::text_array::{TextArray, TextArrayError};
 pub use crate::sample::KeySample;
 use crate::sample::{sample_fraction, SAMPLES_PER_CHUNK};
 
@@ -90,7 +91,7 @@ fn estimated_rows(root: &Value) -> u64 {
 
 /// One key column's value from its text form: integers as integers,
 /// anything else in PostgreSQL's text form of the key's type.
-fn typed(key: &KeyColumn, text: String) -> Result<KeyValue, DbFailure> {
+fn typed(key: &KeyColumn, text: &str) -> Result<KeyValue, DbFailure> {
     if !INTEGER_TYPES.contains(&key.r#type.as_str()) {
         return Ok(KeyValue::from_text(text));
     }
@@ -103,26 +104,33 @@ fn typed(key: &KeyColumn, text: String) -> Result<KeyValue, DbFailure> {
 }
 
 /// The key tuples (and row widths when `widths`) of a flattened sample:
-/// each sampled row is one key value per column, then its width.
+/// each sampled row is one key value per column, then its width. The
+/// elements are read in place, so only the kept keys take memory.
 fn tuples(
     key: &[KeyColumn],
-    flat: Vec<String>,
+    flat: TextArray<'_>,
     widths: bool,
 ) -> Result<(Vec<KeyTuple>, Vec<u64>), DbFailure> {
+    let unreadable =
+        |e: TextArrayError| DbFailure::permanent(format!("cannot read the key sample: {e}"));
+    let mut it = flat.elements().map_err(unreadable)?;
     let stride = key.len() + usize::from(widths);
-    let mut keys = Vec::with_capacity(flat.len() / stride.max(1));
+    let mut keys = Vec::with_capacity(it.remaining() / stride.max(1));
     let mut sizes = Vec::new();
-    let mut it = flat.into_iter();
     loop {
         let mut values = Vec::with_capacity(key.len());
         for k in key {
             let Some(text) = it.next() else {
                 return Ok((keys, sizes));
             };
-            values.push(typed(k, text)?);
+            values.push(typed(k, text.map_err(unreadable)?)?);
         }
         if widths {
-            let w = it.next().and_then(|t| t.parse::<u64>().ok()).unwrap_or(0);
+            let w = it
+                .next()
+                .and_then(|t| t.ok())
+                .and_then(|t| t.parse::<u64>().ok())
+                .unwrap_or(0);
             sizes.push(w);
         }
         keys.push(KeyTuple::of(values));
@@ -216,7 +224,12 @@ pub async fn sample_keys(
             .map_err(|e| failed("cannot sample the key column", &e))?;
         let rows = row.get::<_, i64>(0).max(0) as u64;
         let null_rows = row.get::<_, i64>(1).max(0) as u64;
-        let (keys, sizes) = tuples(key, row.get(2), widths)?;
+        let (keys, sizes) = tuples(
+            key,
+            row.try_get(2)
+                .map_err(|e| failed("cannot read the key sample", &e))?,
+            widths,
+        )?;
         let needed = rows.div_ceil(chunk_size.max(1)) * SAMPLES_PER_CHUNK / 4;
         let better = sample_fraction(rows, chunk_size);
         if (keys.len() as u64) < needed.min(rows - null_rows) && better > fraction * 1.5 {
@@ -356,7 +369,12 @@ async fn block_sample(
         .await
         .map_err(|e| failed("cannot block-sample the key column", &e))?;
     let sampled: i64 = row.get(0);
-    let (keys, sizes) = tuples(key, row.get(1), widths)?;
+    let (keys, sizes) = tuples(
+        key,
+        row.try_get(1)
+            .map_err(|e| failed("cannot read the key sample", &e))?,
+        widths,
+    )?;
     if sampled <= 0 || (keys.len() as f64) < chunks * 20.0 {
         return Ok(None);
     }
