@@ -34,7 +34,7 @@ pub const EXIT_REFUSED: i32 = 4;
 #[command(
     name = "ferry",
     version,
-    about = "Parallel, exactly-once query-to-table copies between PostgreSQL databases"
+    about = "Parallel, exactly-once query-to-table copies between PostgreSQL, MySQL/MariaDB and SQLite databases"
 )]
 struct Cli {
     #[command(subcommand)]
