@@ -350,15 +350,22 @@ impl Scheduler {
             if job.state() != JobState::Running {
                 continue;
             }
+            // chunks whose retry is due go ahead of the queue, in chunk
+            // order: they are already late, and queued behind every chunk
+            // not yet run they would make the job's tail
+            let mut due = Vec::new();
             let mut i = 0;
             while i < job.delayed.len() {
                 if job.delayed[i].0 <= now_unix {
-                    let (_, n) = job.delayed.swap_remove(i);
-                    job.ready.push_back(n);
-                    woke = true;
+                    due.push(job.delayed.swap_remove(i).1);
                 } else {
                     i += 1;
                 }
+            }
+            due.sort_unstable_by(|a, b| b.cmp(a));
+            for n in due {
+                job.ready.push_front(n);
+                woke = true;
             }
             let due = job
                 .last_progress_log
