@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod chunk;
 pub mod digest;
 pub mod history;
+pub mod ledger_gc;
 pub mod read;
 pub mod target;
 pub mod write;

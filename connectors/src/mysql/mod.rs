@@ -7,6 +7,7 @@ pub mod errors;
 pub mod history;
 pub mod labels;
 pub mod ledger;
+pub mod ledger_gc;
 pub mod modes;
 pub mod read;
 pub mod sample;

@@ -13,15 +13,7 @@ use tokio_postgres::Client;
 
 use super::session::failed;
 use super::sql::quote_ident;
-
-/// What a collection removed from one database's ledger.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Collected {
-    /// Jobs whose ledger rows were removed, in id order.
-    pub jobs: Vec<String>,
-    /// Ledger rows removed.
-    pub rows: u64,
-}
+pub use crate::db::ledger_gc::Collected;
 
 /// Removes the ledger rows of every job whose newest row committed more than
 /// `older_than` ago and that `keep` does not name, one job per statement;

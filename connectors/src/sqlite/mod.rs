@@ -8,6 +8,7 @@ pub mod describe;
 pub mod errors;
 pub mod history;
 pub mod ledger;
+pub mod ledger_gc;
 pub mod modes;
 pub mod raw;
 pub mod read;
