@@ -23,6 +23,7 @@ mod harness_mariadb;
 mod input_e2e;
 mod keys_composite_e2e;
 mod keys_e2e;
+mod ledger_gc_connectors_e2e;
 mod lifecycle_e2e;
 mod mixed_versions_e2e;
 mod modes_e2e;
