@@ -1,21 +1,23 @@
 //! Ledger collection: the ledger rows of jobs long finished leave the
-//! databases (`ferry gc`, and the leader hourly past
-//! `FERRY_LEDGER_RETENTION`). A job this leader still holds — running,
-//! finished within the job retention, or failed and awaiting a resume —
-//! keeps its rows whatever their age: a chunk that may run again needs its
-//! row to commit at most once. The leader decides which jobs stay; the
-//! connector (`ledger_gc.rs` there) removes the rest.
+//! databases, PostgreSQL, MySQL and SQLite alike (`ferry gc`, and the
+//! leader hourly past `FERRY_LEDGER_RETENTION`). A job this leader still
+//! holds — running, finished within the job retention, or failed and
+//! awaiting a resume — keeps its rows whatever their age: a chunk that may
+//! run again needs its row to commit at most once. The leader decides which
+//! jobs stay; the connectors (`db/ledger_gc.rs` there, one module per
+//! database) remove the rest.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferry_common::connections::ConnectionRegistry;
+use ferry_common::db::DbRole;
 use ferry_common::errors::DbFailure;
 use ferry_common::proto::{CollectGarbageResponse, LedgerCollected};
 use ferry_common::timing::{LEDGER_GC_FIRST, LEDGER_GC_SWEEP};
+use ferry_connectors::db::{self, ledger_gc};
 use ferry_connectors::kind::DbKind;
-use ferry_connectors::postgres::{ledger_gc, session};
 
 use super::Scheduler;
 
@@ -44,8 +46,8 @@ impl Scheduler {
                     .connections
                     .url(&conn)
                     .map_err(|e| DbFailure::permanent(e.to_string()))?;
-                let client = session::open(&conn, url).await?;
-                ledger_gc::collect(&client, &schema, older_than, &keep).await
+                let mut session = db::open(DbRole::Planner, &conn, url, None).await?;
+                ledger_gc::collect(&mut session, &schema, older_than, &keep).await
             }
             .await;
             match collected {
@@ -78,8 +80,8 @@ impl Scheduler {
 }
 
 /// The connections whose databases may hold a ledger Ferry collects: every
-/// PostgreSQL connection, one name per distinct URL (MySQL and SQLite
-/// ledgers are kept; see README, Operations).
+/// connection of a kind Ferry speaks (PostgreSQL, MySQL, SQLite), one name
+/// per distinct URL (the first by name).
 fn databases(connections: &ConnectionRegistry) -> Vec<String> {
     let mut names = connections.names();
     names.sort();
@@ -87,10 +89,9 @@ fn databases(connections: &ConnectionRegistry) -> Vec<String> {
     names
         .into_iter()
         .filter(|n| {
-            connections.url(n).is_ok_and(|u| {
-                DbKind::of_url(n, u).is_ok_and(|k| k == DbKind::Postgres)
-                    && seen.insert(u.to_string())
-            })
+            connections
+                .url(n)
+                .is_ok_and(|u| DbKind::of_url(n, u).is_ok() && seen.insert(u.to_string()))
         })
         .collect()
 }
@@ -135,5 +136,30 @@ impl Drop for Schedule {
         if let Some(h) = self.running.take() {
             h.abort();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn databases_of_every_kind_once_per_url() {
+        let connections = ConnectionRegistry::from_pairs(
+            [
+                ("SRC", "postgres://u@h/src"),
+                ("DST", "postgres://u@h/dst"),
+                ("DST2", "postgres://u@h/dst"),
+                ("MY", "mysql://u:p@h:3306/dst"),
+                ("LITE", "sqlite:///tmp/t.db"),
+                ("ODD", "oracle://h/x"),
+            ]
+            .map(|(n, u)| (n.to_string(), u.to_string())),
+        );
+        assert_eq!(
+            databases(&connections),
+            ["dst", "lite", "my", "src"],
+            "every kind Ferry speaks, the first name of a URL, no unknown scheme"
+        );
     }
 }
