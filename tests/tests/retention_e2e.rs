@@ -3,7 +3,8 @@
 //! leave the coordinator's memory and etcd past the job retention and stay
 //! readable from the history; `ferry gc` removes the ledger rows of jobs
 //! gone past a retention and keeps those of a job the coordinator holds,
-//! and a new leader does the same on its own schedule.
+//! and a new leader does the same on its own schedule; `ferry gc` collects
+//! MariaDB and SQLite targets' ledgers too, and names each.
 
 use std::time::{Duration, Instant};
 
@@ -12,8 +13,10 @@ use ferry_tests::cli_output::JobState;
 use ferry_tests::cluster::Cluster;
 use ferry_tests::data::{create_items_table, table_checksum};
 use ferry_tests::databases::ITEMS_QUERY;
+use ferry_tests::mariadb::MariaDb;
 use ferry_tests::observability::etcd_count;
 use ferry_tests::sql::{exec, query_i64};
+use ferry_tests::sqlite_file::SqliteFile;
 use tokio_postgres::Client;
 
 const JOBS: usize = 20;
@@ -266,4 +269,108 @@ async fn gc_removes_ledger_rows_of_jobs_gone_and_keeps_jobs_held() {
     assert_eq!(ledger_rows(&target, "recent-job").await, 0);
     assert_eq!(ledger_rows(&target, "mixed-job").await, 2);
     assert_eq!(ledger_rows(&target, &held).await, held_rows);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_removes_ledger_rows_in_mariadb_and_sqlite_targets() {
+    const SMALL: u64 = 6_000;
+    let my = MariaDb::start();
+    my.create_db("dst").await;
+    my.create_items("dst", "items").await;
+    let lite = SqliteFile::create("").await;
+    lite.create_items("items").await;
+    let cluster = Cluster::builder()
+        .etcd(1)
+        .coordinator_env("FERRY_JOB_RETENTION", "30s")
+        .coordinator_env("FERRY_LEDGER_RETENTION", "30d")
+        .workers(1)
+        .connection("my", my.url("dst"))
+        .connection("lite", lite.url())
+        .start()
+        .await;
+    cluster.dbs().prepare_items(SMALL).await;
+    let items = |target: &str| {
+        Submit::new("SELECT * FROM items", "items")
+            .target(target)
+            .chunk_size(2_000)
+            .flag("--min-rows-for-parallel", 0)
+    };
+    let to_my = cluster.submit(&items("my"));
+    let to_lite = cluster.submit(&items("lite"));
+    let mut chunks = Vec::new();
+    for job in [&to_my, &to_lite] {
+        assert_eq!(
+            cluster.wait_terminal(job, JOB_TIMEOUT),
+            Ok(JobState::Succeeded),
+            "{:?}",
+            cluster.try_status(job)
+        );
+        let status = cluster.status(job);
+        assert!(status.chunks_total > 1, "{status:?}");
+        chunks.push(status.chunks_total as i64);
+    }
+    let my_ledger = |table: &str, job: &str| {
+        format!("SELECT count(*) FROM ferry.{table} WHERE job_id = '{job}'")
+    };
+    let lite_ledger =
+        |job: &str| format!("SELECT count(*) FROM ferry_ledger WHERE job_id = '{job}'");
+    assert_eq!(
+        my.query_i64("", &my_ledger("ledger", &to_my)).await,
+        chunks[0]
+    );
+    assert!(my.query_i64("", &my_ledger("attempts", &to_my)).await >= chunks[0]);
+    assert_eq!(lite.query_i64(&lite_ledger(&to_lite)).await, chunks[1]);
+    wait_retired(&cluster, 2);
+
+    // the ledgers as they would stand a month and more later
+    my.exec(
+        "",
+        &format!(
+            "UPDATE ferry.ledger SET committed_at = NOW(6) - INTERVAL 40 DAY WHERE job_id = '{to_my}';
+             INSERT INTO ferry.ledger (job_id, chunk_no, attempt, fencing_token, worker, committed_at) VALUES
+               ('mixed-job', 1, 1, 1, 'w', NOW(6) - INTERVAL 40 DAY),
+               ('mixed-job', 2, 1, 1, 'w', NOW(6) - INTERVAL 1 DAY)"
+        ),
+    )
+    .await;
+    let ago = |days: u32| format!("strftime('%Y-%m-%d %H:%M:%f', 'now', '-{days} days')");
+    lite.exec(&format!(
+        "UPDATE ferry_ledger SET committed_at = {old} WHERE job_id = '{to_lite}';
+         INSERT INTO ferry_ledger (job_id, chunk_no, attempt, fencing_token, worker, committed_at) VALUES
+           ('old-job', 1, 1, 1, 'w', {old}),
+           ('mixed-job', 1, 1, 1, 'w', {old}),
+           ('mixed-job', 2, 1, 1, 'w', {recent})",
+        old = ago(40),
+        recent = ago(1),
+    ))
+    .await;
+
+    let out = cluster.cli(
+        &["gc", "--coordinator", cluster.urls(), "--older-than", "30d"],
+        CLI_TIMEOUT,
+    );
+    assert!(out.success(), "{out}");
+    assert!(!out.stderr.contains("warning"), "{out}");
+    assert!(
+        out.stdout
+            .contains(&format!("my: removed {} ledger rows of 1 jobs", chunks[0])),
+        "{out}"
+    );
+    assert!(
+        out.stdout.contains(&format!(
+            "lite: removed {} ledger rows of 2 jobs",
+            chunks[1] + 1
+        )),
+        "{out}"
+    );
+    assert_eq!(my.query_i64("", &my_ledger("ledger", &to_my)).await, 0);
+    assert_eq!(
+        my.query_i64("", &my_ledger("attempts", &to_my)).await,
+        0,
+        "the collected job's attempts"
+    );
+    assert_eq!(my.query_i64("", &my_ledger("ledger", "mixed-job")).await, 2);
+    assert_eq!(lite.query_i64(&lite_ledger(&to_lite)).await, 0);
+    assert_eq!(lite.query_i64(&lite_ledger("old-job")).await, 0);
+    assert_eq!(lite.query_i64(&lite_ledger("mixed-job")).await, 2);
 }
