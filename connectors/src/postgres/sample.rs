@@ -18,7 +18,7 @@ use super::session::failed;
 use super::sql::quote_ident;
 use super::text_array::{TextArray, TextArrayError};
 pub use crate::sample::KeySample;
-use crate::sample::{sample_fraction, SAMPLES_PER_CHUNK};
+use crate::sample::{sample_fraction, sample_size};
 
 /// Sampled blocks per planned chunk: a block's rows arrive as one cluster, so
 /// boundaries need many blocks per chunk to land near the chunk size.
@@ -230,7 +230,7 @@ pub async fn sample_keys(
                 .map_err(|e| failed("cannot read the key sample", &e))?,
             widths,
         )?;
-        let needed = rows.div_ceil(chunk_size.max(1)) * SAMPLES_PER_CHUNK / 4;
+        let needed = sample_size(rows.div_ceil(chunk_size.max(1))) / 4;
         let better = sample_fraction(rows, chunk_size);
         if (keys.len() as u64) < needed.min(rows - null_rows) && better > fraction * 1.5 {
             fraction = better;
@@ -375,7 +375,8 @@ async fn block_sample(
             .map_err(|e| failed("cannot read the key sample", &e))?,
         widths,
     )?;
-    if sampled <= 0 || (keys.len() as f64) < chunks * 20.0 {
+    // a sample the thinning left too small is taken again by rows
+    if sampled <= 0 || (keys.len() as u64) < want_keys / 5 {
         return Ok(None);
     }
     let rows = (sampled as f64 * 100.0 / percent).round() as u64;
