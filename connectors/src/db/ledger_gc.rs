@@ -21,6 +21,16 @@ pub struct Collected {
     pub rows: u64,
 }
 
+impl Collected {
+    /// Counts `rows` removed of `job` (a job that kept its rows is not listed).
+    pub fn add(&mut self, job: String, rows: u64) {
+        if rows > 0 {
+            self.jobs.push(job);
+            self.rows += rows;
+        }
+    }
+}
+
 /// Removes the ledger rows of every job whose newest row committed more than
 /// `older_than` ago and that `keep` does not name, one job at a time; None
 /// when the database has no ledger table for `schema` (nothing is created).

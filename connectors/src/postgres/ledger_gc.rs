@@ -61,10 +61,7 @@ pub async fn collect(
             .execute(&delete, &[&job, &secs])
             .await
             .map_err(|e| failed(&format!("cannot remove job {job}'s ledger rows"), &e))?;
-        if removed > 0 {
-            out.jobs.push(job);
-            out.rows += removed;
-        }
+        out.add(job, removed);
     }
     Ok(Some(out))
 }

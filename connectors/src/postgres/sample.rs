@@ -21,7 +21,8 @@ pub use crate::sample::KeySample;
 use crate::sample::{sample_fraction, sample_size};
 
 /// Sampled blocks per planned chunk: a block's rows arrive as one cluster, so
-/// boundaries need many blocks per chunk to land near the chunk size.
+/// boundaries need many blocks per chunk to land near the chunk size (never
+/// more blocks than the sample keeps keys: see `block_sample`).
 const BLOCKS_PER_CHUNK: f64 = 100.0;
 /// Fewest planned chunks for the block sample; smaller jobs are scanned exactly.
 const MIN_BLOCK_CHUNKS: f64 = 20.0;
@@ -334,7 +335,10 @@ async fn block_sample(
         return Ok(None);
     };
     let pages: f64 = row.get(0);
-    let percent = 100.0 * chunks * BLOCKS_PER_CHUNK / pages.max(1.0);
+    // 100 blocks per chunk, but no more blocks than keys kept: past the
+    // sample's bound more blocks would only be thinned away
+    let blocks = (chunks * BLOCKS_PER_CHUNK).min(want_keys as f64);
+    let percent = 100.0 * blocks / pages.max(1.0);
     if !(percent > 0.0 && percent <= MAX_BLOCK_PERCENT) {
         return Ok(None);
     }

@@ -53,10 +53,7 @@ pub async fn collect(
         let removed = remove_job(conn, &delete, &job, &ago)
             .await
             .map_err(|f| f.context(format!("cannot remove job {job}'s ledger rows")))?;
-        if removed > 0 {
-            out.jobs.push(job);
-            out.rows += removed;
-        }
+        out.add(job, removed);
     }
     Ok(Some(out))
 }
