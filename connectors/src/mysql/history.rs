@@ -38,14 +38,7 @@ pub async fn ensure(conn: &mut MySqlConnection, schema: &str) -> Result<(), DbFa
 
 /// Whether the history table exists.
 pub async fn exists(conn: &mut MySqlConnection, schema: &str) -> Result<bool, DbFailure> {
-    let n: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM information_schema.tables WHERE BINARY table_schema = ? AND table_name = 'job_history'",
-    )
-    .bind(schema)
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(|e| classify(&e).context("cannot look up the job history table"))?;
-    Ok(n > 0)
+    super::session::has_table(conn, schema, "job_history", "the job history table").await
 }
 
 /// Writes a job's row unless the stored one is about a later run or about

@@ -14,7 +14,7 @@ use sqlx::mysql::MySqlConnection;
 use sqlx::AssertSqlSafe;
 
 use super::errors::classify;
-use super::session::exec;
+use super::session::{exec, has_table};
 use super::sql::quote_ident;
 use crate::db::ledger_gc::Collected;
 
@@ -28,10 +28,10 @@ pub async fn collect(
     older_than: Duration,
     keep: &HashSet<String>,
 ) -> Result<Option<Collected>, DbFailure> {
-    if !has_table(conn, schema, "ledger").await? {
+    if !has_table(conn, schema, "ledger", "the ledger table").await? {
         return Ok(None);
     }
-    let attempts = has_table(conn, schema, "attempts").await?;
+    let attempts = has_table(conn, schema, "attempts", "the attempts table").await?;
     let micros = i64::try_from(older_than.as_micros()).unwrap_or(i64::MAX);
     let old: Vec<String> = sqlx::query_scalar(AssertSqlSafe(format!(
         "SELECT job_id FROM {} GROUP BY job_id
@@ -58,23 +58,6 @@ pub async fn collect(
 /// `` `schema`.`name` ``.
 fn table(schema: &str, name: &str) -> String {
     format!("{}.{}", quote_ident(schema), quote_ident(name))
-}
-
-/// Whether Ferry's database `schema` holds table `name`.
-async fn has_table(
-    conn: &mut MySqlConnection,
-    schema: &str,
-    name: &str,
-) -> Result<bool, DbFailure> {
-    let n: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM information_schema.tables WHERE BINARY table_schema = ? AND table_name = ?",
-    )
-    .bind(schema)
-    .bind(name)
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(|e| classify(&e).context(format!("cannot look up the {name} table")))?;
-    Ok(n > 0)
 }
 
 /// Removes one job's rows older than `micros` in one transaction, and its

@@ -87,3 +87,22 @@ pub async fn current_database(conn: &mut MySqlConnection) -> Result<Option<Strin
         .await
         .map_err(|e| classify(&e))
 }
+
+/// Whether database `schema` holds table `name` (compared exactly); `what`
+/// names the table in the error.
+pub async fn has_table(
+    conn: &mut MySqlConnection,
+    schema: &str,
+    name: &str,
+    what: &str,
+) -> Result<bool, DbFailure> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM information_schema.tables WHERE BINARY table_schema = ? AND table_name = ?",
+    )
+    .bind(schema)
+    .bind(name)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(|e| classify(&e).context(format!("cannot look up {what}")))?;
+    Ok(n > 0)
+}

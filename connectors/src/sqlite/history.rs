@@ -32,13 +32,8 @@ pub async fn ensure(conn: &mut SqliteConnection, schema: &str) -> Result<(), DbF
 
 /// Whether the history table exists.
 pub async fn exists(conn: &mut SqliteConnection, schema: &str) -> Result<bool, DbFailure> {
-    let n: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?")
-            .bind(format!("{schema}_job_history"))
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(|e| classify(&e).context("cannot look up the job history table"))?;
-    Ok(n > 0)
+    let table = format!("{schema}_job_history");
+    super::session::has_table(conn, &table, "the job history table").await
 }
 
 /// Writes a job's row unless the stored one is about a later run or about

@@ -14,7 +14,7 @@ use sqlx::AssertSqlSafe;
 
 use super::errors::classify;
 use super::ledger::table;
-use super::session::exec;
+use super::session::{exec, has_table};
 use crate::db::ledger_gc::Collected;
 
 /// Removes the ledger rows of every job whose newest row committed more than
@@ -27,7 +27,7 @@ pub async fn collect(
     older_than: Duration,
     keep: &HashSet<String>,
 ) -> Result<Option<Collected>, DbFailure> {
-    if !exists(conn, schema).await? {
+    if !has_table(conn, &format!("{schema}_ledger"), "the ledger table").await? {
         return Ok(None);
     }
     let ledger = table(schema, "ledger");
@@ -61,17 +61,6 @@ pub async fn collect(
 /// The `strftime` modifier going `older_than` back (`-2592000.000000 seconds`).
 fn modifier(older_than: Duration) -> String {
     format!("-{:.6} seconds", older_than.as_secs_f64())
-}
-
-/// Whether the file holds the ledger table of `schema`.
-async fn exists(conn: &mut SqliteConnection, schema: &str) -> Result<bool, DbFailure> {
-    let n: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?")
-            .bind(format!("{schema}_ledger"))
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(|e| classify(&e).context("cannot look up the ledger table"))?;
-    Ok(n > 0)
 }
 
 /// Runs `delete` for one job under the file's write lock (`BEGIN IMMEDIATE`);

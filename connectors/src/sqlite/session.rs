@@ -75,3 +75,18 @@ pub async fn check_writable(conn: &mut SqliteConnection, name: &str) -> Result<(
         ))
     })
 }
+
+/// Whether the file holds table `name`; `what` names the table in the error.
+pub async fn has_table(
+    conn: &mut SqliteConnection,
+    name: &str,
+    what: &str,
+) -> Result<bool, DbFailure> {
+    let n: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?")
+            .bind(name)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(|e| classify(&e).context(format!("cannot look up {what}")))?;
+    Ok(n > 0)
+}
