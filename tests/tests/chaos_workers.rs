@@ -22,7 +22,14 @@ async fn worker_killed_and_restarted_repeatedly() {
         stall_ms: CHUNK_STALL_MS,
     })
     .await;
-    let job = run.submit(&[]);
+    // Every worker must keep getting chunks for the restarted one to hold
+    // some when it is killed again: with adaptive concurrency the job may run
+    // at 2 streams while a dead worker's chunk holds one of them until its
+    // lease expires, and the surviving workers, asking again the moment they
+    // commit, took every free slot (the restarted worker waited 25 s for a
+    // chunk and the case ran out of kills). The 12 streams of `--max-workers`
+    // keep all three workers busy, as this case means them to be.
+    let job = run.submit(&["--fixed-workers"]);
     run.wait_first_chunk();
     for _ in 0..4 {
         run.wait_commits(0, 1).await;
@@ -58,7 +65,8 @@ async fn frozen_worker_is_fenced_after_its_lease() {
         stall_ms: CHUNK_STALL_MS,
     })
     .await;
-    let job = run.submit(&[]);
+    // As in case 1: the frozen worker must be holding chunks when it stops.
+    let job = run.submit(&["--fixed-workers"]);
     run.wait_first_chunk();
     run.wait_commits(0, 1).await;
     sleep_secs(0.3).await;
