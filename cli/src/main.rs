@@ -82,6 +82,9 @@ fn main() {
     if let Command::Completions(a) = cli.command {
         std::process::exit(completions::run(a, Cli::command()));
     }
+    if matches!(cli.command, Command::Worker(_) | Command::Local(_)) {
+        ferry_common::allocator::return_freed_memory_at_once();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
