@@ -106,7 +106,15 @@ async fn plan_prints_the_plan_writes_nothing_and_matches_the_run() {
         "{out}"
     );
     assert_eq!(line(&out, "consistency"), "snapshot", "{out}");
-    assert!(!out.stdout.contains("warning:"), "{out}");
+    // the only warning: 4 streams into the empty indexed target
+    let warning = line(&out, "warning");
+    assert!(
+        warning.starts_with("index growth: up to 4 streams appending into the empty public.items")
+            && warning.contains("items_pkey")
+            && warning.contains("--mode replace"),
+        "{out}"
+    );
+    assert_eq!(out.stdout.matches("warning:").count(), 1, "{out}");
 
     let json = plan(&cluster, &job, &["--output", "json"]);
     assert!(json.success(), "ferry plan --output json failed: {json}");
@@ -130,10 +138,7 @@ async fn plan_prints_the_plan_writes_nothing_and_matches_the_run() {
         v["casts"].as_array().is_some_and(|c| c.is_empty()),
         "{json}"
     );
-    assert!(
-        v["warnings"].as_array().is_some_and(|w| w.is_empty()),
-        "{json}"
-    );
+    assert_eq!(v["warnings"].as_array().map(Vec::len), Some(1), "{json}");
 
     assert_nothing_written(&cluster, &before).await;
     let endpoint = cluster.etcd().endpoint(0);
@@ -149,6 +154,11 @@ async fn plan_prints_the_plan_writes_nothing_and_matches_the_run() {
     assert!(run.success(), "the run failed: {run}");
     assert_eq!(cluster.status(&run.job_id()).chunks_total, chunks);
     cluster.dbs().assert_copied_exactly("public.items").await;
+
+    // the target now holds rows: replace is no longer the same load, so no hint
+    let again = plan(&cluster, &job, &[]);
+    assert!(again.success(), "{again}");
+    assert!(!again.stdout.contains("warning:"), "{again}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -41,6 +41,19 @@ pub async fn resolve_table(
     }
 }
 
+/// The indexes of an empty target table that appends from several streams
+/// leave larger than one stream would (PostgreSQL's single-column B-trees;
+/// nothing for the other databases, not measured there).
+pub async fn split_prone_indexes(
+    conn: &mut Conn,
+    table: &TableRef,
+) -> Result<Vec<String>, DbFailure> {
+    match conn {
+        Conn::Postgres(c) => postgres::describe::split_prone_indexes(c, table).await,
+        Conn::MySql(..) | Conn::Sqlite(..) => Ok(Vec::new()),
+    }
+}
+
 /// A table's insertable columns, in order, with Ferry's types.
 pub async fn describe_table(
     conn: &mut Conn,

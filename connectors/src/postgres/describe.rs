@@ -9,7 +9,7 @@ use ferry_common::proto::TableRef;
 use tokio_postgres::Client;
 
 use super::session::failed;
-use super::sql::{quote_ident, truncate_bytes, MAX_IDENT_BYTES};
+use super::sql::{quote_ident, quote_table, truncate_bytes, MAX_IDENT_BYTES};
 
 /// One output column of the source query.
 #[derive(Debug, Clone)]
@@ -77,6 +77,37 @@ pub async fn resolve_table(
     }
     .map_err(|e| failed("cannot look up the table", &e))?;
     Ok(row.map(|r| TableRef::new(r.get::<_, String>(0), r.get::<_, String>(1))))
+}
+
+/// The single-column B-tree indexes of `table` when it holds no row (empty
+/// otherwise): the indexes that parallel appends leave larger than one
+/// stream would, since nbtree fills only its rightmost page to the fill
+/// factor and splits other pages 50/50 (its ascending-insert rule for inner
+/// pages skips single-column indexes).
+pub async fn split_prone_indexes(
+    client: &Client,
+    table: &TableRef,
+) -> Result<Vec<String>, DbFailure> {
+    let has_rows = format!("SELECT EXISTS (SELECT 1 FROM {})", quote_table(table));
+    let row = client
+        .query_one(has_rows.as_str(), &[])
+        .await
+        .map_err(|e| failed("cannot look at the target table", &e))?;
+    if row.get::<_, bool>(0) {
+        return Ok(Vec::new());
+    }
+    let rows = client
+        .query(
+            "SELECT ic.relname::text FROM pg_index i
+               JOIN pg_class ic ON ic.oid = i.indexrelid
+               JOIN pg_am am ON am.oid = ic.relam
+              WHERE i.indrelid = to_regclass($1) AND am.amname = 'btree' AND i.indnkeyatts = 1
+              ORDER BY 1",
+            &[&quote_table(table)],
+        )
+        .await
+        .map_err(|e| failed("cannot read the target table's indexes", &e))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
 /// Describes the query's output columns without running it.
