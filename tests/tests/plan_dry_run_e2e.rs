@@ -109,7 +109,7 @@ async fn plan_prints_the_plan_writes_nothing_and_matches_the_run() {
     // the only warning: 4 streams into the empty indexed target
     let warning = line(&out, "warning");
     assert!(
-        warning.starts_with("index growth: up to 4 streams appending into the empty public.items")
+        warning.starts_with("index growth: up to 4 streams loading the empty public.items")
             && warning.contains("items_pkey")
             && warning.contains("--mode replace"),
         "{out}"
@@ -159,6 +159,13 @@ async fn plan_prints_the_plan_writes_nothing_and_matches_the_run() {
     let again = plan(&cluster, &job, &[]);
     assert!(again.success(), "{again}");
     assert!(!again.stdout.contains("warning:"), "{again}");
+    // ...unless truncate mode empties it first
+    let truncate = plan(&cluster, &job.clone().flag("--mode", "truncate"), &[]);
+    assert!(truncate.success(), "{truncate}");
+    assert!(
+        line(&truncate, "warning").starts_with("index growth:"),
+        "{truncate}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

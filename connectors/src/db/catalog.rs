@@ -41,15 +41,16 @@ pub async fn resolve_table(
     }
 }
 
-/// The indexes of an empty target table that appends from several streams
-/// leave larger than one stream would (PostgreSQL's single-column B-trees;
-/// nothing for the other databases, not measured there).
+/// The indexes of an empty (or to be `emptied`) target table that appends
+/// from several streams leave larger than one stream would (PostgreSQL's
+/// single-column B-trees; nothing for the other databases, not measured).
 pub async fn split_prone_indexes(
     conn: &mut Conn,
     table: &TableRef,
+    emptied: bool,
 ) -> Result<Vec<String>, DbFailure> {
     match conn {
-        Conn::Postgres(c) => postgres::describe::split_prone_indexes(c, table).await,
+        Conn::Postgres(c) => postgres::describe::split_prone_indexes(c, table, emptied).await,
         Conn::MySql(..) | Conn::Sqlite(..) => Ok(Vec::new()),
     }
 }

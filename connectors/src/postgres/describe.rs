@@ -79,22 +79,26 @@ pub async fn resolve_table(
     Ok(row.map(|r| TableRef::new(r.get::<_, String>(0), r.get::<_, String>(1))))
 }
 
-/// The single-column B-tree indexes of `table` when it holds no row (empty
-/// otherwise): the indexes that parallel appends leave larger than one
-/// stream would, since nbtree fills only its rightmost page to the fill
-/// factor and splits other pages 50/50 (its ascending-insert rule for inner
-/// pages skips single-column indexes).
+/// The single-column B-tree indexes of `table`, when it holds no row or
+/// `emptied` (a load that truncates it first); none otherwise. These are the
+/// indexes that parallel appends leave larger than one stream would: nbtree
+/// fills only its rightmost page to the fill factor and splits other pages
+/// 50/50 (its ascending-insert rule for inner pages skips single-column
+/// indexes).
 pub async fn split_prone_indexes(
     client: &Client,
     table: &TableRef,
+    emptied: bool,
 ) -> Result<Vec<String>, DbFailure> {
-    let has_rows = format!("SELECT EXISTS (SELECT 1 FROM {})", quote_table(table));
-    let row = client
-        .query_one(has_rows.as_str(), &[])
-        .await
-        .map_err(|e| failed("cannot look at the target table", &e))?;
-    if row.get::<_, bool>(0) {
-        return Ok(Vec::new());
+    if !emptied {
+        let has_rows = format!("SELECT EXISTS (SELECT 1 FROM {})", quote_table(table));
+        let row = client
+            .query_one(has_rows.as_str(), &[])
+            .await
+            .map_err(|e| failed("cannot look at the target table", &e))?;
+        if row.get::<_, bool>(0) {
+            return Ok(Vec::new());
+        }
     }
     let rows = client
         .query(
