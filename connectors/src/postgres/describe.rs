@@ -105,9 +105,11 @@ pub async fn split_prone_indexes(
             "SELECT ic.relname::text FROM pg_index i
                JOIN pg_class ic ON ic.oid = i.indexrelid
                JOIN pg_am am ON am.oid = ic.relam
-              WHERE i.indrelid = to_regclass($1) AND am.amname = 'btree' AND i.indnkeyatts = 1
+               JOIN pg_class t ON t.oid = i.indrelid
+               JOIN pg_namespace n ON n.oid = t.relnamespace
+              WHERE n.nspname = $1 AND t.relname = $2 AND am.amname = 'btree' AND i.indnkeyatts = 1
               ORDER BY 1",
-            &[&quote_table(table)],
+            &[&table.schema, &table.name],
         )
         .await
         .map_err(|e| failed("cannot read the target table's indexes", &e))?;
