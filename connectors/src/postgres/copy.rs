@@ -22,6 +22,10 @@ use super::sql::{quote_list, quote_table};
 /// is bounded by this, not by the chunk's row count.
 pub const SEND_BUFFER: usize = 256 * 1024;
 
+/// Bytes worth sending before `SEND_BUFFER` fills when the source has no
+/// more rows ready this instant.
+const EARLY_SEND: usize = 16 * 1024;
+
 /// Why a copy stopped before its end.
 #[derive(Debug)]
 pub enum CopyStop {
@@ -151,6 +155,15 @@ pub async fn pass_through(
         // when the source has nothing ready does the wait also watch cancel.
         let next = match stream.next().now_or_never() {
             Some(n) => n,
+            // the source paused: what is gathered goes now rather than
+            // leave the target idle (at a chunk's start, or a slow source)
+            None if buf.len() >= EARLY_SEND => {
+                control.check().map_err(CopyStop::Abort)?;
+                control.progress(counter.rows());
+                control.sent(buf.len());
+                sink.send(buf.split().freeze()).await.map_err(pg)?;
+                continue;
+            }
             None => tokio::select! {
                 biased;
                 _ = control.cancel().cancelled() => return Err(stopped()),
