@@ -38,6 +38,23 @@ fn thinning(expr: &str, seed_param: &str) -> String {
     )
 }
 
+/// `thinning` by the key itself when it is one integer column (`columns`
+/// are its expressions): hashing the integer makes no text per row, about
+/// half the cost of a block sample's query. `otherwise` is hashed as text.
+fn key_thinning(
+    key: &[KeyColumn],
+    columns: &[String],
+    otherwise: &str,
+    seed_param: &str,
+) -> String {
+    match (key, columns) {
+        ([k], [c]) if INTEGER_TYPES.contains(&k.r#type.as_str()) => format!(
+            "(hashint8extended(({c})::int8, {seed_param}::int8) & 9007199254740991)::float8 / 9007199254740992.0"
+        ),
+        _ => thinning(otherwise, seed_param),
+    }
+}
+
 /// The sampling seed of a job spec: a hash (FNV-1a) of what it samples, so
 /// it is the same for the same spec on every coordinator.
 fn seed(query: &str, key: &[KeyColumn], chunk_size: u64) -> i64 {
@@ -212,7 +229,7 @@ pub async fn sample_keys(
            SELECT count(*)::int8 AS c, count(*) FILTER (WHERE {any_null})::int8 AS n,
                   coalesce(array_agg({row} ORDER BY {order}) FILTER (WHERE NOT ({any_null}) AND r < $1), '{{}}') AS a
              FROM (SELECT {select}{width}, {r} AS r FROM ({query}) AS src OFFSET 0) AS s) AS t",
-        r = thinning(&format!("ROW({})", columns.join(", ")), "$2"),
+        r = key_thinning(key, &columns, &format!("ROW({})", columns.join(", ")), "$2"),
         any_null = e.any_null,
         row = e.row,
         order = e.order,
@@ -360,7 +377,7 @@ async fn block_sample(
                   coalesce(array_agg({row} ORDER BY {order}) FILTER (WHERE r < $2), '{{}}') AS a
              FROM (SELECT {select}{width}, {r} AS r
                      FROM {schema}.{table} AS t TABLESAMPLE SYSTEM ($1) REPEATABLE (($3::int8)::float8) OFFSET 0) AS s) AS x",
-        r = thinning("t.ctid", "$3"),
+        r = key_thinning(key, &columns, "t.ctid", "$3"),
         row = e.row,
         order = e.order,
         select = e.select,
