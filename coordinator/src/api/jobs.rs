@@ -328,7 +328,8 @@ fn is_terminal(job: &Job) -> bool {
 
 /// The job now, then each change, ending after the terminal state. Progress
 /// is sent at most once per watch interval; the terminal state as soon as
-/// the scheduler signals it, so a client waiting on the job is not held back.
+/// the scheduler signals it (also while progress waits out its interval),
+/// so a client waiting on the job is not held back.
 fn job_states(
     gate: Arc<Gate>,
     job_id: String,
@@ -360,14 +361,14 @@ fn job_states(
             if !shows_change(&job, &w.last) {
                 continue;
             }
-            if !is_terminal(&job) {
-                let due = w.sent_at + WATCH_INTERVAL;
-                if Instant::now() < due {
-                    tokio::time::sleep_until(due.into()).await;
-                    match w.current().await {
-                        Ok(now) => job = now,
-                        Err(e) => return Some((Err(e), None)),
-                    }
+            // progress waits out the interval, still listening: the end,
+            // if it comes meanwhile, goes at once
+            let due = w.sent_at + WATCH_INTERVAL;
+            while !is_terminal(&job) && Instant::now() < due {
+                let _ = tokio::time::timeout_at(due.into(), w.next_signal()).await;
+                match w.current().await {
+                    Ok(now) => job = now,
+                    Err(e) => return Some((Err(e), None)),
                 }
             }
             w.sent_at = Instant::now();
