@@ -133,11 +133,18 @@ async fn run_local(args: Args) -> i32 {
     // polls end now, so they stop at once
     scheduler.close_long_polls();
     stop.cancel();
-    if !scheduler.flush_history(LOCAL_HISTORY_FLUSH).await {
+    // the history row is written while the workers leave
+    let workers_stopped = async {
+        for w in workers {
+            let _ = tokio::time::timeout(LOCAL_WORKER_STOP, w).await;
+        }
+    };
+    let (flushed, ()) = tokio::join!(
+        scheduler.flush_history(LOCAL_HISTORY_FLUSH),
+        workers_stopped
+    );
+    if !flushed {
         tracing::warn!("the job's history row was not written before exit");
-    }
-    for w in workers {
-        let _ = tokio::time::timeout(LOCAL_WORKER_STOP, w).await;
     }
     server_stop.cancel();
     let _ = tokio::time::timeout(LOCAL_SERVER_STOP, server).await;

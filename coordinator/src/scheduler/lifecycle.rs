@@ -5,7 +5,6 @@
 //! past the retention.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -126,7 +125,7 @@ impl Scheduler {
         };
         let final_run = job.state().is_terminal().then_some(job.record.runs.max(1));
         let me = self.me.clone();
-        self.history_pending.fetch_add(1, Ordering::SeqCst);
+        self.history_pending.send_modify(|n| *n += 1);
         tokio::spawn(async move {
             let mut delay = HISTORY_RETRY_MIN;
             let mut written = true;
@@ -143,7 +142,7 @@ impl Scheduler {
                 if let (true, Some(run)) = (written, final_run) {
                     s.history_written(&row.job_id, run).await;
                 }
-                s.history_pending.fetch_sub(1, Ordering::SeqCst);
+                s.history_pending.send_modify(|n| *n = n.saturating_sub(1));
             }
         });
     }
@@ -151,14 +150,11 @@ impl Scheduler {
     /// Waits up to `timeout` for history rows still being written (a
     /// process about to exit, `ferry local`); false if some are not.
     pub async fn flush_history(&self, timeout: Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + timeout;
-        while self.history_pending.load(Ordering::SeqCst) > 0 {
-            if tokio::time::Instant::now() >= deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        true
+        let mut pending = self.history_pending.subscribe();
+        let drained = async { pending.wait_for(|n| *n == 0).await.is_ok() };
+        tokio::time::timeout(timeout, drained)
+            .await
+            .unwrap_or(false)
     }
 
     /// Notes that run `run`'s final history row is written.

@@ -87,7 +87,7 @@ pub struct Scheduler {
     /// Bumped whenever a job's progress or state changes (WatchJob follows it).
     changes: tokio::sync::watch::Sender<u64>,
     /// History rows being written in the background.
-    history_pending: std::sync::atomic::AtomicUsize,
+    history_pending: tokio::sync::watch::Sender<usize>,
     /// Source snapshots held for SNAPSHOT jobs (`snapshot.rs`).
     snapshots: snapshot::Holds,
     /// Set once AcquireChunk may no longer wait (`leases::close_long_polls`).
@@ -112,7 +112,7 @@ impl Scheduler {
             state: Mutex::new(State::default()),
             ready: Notify::new(),
             changes: tokio::sync::watch::channel(0).0,
-            history_pending: std::sync::atomic::AtomicUsize::new(0),
+            history_pending: tokio::sync::watch::Sender::new(0),
             snapshots: snapshot::Holds::default(),
             polls_closed: std::sync::atomic::AtomicBool::new(false),
             started_ms: state::now_ms(),
