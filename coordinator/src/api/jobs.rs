@@ -287,6 +287,8 @@ struct Watching {
     /// `last` is still to be sent (the first event).
     send_last: bool,
     changes: Option<tokio::sync::watch::Receiver<u64>>,
+    /// Signals a job's end (`Scheduler::subscribe_ends`).
+    ends: Option<tokio::sync::watch::Receiver<u64>>,
     sent_at: Instant,
 }
 
@@ -303,6 +305,18 @@ impl Watching {
             }
             None => tokio::time::sleep(WATCH_INTERVAL).await,
         }
+    }
+
+    /// Waits for some job's end; never returns once this scheduler is gone
+    /// (the caller bounds the wait).
+    async fn next_end(&mut self) {
+        if let Some(rx) = self.ends.as_mut() {
+            if rx.changed().await.is_ok() {
+                return;
+            }
+            self.ends = None;
+        }
+        std::future::pending::<()>().await
     }
 
     /// The job as the scheduler now holds it.
@@ -336,12 +350,14 @@ fn job_states(
     first: Job,
 ) -> impl Stream<Item = Result<Job, Status>> + Send + 'static {
     let changes = gate.scheduler().ok().map(|s| s.subscribe());
+    let ends = gate.scheduler().ok().map(|s| s.subscribe_ends());
     let start = Watching {
         gate,
         job_id,
         last: first,
         send_last: true,
         changes,
+        ends,
         sent_at: Instant::now(),
     };
     futures::stream::unfold(Some(start), |state| async move {
@@ -361,11 +377,11 @@ fn job_states(
             if !shows_change(&job, &w.last) {
                 continue;
             }
-            // progress waits out the interval, still listening: the end,
-            // if it comes meanwhile, goes at once
+            // progress waits out the interval, listening for job ends only
+            // (rare, unlike progress): this job's, if it comes, goes at once
             let due = w.sent_at + WATCH_INTERVAL;
             while !is_terminal(&job) && Instant::now() < due {
-                let _ = tokio::time::timeout_at(due.into(), w.next_signal()).await;
+                let _ = tokio::time::timeout_at(due.into(), w.next_end()).await;
                 match w.current().await {
                     Ok(now) => job = now,
                     Err(e) => return Some((Err(e), None)),

@@ -72,6 +72,7 @@ impl Scheduler {
         };
         let elapsed = Duration::from_millis((r.finished_at_ms - start_ms).max(0) as u64);
         events().job_ended(state, elapsed);
+        self.ends.send_modify(|n| *n = n.wrapping_add(1));
         self.snapshots.release(&r.job_id);
         self.export_job_span(job, start_ms);
         self.write_history(job);

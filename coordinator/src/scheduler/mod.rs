@@ -86,6 +86,8 @@ pub struct Scheduler {
     ready: Notify,
     /// Bumped whenever a job's progress or state changes (WatchJob follows it).
     changes: tokio::sync::watch::Sender<u64>,
+    /// Bumped whenever a job reaches a terminal state (WatchJob sends it at once).
+    ends: tokio::sync::watch::Sender<u64>,
     /// History rows being written in the background.
     history_pending: tokio::sync::watch::Sender<usize>,
     /// Source snapshots held for SNAPSHOT jobs (`snapshot.rs`).
@@ -112,6 +114,7 @@ impl Scheduler {
             state: Mutex::new(State::default()),
             ready: Notify::new(),
             changes: tokio::sync::watch::channel(0).0,
+            ends: tokio::sync::watch::Sender::new(0),
             history_pending: tokio::sync::watch::Sender::new(0),
             snapshots: snapshot::Holds::default(),
             polls_closed: std::sync::atomic::AtomicBool::new(false),
@@ -228,6 +231,12 @@ impl Scheduler {
     /// A receiver that changes whenever any job progresses or changes state.
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.changes.subscribe()
+    }
+
+    /// A receiver that changes whenever a job ends (succeeds, fails or is
+    /// cancelled): rarer than `subscribe`'s, so a watcher may wait on it.
+    pub fn subscribe_ends(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.ends.subscribe()
     }
 
     /// Tells watchers that something changed.
