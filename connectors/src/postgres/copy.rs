@@ -9,7 +9,7 @@ use ferry_common::errors::{classify_pg, DbFailure, ErrorClass};
 use ferry_common::proto::TableRef;
 use futures::{FutureExt, SinkExt, StreamExt};
 use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::Client;
+use tokio_postgres::{Client, CopyInSink};
 use tokio_util::sync::CancellationToken;
 
 use super::rowcount::TupleCounter;
@@ -113,6 +113,20 @@ pub async fn end_read(source: &Client) -> Result<(), DbFailure> {
     exec(source, "COMMIT").await
 }
 
+/// Sends what `buf` gathered (`rows` streamed so far) to the target, once
+/// the attempt may still write.
+async fn send_gathered(
+    mut sink: std::pin::Pin<&mut CopyInSink<Bytes>>,
+    buf: &mut BytesMut,
+    rows: u64,
+    control: &impl CopyControl,
+) -> Result<(), CopyStop> {
+    control.check().map_err(CopyStop::Abort)?;
+    control.progress(rows);
+    control.sent(buf.len());
+    sink.send(buf.split().freeze()).await.map_err(pg)
+}
+
 /// Streams the chunk's rows from the source into `table`'s `columns` and
 /// returns the rows copied. Inside `begin_read` on the source and the
 /// chunk's transaction on the target.
@@ -158,10 +172,7 @@ pub async fn pass_through(
             // the source paused: what is gathered goes now rather than
             // leave the target idle (at a chunk's start, or a slow source)
             None if buf.len() >= EARLY_SEND => {
-                control.check().map_err(CopyStop::Abort)?;
-                control.progress(counter.rows());
-                control.sent(buf.len());
-                sink.send(buf.split().freeze()).await.map_err(pg)?;
+                send_gathered(sink.as_mut(), &mut buf, counter.rows(), control).await?;
                 continue;
             }
             None => tokio::select! {
@@ -175,10 +186,7 @@ pub async fn pass_through(
                 counter.feed(&bytes);
                 buf.extend_from_slice(&bytes);
                 if buf.len() >= SEND_BUFFER {
-                    control.check().map_err(CopyStop::Abort)?;
-                    control.progress(counter.rows());
-                    control.sent(buf.len());
-                    sink.send(buf.split().freeze()).await.map_err(pg)?;
+                    send_gathered(sink.as_mut(), &mut buf, counter.rows(), control).await?;
                 }
             }
             Some(Err(e)) => return Err(pg(e)),

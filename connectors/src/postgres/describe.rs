@@ -83,8 +83,8 @@ pub async fn resolve_table(
 /// `emptied` (a load that truncates it first); none otherwise. These are the
 /// indexes that parallel appends leave larger than one stream would: nbtree
 /// fills only its rightmost page to the fill factor and splits other pages
-/// 50/50 (its ascending-insert rule for inner pages skips single-column
-/// indexes).
+/// 50/50 (its ascending-insert rule for the other leaf pages,
+/// `_bt_afternewitemoff`, skips single-column indexes).
 pub async fn split_prone_indexes(
     client: &Client,
     table: &TableRef,
