@@ -1,6 +1,7 @@
-//! Watches the `assign/…` keys in etcd: when a worker's etcd lease expires its
-//! assignments vanish, and the leader requeues those chunks. A watch cancelled
-//! by compaction (or broken) means: re-list, then watch again.
+//! Watches the `assign/…` keys in etcd: when the etcd lease a worker's
+//! registration is under expires (no leader renewed it), its assignments
+//! vanish, and the leader requeues those chunks. A watch cancelled by
+//! compaction (or broken) means: re-list, then watch again.
 
 use ferry_common::timing::ASSIGNMENT_WATCH_RETRY;
 use std::collections::HashSet;

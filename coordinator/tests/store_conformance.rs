@@ -107,8 +107,9 @@ async fn leases_are_fenced(store: &dyn StateStore) {
     );
 }
 
-/// A snapshot holds jobs, chunks with their versions, live assignments and workers;
-/// removing a worker drops its assignments.
+/// A snapshot holds jobs, chunks with their versions, live assignments and
+/// workers; a removed worker is unknown at once, and its assignments are gone
+/// once its chunks are written again (as the scheduler does before removing it).
 async fn snapshot_round_trip(store: &dyn StateStore) {
     store.create_job(&job("js", "")).await.expect("job");
     let versions = store
@@ -142,6 +143,12 @@ async fn snapshot_round_trip(store: &dyn StateStore) {
     assert!(snap.live_assignments.contains(&("js".to_string(), 2)));
     assert!(snap.workers.contains(&"w2".to_string()));
 
+    let mut requeued = leased(chunk("js", 2), "w2");
+    requeued.state = ChunkState::Pending as i32;
+    store
+        .update_chunk(&requeued, token)
+        .await
+        .expect("requeue the chunk");
     store.remove_worker("w2").await.expect("remove");
     assert!(!store
         .keepalive_worker("w2")
@@ -149,8 +156,12 @@ async fn snapshot_round_trip(store: &dyn StateStore) {
         .expect("keepalive after removal"));
     let snap = store.load().await.expect("load after removal");
     assert!(
+        !snap.workers.contains(&"w2".to_string()),
+        "a removed worker's registration is gone"
+    );
+    assert!(
         !snap.live_assignments.contains(&("js".to_string(), 2)),
-        "a removed worker's assignments vanish"
+        "a requeued chunk's assignment is gone"
     );
 }
 
@@ -406,40 +417,90 @@ async fn etcd_refuses_a_deposed_leader() {
     );
 }
 
+/// Registrations and assignments live as long as the leader's store renews
+/// them, whatever the heartbeats (those stay in the leader's memory), and
+/// vanish one lease time after it stops; a heartbeat then finds the worker
+/// unknown.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn etcd_assignments_vanish_with_the_worker_lease() {
+async fn etcd_registrations_live_while_the_leader_renews_them() {
     let etcd = EtcdCluster::start(1);
     let (store, _) = leader_store(&etcd, "/expiry").await;
     store.create_job(&job("je", "")).await.expect("job");
     let v = store.put_chunks(&[chunk("je", 1)]).await.expect("chunks");
     store
-        .register_worker("w3", 1_000)
+        .register_worker("w3", 2_000)
         .await
-        .expect("register with a 1 s lease");
+        .expect("register with a 2 s lease");
+    store
+        .register_worker("w4", 2_000)
+        .await
+        .expect("register a second worker");
     store
         .lease_chunk(&leased(chunk("je", 1), "w3"), v[0])
         .await
         .expect("lease");
-    assert!(store
-        .load()
+    // two lease times without a heartbeat: the store's own renewal keeps them
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let client = connect_etcd(&etcd.endpoints()).await.expect("connect etcd");
+    let reader = EtcdStore::new(client.clone(), "/expiry", None);
+    let snap = reader.load().await.expect("load");
+    assert!(snap.live_assignments.contains(&("je".to_string(), 1)));
+    assert!(snap.workers.contains(&"w3".to_string()));
+    assert!(snap.workers.contains(&"w4".to_string()));
+    assert!(store.keepalive_worker("w3").await.expect("keepalive"));
+    // one lease for the whole term, not one per worker
+    let leases = client
+        .clone()
+        .leases()
         .await
-        .expect("load")
-        .live_assignments
-        .contains(&("je".to_string(), 1)));
-    // no keepalive: etcd expires the lease (it may do so late; allow a margin)
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        .expect("list leases")
+        .leases()
+        .len();
+    assert_eq!(leases, 2, "the election lease and one registrations lease");
+    drop(reader);
+    // the leader's store goes: nobody renews, etcd expires the registrations
+    drop(store);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
     loop {
-        let snap = store.load().await.expect("load");
+        let reader = EtcdStore::new(client.clone(), "/expiry", None);
+        let snap = reader.load().await.expect("load");
         if !snap.live_assignments.contains(&("je".to_string(), 1)) {
             assert!(!snap.workers.contains(&"w3".to_string()));
+            assert!(!snap.workers.contains(&"w4".to_string()));
             break;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "the assignment outlived its worker's lease"
+            "the registrations outlived the store that renewed them"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// A new leader's store renews the registrations the previous leader made
+/// (`renew_workers`), so they outlive the previous leader's store; a lease
+/// revoked behind its back drops its workers at the next renewal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_a_new_leader_adopts_registrations() {
+    let etcd = EtcdCluster::start(1);
+    let client = connect_etcd(&etcd.endpoints()).await.expect("connect etcd");
+    let first = EtcdStore::new(client.clone(), "/adopt", None);
+    first.register_worker("w5", 2_000).await.expect("register");
+    let second = EtcdStore::new(client.clone(), "/adopt", None);
+    let snap = second.load().await.expect("load");
+    assert_eq!(snap.workers, vec!["w5".to_string()]);
+    drop(first);
+    assert_eq!(second.renew_workers().await.expect("renew"), 1);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(second.keepalive_worker("w5").await.expect("keepalive"));
+    let third = EtcdStore::new(client.clone(), "/adopt", None);
+    assert_eq!(third.load().await.expect("load").workers.len(), 1);
+    drop(third);
+    for l in client.clone().leases().await.expect("leases").leases() {
+        client.clone().lease_revoke(l.id()).await.expect("revoke");
+    }
+    assert_eq!(second.renew_workers().await.expect("renew"), 0);
+    assert!(!second.keepalive_worker("w5").await.expect("keepalive"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -449,29 +510,40 @@ async fn etcd_batch_survives_a_lease_that_expired() {
     store.create_job(&job("jb", "")).await.expect("job");
     let chunks: Vec<ChunkRecord> = (1..=6).map(|n| chunk("jb", n)).collect();
     let v = store.put_chunks(&chunks).await.expect("chunks");
-    store
-        .register_worker("gone", 1_000)
+    // "gone" was registered by an earlier leader, under that leader's lease
+    let client = connect_etcd(&etcd.endpoints()).await.expect("connect etcd");
+    let earlier = EtcdStore::new(client.clone(), "/batch", None);
+    earlier
+        .register_worker("gone", 60_000)
         .await
-        .expect("register");
+        .expect("register under the earlier leader");
+    let adopted = store.load().await.expect("load");
+    assert!(adopted.workers.contains(&"gone".to_string()));
+    drop(earlier);
     store
         .register_worker("live", 60_000)
         .await
         .expect("register");
-    // no keepalive for "gone": wait until etcd has expired its lease
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while store
-        .load()
-        .await
-        .expect("load")
-        .workers
-        .contains(&"gone".to_string())
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "etcd did not expire the lease"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    // the renewal the new lease wakes has run; then the earlier lease goes
+    // behind the store's back, before its next renewal would notice
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut leases = client.clone();
+    let all = leases.leases().await.expect("leases");
+    let mut revoked = 0;
+    for l in all.leases() {
+        let keys = leases
+            .lease_time_to_live(
+                l.id(),
+                Some(etcd_client::LeaseTimeToLiveOptions::new().with_keys()),
+            )
+            .await
+            .expect("lease keys");
+        if keys.keys().iter().any(|k| k.ends_with(b"workers/gone")) {
+            leases.lease_revoke(l.id()).await.expect("revoke");
+            revoked += 1;
+        }
     }
+    assert_eq!(revoked, 1, "the earlier leader's lease holds \"gone\"");
     // one write under the dead lease among live ones: only it fails
     let store = &store;
     let writes = chunks.iter().zip(&v).enumerate().map(|(i, (c, v))| {

@@ -54,6 +54,9 @@ impl StateStore for SlowStore {
     async fn keepalive_worker(&self, worker_id: &str) -> Result<bool, StoreError> {
         self.0.keepalive_worker(worker_id).await
     }
+    async fn renew_workers(&self) -> Result<usize, StoreError> {
+        self.0.renew_workers().await
+    }
     async fn remove_worker(&self, worker_id: &str) -> Result<(), StoreError> {
         self.0.remove_worker(worker_id).await
     }

@@ -348,7 +348,8 @@ fn hold_failures(
 }
 
 impl Scheduler {
-    /// An assignment key vanished (its worker's etcd lease expired): requeues
+    /// An assignment key vanished (the etcd lease of its worker's registration
+    /// expired): requeues
     /// the chunk if that attempt still holds it.
     pub async fn assignment_lost(
         self: &Arc<Self>,

@@ -13,11 +13,6 @@ use super::state::{now_ms, ChunkRt, JobRuntime, LiveChunk, WorkerEntry};
 use super::Scheduler;
 use crate::store::Snapshot;
 
-/// How many adopted workers' leases a new leader renews at once: a few
-/// round trips in flight, so 10,000 workers take seconds without a burst
-/// that etcd would refuse.
-const RENEW_AT_ONCE: usize = 32;
-
 /// What a takeover found.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RecoverySummary {
@@ -214,29 +209,25 @@ impl Scheduler {
         summary
     }
 
-    /// Renews, once, the store lease of every worker the previous leader
-    /// knew. Only that leader renewed them, on their heartbeats; a worker
-    /// still finding the new leader (its connection to the dead one must
-    /// fail first) would otherwise lose its lease, and its chunks in flight,
-    /// in the seconds a takeover takes. A worker that is really gone expires
-    /// one lease time later, as its in-memory entry does.
+    /// Renews, once, the stored registration of every worker the previous
+    /// leader knew. Only that leader renewed them; a worker still finding the
+    /// new leader (its connection to the dead one must fail first) would
+    /// otherwise lose its registration, and its chunks in flight, in the
+    /// seconds a takeover takes. A worker that is really gone expires one
+    /// lease time later, as its in-memory entry does.
     async fn renew_adopted(self: Arc<Self>, workers: Vec<String>) {
-        use futures::StreamExt;
-        let total = workers.len();
-        let renewed = futures::stream::iter(workers)
-            .map(|id| {
-                let store = Arc::clone(&self.store);
-                async move { store.keepalive_worker(&id).await }
-            })
-            .buffer_unordered(RENEW_AT_ONCE)
-            .filter(|r| std::future::ready(matches!(r, Ok(true))))
-            .count()
-            .await;
-        tracing::info!(
-            workers = total,
-            renewed,
-            "renewed the leases of the workers the previous leader knew"
-        );
+        match self.store.renew_workers().await {
+            Ok(renewed) => tracing::info!(
+                workers = workers.len(),
+                renewed,
+                "renewed the leases of the workers the previous leader knew"
+            ),
+            Err(e) => tracing::warn!(
+                workers = workers.len(),
+                error = %e,
+                "cannot renew the leases of the workers the previous leader knew now; the store retries"
+            ),
+        }
     }
 
     /// Stops this term's work: wakes long-polls so they return.

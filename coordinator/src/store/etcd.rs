@@ -7,8 +7,8 @@
 //! | `v3/plans/<job>/<first>` | `ChunkPlanPage`: bounds of up to 1,000 chunks | none |
 //! | `v3/chunks/<job>/<n>` | `ChunkRecord`, state only, once the chunk left its plan | none |
 //! | `jobs/<job>`, `jobs/<job>/chunks/<n>` | jobs of store format 2, continued where they are | none |
-//! | `workers/<worker>` | lease id | the worker's |
-//! | `assign/<job>/<n>` | `worker attempt` | the worker's |
+//! | `workers/<worker>` | lease id | the registrations' (`etcd_workers`) |
+//! | `assign/<job>/<n>` | `worker attempt` | its worker's registration's |
 //! | `requests/<request_id>` | job id | none |
 //!
 //! (`etcd_layout` says why; `etcd_load` how a new leader reads it back.)
@@ -19,20 +19,17 @@
 //! fencing token. Lease and completion writes that arrive together share one
 //! transaction (`etcd_txn`'s group committer).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use etcd_client::{
-    Client, Compare, CompareOp, DeleteOptions, GetOptions, LeaseKeepAliveStream, LeaseKeeper,
-    PutOptions, TxnOp,
-};
+use etcd_client::{Client, Compare, CompareOp, DeleteOptions, GetOptions, PutOptions, TxnOp};
 use ferry_common::proto::{ChunkRecord, JobRecord};
 use prost::Message;
-use tokio::sync::Mutex;
 
 use super::etcd_layout::{plan_pages, state_only, Keys, Layout, PLAN_TXN_BYTES, TXN_OPS};
 use super::etcd_txn::{batch_for, guarded_txn, GroupCommitter, DEFAULT_MAX_TXN_OPS};
+use super::etcd_workers::Registrations;
 use super::{Snapshot, StateStore, StoreError};
 
 /// The election key this leader holds: every write compares it.
@@ -44,39 +41,18 @@ pub struct LeaderFence {
     pub create_revision: i64,
 }
 
-/// A worker's etcd lease and its keep-alive stream (opened on first use).
-pub(super) struct WorkerLease {
-    id: i64,
-    keeper: Option<(LeaseKeeper, LeaseKeepAliveStream)>,
-}
-
-impl WorkerLease {
-    /// A lease found in etcd (a worker registered with an earlier leader).
-    pub(super) fn adopted(id: i64) -> Arc<Mutex<Self>> {
-        Arc::new(Mutex::new(Self { id, keeper: None }))
-    }
-}
-
 /// An etcd-backed `StateStore` for one leader term.
 pub struct EtcdStore {
-    client: Client,
+    pub(super) client: Client,
     pub(super) keys: Keys,
     fence: Option<LeaderFence>,
-    pub(super) workers: Mutex<HashMap<String, Arc<Mutex<WorkerLease>>>>,
+    /// Registered workers and the leases their keys are under.
+    pub(super) registrations: Arc<Registrations>,
     /// Jobs found under `jobs/` (store format 2): their records stay there.
     pub(super) legacy: std::sync::RwLock<HashSet<String>>,
     /// Combines concurrent chunk writes into shared transactions.
     committer: GroupCommitter,
-    /// Bounds the registrations (a lease grant and a put each) in flight, so
-    /// a fleet registering at once cannot put etcd's apply 5,000 entries
-    /// behind its commit, where etcd 3.4 refuses every request with "too
-    /// many requests" under gRPC code UNKNOWN, which reads as an unknown
-    /// outcome and makes the leader step down.
-    registering: tokio::sync::Semaphore,
 }
-
-/// Worker registrations written to etcd at once (see `EtcdStore::registering`).
-const REGISTER_AT_ONCE: usize = 64;
 
 /// Maps an etcd error: a timeout or a broken connection leaves a write's
 /// outcome unknown, so the caller must reload rather than guess.
@@ -105,7 +81,7 @@ pub fn map_err(e: etcd_client::Error) -> StoreError {
 /// refused it before proposing it (RESOURCE_EXHAUSTED: "too many requests",
 /// its apply queue is behind, as under a burst of registrations; etcd 3.4
 /// sends that refusal as UNKNOWN, which stays an unknown outcome here since
-/// the code is all we judge by, and `EtcdStore::registering` keeps Ferry's
+/// the code is all we judge by, and `Registrations::registering` keeps Ferry's
 /// own bursts from provoking it). Then trying again after a pause is safe,
 /// and every write compares revisions anyway.
 fn not_sent(e: &etcd_client::Error) -> bool {
@@ -183,11 +159,10 @@ impl EtcdStore {
     ) -> Self {
         Self {
             committer: GroupCommitter::start(client.clone(), fence.clone(), batch_for(max_txn_ops)),
-            registering: tokio::sync::Semaphore::new(REGISTER_AT_ONCE),
+            registrations: Registrations::start(client.clone()),
             client,
             keys: Keys::new(prefix),
             fence,
-            workers: Mutex::new(HashMap::new()),
             legacy: std::sync::RwLock::new(HashSet::new()),
         }
     }
@@ -259,7 +234,7 @@ impl EtcdStore {
 
     /// A chunk write, through the group committer: writes that arrive together
     /// share one transaction (one Raft entry, one fsync).
-    async fn batched(
+    pub(super) async fn batched(
         &self,
         compares: Vec<Compare>,
         ops: Vec<TxnOp>,
@@ -282,9 +257,11 @@ impl EtcdStore {
         .await
         .map_err(map_err)
     }
+}
 
-    async fn lease_of(&self, worker: &str) -> Option<Arc<Mutex<WorkerLease>>> {
-        self.workers.lock().await.get(worker).cloned()
+impl Drop for EtcdStore {
+    fn drop(&mut self) {
+        self.registrations.stop();
     }
 }
 
@@ -398,10 +375,12 @@ impl StateStore for EtcdStore {
     }
 
     async fn lease_chunk(&self, chunk: &ChunkRecord, expected: u64) -> Result<u64, StoreError> {
-        let lease = self.lease_of(&chunk.worker_id).await.ok_or_else(|| {
-            StoreError::Conflict(format!("worker {} has no lease", chunk.worker_id))
-        })?;
-        let lease_id = lease.lock().await.id;
+        let lease_id = self
+            .registrations
+            .lease_of(&chunk.worker_id)
+            .ok_or_else(|| {
+                StoreError::Conflict(format!("worker {} is not registered", chunk.worker_id))
+            })?;
         let (key, value) = self.chunk_write(chunk);
         let assign = format!("{} {}", chunk.worker_id, chunk.attempt);
         let ops = vec![
@@ -446,100 +425,20 @@ impl StateStore for EtcdStore {
     }
 
     async fn register_worker(&self, worker_id: &str, ttl_ms: u64) -> Result<(), StoreError> {
-        if let Some(existing) = self.lease_of(worker_id).await {
-            let id = existing.lock().await.id;
-            if self.keepalive_worker(worker_id).await? {
-                tracing::debug!(
-                    worker = worker_id,
-                    lease = id,
-                    "worker re-registered under its live lease"
-                );
-                return Ok(());
-            }
-        }
-        // never closed, so acquiring only waits
-        let _slot = self.registering.acquire().await;
-        let ttl = ttl_ms.div_ceil(1000).max(1) as i64;
-        let grant = with_retry(|| {
-            let mut c = self.client.clone();
-            async move { c.lease_grant(ttl, None).await }
-        })
-        .await
-        .map_err(map_err)?;
-        let op = TxnOp::put(
-            self.keys.key(&format!("workers/{worker_id}")),
-            grant.id().to_string(),
-            Some(PutOptions::new().with_lease(grant.id())),
-        );
-        self.guarded(vec![], vec![op], "register worker").await?;
-        self.workers
-            .lock()
-            .await
-            .insert(worker_id.to_string(), WorkerLease::adopted(grant.id()));
-        Ok(())
+        self.register(worker_id, ttl_ms).await
     }
 
     async fn keepalive_worker(&self, worker_id: &str) -> Result<bool, StoreError> {
-        let Some(lease) = self.lease_of(worker_id).await else {
-            return Ok(false);
-        };
-        let mut l = lease.lock().await;
-        if l.keeper.is_none() {
-            let pair = self
-                .client
-                .clone()
-                .lease_keep_alive(l.id)
-                .await
-                .map_err(map_err)?;
-            l.keeper = Some(pair);
-        }
-        let Some((keeper, stream)) = l.keeper.as_mut() else {
-            return Ok(false);
-        };
-        let sent = keeper.keep_alive().await;
-        let answer = match sent {
-            Ok(()) => stream.message().await,
-            Err(e) => Err(e),
-        };
-        match answer {
-            Ok(Some(resp)) if resp.ttl() > 0 => Ok(true),
-            Ok(_) => {
-                drop(l);
-                self.workers.lock().await.remove(worker_id);
-                Ok(false)
-            }
-            Err(e) => {
-                // the stream's member may be gone: reopen (on another member) and try once more
-                l.keeper = None;
-                let id = l.id;
-                let (mut keeper, mut stream) = with_retry(|| {
-                    let mut c = self.client.clone();
-                    async move { c.lease_keep_alive(id).await }
-                })
-                .await
-                .map_err(|_| map_err(e))?;
-                keeper.keep_alive().await.map_err(map_err)?;
-                let alive = stream
-                    .message()
-                    .await
-                    .map_err(map_err)?
-                    .is_some_and(|r| r.ttl() > 0);
-                l.keeper = Some((keeper, stream));
-                Ok(alive)
-            }
-        }
+        // the registrations' lease is renewed by its own task, not per heartbeat
+        Ok(self.registrations.lease_of(worker_id).is_some())
+    }
+
+    async fn renew_workers(&self) -> Result<usize, StoreError> {
+        self.registrations.renew_all(&self.client).await
     }
 
     async fn remove_worker(&self, worker_id: &str) -> Result<(), StoreError> {
-        let Some(lease) = self.workers.lock().await.remove(worker_id) else {
-            return Ok(());
-        };
-        let id = lease.lock().await.id;
-        match self.client.clone().lease_revoke(id).await {
-            Ok(_) => Ok(()),
-            Err(etcd_client::Error::GRpcStatus(s)) if s.code() == tonic::Code::NotFound => Ok(()),
-            Err(e) => Err(map_err(e)),
-        }
+        self.unregister(worker_id).await
     }
 
     async fn load(&self) -> Result<Snapshot, StoreError> {

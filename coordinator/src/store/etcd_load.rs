@@ -16,7 +16,7 @@ use ferry_common::proto::{ChunkPlanPage, ChunkRecord, ChunkState, JobRecord};
 use futures::{StreamExt, TryStreamExt};
 use prost::Message;
 
-use super::etcd::{prefix_end, EtcdStore, WorkerLease};
+use super::etcd::{prefix_end, EtcdStore};
 use super::etcd_layout::{chunk_no, Layout};
 use super::{Snapshot, StoreError, StoredChunk};
 
@@ -132,13 +132,12 @@ impl EtcdStore {
             .read_prefix(&self.keys.key("workers/"), rev, LIST_PAGE)
             .await?;
         let mut workers = Vec::with_capacity(registered.len());
-        let mut map = self.workers.lock().await;
         for kv in &registered {
             let key = String::from_utf8_lossy(kv.key()).into_owned();
             let Some(id) = key.rsplit('/').next() else {
                 continue;
             };
-            map.insert(id.to_string(), WorkerLease::adopted(kv.lease()));
+            self.registrations.adopt(id, kv.lease());
             workers.push(id.to_string());
         }
         Ok(Snapshot {

@@ -222,6 +222,10 @@ impl StateStore for MemoryStore {
         Ok(self.inner.lock().await.workers.contains_key(worker_id))
     }
 
+    async fn renew_workers(&self) -> Result<usize, StoreError> {
+        Ok(self.inner.lock().await.workers.len())
+    }
+
     async fn remove_worker(&self, worker_id: &str) -> Result<(), StoreError> {
         let mut s = self.inner.lock().await;
         if let Some(held) = s.workers.remove(worker_id) {

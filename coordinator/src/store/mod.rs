@@ -8,6 +8,7 @@ mod etcd_layout;
 mod etcd_load;
 mod etcd_resplit;
 mod etcd_txn;
+mod etcd_workers;
 mod memory;
 mod tripwire;
 
@@ -114,11 +115,17 @@ pub trait StateStore: Send + Sync + 'static {
         )))
     }
 
-    /// Registers a worker under a lease of `ttl_ms`.
+    /// Registers a worker, its registration kept for `ttl_ms` past the
+    /// leader's last renewal (EtcdStore: under one lease per leader term).
     async fn register_worker(&self, worker_id: &str, ttl_ms: u64) -> Result<(), StoreError>;
 
-    /// Renews a worker's lease; false when the lease is already gone.
+    /// Whether a worker is still registered, asked at each heartbeat (false:
+    /// its registration ran out; it must register again).
     async fn keepalive_worker(&self, worker_id: &str) -> Result<bool, StoreError>;
+
+    /// Renews every stored registration now (a new leader, for the workers
+    /// its predecessor registered); returns the workers still registered.
+    async fn renew_workers(&self) -> Result<usize, StoreError>;
 
     /// Drops a worker's registration and lease (its assignments vanish with it).
     async fn remove_worker(&self, worker_id: &str) -> Result<(), StoreError>;

@@ -73,6 +73,10 @@ impl<S: StateStore> StateStore for Tripwire<S> {
         // a failed keepalive is about one worker, not this leader's view
         self.inner.keepalive_worker(worker_id).await
     }
+    async fn renew_workers(&self) -> Result<usize, StoreError> {
+        // a failed renewal is retried by the store; the leader's view stands
+        self.inner.renew_workers().await
+    }
     async fn remove_worker(&self, worker_id: &str) -> Result<(), StoreError> {
         self.inner.remove_worker(worker_id).await
     }
