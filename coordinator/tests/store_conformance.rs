@@ -417,90 +417,89 @@ async fn etcd_refuses_a_deposed_leader() {
     );
 }
 
-/// Registrations and assignments live as long as the leader's store renews
-/// them, whatever the heartbeats (those stay in the leader's memory), and
-/// vanish one lease time after it stops; a heartbeat then finds the worker
-/// unknown.
+/// Registrations and assignments are plain keys: they need no heartbeat
+/// and no renewal (liveness is the leader's, in memory), and etcd holds no
+/// lease but the election's; a removed worker's key goes at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn etcd_registrations_live_while_the_leader_renews_them() {
+async fn etcd_registrations_are_kept_without_leases() {
     let etcd = EtcdCluster::start(1);
-    let (store, _) = leader_store(&etcd, "/expiry").await;
+    let (store, _) = leader_store(&etcd, "/plain").await;
     store.create_job(&job("je", "")).await.expect("job");
     let v = store.put_chunks(&[chunk("je", 1)]).await.expect("chunks");
-    store
-        .register_worker("w3", 2_000)
-        .await
-        .expect("register with a 2 s lease");
-    store
-        .register_worker("w4", 2_000)
-        .await
-        .expect("register a second worker");
+    store.register_worker("w3", 2_000).await.expect("register");
+    store.register_worker("w4", 2_000).await.expect("register");
     store
         .lease_chunk(&leased(chunk("je", 1), "w3"), v[0])
         .await
         .expect("lease");
-    // two lease times without a heartbeat: the store's own renewal keeps them
-    tokio::time::sleep(Duration::from_secs(5)).await;
     let client = connect_etcd(&etcd.endpoints()).await.expect("connect etcd");
-    let reader = EtcdStore::new(client.clone(), "/expiry", None);
-    let snap = reader.load().await.expect("load");
+    let leases = client.clone().leases().await.expect("list leases");
+    assert_eq!(
+        leases.leases().len(),
+        1,
+        "only the election holds a lease, not the workers"
+    );
+    // the leader's store goes; what it stored stays for the next leader
+    drop(store);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let next = EtcdStore::new(client.clone(), "/plain", None);
+    let snap = next.load().await.expect("load");
     assert!(snap.live_assignments.contains(&("je".to_string(), 1)));
     assert!(snap.workers.contains(&"w3".to_string()));
     assert!(snap.workers.contains(&"w4".to_string()));
-    assert!(store.keepalive_worker("w3").await.expect("keepalive"));
-    // one lease for the whole term, not one per worker
-    let leases = client
-        .clone()
-        .leases()
+    assert_eq!(next.renew_workers().await.expect("renew"), 2);
+    assert!(next.keepalive_worker("w4").await.expect("keepalive"));
+    next.remove_worker("w4").await.expect("remove");
+    assert!(!next.keepalive_worker("w4").await.expect("keepalive"));
+    let snap = EtcdStore::new(client, "/plain", None)
+        .load()
         .await
-        .expect("list leases")
-        .leases()
-        .len();
-    assert_eq!(leases, 2, "the election lease and one registrations lease");
-    drop(reader);
-    // the leader's store goes: nobody renews, etcd expires the registrations
-    drop(store);
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        let reader = EtcdStore::new(client.clone(), "/expiry", None);
-        let snap = reader.load().await.expect("load");
-        if !snap.live_assignments.contains(&("je".to_string(), 1)) {
-            assert!(!snap.workers.contains(&"w3".to_string()));
-            assert!(!snap.workers.contains(&"w4".to_string()));
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the registrations outlived the store that renewed them"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        .expect("load");
+    assert_eq!(snap.workers, vec!["w3".to_string()]);
 }
 
-/// A new leader's store renews the registrations the previous leader made
-/// (`renew_workers`), so they outlive the previous leader's store; a lease
-/// revoked behind its back drops its workers at the next renewal.
+/// Puts `workers/<id>` under a fresh lease of `ttl_s`, as a coordinator of
+/// an earlier version registered workers; returns the lease.
+async fn register_as_before(
+    client: &etcd_client::Client,
+    prefix: &str,
+    id: &str,
+    ttl_s: i64,
+) -> i64 {
+    let mut c = client.clone();
+    let lease = c.lease_grant(ttl_s, None).await.expect("grant").id();
+    c.put(
+        format!("{prefix}/workers/{id}"),
+        lease.to_string(),
+        Some(etcd_client::PutOptions::new().with_lease(lease)),
+    )
+    .await
+    .expect("put");
+    lease
+}
+
+/// A new leader renews the leases of workers an earlier version registered
+/// (each under its own lease) for as long as it keeps them, and drops those
+/// whose lease etcd no longer has.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn etcd_a_new_leader_adopts_registrations() {
+async fn etcd_a_new_leader_renews_earlier_versions_leases() {
     let etcd = EtcdCluster::start(1);
     let client = connect_etcd(&etcd.endpoints()).await.expect("connect etcd");
-    let first = EtcdStore::new(client.clone(), "/adopt", None);
-    first.register_worker("w5", 2_000).await.expect("register");
-    let second = EtcdStore::new(client.clone(), "/adopt", None);
-    let snap = second.load().await.expect("load");
-    assert_eq!(snap.workers, vec!["w5".to_string()]);
-    drop(first);
-    assert_eq!(second.renew_workers().await.expect("renew"), 1);
+    register_as_before(&client, "/adopt", "old1", 2).await;
+    let revoked = register_as_before(&client, "/adopt", "old2", 2).await;
+    let store = EtcdStore::new(client.clone(), "/adopt", None);
+    let snap = store.load().await.expect("load");
+    assert_eq!(snap.workers.len(), 2);
+    assert_eq!(store.renew_workers().await.expect("renew"), 2);
+    // past two TTLs: the store's own task kept both alive
     tokio::time::sleep(Duration::from_secs(5)).await;
-    assert!(second.keepalive_worker("w5").await.expect("keepalive"));
-    let third = EtcdStore::new(client.clone(), "/adopt", None);
-    assert_eq!(third.load().await.expect("load").workers.len(), 1);
-    drop(third);
-    for l in client.clone().leases().await.expect("leases").leases() {
-        client.clone().lease_revoke(l.id()).await.expect("revoke");
-    }
-    assert_eq!(second.renew_workers().await.expect("renew"), 0);
-    assert!(!second.keepalive_worker("w5").await.expect("keepalive"));
+    let reader = EtcdStore::new(client.clone(), "/adopt", None);
+    assert_eq!(reader.load().await.expect("load").workers.len(), 2);
+    drop(reader);
+    client.clone().lease_revoke(revoked).await.expect("revoke");
+    assert_eq!(store.renew_workers().await.expect("renew"), 1);
+    assert!(store.keepalive_worker("old1").await.expect("keepalive"));
+    assert!(!store.keepalive_worker("old2").await.expect("keepalive"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -510,40 +509,18 @@ async fn etcd_batch_survives_a_lease_that_expired() {
     store.create_job(&job("jb", "")).await.expect("job");
     let chunks: Vec<ChunkRecord> = (1..=6).map(|n| chunk("jb", n)).collect();
     let v = store.put_chunks(&chunks).await.expect("chunks");
-    // "gone" was registered by an earlier leader, under that leader's lease
+    // "gone" was registered by an earlier version, under its own lease
     let client = connect_etcd(&etcd.endpoints()).await.expect("connect etcd");
-    let earlier = EtcdStore::new(client.clone(), "/batch", None);
-    earlier
-        .register_worker("gone", 60_000)
-        .await
-        .expect("register under the earlier leader");
+    let lease = register_as_before(&client, "/batch", "gone", 60).await;
     let adopted = store.load().await.expect("load");
     assert!(adopted.workers.contains(&"gone".to_string()));
-    drop(earlier);
     store
         .register_worker("live", 60_000)
         .await
         .expect("register");
-    // the renewal the new lease wakes has run; then the earlier lease goes
-    // behind the store's back, before its next renewal would notice
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let mut leases = client.clone();
-    let all = leases.leases().await.expect("leases");
-    let mut revoked = 0;
-    for l in all.leases() {
-        let keys = leases
-            .lease_time_to_live(
-                l.id(),
-                Some(etcd_client::LeaseTimeToLiveOptions::new().with_keys()),
-            )
-            .await
-            .expect("lease keys");
-        if keys.keys().iter().any(|k| k.ends_with(b"workers/gone")) {
-            leases.lease_revoke(l.id()).await.expect("revoke");
-            revoked += 1;
-        }
-    }
-    assert_eq!(revoked, 1, "the earlier leader's lease holds \"gone\"");
+    // the lease goes behind the store's back, before its next renewal (20 s)
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    client.clone().lease_revoke(lease).await.expect("revoke");
     // one write under the dead lease among live ones: only it fails
     let store = &store;
     let writes = chunks.iter().zip(&v).enumerate().map(|(i, (c, v))| {

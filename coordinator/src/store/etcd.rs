@@ -7,8 +7,8 @@
 //! | `v3/plans/<job>/<first>` | `ChunkPlanPage`: bounds of up to 1,000 chunks | none |
 //! | `v3/chunks/<job>/<n>` | `ChunkRecord`, state only, once the chunk left its plan | none |
 //! | `jobs/<job>`, `jobs/<job>/chunks/<n>` | jobs of store format 2, continued where they are | none |
-//! | `workers/<worker>` | lease id | the registrations' (`etcd_workers`) |
-//! | `assign/<job>/<n>` | `worker attempt` | its worker's registration's |
+//! | `workers/<worker>` | `0` (no lease) | none (`etcd_workers` says why) |
+//! | `assign/<job>/<n>` | `worker attempt` | none |
 //! | `requests/<request_id>` | job id | none |
 //!
 //! (`etcd_layout` says why; `etcd_load` how a new leader reads it back.)
@@ -23,7 +23,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use etcd_client::{Client, Compare, CompareOp, DeleteOptions, GetOptions, PutOptions, TxnOp};
+use etcd_client::{Client, Compare, CompareOp, DeleteOptions, GetOptions, TxnOp};
 use ferry_common::proto::{ChunkRecord, JobRecord};
 use prost::Message;
 
@@ -81,8 +81,8 @@ pub fn map_err(e: etcd_client::Error) -> StoreError {
 /// refused it before proposing it (RESOURCE_EXHAUSTED: "too many requests",
 /// its apply queue is behind, as under a burst of registrations; etcd 3.4
 /// sends that refusal as UNKNOWN, which stays an unknown outcome here since
-/// the code is all we judge by, and `Registrations::registering` keeps Ferry's
-/// own bursts from provoking it). Then trying again after a pause is safe,
+/// the code is all we judge by, and the group committer keeps Ferry's own
+/// bursts from provoking it). Then trying again after a pause is safe,
 /// and every write compares revisions anyway.
 fn not_sent(e: &etcd_client::Error) -> bool {
     match e {
@@ -375,12 +375,7 @@ impl StateStore for EtcdStore {
     }
 
     async fn lease_chunk(&self, chunk: &ChunkRecord, expected: u64) -> Result<u64, StoreError> {
-        let lease_id = self
-            .registrations
-            .lease_of(&chunk.worker_id)
-            .ok_or_else(|| {
-                StoreError::Conflict(format!("worker {} is not registered", chunk.worker_id))
-            })?;
+        let assign_options = self.assignment_options(&chunk.worker_id)?;
         let (key, value) = self.chunk_write(chunk);
         let assign = format!("{} {}", chunk.worker_id, chunk.attempt);
         let ops = vec![
@@ -388,7 +383,7 @@ impl StateStore for EtcdStore {
             TxnOp::put(
                 self.keys.assign(&chunk.job_id, chunk.chunk_no),
                 assign,
-                Some(PutOptions::new().with_lease(lease_id)),
+                assign_options,
             ),
         ];
         let cmp = vec![Compare::mod_revision(
@@ -425,11 +420,13 @@ impl StateStore for EtcdStore {
     }
 
     async fn register_worker(&self, worker_id: &str, ttl_ms: u64) -> Result<(), StoreError> {
-        self.register(worker_id, ttl_ms).await
+        // liveness is the leader's (its in-memory deadline of `ttl_ms`)
+        let _ = ttl_ms;
+        self.register(worker_id).await
     }
 
     async fn keepalive_worker(&self, worker_id: &str) -> Result<bool, StoreError> {
-        // the registrations' lease is renewed by its own task, not per heartbeat
+        // a heartbeat is the leader's business: nothing to renew in etcd
         Ok(self.registrations.lease_of(worker_id).is_some())
     }
 

@@ -1,23 +1,27 @@
-//! Worker registrations in etcd. Every worker a leader registers is stored
-//! under one etcd lease of that leader's term (`workers/<worker>` holds the
-//! lease id, and the worker's `assign/…` keys go under it too), which a task
-//! of the store renews once per third of its TTL. A heartbeat is checked in
-//! the leader's memory and never reaches etcd.
+//! Worker registrations in etcd. A worker's registration (`workers/<worker>`)
+//! and its assignments (`assign/<job>/<n>`) are plain keys, under no etcd
+//! lease: whether a worker lives is decided in the leader's memory from its
+//! heartbeats (`Scheduler::expire_workers`), which never reach etcd; the
+//! leader deletes the key of a worker it drops, and a chunk's write deletes
+//! its assignment. A new leader adopts the workers it finds and drops those
+//! that do not heartbeat within a lease time.
 //!
-//! Why one lease and not one per worker: a lease per worker renewed on each
-//! heartbeat made heartbeats etcd requests. 10,000 workers heartbeating every
-//! 3.3 s sent 3,000 LeaseKeepAlive requests a second, plus one per chunk for
-//! the check before each commit, and etcd 3.4 makes each renewal wait for its
-//! apply to catch up with its commit: under the lease writes of a busy fleet
-//! they timed out ("waiting for the applied index took too long"), heartbeats
-//! failed and the leader stepped down (bench/SCHED-RESULTS.md). Liveness was
-//! already decided in the leader's memory (`Scheduler::expire_workers`); the
-//! etcd lease only keeps registrations and assignments from outliving a leader
-//! that stops renewing them, and one lease does that as well as 10,000.
+//! Why no lease: a lease per worker renewed at each heartbeat made heartbeats
+//! etcd requests. 10,000 workers heartbeating every 3.3 s sent 3,000
+//! LeaseKeepAlive requests a second, plus one per chunk for the check before
+//! each commit, and etcd 3.4 makes each renewal wait for its apply to catch
+//! up with its commit: under a busy fleet's lease writes they timed out
+//! ("waiting for the applied index took too long"), heartbeats failed and the
+//! leader stepped down (bench/SCHED-RESULTS.md). One lease shared by all
+//! workers would end that too, but a coordinator of an earlier version that
+//! took over would revoke it with the first worker it removed (it revokes a
+//! worker's lease), dropping every assignment at once; plain keys it adopts
+//! as workers whose lease is gone, and they simply register again.
 //!
-//! Workers registered by an earlier leader keep the lease they were stored
-//! under (that leader's, or their own if it ran a version with one lease per
-//! worker); this store renews every lease its registrations are under.
+//! Workers registered by a coordinator of an earlier version have keys under
+//! their own lease; this store renews those leases (in a task of its own,
+//! every third of their TTL) until the workers are dropped, so their
+//! assignments do not vanish while they live.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -25,18 +29,14 @@ use std::time::Duration;
 
 use etcd_client::{Client, LeaseKeepAliveStream, LeaseKeeper, PutOptions, TxnOp};
 use ferry_common::timing::DEFAULT_WORKER_LEASE_TTL;
-use tokio::sync::{Mutex, Notify, Semaphore};
+use tokio::sync::{Mutex, Notify};
 use tokio_util::sync::CancellationToken;
 
 use super::etcd::{map_err, with_retry, EtcdStore};
 use super::StoreError;
 
-/// Worker registrations written to etcd at once: each is one put, and puts
-/// in flight together share a transaction (the group committer), so a fleet
-/// registering at once (10,000 workers after a takeover) reaches etcd as a few
-/// hundred transactions, never a backlog that etcd refuses ("too many
-/// requests", under gRPC code UNKNOWN, which reads as an unknown outcome).
-const REGISTER_AT_ONCE: usize = 256;
+/// The lease id of a registration stored under no lease.
+pub(super) const NO_LEASE: i64 = 0;
 
 /// The shortest time between two renewals (a lease of the minimum TTL).
 const MIN_RENEW_EVERY: Duration = Duration::from_millis(200);
@@ -44,20 +44,17 @@ const MIN_RENEW_EVERY: Duration = Duration::from_millis(200);
 /// How soon a renewal that failed (etcd unreachable) is tried again.
 const RENEW_RETRY: Duration = Duration::from_millis(500);
 
-/// The leases worker registrations are under, and who is registered.
+/// Who is registered, and the leases of registrations made by earlier versions.
 pub(super) struct Registrations {
-    /// Each registered worker and the etcd lease its keys are under.
+    /// Each registered worker and the etcd lease its keys are under (`NO_LEASE`
+    /// for registrations this version made).
     by_worker: std::sync::Mutex<HashMap<String, i64>>,
-    /// The lease this term's new registrations go under (granted at the first).
-    shared: Mutex<Option<i64>>,
-    /// Keep-alive streams by lease, and how often to renew.
+    /// Keep-alive streams of earlier versions' leases, and how often to renew.
     keepers: Mutex<Keepers>,
-    /// Wakes the renewal task early (a lease of unknown TTL was just granted).
+    /// Wakes the renewal task at once (leases were adopted).
     wake: Notify,
     /// Ends the renewal task with the store.
     stop: CancellationToken,
-    /// Bounds the registrations in flight (see `REGISTER_AT_ONCE`).
-    registering: Semaphore,
 }
 
 /// Keep-alive streams, opened on first use.
@@ -72,14 +69,12 @@ impl Registrations {
     pub(super) fn start(client: Client) -> Arc<Self> {
         let reg = Arc::new(Self {
             by_worker: std::sync::Mutex::new(HashMap::new()),
-            shared: Mutex::new(None),
             keepers: Mutex::new(Keepers {
                 streams: HashMap::new(),
                 every: DEFAULT_WORKER_LEASE_TTL / 3,
             }),
             wake: Notify::new(),
             stop: CancellationToken::new(),
-            registering: Semaphore::new(REGISTER_AT_ONCE),
         });
         tokio::spawn(renew_loop(Arc::clone(&reg), client));
         reg
@@ -94,81 +89,32 @@ impl Registrations {
         self.by_worker.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The lease worker `id`'s keys are under, if it is registered.
+    /// The lease worker `id`'s keys are under (`NO_LEASE`: none), if it is registered.
     pub(super) fn lease_of(&self, id: &str) -> Option<i64> {
         self.workers().get(id).copied()
     }
 
-    /// Records a worker found in etcd (registered by an earlier leader).
+    /// Records a worker found in etcd (registered by an earlier leader) and
+    /// the lease its key is under.
     pub(super) fn adopt(&self, id: &str, lease: i64) {
         self.workers().insert(id.to_string(), lease);
-    }
-
-    /// The lease new registrations go under, granted with `ttl_ms` if this
-    /// term has none yet.
-    async fn shared_lease(&self, client: &Client, ttl_ms: u64) -> Result<i64, StoreError> {
-        let mut shared = self.shared.lock().await;
-        if let Some(id) = *shared {
-            return Ok(id);
+        if lease != NO_LEASE {
+            self.wake.notify_one();
         }
-        let ttl = ttl_ms.div_ceil(1000).max(1) as i64;
-        let grant = with_retry(|| {
-            let mut c = client.clone();
-            async move { c.lease_grant(ttl, None).await }
-        })
-        .await
-        .map_err(map_err)?;
-        tracing::info!(
-            lease = grant.id(),
-            ttl_s = grant.ttl(),
-            "granted the etcd lease this leader keeps worker registrations under"
-        );
-        *shared = Some(grant.id());
-        // the renewal task learns its TTL at once
-        self.wake.notify_one();
-        Ok(grant.id())
     }
 
-    /// Drops every registration under `lease` when etcd no longer has it;
-    /// true when it was gone.
-    async fn forget_if_expired(&self, client: &Client, lease: i64) -> bool {
-        let alive = client
-            .clone()
-            .lease_time_to_live(lease, None)
-            .await
-            .map(|r| r.ttl() > 0);
-        if alive.unwrap_or(true) {
-            return false;
-        }
-        self.forget(&[lease]).await;
-        true
-    }
-
-    /// Drops every registration under the given (expired) leases.
-    async fn forget(&self, gone: &[i64]) -> usize {
-        let dropped = {
-            let mut w = self.workers();
-            let before = w.len();
-            w.retain(|_, l| !gone.contains(l));
-            before - w.len()
-        };
-        let mut shared = self.shared.lock().await;
-        if shared.is_some_and(|id| gone.contains(&id)) {
-            *shared = None;
-        }
-        dropped
-    }
-
-    /// Renews every lease a registration is under, now; returns the workers
-    /// still registered. A lease etcd no longer has takes its workers with it
-    /// (they are told to register again at their next call).
+    /// Renews every lease a registration is under (those of earlier
+    /// versions), now; returns the workers still registered. A lease etcd no
+    /// longer has takes its workers with it (they are told to register again
+    /// at their next call).
     pub(super) async fn renew_all(&self, client: &Client) -> Result<usize, StoreError> {
         let mut k = self.keepers.lock().await;
-        let mut ids: BTreeSet<i64> = self.workers().values().copied().collect();
-        if let Some(id) = *self.shared.lock().await {
-            ids.insert(id);
-        }
-        ids.remove(&0);
+        let ids: BTreeSet<i64> = self
+            .workers()
+            .values()
+            .copied()
+            .filter(|l| *l != NO_LEASE)
+            .collect();
         k.streams.retain(|id, _| ids.contains(id));
         let mut gone = Vec::new();
         let mut shortest: Option<i64> = None;
@@ -182,11 +128,16 @@ impl Registrations {
             }
         }
         if !gone.is_empty() {
-            let dropped = self.forget(&gone).await;
+            let dropped = {
+                let mut w = self.workers();
+                let before = w.len();
+                w.retain(|_, l| !gone.contains(l));
+                before - w.len()
+            };
             tracing::warn!(
                 leases = gone.len(),
                 workers = dropped,
-                "etcd expired the lease of worker registrations (not renewed within its TTL); those workers register again at their next call"
+                "etcd expired the leases of workers registered by an earlier version; those workers register again at their next call"
             );
         }
         if let Some(ttl) = shortest {
@@ -236,8 +187,8 @@ async fn renew_one(
     Ok(ttl)
 }
 
-/// Renews the registrations' leases once per third of their TTL until the
-/// store is dropped.
+/// Renews the leases of earlier versions' registrations once per third of
+/// their TTL until the store is dropped (idle when there are none).
 async fn renew_loop(reg: Arc<Registrations>, client: Client) {
     loop {
         let every = reg.keepers.lock().await.every;
@@ -247,7 +198,7 @@ async fn renew_loop(reg: Arc<Registrations>, client: Client) {
             _ = tokio::time::sleep(every) => {}
         }
         if let Err(e) = reg.renew_all(&client).await {
-            tracing::warn!(error = %e, "cannot renew the etcd lease of worker registrations; retrying");
+            tracing::warn!(error = %e, "cannot renew the etcd leases of workers registered by an earlier version; retrying");
             tokio::select! {
                 _ = reg.stop.cancelled() => return,
                 _ = tokio::time::sleep(RENEW_RETRY) => {}
@@ -257,51 +208,30 @@ async fn renew_loop(reg: Arc<Registrations>, client: Client) {
 }
 
 impl EtcdStore {
-    /// Registers a worker under this term's registrations lease (granted
-    /// with `ttl_ms` at the first registration); a worker already registered
-    /// stays as it is.
-    pub(super) async fn register(&self, worker_id: &str, ttl_ms: u64) -> Result<(), StoreError> {
+    /// Registers a worker: one put of its key, in a transaction shared with
+    /// the other writes in flight (a fleet registering at once after a
+    /// takeover reaches etcd as a few transactions, never a backlog that etcd
+    /// refuses with "too many requests"). A worker already registered stays
+    /// as it is.
+    pub(super) async fn register(&self, worker_id: &str) -> Result<(), StoreError> {
         if self.registrations.lease_of(worker_id).is_some() {
             tracing::debug!(worker = worker_id, "worker registered again; still stored");
             return Ok(());
         }
-        // never closed, so acquiring only waits
-        let _slot = self.registrations.registering.acquire().await;
-        let mut retried = false;
-        loop {
-            let lease = self
-                .registrations
-                .shared_lease(&self.client, ttl_ms)
-                .await?;
-            let op = TxnOp::put(
-                self.keys.key(&format!("workers/{worker_id}")),
-                lease.to_string(),
-                Some(PutOptions::new().with_lease(lease)),
-            );
-            match self.batched(vec![], vec![op], "register worker").await {
-                Ok(_) => {
-                    self.registrations.adopt(worker_id, lease);
-                    return Ok(());
-                }
-                // etcd refuses a put under a lease it no longer has: the
-                // shared lease ran out (a leader starved past its TTL)
-                Err(StoreError::Unavailable(e)) if !retried => {
-                    retried = true;
-                    if !self
-                        .registrations
-                        .forget_if_expired(&self.client, lease)
-                        .await
-                    {
-                        return Err(StoreError::Unavailable(e));
-                    }
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        let op = TxnOp::put(
+            self.keys.key(&format!("workers/{worker_id}")),
+            NO_LEASE.to_string(),
+            None,
+        );
+        self.batched(vec![], vec![op], "register worker").await?;
+        self.registrations
+            .workers()
+            .insert(worker_id.to_string(), NO_LEASE);
+        Ok(())
     }
 
-    /// Drops a worker's registration: its key now, in a shared transaction.
-    /// Its `assign/…` keys go as its chunks are written again (the scheduler
+    /// Drops a worker's registration: its key, in a shared transaction. Its
+    /// `assign/…` keys go as its chunks are written again (the scheduler
     /// requeues them before it removes the worker).
     pub(super) async fn unregister(&self, worker_id: &str) -> Result<(), StoreError> {
         let known = self.registrations.workers().remove(worker_id).is_some();
@@ -311,5 +241,20 @@ impl EtcdStore {
         let op = TxnOp::delete(self.keys.key(&format!("workers/{worker_id}")), None);
         self.batched(vec![], vec![op], "remove worker").await?;
         Ok(())
+    }
+
+    /// How a worker's assignment is written: under its lease when an
+    /// earlier version registered it, else under none.
+    pub(super) fn assignment_options(
+        &self,
+        worker_id: &str,
+    ) -> Result<Option<PutOptions>, StoreError> {
+        match self.registrations.lease_of(worker_id) {
+            None => Err(StoreError::Conflict(format!(
+                "worker {worker_id} is not registered"
+            ))),
+            Some(NO_LEASE) => Ok(None),
+            Some(lease) => Ok(Some(PutOptions::new().with_lease(lease))),
+        }
     }
 }

@@ -115,16 +115,17 @@ pub trait StateStore: Send + Sync + 'static {
         )))
     }
 
-    /// Registers a worker, its registration kept for `ttl_ms` past the
-    /// leader's last renewal (EtcdStore: under one lease per leader term).
+    /// Registers a worker whose lease (in the leader's memory) is `ttl_ms`.
     async fn register_worker(&self, worker_id: &str, ttl_ms: u64) -> Result<(), StoreError>;
 
     /// Whether a worker is still registered, asked at each heartbeat (false:
     /// its registration ran out; it must register again).
     async fn keepalive_worker(&self, worker_id: &str) -> Result<bool, StoreError>;
 
-    /// Renews every stored registration now (a new leader, for the workers
-    /// its predecessor registered); returns the workers still registered.
+    /// Renews, now, whatever keeps stored registrations alive (EtcdStore: the
+    /// etcd leases of workers an earlier version registered), for a new
+    /// leader adopting its predecessor's workers; returns the workers still
+    /// registered.
     async fn renew_workers(&self) -> Result<usize, StoreError>;
 
     /// Drops a worker's registration and lease (its assignments vanish with it).
