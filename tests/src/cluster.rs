@@ -114,6 +114,9 @@ enum EtcdChoice {
 /// Extra arguments of coordinator `i` (a port of its own, a file of its own).
 type PerCoordinatorArgs = Box<dyn Fn(usize) -> Vec<String>>;
 
+/// Environment that differs per coordinator (`ClusterBuilder::coordinator_env_for`).
+type PerCoordinatorEnv = Box<dyn Fn(usize) -> Vec<(String, String)>>;
+
 /// Settings of a cluster to start; see the module docs.
 pub struct ClusterBuilder {
     pg: Pg,
@@ -127,6 +130,7 @@ pub struct ClusterBuilder {
     lease_ttl: Option<Duration>,
     coordinator_args: Vec<String>,
     per_coordinator_args: Option<PerCoordinatorArgs>,
+    per_coordinator_env: Option<PerCoordinatorEnv>,
     coordinator_env: Vec<(String, String)>,
     env: Vec<(String, String)>,
     worker_defaults: WorkerOptions,
@@ -147,6 +151,7 @@ impl ClusterBuilder {
             lease_ttl: None,
             coordinator_args: Vec::new(),
             per_coordinator_args: None,
+            per_coordinator_env: None,
             coordinator_env: Vec::new(),
             env: Vec::new(),
             worker_defaults: WorkerOptions::default(),
@@ -241,6 +246,17 @@ impl ClusterBuilder {
     /// `i`, after the shared ones (e.g. a metrics port of its own).
     pub fn coordinator_args_for(mut self, f: impl Fn(usize) -> Vec<String> + 'static) -> Self {
         self.per_coordinator_args = Some(Box::new(f));
+        self
+    }
+
+    /// Extra environment that differs per coordinator: `f(i)` for
+    /// coordinator `i`, after the shared one (e.g. `FERRY_BIN` of another
+    /// version for one of them).
+    pub fn coordinator_env_for(
+        mut self,
+        f: impl Fn(usize) -> Vec<(String, String)> + 'static,
+    ) -> Self {
+        self.per_coordinator_env = Some(Box::new(f));
         self
     }
 
@@ -352,11 +368,15 @@ impl ClusterBuilder {
             if let Some(f) = &self.per_coordinator_args {
                 args.extend(f(i));
             }
+            let mut env = coordinator_env.clone();
+            if let Some(f) = &self.per_coordinator_env {
+                env.extend(f(i));
+            }
             let node = Node::start(NodeSpec {
                 label: format!("c{i}"),
                 role: "coordinator",
                 args,
-                env: coordinator_env.clone(),
+                env,
                 ready: Ready::Listening(port),
             });
             if elects {
