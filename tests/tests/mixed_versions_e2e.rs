@@ -24,7 +24,7 @@ use ferry_tests::cluster::{Cluster, ClusterBuilder, WorkerOptions};
 use ferry_tests::data::table_checksum;
 use ferry_tests::databases::{Databases, ITEMS_TABLE};
 use ferry_tests::ledger::ledger_summary;
-use ferry_tests::log_lines::{BECAME_LEADER, RENEWED_ADOPTED};
+use ferry_tests::log_lines::{log_field, BECAME_LEADER, RENEWED_ADOPTED};
 
 /// Rows of the source table.
 const ROWS: u64 = 200_000;
@@ -125,12 +125,19 @@ async fn hands_over(first: Option<String>, second: Option<String>, what: &str) -
     let job = cluster.submit(&Submit::items().chunk_size(1_000));
     cluster.wait_first_chunk(JOB_TIMEOUT);
     cluster.coordinator(0).kill();
-    assert!(
-        cluster
-            .coordinator(1)
-            .wait_for_log(BECAME_LEADER, Duration::from_secs(30)),
-        "{what}: the standby did not take over:\n{}",
-        cluster.coordinator_tails(40)
+    let took_over = cluster
+        .coordinator(1)
+        .wait_for_line(|l| l.contains(BECAME_LEADER), Duration::from_secs(30))
+        .unwrap_or_else(|| {
+            panic!(
+                "{what}: the standby did not take over:\n{}",
+                cluster.coordinator_tails(40)
+            )
+        });
+    assert_eq!(
+        log_field(&took_over, "running"),
+        Some("1"),
+        "{what}: the job should still run when the standby takes over: {took_over}"
     );
     lands_exactly(&cluster, &job, what).await;
     cluster
