@@ -80,7 +80,7 @@ async fn copies_exactly(cluster: &Cluster, what: &str) -> String {
 /// Waits for `job` to end and checks it landed exactly.
 async fn lands_exactly(cluster: &Cluster, job: &str, what: &str) {
     assert_eq!(
-        cluster.wait_terminal(&job, JOB_TIMEOUT),
+        cluster.wait_terminal(job, JOB_TIMEOUT),
         Ok(JobState::Succeeded),
         "{what}: job {job} did not succeed:\n{}",
         cluster.coordinator_tails(40)
