@@ -35,28 +35,24 @@ const JOB_TIMEOUT: Duration = Duration::from_secs(180);
 /// Fail-safe for one CLI call.
 const CLI_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The earlier `ferry` binary named by the environment variable `var`
+/// (`scripts/test-mixed-versions.sh` sets it).
+fn earlier_bin(var: &str) -> String {
+    let bin = std::env::var(var).unwrap_or_else(|_| {
+        panic!("{var} names an earlier ferry: run scripts/test-mixed-versions.sh")
+    });
+    assert!(PathBuf::from(&bin).is_file(), "{var}={bin} does not exist");
+    bin
+}
+
 /// The previous release's `ferry`, from `FERRY_PREVIOUS_BIN`.
 fn previous_bin() -> String {
-    let bin = std::env::var("FERRY_PREVIOUS_BIN").expect(
-        "FERRY_PREVIOUS_BIN names the previous release's ferry: run scripts/test-mixed-versions.sh",
-    );
-    assert!(
-        PathBuf::from(&bin).is_file(),
-        "FERRY_PREVIOUS_BIN={bin} does not exist"
-    );
-    bin
+    earlier_bin("FERRY_PREVIOUS_BIN")
 }
 
 /// The previous leader's `ferry`, from `FERRY_PREVIOUS_LEADER_BIN`.
 fn previous_leader_bin() -> String {
-    let bin = std::env::var("FERRY_PREVIOUS_LEADER_BIN").expect(
-        "FERRY_PREVIOUS_LEADER_BIN names an earlier coordinator: run scripts/test-mixed-versions.sh",
-    );
-    assert!(
-        PathBuf::from(&bin).is_file(),
-        "FERRY_PREVIOUS_LEADER_BIN={bin} does not exist"
-    );
-    bin
+    earlier_bin("FERRY_PREVIOUS_LEADER_BIN")
 }
 
 /// A cluster on etcd whose target is keyless (a chunk landing twice would
