@@ -168,7 +168,14 @@ async fn keep_leading(
             let r = stream.message().await.ok()??;
             Some(r.ttl())
         };
-        match tokio::time::timeout(budget, renewed).await {
+        // a term that ended meanwhile (lost elsewhere, or the process
+        // stops) is over: a late answer must not announce a second step-down
+        let outcome = tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = lost.cancelled() => return,
+            r = tokio::time::timeout(budget, renewed) => r,
+        };
+        match outcome {
             Ok(Some(ttl)) if ttl > 0 => {
                 last_ok = Instant::now();
                 wait = ELECTION_KEEPALIVE;

@@ -124,6 +124,10 @@ pub async fn run(
             _ = leadership.lost.cancelled() => tracing::error!("lost leadership: stepping down"),
             _ = tripped.cancelled() => tracing::error!("state store refused a write: stepping down to rebuild from etcd"),
         }
+        // the term is over, whatever ended it: a write of its tasks still in
+        // flight that fails now is no news (and must not log a step-down
+        // after the next term has begun)
+        tripped.cancel();
         ticker.abort();
         term.cancel();
         scheduler.shutdown();
