@@ -1,7 +1,8 @@
-//! Watches the `assign/…` keys in etcd: when the etcd lease a worker's
-//! registration is under expires (no leader renewed it), its assignments
-//! vanish, and the leader requeues those chunks. A watch cancelled by
-//! compaction (or broken) means: re-list, then watch again.
+//! Watches the `assign/…` keys in etcd: when the etcd lease of a worker that
+//! an earlier version registered expires, its assignments vanish, and the
+//! leader requeues those chunks (this version writes assignments under no
+//! lease: see `store/etcd_workers.rs`). A watch cancelled by compaction (or
+//! broken) means: re-list, then watch again.
 
 use ferry_common::timing::ASSIGNMENT_WATCH_RETRY;
 use std::collections::HashSet;

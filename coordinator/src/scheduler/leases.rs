@@ -348,9 +348,9 @@ fn hold_failures(
 }
 
 impl Scheduler {
-    /// An assignment key vanished (the etcd lease of its worker's registration
-    /// expired): requeues
-    /// the chunk if that attempt still holds it.
+    /// An assignment key vanished (the etcd lease of a worker an earlier
+    /// version registered expired): requeues the chunk if that attempt still
+    /// holds it.
     pub async fn assignment_lost(
         self: &Arc<Self>,
         job_id: &str,
