@@ -36,7 +36,7 @@ impl Scheduler {
         let mut legacy = Vec::new();
         let mut damaged = Vec::new();
         let mut st = self.state.lock().await;
-        let adopted = snapshot.workers.clone();
+        let adopted = snapshot.workers.len();
         for id in snapshot.workers {
             st.workers.insert(
                 id,
@@ -202,7 +202,7 @@ impl Scheduler {
         for id in replan {
             self.spawn_planning(id);
         }
-        if !adopted.is_empty() {
+        if adopted > 0 {
             tokio::spawn(Arc::clone(self).renew_adopted(adopted));
         }
         self.ready.notify_waiters();
@@ -215,15 +215,15 @@ impl Scheduler {
     /// otherwise lose its registration, and its chunks in flight, in the
     /// seconds a takeover takes. A worker that is really gone expires one
     /// lease time later, as its in-memory entry does.
-    async fn renew_adopted(self: Arc<Self>, workers: Vec<String>) {
+    async fn renew_adopted(self: Arc<Self>, workers: usize) {
         match self.store.renew_workers().await {
             Ok(renewed) => tracing::info!(
-                workers = workers.len(),
+                workers,
                 renewed,
                 "renewed the leases of the workers the previous leader knew"
             ),
             Err(e) => tracing::warn!(
-                workers = workers.len(),
+                workers,
                 error = %e,
                 "cannot renew the leases of the workers the previous leader knew now; the store retries"
             ),

@@ -128,7 +128,8 @@ pub trait StateStore: Send + Sync + 'static {
     /// registered.
     async fn renew_workers(&self) -> Result<usize, StoreError>;
 
-    /// Drops a worker's registration and lease (its assignments vanish with it).
+    /// Drops a worker's registration (its assignments go as its chunks are
+    /// written again, which the scheduler does before it removes a worker).
     async fn remove_worker(&self, worker_id: &str) -> Result<(), StoreError>;
 
     /// Loads every job, chunk and live assignment.
