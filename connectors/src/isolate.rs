@@ -7,6 +7,7 @@
 use ferry_common::errors::{DbFailure, ErrorClass};
 
 use crate::convert_ref::convert_ref;
+use crate::reject_key::KeyFields;
 use crate::rows::Row;
 use crate::types::FerryType;
 use crate::value::Value;
@@ -14,7 +15,7 @@ use crate::value::Value;
 /// One refused row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejected {
-    /// The key, as text (None when NULL or not copied).
+    /// The key, as text (see `reject_key`; None when NULL or not copied).
     pub key: Option<String>,
     /// The row as text (tab-separated values, `\N` for NULL).
     pub row: String,
@@ -61,7 +62,7 @@ pub fn row_text(row: &[Value]) -> String {
 pub fn convert_rows(
     rows: Vec<Row>,
     types: &[FerryType],
-    key_position: Option<usize>,
+    key: &KeyFields,
     out: &mut Isolated,
 ) -> Vec<Row> {
     let mut ok = Vec::with_capacity(rows.len());
@@ -75,9 +76,7 @@ pub fn convert_rows(
                 Ok(Some(c)) => changed.push((i, c)),
                 Err(r) => {
                     out.rejected.push(Rejected {
-                        key: key_position
-                            .and_then(|k| row.get(k))
-                            .and_then(Value::canonical),
+                        key: key.text(|i| row.get(i).map(Value::canonical)),
                         row: row_text(&row),
                         sqlstate: r.sqlstate.to_string(),
                         message: format!("column {}: {}", i + 1, r.message),
@@ -99,7 +98,7 @@ pub fn convert_rows(
 pub async fn write<T: RowTarget>(
     target: &mut T,
     rows: &[Row],
-    key_position: Option<usize>,
+    key: &KeyFields,
     out: &mut Isolated,
 ) -> Result<(), DbFailure> {
     let mut todo: Vec<(usize, usize)> = vec![(0, rows.len())];
@@ -118,9 +117,7 @@ pub async fn write<T: RowTarget>(
                 if to - from == 1 {
                     let row = &rows[from];
                     out.rejected.push(Rejected {
-                        key: key_position
-                            .and_then(|k| row.get(k))
-                            .and_then(Value::canonical),
+                        key: key.text(|i| row.get(i).map(Value::canonical)),
                         row: row_text(row),
                         sqlstate: f.sqlstate.clone().unwrap_or_default(),
                         message: f.message,
@@ -186,7 +183,9 @@ mod tests {
             .collect();
         let mut t = NoNegatives::default();
         let mut out = Isolated::default();
-        write(&mut t, &rows, Some(0), &mut out).await.unwrap();
+        write(&mut t, &rows, &KeyFields::at(&[0]), &mut out)
+            .await
+            .unwrap();
         assert_eq!(out.written, 996);
         assert_eq!(t.committed.len(), 996);
         let keys: Vec<_> = out.rejected.iter().filter_map(|r| r.key.clone()).collect();
@@ -203,7 +202,7 @@ mod tests {
                 bits: 16,
                 unsigned: false,
             }],
-            Some(0),
+            &KeyFields::at(&[0]),
             &mut out,
         );
         assert_eq!(ok.len(), 1);

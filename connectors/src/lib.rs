@@ -20,6 +20,7 @@ pub mod isolate;
 pub mod kind;
 pub mod mysql;
 pub mod postgres;
+pub mod reject_key;
 pub mod rows;
 pub mod sample;
 pub mod sqlite;

@@ -204,3 +204,78 @@ async fn a_null_in_any_key_column_is_copied_once() {
     let plan = plan_line(&cluster, &id);
     assert!(plan.contains("(a, b)"), "{plan}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_row_of_a_composite_key_is_named_by_its_key() {
+    const CHUNK: u64 = 5_000;
+    let cluster = Cluster::builder().workers(2).start().await;
+    // region names with a space and a quote need quoting in a row literal
+    let columns =
+        "region text NOT NULL, seq int NOT NULL, v int NOT NULL, PRIMARY KEY (region, seq)";
+    let source = cluster.dbs().source().await;
+    exec(&source, &format!("CREATE TABLE regions ({columns})")).await;
+    exec(
+        &source,
+        "INSERT INTO regions SELECT r, s, s FROM unnest(ARRAY['north east', 'south', 'o''hara \"x\"']) r,
+           generate_series(1, 10000) s",
+    )
+    .await;
+    exec(&source, "ANALYZE regions").await;
+    let target = cluster.dbs().target().await;
+    // the target refuses every row whose seq ends in 777
+    exec(
+        &target,
+        &format!("CREATE TABLE regions ({columns}, CHECK (seq % 1000 <> 777))"),
+    )
+    .await;
+    let job = Submit::new("SELECT * FROM regions", "public.regions")
+        .chunk_size(CHUNK)
+        .flag("--min-rows-for-parallel", 0);
+    let out = cluster.submit_watch(&job);
+    assert!(out.success(), "the job failed: {out}");
+    let id = out.job_id();
+
+    // PostgreSQL's own text of each refused row's key tuple
+    let expected: std::collections::BTreeSet<String> = source
+        .query(
+            "SELECT (region, seq)::text FROM regions WHERE seq % 1000 = 777",
+            &[],
+        )
+        .await
+        .expect("the refused keys in the source")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(expected.len(), 30, "the fixture's refused rows");
+    let recorded: std::collections::BTreeSet<String> = target
+        .query(
+            "SELECT coalesce(key, '<none>') FROM ferry.rejects WHERE job_id = $1",
+            &[&id],
+        )
+        .await
+        .expect("ferry.rejects")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        recorded, expected,
+        "rejects must name each refused row by its key tuple, as PostgreSQL writes it"
+    );
+    // the key pastes back into a row comparison that finds exactly the source row
+    let found: i64 = source
+        .query_one(
+            "SELECT count(*) FROM regions WHERE (region, seq)::text = ANY($1)",
+            &[&recorded.iter().collect::<Vec<_>>()],
+        )
+        .await
+        .expect("find the source rows by their keys")
+        .get(0);
+    assert_eq!(found, 30);
+    let listed = cluster.rejects(&id, 100);
+    assert_eq!(listed.total, 30, "{}", listed.output);
+    assert!(
+        listed.rows.iter().any(|r| r.key == "(\"north east\",777)"),
+        "ferry rejects does not print the key tuple: {}",
+        listed.output
+    );
+}

@@ -20,6 +20,7 @@ use ferry_connectors::postgres::select::ChunkSelect;
 use ferry_connectors::postgres::session::exec;
 use ferry_connectors::postgres::snapshot::SnapshotId;
 use ferry_connectors::postgres::{modes, rejects};
+use ferry_connectors::reject_key::KeyFields;
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
@@ -331,19 +332,9 @@ async fn stream_chunk(
                 error = %f.message,
                 "data error in chunk: isolating the rows the target refuses"
             );
-            let key_position = match a.key.as_slice() {
-                [k] => Some(k.position as usize),
-                _ => None,
-            };
-            let slow = rejects::isolate(
-                source,
-                target,
-                &select,
-                &load_into,
-                &chunk.columns,
-                key_position,
-            )
-            .await?;
+            let key = KeyFields::of(&a.key);
+            let slow =
+                rejects::isolate(source, target, &select, &load_into, &chunk.columns, &key).await?;
             (slow.written, slow.rejected)
         }
         Err(e) => return Err(e),

@@ -18,6 +18,7 @@ use ferry_connectors::db::write::{TableWrite, Writer};
 use ferry_connectors::db::Conn;
 use ferry_connectors::isolate::{self, Isolated};
 use ferry_connectors::postgres::copy::CopyStop;
+use ferry_connectors::reject_key::KeyFields;
 use ferry_connectors::rows;
 use ferry_connectors::types::FerryType;
 
@@ -160,10 +161,7 @@ async fn stream_chunk(
     } else {
         &[]
     };
-    let key_position = match a.key.as_slice() {
-        [k] => Some(k.position as usize),
-        _ => None,
-    };
+    let key = KeyFields::of(&a.key);
     let read = ChunkRead {
         query: &a.query,
         columns: &a.columns,
@@ -200,8 +198,7 @@ async fn stream_chunk(
                 Some(batch) => {
                     let batch = batch?;
                     check_fence(ctx, handle).map_err(CopyStop::Abort)?;
-                    let mut rows =
-                        isolate::convert_rows(batch.rows, &types.target, key_position, &mut out);
+                    let mut rows = isolate::convert_rows(batch.rows, &types.target, &key, &mut out);
                     gathered.append(&mut rows);
                     gathered_bytes += batch.bytes;
                     ctx.faults.mid_copy(&handle.chunk);
@@ -212,7 +209,7 @@ async fn stream_chunk(
             if gathered.is_empty() || (more && !full) {
                 continue;
             }
-            isolate::write(&mut writer, &gathered, key_position, &mut out).await?;
+            isolate::write(&mut writer, &gathered, &key, &mut out).await?;
             gathered.clear();
             handle
                 .bytes

@@ -15,6 +15,7 @@ use tokio_postgres::Client;
 use super::select::ChunkSelect;
 use super::session::exec;
 use super::sql::{quote_ident, quote_list, quote_table};
+use crate::reject_key::KeyFields;
 
 /// Lines sent per COPY on this path before any refusal: a batch with a bad
 /// row is halved until the row is alone.
@@ -148,23 +149,23 @@ pub fn decode_field(field: &str) -> Option<String> {
     Some(out)
 }
 
-/// The key field (at `position`) of a COPY text line, decoded.
-fn key_of(line: &[u8], position: Option<usize>) -> Option<String> {
+/// The key of a COPY text line, from its decoded key fields.
+fn key_of(line: &[u8], key: &KeyFields) -> Option<String> {
     let text = String::from_utf8_lossy(line);
-    let field = text.trim_end_matches('\n').split('\t').nth(position?)?;
-    decode_field(field)
+    let fields: Vec<&str> = text.trim_end_matches('\n').split('\t').collect();
+    key.text(|i| fields.get(i).map(|f| decode_field(f)))
 }
 
 /// Copies the chunk's rows as text into `table`, isolating the rows the
 /// target refuses for a data reason; any other failure ends the chunk.
-/// `key_position` is the key column's place in the select list.
+/// `key` names a refused row by its key columns' places in the select list.
 pub async fn isolate(
     source: &Client,
     target: &Client,
     chunk: &ChunkSelect<'_>,
     table: &TableRef,
     columns: &[&str],
-    key_position: Option<usize>,
+    key: &KeyFields,
 ) -> Result<Isolated, DbFailure> {
     let lines = read_lines(source, chunk).await?;
     let copy_in = format!(
@@ -195,7 +196,7 @@ pub async fn isolate(
                 if to - from == 1 {
                     let bad = &lines[from];
                     out.rejected.push(Rejected {
-                        key: key_of(bad, key_position),
+                        key: key_of(bad, key),
                         row: String::from_utf8_lossy(bad)
                             .trim_end_matches('\n')
                             .to_string(),
@@ -328,16 +329,21 @@ pub async fn list(
 
 #[cfg(test)]
 mod tests {
-    use super::{decode_field, key_of};
+    use super::{decode_field, key_of, KeyFields};
 
     #[test]
     fn finds_and_decodes_the_key_field() {
-        assert_eq!(key_of(b"17\tabc\t\\N\n", Some(0)), Some("17".into()));
-        assert_eq!(key_of(b"17\t\\N\n", Some(1)), None);
-        assert_eq!(key_of(b"17\tx\n", None), None);
+        let at = KeyFields::at;
+        assert_eq!(key_of(b"17\tabc\t\\N\n", &at(&[0])), Some("17".into()));
+        assert_eq!(key_of(b"17\t\\N\n", &at(&[1])), None);
+        assert_eq!(key_of(b"17\tx\n", &KeyFields::default()), None);
         assert_eq!(
-            key_of(b"new\\nline3\tx\n", Some(0)).as_deref(),
+            key_of(b"new\\nline3\tx\n", &at(&[0])).as_deref(),
             Some("new\nline3")
+        );
+        assert_eq!(
+            key_of(b"17\t\\N\ta\\tb\n", &at(&[0, 1, 2])).as_deref(),
+            Some("(17,,\"a\tb\")")
         );
     }
 
