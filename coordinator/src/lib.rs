@@ -10,6 +10,7 @@ pub mod error;
 pub mod etcd_security;
 pub mod gate;
 pub mod history;
+pub mod key_order;
 pub mod leader;
 pub mod lineage;
 pub mod metrics;

@@ -10,6 +10,7 @@ use ferry_connectors::postgres::select::ChunkSelect;
 use ferry_connectors::postgres::verify as digests;
 
 use crate::error::{CoordinatorError, Reason};
+use crate::key_order::{key_order, KeyOrder};
 use crate::verify_typed::{is_typed, Sides};
 
 fn unknown_connection(field: &str, e: impl ToString) -> CoordinatorError {
@@ -56,12 +57,12 @@ pub fn key_copied(job: &JobRecord) -> bool {
     !job.key.is_empty() && job.key.iter().all(|k| !k.target.is_empty())
 }
 
-/// One check standing for every chunk: all rows, the rejected ones summed
-/// (chunk number 0).
-fn whole_table(chunks: &[ChunkRecord]) -> ChunkRecord {
+/// One check standing for every chunk, described by `range`: all rows, the
+/// rejected ones summed (chunk number 0).
+fn whole_table(chunks: &[ChunkRecord], range: String) -> ChunkRecord {
     ChunkRecord {
         chunk_no: 0,
-        range: "the whole table (the split column is not copied into the target)".into(),
+        range,
         bounds: Some(ChunkBounds::all()),
         rows_rejected: chunks.iter().map(|c| c.rows_rejected).sum(),
         ..Default::default()
@@ -89,19 +90,26 @@ pub async fn verify(
             "the job was never planned: nothing to verify",
         ));
     };
-    // target rows of a key that is not copied (ctid, a driving table's key)
-    // cannot be mapped back to chunks: compare the whole table at once
-    let whole;
-    let chunks = if !key_copied(job) && chunks.len() > 1 {
-        whole = [whole_table(chunks)];
-        &whole[..]
-    } else {
-        chunks
-    };
     let table = job.load.as_ref().unwrap_or(target_table);
     let mut source = open(conns, "spec.source", &spec.source, &job.job_id).await?;
     let mut target = open(conns, "spec.target", &spec.target, &job.job_id).await?;
     let query = spec.query.trim().trim_end_matches(';').trim();
+    // target rows of a key that is not copied (ctid, a driving table's key),
+    // or that the target sorts differently, cannot be mapped back to chunks:
+    // compare the whole table at once
+    let whole;
+    let chunks = if chunks.len() <= 1 {
+        chunks
+    } else if !key_copied(job) {
+        let why = "the whole table (the split column is not copied into the target)";
+        whole = [whole_table(chunks, why.into())];
+        &whole[..]
+    } else if let KeyOrder::Differs(why) = key_order(&source, &target, job, query, table).await? {
+        whole = [whole_table(chunks, format!("the whole table ({why})"))];
+        &whole[..]
+    } else {
+        chunks
+    };
     let typed = is_typed(job)
         .then(|| Sides::of(job, query, table, &target))
         .transpose()?;
@@ -159,6 +167,34 @@ pub async fn verify(
         });
     }
     Ok(out)
+}
+
+/// Refuses `ferry repair` of a job split on a key the target sorts
+/// differently from the source (see `key_order`): deleting a chunk's range
+/// there would delete rows of other chunks and not copy them back.
+pub async fn check_repairable(
+    conns: &ConnectionRegistry,
+    job: &JobRecord,
+    chunks: usize,
+) -> Result<(), CoordinatorError> {
+    let (Some(target_table), true) = (job.target.as_ref(), key_copied(job) && chunks > 1) else {
+        return Ok(());
+    };
+    let spec = job.spec.clone().unwrap_or_default();
+    let table = job.load.as_ref().unwrap_or(target_table);
+    let source = open(conns, "spec.source", &spec.source, &job.job_id).await?;
+    let target = open(conns, "spec.target", &spec.target, &job.job_id).await?;
+    let query = spec.query.trim().trim_end_matches(';').trim();
+    match key_order(&source, &target, job, query, table).await? {
+        KeyOrder::Same => Ok(()),
+        KeyOrder::Differs(why) => Err(CoordinatorError::precondition(
+            "job_id",
+            Reason::NoKeyInTarget,
+            format!(
+                "repair deletes a chunk's key range in the target and copies it again, but {why}, so such a range holds rows of other chunks there. Give the target column the source's collation (ALTER TABLE … ALTER COLUMN … TYPE … COLLATE …), or submit the job again with --mode truncate or --mode replace"
+            ),
+        )),
+    }
 }
 
 /// The rows a job's target refused, by chunk, and their total.

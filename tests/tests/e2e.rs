@@ -40,4 +40,5 @@ mod retention_e2e;
 mod security_tls_e2e;
 mod snapshot_e2e;
 mod types_e2e;
+mod verify_collation_e2e;
 mod verify_resume_e2e;

@@ -3,6 +3,7 @@
 //! write modes, verify digests.
 
 pub mod chunk_explain;
+pub mod collation;
 pub mod copy;
 pub mod describe;
 pub mod driving;

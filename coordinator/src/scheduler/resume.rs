@@ -39,7 +39,26 @@ impl Scheduler {
         if chunks.is_empty() {
             return self.get_job(job_id).await;
         }
+        self.check_repairable(job_id).await?;
         self.rerun(job_id, Some(chunks)).await
+    }
+
+    /// Refuses a repair whose key ranges would hold other rows in the
+    /// target (see `verify::check_repairable`); keyless jobs are judged by `rerun`.
+    async fn check_repairable(&self, job_id: &str) -> Result<(), CoordinatorError> {
+        let (record, chunks) = {
+            let st = self.state.lock().await;
+            let job = st
+                .jobs
+                .get(job_id)
+                .ok_or_else(|| CoordinatorError::JobNotFound(job_id.to_string()))?;
+            (job.record.clone(), job.chunks.len())
+        };
+        let spec = record.spec.clone().unwrap_or_default();
+        let _sessions = self
+            .reserve_for(job_id, &[&spec.source, &spec.target])
+            .await;
+        crate::verify::check_repairable(&self.config.connections, &record, chunks).await
     }
 
     async fn rerun(
