@@ -37,5 +37,6 @@ pub fn connection_budget(connections: &ConnectionRegistry) -> Result<Budget, Str
         explicit,
         share,
         pooled_linger(idle),
-    ))
+    )
+    .with_pool_idle(idle))
 }

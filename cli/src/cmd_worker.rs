@@ -36,8 +36,8 @@ pub struct Args {
     #[arg(long, env = "FERRY_DRAIN_TIMEOUT", value_parser = parse_duration)]
     drain_timeout: Option<Duration>,
     /// How long an idle pooled database connection stays open before it is
-    /// closed; the coordinator's connection budget counts it that long, so
-    /// give the coordinator the same FERRY_POOL_IDLE_TIMEOUT. Default 3s.
+    /// closed; lowered to the coordinator's FERRY_POOL_IDLE_TIMEOUT when that
+    /// is shorter (its connection budget counts a pooled connection that long). Default 3s.
     #[arg(long, env = "FERRY_POOL_IDLE_TIMEOUT", value_parser = parse_duration)]
     pool_idle_timeout: Option<Duration>,
 }

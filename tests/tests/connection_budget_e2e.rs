@@ -4,6 +4,8 @@
 //! than 4 sessions on the source database (sampled from `pg_stat_activity`
 //! every 100 ms), all succeed exactly, and a job that had to wait said so
 //! (`ferry status` and the coordinator's "waiting for connections on src").
+//! A worker set to keep idle connections longer than the coordinator counts
+//! them follows the coordinator.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
@@ -166,4 +168,57 @@ async fn three_jobs_share_four_source_connections() {
         .filter(|l| l.contains("connection budget disagreed"))
         .collect();
     assert!(off.is_empty(), "the budget's counts drifted: {off:?}");
+}
+
+/// A worker told to keep idle connections for 120 s by a coordinator whose
+/// budget counts them for 1 s follows the coordinator (else the budget's
+/// count of the source's sessions would be short for two minutes after each
+/// chunk): once the job ends its pooled sessions on the source close, and the
+/// worker says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_keeping_idle_connections_longer_follows_the_coordinator() {
+    let cluster = Cluster::builder()
+        .coordinator_env("FERRY_POOL_IDLE_TIMEOUT", "1s")
+        .worker_env("FERRY_POOL_IDLE_TIMEOUT", "120s")
+        .worker_concurrency(2)
+        .workers(1)
+        .start()
+        .await;
+    cluster.dbs().prepare_items(20_000).await;
+    let out = cluster.submit_watch(
+        &Submit::new("SELECT * FROM items", "public.items")
+            .chunk_size(CHUNK)
+            .flag("--min-rows-for-parallel", 0),
+    );
+    assert!(out.success(), "the job failed: {out}");
+
+    // the coordinator's linger for 1 s is 2.5 s; the worker's own would be 180 s
+    let source = cluster.dbs().source().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let left = loop {
+        let n: i64 = source
+            .query_one(COUNT_SOURCE_SESSIONS, &[&SRC_DB])
+            .await
+            .expect("read pg_stat_activity")
+            .get(0);
+        if n == 0 || Instant::now() >= deadline {
+            break n;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        left,
+        0,
+        "the worker still holds idle sessions on the source 30 s after the job; worker log:\n{}",
+        cluster.worker(0).log_tail(20)
+    );
+    assert!(
+        cluster
+            .worker(0)
+            .logs()
+            .iter()
+            .any(|l| l.contains("longer than the coordinator's")),
+        "the worker does not say it follows the coordinator's idle timeout:\n{}",
+        cluster.worker(0).log_tail(20)
+    );
 }

@@ -37,7 +37,7 @@ use drain::DrainConfig;
 use fault::Faults;
 use held::Held;
 use metrics::{connection_labels, metrics};
-use pool::Pool;
+use pool::{IdleTimeout, Pool};
 use session::Session;
 
 /// A worker that cannot start.
@@ -87,6 +87,7 @@ pub async fn run(cfg: WorkerConfig, shutdown: CancellationToken) -> Result<(), W
     };
     let coordinators = Coordinators::with_security(&cfg.coordinator, Some(RPC_TIMEOUT), &security)?;
     let held = Held::new(DEFAULT_WORKER_LEASE_TTL);
+    let pool_idle = IdleTimeout::new(cfg.pool_idle_timeout);
     let session = Arc::new(Session {
         coordinators,
         worker_id: std::sync::Mutex::new(String::new()),
@@ -94,6 +95,7 @@ pub async fn run(cfg: WorkerConfig, shutdown: CancellationToken) -> Result<(), W
         hostname: cfg.hostname.clone(),
         concurrency: cfg.concurrency,
         held: Arc::clone(&held),
+        pool_idle: Arc::clone(&pool_idle),
     });
     tracing::info!(coordinator = %cfg.coordinator, replicas = ?session.coordinators.replica_urls(), concurrency = cfg.concurrency, connections = ?cfg.connections.names(), "worker starting");
     if !session.register(&shutdown).await {
@@ -102,7 +104,7 @@ pub async fn run(cfg: WorkerConfig, shutdown: CancellationToken) -> Result<(), W
     let heartbeat_stop = CancellationToken::new();
     let hb = tokio::spawn(Arc::clone(&session).heartbeat_loop(heartbeat_stop.clone()));
     let ctx = Arc::new(ChunkContext {
-        pool: Pool::new(cfg.connections.clone(), cfg.pool_idle_timeout),
+        pool: Pool::new(cfg.connections.clone(), pool_idle),
         session: Arc::clone(&session),
         faults,
         shutdown: shutdown.clone(),

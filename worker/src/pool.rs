@@ -3,8 +3,11 @@
 //! timeout (`FERRY_POOL_IDLE_TIMEOUT`, a few seconds), so `pg_stat_activity`
 //! shows the sessions in use and the coordinator's connection budget, which
 //! counts a pooled session for as long (`timing::pooled_linger`), is right.
+//! The coordinator says at registration how long it counts them; a worker
+//! set to keep them longer follows it (`IdleTimeout`).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -18,21 +21,57 @@ const MAX_IDLE: usize = 8;
 
 type Idle = HashMap<(String, DbRole), Vec<(Conn, Instant)>>;
 
+/// How long an idle pooled connection stays open: the worker's own setting,
+/// lowered to the coordinator's when its connection budget counts pooled
+/// connections for less (a shorter time only makes that count safer).
+#[derive(Debug)]
+pub struct IdleTimeout {
+    own: Duration,
+    ms: AtomicU64,
+}
+
+impl IdleTimeout {
+    /// The worker's own idle timeout (`FERRY_POOL_IDLE_TIMEOUT`).
+    pub fn new(own: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            own,
+            ms: AtomicU64::new(own.as_millis() as u64),
+        })
+    }
+
+    /// The idle timeout in force.
+    pub fn get(&self) -> Duration {
+        Duration::from_millis(self.ms.load(Ordering::Relaxed))
+    }
+
+    /// Follows the coordinator's idle timeout (zero: it did not say); returns
+    /// the timeout in force when that is shorter than the worker's own.
+    pub fn follow(&self, coordinator: Duration) -> Option<Duration> {
+        let now = if coordinator.is_zero() {
+            self.own
+        } else {
+            self.own.min(coordinator)
+        };
+        self.ms.store(now.as_millis() as u64, Ordering::Relaxed);
+        (now < self.own).then_some(now)
+    }
+}
+
 /// A small pool of idle connections by connection name and role (a
 /// connection serves one role for its life, so metrics label it rightly).
 pub struct Pool {
     registry: ConnectionRegistry,
     idle: Arc<Mutex<Idle>>,
-    idle_timeout: Duration,
+    idle_timeout: Arc<IdleTimeout>,
 }
 
 impl Pool {
     /// An empty pool over `registry` whose idle connections close after
     /// `idle_timeout` (swept every half of it, on the current runtime).
-    pub fn new(registry: ConnectionRegistry, idle_timeout: Duration) -> Self {
+    pub fn new(registry: ConnectionRegistry, idle_timeout: Arc<IdleTimeout>) -> Self {
         let idle: Arc<Mutex<Idle>> = Arc::default();
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(sweep(Arc::downgrade(&idle), idle_timeout));
+            rt.spawn(sweep(Arc::downgrade(&idle), Arc::clone(&idle_timeout)));
         }
         Self {
             registry,
@@ -52,7 +91,7 @@ impl Pool {
                 .get_mut(&key)
                 .and_then(Vec::pop);
             match c {
-                Some((c, since)) if !c.is_closed() && since.elapsed() < self.idle_timeout => {
+                Some((c, since)) if !c.is_closed() && since.elapsed() < self.idle_timeout.get() => {
                     return Ok(c)
                 }
                 Some(_) => continue,
@@ -86,13 +125,12 @@ impl Pool {
     }
 }
 
-/// Closes connections idle for `timeout` or longer, every `timeout / 2`,
+/// Closes connections idle for the timeout or longer, every half of it,
 /// until the pool is dropped.
-async fn sweep(idle: Weak<Mutex<Idle>>, timeout: Duration) {
-    let mut every = tokio::time::interval((timeout / 2).max(Duration::from_millis(50)));
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+async fn sweep(idle: Weak<Mutex<Idle>>, timeout: Arc<IdleTimeout>) {
     loop {
-        every.tick().await;
+        tokio::time::sleep((timeout.get() / 2).max(Duration::from_millis(50))).await;
+        let timeout = timeout.get();
         let Some(idle) = idle.upgrade() else { return };
         let closing: Vec<Conn> = {
             let mut map = idle.lock().unwrap_or_else(|p| p.into_inner());
@@ -115,5 +153,31 @@ async fn sweep(idle: Weak<Mutex<Idle>>, timeout: Duration) {
         }
         // dropping a connection ends its session
         drop(closing);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::IdleTimeout;
+
+    #[test]
+    fn follows_a_shorter_coordinator_and_keeps_its_own_otherwise() {
+        let t = IdleTimeout::new(Duration::from_secs(120));
+        assert_eq!(
+            t.follow(Duration::from_secs(3)),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(t.get(), Duration::from_secs(3));
+        assert_eq!(
+            t.follow(Duration::ZERO),
+            None,
+            "a coordinator that does not say"
+        );
+        assert_eq!(t.get(), Duration::from_secs(120));
+        let short = IdleTimeout::new(Duration::from_secs(1));
+        assert_eq!(short.follow(Duration::from_secs(3)), None);
+        assert_eq!(short.get(), Duration::from_secs(1));
     }
 }

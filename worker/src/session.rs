@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
 use crate::held::Held;
+use crate::pool::IdleTimeout;
 
 /// A live registration with the coordinator.
 pub struct Session {
@@ -34,6 +35,8 @@ pub struct Session {
     pub concurrency: u32,
     /// Held chunks and the fence.
     pub held: Arc<Held>,
+    /// How long pooled connections stay idle (follows the coordinator's).
+    pub pool_idle: Arc<IdleTimeout>,
 }
 
 impl Session {
@@ -71,6 +74,10 @@ impl Session {
                         Duration::from_millis(r.heartbeat_interval_ms),
                     );
                     self.held.acked(sent);
+                    let counted = Duration::from_millis(r.pool_idle_timeout_ms);
+                    if let Some(now) = self.pool_idle.follow(counted) {
+                        tracing::warn!(coordinator_ms = counted.as_millis() as u64, idle_timeout_ms = now.as_millis() as u64, "this worker's FERRY_POOL_IDLE_TIMEOUT is longer than the coordinator's, whose connection budget counts idle pooled connections only that long: closing them after the coordinator's time; give both the same value");
+                    }
                     if let Ok(mut w) = self.worker_id.lock() {
                         *w = r.worker_id.clone();
                     }

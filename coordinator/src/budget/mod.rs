@@ -73,6 +73,8 @@ pub struct Budget {
     explicit: BTreeMap<String, u32>,
     share: f64,
     linger: Duration,
+    /// The workers' idle timeout the linger was derived from (None: unknown).
+    pool_idle: Option<Duration>,
     inner: Mutex<Inner>,
     freed: Notify,
     resolving: tokio::sync::Mutex<()>,
@@ -107,11 +109,24 @@ impl Budget {
             explicit: explicit.into_iter().map(|(k, v)| (key(&k), v)).collect(),
             share,
             linger,
+            pool_idle: None,
             inner: Mutex::new(Inner::default()),
             freed: Notify::new(),
             resolving: tokio::sync::Mutex::new(()),
             resolving_spawned: AtomicBool::new(false),
         }
+    }
+
+    /// Records the workers' idle timeout (`FERRY_POOL_IDLE_TIMEOUT`) this
+    /// budget's linger assumes; workers are told it when they register.
+    pub fn with_pool_idle(mut self, idle: Duration) -> Self {
+        self.pool_idle = Some(idle);
+        self
+    }
+
+    /// The workers' idle timeout this budget assumes, if known.
+    pub fn pool_idle(&self) -> Option<Duration> {
+        self.pool_idle
     }
 
     /// Whether any connection may be limited (else leases skip the budget).

@@ -72,6 +72,10 @@ impl Scheduler {
             heartbeat_interval_ms: self.config.timings.heartbeat_interval().as_millis() as u64,
             // the gRPC adapter issues the session and fills it in
             session_secret: String::new(),
+            pool_idle_timeout_ms: self
+                .budget()
+                .pool_idle()
+                .map_or(0, |d| d.as_millis() as u64),
         })
     }
 
