@@ -222,3 +222,45 @@ async fn a_worker_keeping_idle_connections_longer_follows_the_coordinator() {
         cluster.worker(0).log_tail(20)
     );
 }
+
+/// A SNAPSHOT job whose source and target are one connection holds three
+/// sessions on it (the exported snapshot, a chunk's read and its write): the
+/// limit derived from the server (here 1 % of 197 sessions) grants at least
+/// that many, so the job runs instead of waiting for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_job_within_one_connection_runs_under_the_smallest_derived_limit() {
+    let cluster = Cluster::builder()
+        .coordinator_env("FERRY_CONNECTION_SHARE", "1%")
+        .workers(1)
+        .start()
+        .await;
+    cluster.dbs().prepare_items(10_000).await;
+    let source = cluster.dbs().source().await;
+    create_items_table(&source, "public.items_copy").await;
+    let job = cluster.submit(
+        &Submit::new("SELECT * FROM items", "public.items_copy")
+            .source("src")
+            .target("src")
+            .chunk_size(CHUNK)
+            .flag("--min-rows-for-parallel", 0),
+    );
+    assert_eq!(
+        cluster.wait_terminal(&job, Duration::from_secs(60)),
+        Ok(JobState::Succeeded),
+        "coordinator:\n{}",
+        cluster.coordinator_tails(30)
+    );
+    assert_eq!(
+        table_checksum(&source, "public.items_copy").await,
+        table_checksum(&source, "public.items").await
+    );
+    assert!(
+        cluster
+            .coordinator_lines()
+            .iter()
+            .any(|l| l.contains("connection budget derived from the server")
+                && l.contains("limit=3")),
+        "the derived limit is not logged as 3:\n{}",
+        cluster.coordinator_tails(30)
+    );
+}

@@ -16,8 +16,10 @@ pub const MAX_SUFFIX: &str = "_MAX_CONNECTIONS";
 pub const DEFAULT_SHARE: f64 = 0.25;
 
 /// Fewest connections a derived limit grants: one chunk holds a source and a
-/// target connection, and both may be on the same server.
-pub const MIN_DERIVED: u32 = 2;
+/// target connection, both may be on the same connection, and a SNAPSHOT job
+/// holds its exported snapshot's source session beside them (with 2 such a
+/// job could never run, and would wait for ever).
+pub const MIN_DERIVED: u32 = 3;
 
 /// A limit or share that cannot be used; names the variable and the fix.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -126,8 +128,8 @@ mod tests {
         // MySQL's default 151, nothing reserved
         assert_eq!(derived_limit(151, 0, 0.25), 37);
         // never below one chunk's source and target
-        assert_eq!(derived_limit(5, 3, 0.25), 2);
-        assert_eq!(derived_limit(2, 3, 0.25), 2);
+        assert_eq!(derived_limit(5, 3, 0.25), 3);
+        assert_eq!(derived_limit(2, 3, 0.25), 3);
     }
 
     #[test]
