@@ -250,6 +250,57 @@ async fn plan_warns_of_no_key_skew_and_scans_and_names_a_missing_table() {
         line(&create, "would create table").starts_with("public.nosuch (id bigint, k bigint)"),
         "{create}"
     );
+
+    // a ctid split names what its split column stands for
+    let blocks = plan(
+        &cluster,
+        &Submit::new("SELECT * FROM heap", "public.heap")
+            .chunk_size(10_000)
+            .flag("--min-rows-for-parallel", 0),
+        &[],
+    );
+    assert!(blocks.success(), "{blocks}");
+    assert_eq!(
+        line(&blocks, "key"),
+        "ctid (block ranges; selected as ferry_split, not copied)",
+        "{blocks}"
+    );
+
+    // the upsert key is checked as a run checks it
+    let upsert = |extra: &[&str]| {
+        plan(
+            &cluster,
+            &Submit::new("SELECT * FROM heap", "public.heap")
+                .flag("--mode", "upsert")
+                .args(extra),
+            &[],
+        )
+    };
+    let no_key = upsert(&[]);
+    assert!(
+        !no_key.success(),
+        "upsert without a key must fail: {no_key}"
+    );
+    assert!(
+        no_key.stderr.contains("mode upsert needs --upsert-key"),
+        "{no_key}"
+    );
+    let not_unique = upsert(&["--upsert-key", "k"]);
+    assert!(!not_unique.success(), "{not_unique}");
+    assert!(
+        not_unique
+            .stderr
+            .contains("mode upsert needs a unique index or primary key on (k)"),
+        "{not_unique}"
+    );
+    let not_copied = upsert(&["--upsert-key", "nosuch"]);
+    assert!(
+        !not_copied.success()
+            && not_copied
+                .stderr
+                .contains("'nosuch' is not one of the columns"),
+        "{not_copied}"
+    );
     assert_nothing_written(&cluster, &before).await;
 }
 

@@ -34,6 +34,8 @@ pub async fn dry_run(
 ) -> Result<PlanJobResponse, PlanError> {
     let plan = plan_job(spec, DRY_RUN_ID, conns).await?;
     let would_create = would_create(spec, conns, &plan).await?;
+    super::upsert_key::check_upsert_key(spec, DRY_RUN_ID, conns, &plan, would_create.is_empty())
+        .await?;
     let est = estimate(spec, DRY_RUN_ID, conns, &plan).await?;
     let chunks = plan.chunks.len() as u32;
     let workers = spec
@@ -82,8 +84,21 @@ pub async fn dry_run(
         warnings: warnings(spec, &plan, &est, workers, &split_prone),
         target_table: format!("{}.{}", plan.target.schema, plan.target.name),
         would_create_table: would_create,
-        key: plan.key.iter().map(|k| k.name.clone()).collect(),
+        key: plan.key.iter().map(shown_key).collect(),
     })
+}
+
+/// A key column as the plan shows it: a split column the planner added to
+/// the query (not copied) says what it stands for.
+fn shown_key(k: &ferry_common::proto::KeyColumn) -> String {
+    match (k.target.is_empty(), k.r#type.as_str()) {
+        (false, _) => k.name.clone(),
+        (true, "tid") => format!("ctid (block ranges; selected as {}, not copied)", k.name),
+        (true, _) => format!(
+            "the driving table's key (selected as {}, not copied)",
+            k.name
+        ),
+    }
 }
 
 /// The consistency mode the job would run in (the spec's, resolved against

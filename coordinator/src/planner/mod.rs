@@ -14,6 +14,7 @@ mod new_table;
 pub mod prepare;
 mod split;
 pub mod typed;
+mod upsert_key;
 
 pub use split::{equal_row_boundaries, range_chunks, split_sample};
 
@@ -22,7 +23,7 @@ use ferry_common::errors::{DbFailure, ErrorClass};
 use ferry_common::ident::{parse_column, parse_table, QualifiedName};
 use ferry_common::pg_tls::Encryption;
 use ferry_common::proto::{ChunkBounds, ColumnPlan, JobSpec, KeyColumn, TableRef, WriteMode};
-use ferry_connectors::db::{catalog, target as db_target, Conn};
+use ferry_connectors::db::{target as db_target, Conn};
 use ferry_connectors::kind::DbKind;
 use ferry_connectors::postgres::describe::{self, resolve_part};
 use ferry_connectors::postgres::select::ChunkSelect;
@@ -436,50 +437,14 @@ pub async fn prepare_target(
     let mode = WriteMode::try_from(spec.mode).unwrap_or(WriteMode::Append);
     let mut prep = TargetPrep {
         load: plan.target.clone(),
-        upsert_key: Vec::new(),
+        upsert_key: upsert_key::check_upsert_key(spec, job_id, conns, plan, true).await?,
     };
-    if !matches!(mode, WriteMode::Upsert | WriteMode::Replace) {
-        if !spec.upsert_key.is_empty() {
-            return Err(PlanError::invalid(
-                "--upsert-key only applies to --mode upsert",
-            ));
-        }
-        return Ok(prep);
-    }
-    let mut target = open_target(conns, spec, job_id).await?;
-    let kind = target.kind();
-    let shown = format!("{}.{}", plan.target.schema, plan.target.name);
     if mode == WriteMode::Replace {
-        let load = db_target::load_table(kind, &plan.target, job_id);
+        let mut target = open_target(conns, spec, job_id).await?;
+        let load = db_target::load_table(target.kind(), &plan.target, job_id);
         db_target::create_load_table(&mut target, &plan.target, &load).await?;
         prep.load = load;
-        return Ok(prep);
     }
-    if spec.upsert_key.is_empty() {
-        return Err(PlanError::invalid(
-            "mode upsert needs --upsert-key COL[,COL]: the target columns that identify a row",
-        ));
-    }
-    let copied: Vec<String> = plan.columns.iter().map(|c| c.target.clone()).collect();
-    let mut keys = Vec::new();
-    for k in &spec.upsert_key {
-        let part = parse_column(k)
-            .map_err(|e| PlanError::invalid(format!("invalid upsert key column: {e}")))?;
-        let Some(found) = catalog::find_column(kind, &part, &copied) else {
-            return Err(PlanError::invalid(format!(
-                "upsert key column '{}' is not one of the columns copied into {shown}",
-                part.text
-            )));
-        };
-        keys.push(found.to_string());
-    }
-    if !catalog::has_unique_index(&mut target, &plan.target, &keys).await? {
-        return Err(PlanError::invalid(format!(
-            "mode upsert needs a unique index or primary key on ({}) in {shown}: create one, or pick --upsert-key columns that have one",
-            keys.join(", ")
-        )));
-    }
-    prep.upsert_key = keys;
     Ok(prep)
 }
 
