@@ -58,7 +58,8 @@ pub fn order_of(
 ) -> TextOrder {
     let code_point = |name: &str| matches!(name, "C" | "POSIX" | "C.UTF-8" | "C.utf8");
     let (provider, name) = match provider {
-        "i" => ("icu", locale.unwrap_or_default()),
+        // before PostgreSQL 15 an ICU collation's locale was in collcollate
+        "i" => ("icu", locale.or(collate).unwrap_or_default()),
         "b" => ("builtin", locale.unwrap_or_default()),
         _ => ("libc", collate.unwrap_or_default()),
     };
@@ -177,6 +178,15 @@ mod tests {
         assert_ne!(libc, TextOrder::CodePoint);
         assert_ne!(libc, icu);
         assert_eq!(icu, order_of("i", Some("en_US.UTF-8"), Some("en-US"), true));
+        assert_eq!(
+            order_of("i", Some("de-DE"), None, true),
+            order_of("i", None, Some("de-DE"), true),
+            "PostgreSQL 14 and older keep an ICU locale in collcollate"
+        );
+        assert_ne!(
+            order_of("i", Some("de-DE"), None, true),
+            order_of("i", Some("sv-SE"), None, true)
+        );
         assert_eq!(icu.to_string(), "icu locale 'en-US'");
         assert_ne!(
             order_of("c", Some("C"), None, false),
