@@ -5,7 +5,7 @@
 //! database in `en_US.UTF-8`, a target in `C`) would put other chunks' rows
 //! in a range: repair would delete them and not copy them back.
 
-use ferry_common::proto::{JobRecord, TableRef};
+use ferry_common::proto::{ColumnPlan, KeyColumn, TableRef};
 use ferry_connectors::coltype;
 use ferry_connectors::db::Conn;
 use ferry_connectors::postgres::collation::{column_order, TextOrder};
@@ -23,19 +23,20 @@ pub enum KeyOrder {
     Differs(String),
 }
 
-/// Compares the order of each key column in the source (`query`'s output)
-/// and in the target `table`; reads no rows.
+/// Compares the order of each `key` column in the source (`query`'s output,
+/// whose columns are `columns`) and in the target `table`; reads no rows.
 pub async fn key_order(
     source: &Conn,
     target: &Conn,
-    job: &JobRecord,
+    key: &[KeyColumn],
+    columns: &[ColumnPlan],
     query: &str,
     table: &TableRef,
 ) -> Result<KeyOrder, CoordinatorError> {
     let (Some(src), Some(dst)) = (source.postgres(), target.postgres()) else {
-        return Ok(typed_key_order(job));
+        return Ok(typed_key_order(key, columns));
     };
-    for k in &job.key {
+    for k in key {
         let source_sql = format!("SELECT {} FROM ({query}) AS q", quote_ident(&k.name));
         let target_sql = format!(
             "SELECT {} FROM {}",
@@ -68,9 +69,9 @@ pub async fn key_order(
 /// Between databases of different kinds Ferry cannot prove two text orders
 /// equal (MySQL's collations, SQLite's BINARY and PostgreSQL's have no common
 /// names): a key with a text column differs; numbers, times and uuids do not.
-fn typed_key_order(job: &JobRecord) -> KeyOrder {
-    for k in &job.key {
-        let Some(column) = job.columns.get(k.position as usize) else {
+fn typed_key_order(key: &[KeyColumn], columns: &[ColumnPlan]) -> KeyOrder {
+    for k in key {
+        let Some(column) = columns.get(k.position as usize) else {
             continue;
         };
         let textual = |t: Option<&ferry_common::proto::ColumnType>| {

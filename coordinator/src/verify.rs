@@ -104,7 +104,9 @@ pub async fn verify(
         let why = "the whole table (the split column is not copied into the target)";
         whole = [whole_table(chunks, why.into())];
         &whole[..]
-    } else if let KeyOrder::Differs(why) = key_order(&source, &target, job, query, table).await? {
+    } else if let KeyOrder::Differs(why) =
+        key_order(&source, &target, &job.key, &job.columns, query, table).await?
+    {
         whole = [whole_table(chunks, format!("the whole table ({why})"))];
         &whole[..]
     } else {
@@ -185,7 +187,7 @@ pub async fn check_repairable(
     let source = open(conns, "spec.source", &spec.source, &job.job_id).await?;
     let target = open(conns, "spec.target", &spec.target, &job.job_id).await?;
     let query = spec.query.trim().trim_end_matches(';').trim();
-    match key_order(&source, &target, job, query, table).await? {
+    match key_order(&source, &target, &job.key, &job.columns, query, table).await? {
         KeyOrder::Same => Ok(()),
         KeyOrder::Differs(why) => Err(CoordinatorError::precondition(
             "job_id",

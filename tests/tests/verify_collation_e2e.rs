@@ -4,10 +4,11 @@
 //! says why, and `ferry repair` refuses (deleting such a range would delete
 //! other chunks' rows without copying them back). A text key in the same
 //! collation on both sides is still compared and repaired range by range.
+//! `ferry plan` warns of it beforehand.
 
 use std::time::Duration;
 
-use ferry_tests::cli::Submit;
+use ferry_tests::cli::{Submit, LONG_CLI_TIMEOUT};
 use ferry_tests::cli_output::JobState;
 use ferry_tests::cluster::Cluster;
 use ferry_tests::data::table_checksum;
@@ -43,6 +44,23 @@ async fn a_text_key_sorted_otherwise_in_the_target_is_verified_whole_and_not_rep
         )
         .await;
     }
+    // the dry run says so before anything runs
+    let plan = |table: &str| {
+        let job = Submit::new(format!("SELECT * FROM {table}"), format!("public.{table}"))
+            .chunk_size(CHUNK)
+            .flag("--min-rows-for-parallel", 0);
+        let mut args = job.submit_args(cluster.urls());
+        args[0] = "plan".to_string();
+        let out = cluster.cli(&args, LONG_CLI_TIMEOUT);
+        assert!(out.success(), "{out}");
+        out.stdout
+            .lines()
+            .filter(|l| l.starts_with("warning: key order: "))
+            .count()
+    };
+    assert_eq!(plan("codes_icu"), 0, "equal collations need no warning");
+    assert_eq!(plan("codes_c"), 1, "the plan does not warn of the C target");
+
     let submit = |table: &str| {
         let job = cluster.submit(
             &Submit::new(format!("SELECT * FROM {table}"), format!("public.{table}"))

@@ -17,6 +17,7 @@ use ferry_connectors::rows::{
 
 use super::estimate::{estimate, spread, ChunkEstimates};
 use super::{plan_job, typed, Plan, PlanError};
+use crate::key_order::{key_order, KeyOrder};
 
 /// The job id planner sessions of a dry run are tagged with (`ferry:plan:dry-run`).
 pub const DRY_RUN_ID: &str = "dry-run";
@@ -53,6 +54,11 @@ pub async fn dry_run(
     } else {
         Vec::new()
     };
+    let sorted_otherwise = if would_create.is_empty() {
+        sorted_otherwise(spec, conns, &plan).await
+    } else {
+        None
+    };
     Ok(PlanJobResponse {
         strategy: plan.strategy.clone(),
         chunks,
@@ -81,11 +87,46 @@ pub async fn dry_run(
         memory_bound_bytes: bound,
         memory_bound_why: bound_why,
         consistency: consistency_of(spec).to_string(),
-        warnings: warnings(spec, &plan, &est, workers, &split_prone),
+        warnings: warnings(spec, &plan, &est, workers, &split_prone)
+            .into_iter()
+            .chain(sorted_otherwise)
+            .collect(),
         target_table: format!("{}.{}", plan.target.schema, plan.target.name),
         would_create_table: would_create,
         key: plan.key.iter().map(shown_key).collect(),
     })
+}
+
+/// The warning for a key the target sorts otherwise than the source (see
+/// `key_order`): verify will compare the whole table and repair will refuse.
+/// None when the orders agree, the key is not copied, or they cannot be read.
+async fn sorted_otherwise(
+    spec: &JobSpec,
+    conns: &ConnectionRegistry,
+    plan: &Plan,
+) -> Option<String> {
+    if plan.chunks.len() < 2 || plan.key.iter().any(|k| k.target.is_empty()) {
+        return None;
+    }
+    let source = typed::open(conns, &spec.source, DRY_RUN_ID).await.ok()?;
+    let target = typed::open(conns, &spec.target, DRY_RUN_ID).await.ok()?;
+    let query = spec.query.trim().trim_end_matches(';').trim();
+    let order = key_order(
+        &source,
+        &target,
+        &plan.key,
+        &plan.columns,
+        query,
+        &plan.target,
+    )
+    .await
+    .ok()?;
+    match order {
+        KeyOrder::Same => None,
+        KeyOrder::Differs(why) => Some(format!(
+            "key order: {why}; `ferry verify` will compare the whole table at once and `ferry repair` will refuse (a key range of the target holds other chunks' rows): give the target column the source's collation to verify and repair chunk by chunk"
+        )),
+    }
 }
 
 /// A key column as the plan shows it: a split column the planner added to
