@@ -4,7 +4,7 @@
 
 use ferry_common::connections::ConnectionRegistry;
 use ferry_common::db::DbRole;
-use ferry_common::proto::{ChunkBounds, ChunkCheck, ChunkRecord, JobRecord, Reject};
+use ferry_common::proto::{ChunkBounds, ChunkCheck, ChunkRecord, JobRecord, Reject, TableRef};
 use ferry_connectors::db::{self, target as db_target, Conn};
 use ferry_connectors::postgres::select::ChunkSelect;
 use ferry_connectors::postgres::verify as digests;
@@ -76,24 +76,51 @@ struct Count {
     hash: String,
 }
 
-/// Compares every chunk of `job`.
-pub async fn verify(
+/// A planned job's two sides, opened for comparing them: its source and
+/// target sessions, its query and the table its rows are in.
+struct Sessions<'a> {
+    source: Conn,
+    target: Conn,
+    query: &'a str,
+    table: &'a TableRef,
+}
+
+/// Opens both sides of `job`, or says it was never planned.
+async fn open_both<'a>(
     conns: &ConnectionRegistry,
-    job: &JobRecord,
-    chunks: &[ChunkRecord],
-) -> Result<Vec<ChunkCheck>, CoordinatorError> {
-    let spec = job.spec.clone().unwrap_or_default();
-    let (Some(target_table), false) = (job.target.as_ref(), job.columns.is_empty()) else {
+    job: &'a JobRecord,
+) -> Result<Sessions<'a>, CoordinatorError> {
+    let (Some(spec), Some(target_table), false) = (
+        job.spec.as_ref(),
+        job.target.as_ref(),
+        job.columns.is_empty(),
+    ) else {
         return Err(CoordinatorError::precondition(
             "job_id",
             Reason::NotPlanned,
             "the job was never planned: nothing to verify",
         ));
     };
-    let table = job.load.as_ref().unwrap_or(target_table);
-    let mut source = open(conns, "spec.source", &spec.source, &job.job_id).await?;
-    let mut target = open(conns, "spec.target", &spec.target, &job.job_id).await?;
-    let query = spec.query.trim().trim_end_matches(';').trim();
+    Ok(Sessions {
+        source: open(conns, "spec.source", &spec.source, &job.job_id).await?,
+        target: open(conns, "spec.target", &spec.target, &job.job_id).await?,
+        query: spec.query.trim().trim_end_matches(';').trim(),
+        table: job.load.as_ref().unwrap_or(target_table),
+    })
+}
+
+/// Compares every chunk of `job`.
+pub async fn verify(
+    conns: &ConnectionRegistry,
+    job: &JobRecord,
+    chunks: &[ChunkRecord],
+) -> Result<Vec<ChunkCheck>, CoordinatorError> {
+    let Sessions {
+        mut source,
+        mut target,
+        query,
+        table,
+    } = open_both(conns, job).await?;
     // target rows of a key that is not copied (ctid, a driving table's key),
     // or that the target sorts differently, cannot be mapped back to chunks:
     // compare the whole table at once
@@ -179,15 +206,11 @@ pub async fn check_repairable(
     job: &JobRecord,
     chunks: usize,
 ) -> Result<(), CoordinatorError> {
-    let (Some(target_table), true) = (job.target.as_ref(), key_copied(job) && chunks > 1) else {
+    if !key_copied(job) || chunks < 2 {
         return Ok(());
-    };
-    let spec = job.spec.clone().unwrap_or_default();
-    let table = job.load.as_ref().unwrap_or(target_table);
-    let source = open(conns, "spec.source", &spec.source, &job.job_id).await?;
-    let target = open(conns, "spec.target", &spec.target, &job.job_id).await?;
-    let query = spec.query.trim().trim_end_matches(';').trim();
-    match key_order(&source, &target, &job.key, &job.columns, query, table).await? {
+    }
+    let s = open_both(conns, job).await?;
+    match key_order(&s.source, &s.target, &job.key, &job.columns, s.query, s.table).await? {
         KeyOrder::Same => Ok(()),
         KeyOrder::Differs(why) => Err(CoordinatorError::precondition(
             "job_id",

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use ferry_common::proto::{self, ChunkCheck, ChunkRecord, ChunkState, JobRecord, JobState, Reject};
+use ferry_common::proto::{self, ChunkCheck, ChunkRecord, ChunkState, JobState, Reject};
 
 use super::state::{describe_range, now_ms};
 use super::transitions::{After, Transition};
@@ -46,12 +46,16 @@ impl Scheduler {
     /// Refuses a repair whose key ranges would hold other rows in the
     /// target (see `verify::check_repairable`); keyless jobs are judged by `rerun`.
     async fn check_repairable(&self, job_id: &str) -> Result<(), CoordinatorError> {
-        let (record, chunks) = self.record_and_chunks(job_id).await?;
+        let (record, chunks) = {
+            let st = self.state.lock().await;
+            let job = st.job(job_id)?;
+            (job.record.clone(), job.chunks.len())
+        };
         let spec = record.spec.clone().unwrap_or_default();
         let _sessions = self
             .reserve_for(job_id, &[&spec.source, &spec.target])
             .await;
-        crate::verify::check_repairable(&self.config.connections, &record, chunks.len()).await
+        crate::verify::check_repairable(&self.config.connections, &record, chunks).await
     }
 
     async fn rerun(
@@ -186,31 +190,22 @@ impl Scheduler {
         self.get_job(&job_id).await
     }
 
-    /// A copy of the job's record and of its chunks' records, each with its
-    /// range described.
-    async fn record_and_chunks(
-        &self,
-        job_id: &str,
-    ) -> Result<(JobRecord, Vec<ChunkRecord>), CoordinatorError> {
-        let st = self.state.lock().await;
-        let job = st
-            .jobs
-            .get(job_id)
-            .ok_or_else(|| CoordinatorError::JobNotFound(job_id.to_string()))?;
-        let chunks = job
-            .chunks
-            .iter()
-            .map(|c| ChunkRecord {
-                range: describe_range(&c.record, &job.record.key),
-                ..c.record.clone()
-            })
-            .collect();
-        Ok((job.record.clone(), chunks))
-    }
-
     /// Compares every chunk of a planned job in source and target.
     pub async fn verify(&self, job_id: &str) -> Result<Vec<ChunkCheck>, CoordinatorError> {
-        let (record, chunks) = self.record_and_chunks(job_id).await?;
+        let (record, chunks) = {
+            let st = self.state.lock().await;
+            let job = st.job(job_id)?;
+            (
+                job.record.clone(),
+                job.chunks
+                    .iter()
+                    .map(|c| ChunkRecord {
+                        range: describe_range(&c.record, &job.record.key),
+                        ..c.record.clone()
+                    })
+                    .collect::<Vec<_>>(),
+            )
+        };
         let spec = record.spec.clone().unwrap_or_default();
         let _sessions = self
             .reserve_for(job_id, &[&spec.source, &spec.target])

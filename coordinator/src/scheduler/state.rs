@@ -348,6 +348,15 @@ pub(crate) struct State {
     pub workers: HashMap<String, WorkerEntry>,
 }
 
+impl State {
+    /// The job `job_id`, or the error that it is not known.
+    pub fn job(&self, job_id: &str) -> Result<&JobRuntime, crate::error::CoordinatorError> {
+        self.jobs
+            .get(job_id)
+            .ok_or_else(|| crate::error::CoordinatorError::JobNotFound(job_id.to_string()))
+    }
+}
+
 /// Milliseconds since the Unix epoch.
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()

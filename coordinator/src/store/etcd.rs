@@ -419,9 +419,8 @@ impl StateStore for EtcdStore {
         self.resplit(job, from, expected, chunks).await
     }
 
-    async fn register_worker(&self, worker_id: &str, ttl_ms: u64) -> Result<(), StoreError> {
+    async fn register_worker(&self, worker_id: &str, _ttl_ms: u64) -> Result<(), StoreError> {
         // liveness is the leader's (its in-memory deadline of `ttl_ms`)
-        let _ = ttl_ms;
         self.register(worker_id).await
     }
 

@@ -94,8 +94,8 @@ impl Registrations {
         self.workers().get(id).copied()
     }
 
-    /// Records a worker found in etcd (registered by an earlier leader) and
-    /// the lease its key is under.
+    /// Records a registered worker (one found in etcd, or just registered)
+    /// and the lease its key is under.
     pub(super) fn adopt(&self, id: &str, lease: i64) {
         self.workers().insert(id.to_string(), lease);
         if lease != NO_LEASE {
@@ -224,9 +224,7 @@ impl EtcdStore {
             None,
         );
         self.batched(vec![], vec![op], "register worker").await?;
-        self.registrations
-            .workers()
-            .insert(worker_id.to_string(), NO_LEASE);
+        self.registrations.adopt(worker_id, NO_LEASE);
         Ok(())
     }
 
