@@ -3,7 +3,7 @@
 //! unknown worker id, or with a stale token is refused and changes nothing;
 //! a worker speaking an older protocol cannot register.
 
-mod synthetic;
+use crate::synthetic;
 
 use std::sync::Arc;
 

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-mod synthetic;
+use crate::synthetic;
 
 use ferry_common::proto::{ChunkRef, ChunkState, HeldChunk, JobSpec, JobState};
 use ferry_coordinator::error::CoordinatorError;

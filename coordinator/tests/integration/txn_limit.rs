@@ -4,7 +4,7 @@
 //! writes go one by one, and every lease still lands exactly once (a
 //! deposed leader's writes would fail instead).
 
-mod synthetic;
+use crate::synthetic;
 
 use std::collections::HashSet;
 use std::sync::Arc;

@@ -4,7 +4,7 @@
 //! elsewhere (`v3/…`), so that an older leader never sees a format-3 job;
 //! a new leader refuses a job of format 1 (SQL text) with a message.
 
-mod synthetic;
+use crate::synthetic;
 
 use std::sync::Arc;
 

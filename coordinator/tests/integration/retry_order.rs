@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-mod synthetic;
+use crate::synthetic;
 
 use ferry_common::errors::ErrorClass;
 use ferry_common::proto::{ChunkRef, JobSpec, RetryPolicy};

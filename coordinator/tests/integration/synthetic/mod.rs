@@ -1,6 +1,6 @@
 //! What the scheduler tests over synthetic plans share: a configuration
 //! whose connections are never opened, and the job spec such plans run.
-#![allow(dead_code)] // each test file uses its own part
+#![allow(dead_code)] // not every helper is used by every test
 
 use ferry_common::config::JobDefaults;
 use ferry_common::connections::ConnectionRegistry;

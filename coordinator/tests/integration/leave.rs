@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-mod synthetic;
+use crate::synthetic;
 
 use ferry_common::proto::{ChunkState, JobSpec};
 use ferry_coordinator::planner::Plan;

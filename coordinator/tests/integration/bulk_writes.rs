@@ -3,7 +3,7 @@
 //! across one etcd write per chunk, or heartbeats stall past the lease and
 //! the workers fence themselves. Every chunk ends in the state asked for.
 
-mod synthetic;
+use crate::synthetic;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
