@@ -10,7 +10,8 @@
 #   bash bench/sched.sh --chunks 10000 --workers 100      # smaller
 #   bash bench/sched.sh --no-log                          # coordinator logging off
 #   bash bench/sched.sh --channels 8                      # workers share 8 connections
-#   bash bench/sched.sh --scale                           # issue 16: 1,000,000 chunks, 10,000 workers
+#   bash bench/sched.sh --scale                           # issue 16: 1,000,000 chunks, 10,000 workers (1,250 processes × 8)
+#   bash bench/sched.sh --scale --slots 1 --channels 1250 # the same workers each registered on its own
 #   bash bench/sched.sh --scale --lease-chunks 20000      # the same plan, lease phases sampled
 #
 # Extra flags go to the binary (`target/release/ferry-sched-bench --help`).

@@ -51,6 +51,8 @@ pub struct RunOpts {
     /// Jobs the chunks are split into (evenly).
     pub jobs: u32,
     pub workers: u32,
+    /// Workers per simulated worker process (one registration each).
+    pub slots: u32,
     pub channels: u32,
     /// End the lease phase after this many completions (a sample of it; the
     /// jobs stay RUNNING and a new leader rebuilds them mid-run); None: all.
@@ -81,6 +83,8 @@ pub struct RunResult {
     /// Steady run: each chunk held this long (0: as fast as possible).
     pub hold: Duration,
     pub workers: u32,
+    /// Workers per simulated worker process (one registration each).
+    pub slots: u32,
     pub channels: u32,
     /// Leases granted (sum of every chunk's attempts).
     pub leases: u64,
@@ -151,6 +155,21 @@ pub struct Steady {
 }
 
 impl RunResult {
+    /// The workers as the tables show them: `10000`, or `10000 (1250 × 8)`
+    /// when they are slots of worker processes.
+    pub fn workers_label(&self) -> String {
+        if self.slots > 1 {
+            format!(
+                "{} ({} × {})",
+                self.workers,
+                self.workers.div_ceil(self.slots),
+                self.slots
+            )
+        } else {
+            self.workers.to_string()
+        }
+    }
+
     pub fn leases_per_s(&self) -> f64 {
         self.leases as f64 / self.lease_wall.as_secs_f64().max(1e-9)
     }
@@ -374,6 +393,7 @@ pub async fn run(o: &RunOpts, log_path: &Path) -> Result<RunResult> {
         .args(["--role", "workers", "--url", &format!("http://{addr}")])
         .args(["--workers", &o.workers.to_string()])
         .args(["--chunks", &o.lease_chunks.unwrap_or(o.chunks).to_string()])
+        .args(["--slots", &o.slots.to_string()])
         .args(["--channels", &o.channels.to_string()])
         .args(["--hold-ms", &o.hold.as_millis().to_string()])
         .args(o.no_next.then_some("--no-next"))
@@ -591,6 +611,7 @@ pub async fn run(o: &RunOpts, log_path: &Path) -> Result<RunResult> {
         jobs,
         hold: o.hold,
         workers: o.workers,
+        slots: o.slots,
         channels,
         leases,
         completes,

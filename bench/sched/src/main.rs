@@ -43,9 +43,10 @@ enum Store {
 #[derive(Parser, Debug)]
 #[command(about = "Scheduler benchmark: chunk leases over real gRPC, no database")]
 struct Args {
-    /// Issue 16's fleet: 1,000,000 chunks in 100 jobs, 10,000 workers over
-    /// 1,250 connections (8 per connection), both stores, then a steady
-    /// 1,000 chunks/s on etcd; results go to their own section.
+    /// Issue 16's fleet: 1,000,000 chunks in 100 jobs, 10,000 workers as
+    /// 1,250 worker processes of 8 slots (one connection, one registration and
+    /// one heartbeat each), both stores, then a steady 1,000 chunks/s on etcd;
+    /// results go to their own section.
     #[arg(long)]
     scale: bool,
     /// Chunks over all jobs [default: 100,000; --scale: 1,000,000].
@@ -54,12 +55,17 @@ struct Args {
     /// Jobs the chunks are split into, evenly [default: 1; --scale: 100].
     #[arg(long)]
     jobs: Option<u32>,
-    /// Simulated workers, each registered on its own and leasing one chunk
-    /// at a time [default: 1,000; --scale: 10,000].
+    /// Simulated workers, each leasing one chunk at a time
+    /// [default: 1,000; --scale: 10,000].
     #[arg(long)]
     workers: Option<u32>,
-    /// gRPC connections the workers share; 0 = one per worker (as separate
-    /// worker processes have) [default: 0; --scale: 1,250].
+    /// Workers per simulated worker process, which registers once with this
+    /// concurrency and heartbeats once for all of them, as `ferry worker
+    /// --concurrency N` does [default: 1; --scale: 8].
+    #[arg(long)]
+    slots: Option<u32>,
+    /// gRPC connections the processes share; 0 = one per process (as separate
+    /// worker processes have) [default: 0].
     #[arg(long)]
     channels: Option<u32>,
     /// Also run EtcdStore at a steady RATE chunks/s (each worker holds a chunk
@@ -143,6 +149,7 @@ fn main() -> Result<()> {
                 url,
                 workers::Fleet {
                     workers: args.workers.unwrap_or(1),
+                    slots: args.slots.unwrap_or(1),
                     chunks: args.chunks.unwrap_or(0) as u64,
                     channels: args.channels.unwrap_or(0),
                     want_next: u32::from(!args.no_next),
@@ -159,6 +166,7 @@ struct Sizes {
     chunks: u32,
     jobs: u32,
     workers: u32,
+    slots: u32,
     channels: u32,
     rate: Option<u32>,
     steady_chunks: u32,
@@ -175,7 +183,8 @@ fn sizes(a: &Args) -> Sizes {
         chunks: pick(a.chunks, 100_000, 1_000_000),
         jobs: pick(a.jobs, 1, 100),
         workers,
-        channels: pick(a.channels, 0, 1_250),
+        slots: pick(a.slots, 1, 8).max(1),
+        channels: a.channels.unwrap_or(0),
         rate,
         steady_chunks: a.steady_chunks.unwrap_or(steady_default),
     }
@@ -195,12 +204,13 @@ async fn bench(args: Args) -> Result<()> {
         Store::Both => &[StoreKind::Memory, StoreKind::Etcd],
     };
     println!(
-        "scheduler benchmark: {} chunks in {} job(s), {} workers, {} connection(s), coordinator log {}",
+        "scheduler benchmark: {} chunks in {} job(s), {} workers in {} process(es), {} connection(s), coordinator log {}",
         sz.chunks,
         sz.jobs,
         sz.workers,
+        sz.workers.div_ceil(sz.slots),
         if sz.channels == 0 {
-            "one per worker".to_string()
+            "one per process".to_string()
         } else {
             sz.channels.to_string()
         },
@@ -217,6 +227,7 @@ async fn bench(args: Args) -> Result<()> {
             chunks: sz.chunks,
             jobs: sz.jobs,
             workers: sz.workers,
+            slots: sz.slots,
             channels: sz.channels,
             lease_chunks: args.lease_chunks,
             hold: Duration::ZERO,

@@ -56,7 +56,7 @@ pub fn table(results: &[RunResult]) -> String {
             "| {} | {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.0} | {:.0} | {:.0} ({:.0}) | {:.0} | {} | {} | {} | {} / {} | {} / {} |",
             r.store,
             r.chunks,
-            r.workers,
+            r.workers_label(),
             r.channels,
             (r.w("acquire_calls") + r.w("complete_calls")) / r.chunks as f64,
             r.wall.as_secs_f64(),

@@ -54,7 +54,7 @@ fn label(r: &RunResult) -> String {
 /// The whole generated section.
 pub fn report(results: &[RunResult]) -> String {
     let mut s = String::new();
-    s.push_str("| run | chunks | jobs | workers | connections | plan stored s | lease phase s | leases/s | coordinator CPU µs/chunk (lease phase) | RSS growth B/chunk: planned / finished | peak RSS MiB | etcd write requests/chunk (lease phase) | etcd write requests/s | AcquireChunk p50 / p99 ms | CompleteChunk p50 / p99 ms | other load |\n");
+    s.push_str("| run | chunks | jobs | workers (processes × slots) | connections | plan stored s | lease phase s | leases/s | coordinator CPU µs/chunk (lease phase) | RSS growth B/chunk: planned / finished | peak RSS MiB | etcd write requests/chunk (lease phase) | etcd write requests/s | AcquireChunk p50 / p99 ms | CompleteChunk p50 / p99 ms | other load |\n");
     s.push_str(
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
@@ -81,7 +81,7 @@ pub fn report(results: &[RunResult]) -> String {
             label(r),
             r.chunks,
             r.jobs,
-            r.workers,
+            r.workers_label(),
             r.channels,
             r.plan_wall.as_secs_f64(),
             r.lease_wall.as_secs_f64(),
@@ -239,7 +239,7 @@ fn goals(results: &[RunResult]) -> String {
             "- {}: {got:.0} leases/s at {} chunks and {} workers against ≥ {goal:.0}: {}",
             label(r),
             r.chunks,
-            r.workers,
+            r.workers_label(),
             verdict(got >= goal)
         );
         if let Some((db, _)) = r.etcd_db {

@@ -6,15 +6,20 @@
 //! (`--no-next`: every chunk takes AcquireChunk then CompleteChunk, as older
 //! workers do). Nothing is copied: a chunk completes as soon as it is leased.
 //!
+//! With `slots` > 1 the N workers are chunk slots of N/slots simulated worker
+//! processes, as `ferry worker --concurrency <slots>` runs them: a process
+//! registers once with that concurrency, its slots lease and report each on
+//! their own, and one heartbeat lists every chunk the process holds.
+//!
 //! With `hold` > 0 a worker keeps each chunk that long before reporting it
 //! (listing it in its heartbeats meanwhile), and worker `i` of `n` starts
 //! `i/n` of a hold late, so the fleet completes a steady `n / hold` chunks
 //! per second, as a fleet copying real chunks does.
 //!
 //! Talks to the parent on stdout, one line each:
-//! `registered workers=N ms=T`, `progress completes=N`, `done key=value …`;
-//! leasing starts when the parent writes `go` on stdin (after it has
-//! submitted the jobs).
+//! `registered workers=N processes=P channels=C ms=T`, `progress completes=N`,
+//! `done key=value …`; leasing starts when the parent writes `go` on stdin
+//! (after it has submitted the jobs).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -81,8 +86,10 @@ async fn channel(url: &str) -> Result<Channel> {
 /// How the simulated fleet behaves.
 #[derive(Debug, Clone, Copy)]
 pub struct Fleet {
-    /// Simulated workers (each registered on its own, one chunk at a time).
+    /// Simulated workers: chunk slots, each leasing one chunk at a time.
     pub workers: u32,
+    /// Slots per simulated worker process (its registration's concurrency).
+    pub slots: u32,
     /// Completions after which the fleet stops.
     pub chunks: u64,
     /// gRPC connections they share (0: one each).
@@ -97,18 +104,21 @@ pub struct Fleet {
 pub async fn run(url: String, fleet: Fleet) -> Result<()> {
     let Fleet {
         workers,
+        slots,
         chunks,
         channels,
         want_next,
         hold,
     } = fleet;
     let started = Instant::now();
-    // one connection per worker (channels = 0), like real worker processes,
+    let slots = slots.max(1);
+    let processes = workers.div_ceil(slots);
+    // one connection per process (channels = 0), like real worker processes,
     // or `channels` connections shared round-robin (HTTP/2 multiplexing)
     let n_channels = if channels == 0 {
-        workers
+        processes
     } else {
-        channels.min(workers)
+        channels.min(processes)
     };
     let mut chans = Vec::with_capacity(n_channels as usize);
     for _ in 0..n_channels {
@@ -116,20 +126,22 @@ pub async fn run(url: String, fleet: Fleet) -> Result<()> {
     }
     let stats = Arc::new(Stats::default());
     let stop = CancellationToken::new();
-    let registered = Arc::new(tokio::sync::Barrier::new(workers as usize + 1));
-    let go = Arc::new(tokio::sync::Barrier::new(workers as usize + 1));
-    let mut tasks = Vec::with_capacity(workers as usize);
-    for i in 0..workers {
-        let ch = chans[(i % n_channels) as usize].clone();
+    let registered = Arc::new(tokio::sync::Barrier::new(processes as usize + 1));
+    let go = Arc::new(tokio::sync::Barrier::new(processes as usize + 1));
+    let mut tasks = Vec::with_capacity(processes as usize);
+    for p in 0..processes {
+        let ch = chans[(p % n_channels) as usize].clone();
+        let first = p * slots;
         let sim = Sim {
-            i,
+            i: p,
+            slots: slots.min(workers - first),
+            first,
+            workers,
             chunks,
             want_next,
             hold,
-            // staggered starts spread the fleet's reports evenly over a hold
-            start_after: hold.mul_f64(i as f64 / workers.max(1) as f64),
         };
-        tasks.push(tokio::spawn(worker(
+        tasks.push(tokio::spawn(process(
             sim,
             ch,
             Arc::clone(&stats),
@@ -140,7 +152,7 @@ pub async fn run(url: String, fleet: Fleet) -> Result<()> {
     }
     registered.wait().await;
     println!(
-        "registered workers={workers} channels={n_channels} ms={}",
+        "registered workers={workers} processes={processes} channels={n_channels} ms={}",
         started.elapsed().as_millis()
     );
     // the parent submits its jobs, then says go
@@ -228,6 +240,7 @@ pub async fn run(url: String, fleet: Fleet) -> Result<()> {
 async fn register(
     client: &mut WorkerServiceClient<Channel>,
     i: u32,
+    concurrency: u32,
     id: &Mutex<(String, String)>,
     stop: &CancellationToken,
 ) -> Result<Duration> {
@@ -237,7 +250,7 @@ async fn register(
         let req = RegisterWorkerRequest {
             worker_id,
             hostname: format!("sim-{i}"),
-            concurrency: 1,
+            concurrency,
             protocol: ferry_common::plan::WORKER_PROTOCOL,
             session_secret,
         };
@@ -268,17 +281,35 @@ fn note(stats: &Stats, i: u32, what: &str, s: &tonic::Status) {
     }
 }
 
-/// One simulated worker's settings.
+/// One simulated worker process's settings.
 #[derive(Debug, Clone, Copy)]
 struct Sim {
+    /// The process's number.
     i: u32,
+    /// Its chunk slots (its registration's concurrency).
+    slots: u32,
+    /// The fleet-wide number of its first slot.
+    first: u32,
+    /// Slots in the whole fleet.
+    workers: u32,
     chunks: u64,
     want_next: u32,
     hold: Duration,
-    start_after: Duration,
 }
 
-async fn worker(
+/// What one slot of a process shares with its other slots.
+struct Proc {
+    sim: Sim,
+    id: Arc<Mutex<(String, String)>>,
+    /// The chunk each slot holds, listed in the process's heartbeats.
+    held: Arc<Mutex<Vec<Option<ChunkRef>>>>,
+    stats: Arc<Stats>,
+    stop: CancellationToken,
+}
+
+/// A simulated worker process: registers once, heartbeats for all its slots,
+/// and runs its slots until the fleet is done.
+async fn process(
     sim: Sim,
     ch: Channel,
     stats: Arc<Stats>,
@@ -286,14 +317,13 @@ async fn worker(
     registered: Arc<tokio::sync::Barrier>,
     go: Arc<tokio::sync::Barrier>,
 ) -> Result<Lat> {
-    let i = sim.i;
     let mut client = WorkerServiceClient::new(ch);
     let id = Arc::new(Mutex::new((String::new(), String::new())));
-    let every = register(&mut client, i, &id, &stop).await?;
-    let held: Arc<Mutex<Option<ChunkRef>>> = Arc::new(Mutex::new(None));
+    let every = register(&mut client, sim.i, sim.slots, &id, &stop).await?;
+    let held = Arc::new(Mutex::new(vec![None; sim.slots as usize]));
     let hb = tokio::spawn(heartbeats(
         client.clone(),
-        i,
+        sim,
         Arc::clone(&id),
         every,
         Arc::clone(&held),
@@ -302,8 +332,62 @@ async fn worker(
     ));
     registered.wait().await;
     go.wait().await;
-    if !sim.start_after.is_zero() {
-        tokio::time::sleep(sim.start_after).await;
+    let proc = Arc::new(Proc {
+        sim,
+        id,
+        held,
+        stats,
+        stop,
+    });
+    let slots: Vec<_> = (0..sim.slots)
+        .map(|slot| tokio::spawn(worker(Arc::clone(&proc), slot, client.clone())))
+        .collect();
+    let mut lat = Lat::default();
+    let mut failed = None;
+    for t in slots {
+        match t.await {
+            Ok(Ok(l)) => {
+                lat.acquire_us.extend(l.acquire_us);
+                lat.complete_us.extend(l.complete_us);
+            }
+            Ok(Err(e)) => {
+                proc.stop.cancel();
+                failed.get_or_insert(e);
+            }
+            Err(e) => {
+                proc.stop.cancel();
+                failed.get_or_insert(anyhow::anyhow!("worker slot panicked: {e}"));
+            }
+        }
+    }
+    let _ = hb.await;
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(lat),
+    }
+}
+
+/// One slot of a simulated process: leases and reports chunks until the
+/// fleet is done.
+async fn worker(
+    proc: Arc<Proc>,
+    slot: u32,
+    mut client: WorkerServiceClient<Channel>,
+) -> Result<Lat> {
+    let Proc {
+        sim,
+        id,
+        held,
+        stats,
+        stop,
+    } = &*proc;
+    let (sim, stats, stop) = (*sim, &**stats, stop);
+    let i = sim.i;
+    let global = sim.first + slot;
+    // staggered starts spread the fleet's reports evenly over a hold
+    let start_after = sim.hold.mul_f64(global as f64 / sim.workers.max(1) as f64);
+    if !start_after.is_zero() {
+        tokio::time::sleep(start_after).await;
     }
 
     let mut lat = Lat::default();
@@ -323,7 +407,7 @@ async fn worker(
                 Err(s) if s.code() == tonic::Code::NotFound => {
                     // the coordinator forgot this worker (a new leader term): register again
                     stats.reregistered.fetch_add(1, Ordering::Relaxed);
-                    if let Err(e) = register(&mut client, i, &id, &stop).await {
+                    if let Err(e) = register(&mut client, i, sim.slots, id, stop).await {
                         // the fleet has done its chunks: stop, not an error
                         if stop.is_cancelled() {
                             break;
@@ -333,7 +417,7 @@ async fn worker(
                     continue;
                 }
                 Err(s) => {
-                    note(&stats, i, "AcquireChunk", &s);
+                    note(stats, i, "AcquireChunk", &s);
                     tokio::time::sleep(Duration::from_millis(500)).await;
                     continue;
                 }
@@ -347,57 +431,67 @@ async fn worker(
         } else {
             std::mem::take(&mut next)
         };
-        complete_all(
-            &mut client,
+        let slot_of = Slot {
             sim,
-            &id,
-            assignments,
-            &held,
-            &stats,
-            &stop,
-            &mut lat,
-            &mut next,
-        )
-        .await;
+            slot,
+            id,
+            held,
+            stats,
+            stop,
+        };
+        complete_all(&mut client, &slot_of, assignments, &mut lat, &mut next).await;
     }
-    let _ = hb.await;
     Ok(lat)
+}
+
+/// What reporting a slot's chunks needs.
+struct Slot<'a> {
+    sim: Sim,
+    slot: u32,
+    id: &'a Mutex<(String, String)>,
+    held: &'a Mutex<Vec<Option<ChunkRef>>>,
+    stats: &'a Stats,
+    stop: &'a CancellationToken,
 }
 
 /// "Copies" (at once) and reports each leased chunk, as `ferry worker` does:
 /// until acknowledged or refused. Chunks leased with a report go to `next`.
-#[allow(clippy::too_many_arguments)]
 async fn complete_all(
     client: &mut WorkerServiceClient<Channel>,
-    sim: Sim,
-    id: &Mutex<(String, String)>,
+    s: &Slot<'_>,
     assignments: Vec<ChunkAssignment>,
-    held: &Mutex<Option<ChunkRef>>,
-    stats: &Stats,
-    stop: &CancellationToken,
     lat: &mut Lat,
     next: &mut Vec<ChunkAssignment>,
 ) {
+    let Slot {
+        id,
+        held,
+        stats,
+        stop,
+        slot,
+        ..
+    } = *s;
     let Sim {
         i,
         chunks,
         want_next,
         hold,
         ..
-    } = sim;
+    } = s.sim;
+    let slot = slot as usize;
     for a in assignments {
         stats.leased.fetch_add(1, Ordering::Relaxed);
         let Some(chunk) = a.chunk else { continue };
         // held while it "copies" (`hold`), then reported without it, as
         // `ferry worker` forgets a chunk before reporting it
-        *held.lock().unwrap() = Some(chunk.clone());
+        held.lock().unwrap()[slot] = Some(chunk.clone());
         if !hold.is_zero() {
             tokio::select! {
                 _ = stop.cancelled() => {}
                 _ = tokio::time::sleep(hold) => {}
             }
         }
-        *held.lock().unwrap() = None;
+        held.lock().unwrap()[slot] = None;
         let t = Instant::now();
         let mut tries = 0;
         loop {
@@ -447,10 +541,10 @@ async fn complete_all(
 
 async fn heartbeats(
     mut client: WorkerServiceClient<Channel>,
-    i: u32,
+    sim: Sim,
     id: Arc<Mutex<(String, String)>>,
     every: Duration,
-    held: Arc<Mutex<Option<ChunkRef>>>,
+    held: Arc<Mutex<Vec<Option<ChunkRef>>>>,
     stats: Arc<Stats>,
     stop: CancellationToken,
 ) {
@@ -460,18 +554,21 @@ async fn heartbeats(
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let chunk = held.lock().unwrap().clone();
+        let chunks: Vec<HeldChunk> = held
+            .lock()
+            .unwrap()
+            .iter()
+            .flatten()
+            .map(|c| HeldChunk {
+                chunk: Some(c.clone()),
+                rows_so_far: 0,
+            })
+            .collect();
         let (worker_id, session_secret) = id.lock().unwrap().clone();
         let req = HeartbeatRequest {
             worker_id,
             session_secret,
-            held: chunk
-                .map(|c| HeldChunk {
-                    chunk: Some(c),
-                    rows_so_far: 0,
-                })
-                .into_iter()
-                .collect(),
+            held: chunks,
             partial: false,
             leaving: false,
         };
@@ -483,12 +580,15 @@ async fn heartbeats(
             }
             Err(s) if s.code() == tonic::Code::NotFound => {
                 stats.reregistered.fetch_add(1, Ordering::Relaxed);
-                if register(&mut client, i, &id, &stop).await.is_err() {
+                if register(&mut client, sim.i, sim.slots, &id, &stop)
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
             Err(s) => {
-                note(&stats, i, "Heartbeat", &s);
+                note(&stats, sim.i, "Heartbeat", &s);
             }
         }
     }
