@@ -2,13 +2,15 @@
 //! job: only then does a chunk's key range hold the same rows on both sides,
 //! so `ferry verify` may compare range by range and `ferry repair` may delete
 //! a range and copy it again. A text key whose collations differ (a source
-//! database in `en_US.UTF-8`, a target in `C`) would put other chunks' rows
-//! in a range: repair would delete them and not copy them back.
+//! database in `en_US.UTF-8`, a target in `C`), or one locale of two
+//! collation library versions (glibc 2.27 on the source host, 2.36 on the
+//! target's), would put other chunks' rows in a range: repair would delete
+//! them and not copy them back.
 
 use ferry_common::proto::{ColumnPlan, KeyColumn, TableRef};
 use ferry_connectors::coltype;
 use ferry_connectors::db::Conn;
-use ferry_connectors::postgres::collation::{column_order, TextOrder};
+use ferry_connectors::postgres::collation::{column_order, ColumnCollation};
 use ferry_connectors::postgres::sql::{quote_ident, quote_table};
 use ferry_connectors::types::FerryType;
 
@@ -49,10 +51,15 @@ pub async fn key_order(
         );
         let s = s.map_err(|f| CoordinatorError::Database(f.message))?;
         let d = d.map_err(|f| CoordinatorError::Database(f.message))?;
-        if s != d {
-            let says = |o: &Option<TextOrder>| {
-                o.as_ref()
-                    .map_or_else(|| "no collation".to_string(), TextOrder::to_string)
+        let alike = match (&s, &d) {
+            (None, None) => true,
+            (Some(s), Some(d)) => s.sorts_like(d),
+            _ => false,
+        };
+        if !alike {
+            let says = |c: &Option<ColumnCollation>| {
+                c.as_ref()
+                    .map_or_else(|| "no collation".to_string(), ToString::to_string)
             };
             return Ok(KeyOrder::Differs(format!(
                 "key column '{}' sorts in {} in the source and target column '{}' in {}",

@@ -216,7 +216,7 @@ pub async fn check_repairable(
             "job_id",
             Reason::NoKeyInTarget,
             format!(
-                "repair deletes a chunk's key range in the target and copies it again, but {why}, so such a range holds rows of other chunks there. Give the target column the source's collation (ALTER TABLE … ALTER COLUMN … TYPE … COLLATE …), or submit the job again with --mode truncate or --mode replace"
+                "repair deletes a chunk's key range in the target and copies it again, but {why}, so such a range holds rows of other chunks there. Give the target column a collation that sorts as the source's (ALTER TABLE … ALTER COLUMN … TYPE … COLLATE …), or submit the job again with --mode truncate or --mode replace"
             ),
         )),
     }

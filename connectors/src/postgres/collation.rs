@@ -47,6 +47,42 @@ impl fmt::Display for TextOrder {
     }
 }
 
+/// A column's text order and the version of the library that implements it
+/// on this server (`pg_collation_actual_version`): the same locale of two
+/// library versions may sort some strings apart (glibc 2.28 changed most).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnCollation {
+    /// How the column's values are ordered.
+    pub order: TextOrder,
+    /// The provider library's version for that order, when the server knows it.
+    pub version: Option<String>,
+}
+
+impl ColumnCollation {
+    /// Whether `target` orders values as `self` does. An unknown version
+    /// (PostgreSQL 14 and older for a database's default collation) is taken
+    /// to match; code point order is the same whatever the library.
+    pub fn sorts_like(&self, target: &ColumnCollation) -> bool {
+        if self.order != target.order {
+            return false;
+        }
+        match (&self.order, &self.version, &target.version) {
+            (TextOrder::Locale { .. }, Some(s), Some(t)) => s == t,
+            _ => true,
+        }
+    }
+}
+
+impl fmt::Display for ColumnCollation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.order)?;
+        match (&self.order, &self.version) {
+            (TextOrder::Locale { .. }, Some(v)) => write!(f, " (library version {v})"),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// The order of a collation from its provider code (`pg_collation.collprovider`,
 /// `pg_database.datlocprovider`), its libc `LC_COLLATE` and its ICU or
 /// builtin locale.
@@ -98,10 +134,13 @@ async fn catalog_row(
         .map_err(|e| DbFailure::permanent(format!("the collation catalog row is not JSON: {e}")))
 }
 
-/// The order of the one column `select` (a `SELECT` of one column, without
-/// `LIMIT`) returns; None when its type has no collation (numbers, times,
-/// uuids). Nothing is read: the statements only plan `select`.
-pub async fn column_order(client: &Client, select: &str) -> Result<Option<TextOrder>, DbFailure> {
+/// The collation of the one column `select` (a `SELECT` of one column,
+/// without `LIMIT`) returns; None when its type has no collation (numbers,
+/// times, uuids). Nothing is read: the statements only plan `select`.
+pub async fn column_order(
+    client: &Client,
+    select: &str,
+) -> Result<Option<ColumnCollation>, DbFailure> {
     let probe = format!("({select} LIMIT 0)");
     let collatable: bool = client
         .query_one(
@@ -125,7 +164,7 @@ pub async fn column_order(client: &Client, select: &str) -> Result<Option<TextOr
     };
     let coll = catalog_row(
         client,
-        "SELECT to_jsonb(c)::text FROM pg_collation c WHERE c.oid = $1::text::regcollation",
+        "SELECT (to_jsonb(c) || jsonb_build_object('actual_version', pg_collation_actual_version(c.oid)))::text FROM pg_collation c WHERE c.oid = $1::text::regcollation",
         &[&name],
     )
     .await?;
@@ -134,31 +173,68 @@ pub async fn column_order(client: &Client, select: &str) -> Result<Option<TextOr
         .and_then(Json::as_bool)
         .unwrap_or(true);
     if text(&coll, "collprovider") != Some("d") {
-        return Ok(Some(order_of(
-            text(&coll, "collprovider").unwrap_or_default(),
-            text(&coll, "collcollate"),
-            first_text(&coll, &["colliculocale", "colllocale"]),
-            deterministic,
-        )));
+        return Ok(Some(ColumnCollation {
+            order: order_of(
+                text(&coll, "collprovider").unwrap_or_default(),
+                text(&coll, "collcollate"),
+                first_text(&coll, &["colliculocale", "colllocale"]),
+                deterministic,
+            ),
+            version: text(&coll, "actual_version").map(str::to_string),
+        }));
     }
-    // the database's default collation
-    let db = catalog_row(
-        client,
-        "SELECT to_jsonb(d)::text FROM pg_database d WHERE d.datname = current_database()",
-        &[],
-    )
-    .await?;
-    Ok(Some(order_of(
-        text(&db, "datlocprovider").unwrap_or("c"),
-        text(&db, "datcollate"),
-        first_text(&db, &["daticulocale", "datlocale"]),
-        true,
-    )))
+    // the database's default collation; its library version is known from
+    // PostgreSQL 15 on
+    let version_num: i32 = client
+        .query_one("SELECT current_setting('server_version_num')::int", &[])
+        .await
+        .map_err(|e| failed("cannot read the server's version", &e))?
+        .get(0);
+    let db_sql = if version_num >= 150_000 {
+        "SELECT (to_jsonb(d) || jsonb_build_object('actual_version', pg_database_collation_actual_version(d.oid)))::text FROM pg_database d WHERE d.datname = current_database()"
+    } else {
+        "SELECT to_jsonb(d)::text FROM pg_database d WHERE d.datname = current_database()"
+    };
+    let db = catalog_row(client, db_sql, &[]).await?;
+    Ok(Some(ColumnCollation {
+        order: order_of(
+            text(&db, "datlocprovider").unwrap_or("c"),
+            text(&db, "datcollate"),
+            first_text(&db, &["daticulocale", "datlocale"]),
+            true,
+        ),
+        version: text(&db, "actual_version").map(str::to_string),
+    }))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{order_of, TextOrder};
+    use super::{order_of, ColumnCollation, TextOrder};
+
+    fn libc(locale: &str, version: Option<&str>) -> ColumnCollation {
+        ColumnCollation {
+            order: order_of("c", Some(locale), None, true),
+            version: version.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn one_locale_of_two_library_versions_differs() {
+        let old = libc("en_US.UTF-8", Some("2.27"));
+        let new = libc("en_US.UTF-8", Some("2.36"));
+        assert!(!old.sorts_like(&new));
+        assert_eq!(
+            old.to_string(),
+            "libc locale 'en_US.UTF-8' (library version 2.27)"
+        );
+        assert!(old.sorts_like(&old.clone()));
+        // an unknown version (PostgreSQL 14's default collation) matches
+        assert!(old.sorts_like(&libc("en_US.UTF-8", None)));
+        // code point order is the same whatever the library
+        assert!(libc("C", Some("2.27")).sorts_like(&libc("C", Some("2.36"))));
+        assert_eq!(libc("C", Some("2.27")).to_string(), "code point order (C)");
+        assert!(!libc("C", None).sorts_like(&libc("en_US.UTF-8", None)));
+    }
 
     #[test]
     fn c_locales_are_code_point_order() {

@@ -124,7 +124,7 @@ async fn sorted_otherwise(
     match order {
         KeyOrder::Same => None,
         KeyOrder::Differs(why) => Some(format!(
-            "key order: {why}; `ferry verify` will compare the whole table at once and `ferry repair` will refuse (a key range of the target holds other chunks' rows): give the target column the source's collation to verify and repair chunk by chunk"
+            "key order: {why}; `ferry verify` will compare the whole table at once and `ferry repair` will refuse (a key range of the target holds other chunks' rows): give the target column a collation that sorts as the source's to verify and repair chunk by chunk"
         )),
     }
 }
