@@ -187,29 +187,15 @@ pub async fn run(url: String, fleet: Fleet) -> Result<()> {
         })
     };
 
-    let mut lat = Lat::default();
-    let mut failed = None;
-    for t in tasks {
-        match t.await {
-            Ok(Ok(l)) => {
-                lat.acquire_us.extend(l.acquire_us);
-                lat.complete_us.extend(l.complete_us);
-            }
-            Ok(Err(e)) => {
-                stop.cancel();
-                failed.get_or_insert(e);
-            }
-            Err(e) => {
-                stop.cancel();
-                failed.get_or_insert(anyhow::anyhow!("worker task panicked: {e}"));
-            }
-        }
-    }
+    let joined = join_all(tasks, &stop).await;
     progress.abort();
-    if let Some(e) = failed {
-        println!("error {e:#}");
-        return Err(e);
-    }
+    let mut lat = match joined {
+        Ok(lat) => lat,
+        Err(e) => {
+            println!("error {e:#}");
+            return Err(e);
+        }
+    };
     let u = sys::self_usage();
     let s = &stats;
     println!(
@@ -342,25 +328,35 @@ async fn process(
     let slots: Vec<_> = (0..sim.slots)
         .map(|slot| tokio::spawn(worker(Arc::clone(&proc), slot, client.clone())))
         .collect();
+    let joined = join_all(slots, &proc.stop).await;
+    let _ = hb.await;
+    joined
+}
+
+/// Waits for every task: their latencies merged, or the first failure (which
+/// stops the fleet).
+async fn join_all(
+    tasks: Vec<tokio::task::JoinHandle<Result<Lat>>>,
+    stop: &CancellationToken,
+) -> Result<Lat> {
     let mut lat = Lat::default();
     let mut failed = None;
-    for t in slots {
+    for t in tasks {
         match t.await {
             Ok(Ok(l)) => {
                 lat.acquire_us.extend(l.acquire_us);
                 lat.complete_us.extend(l.complete_us);
             }
             Ok(Err(e)) => {
-                proc.stop.cancel();
+                stop.cancel();
                 failed.get_or_insert(e);
             }
             Err(e) => {
-                proc.stop.cancel();
-                failed.get_or_insert(anyhow::anyhow!("worker slot panicked: {e}"));
+                stop.cancel();
+                failed.get_or_insert(anyhow::anyhow!("worker task panicked: {e}"));
             }
         }
     }
-    let _ = hb.await;
     match failed {
         Some(e) => Err(e),
         None => Ok(lat),

@@ -37,16 +37,7 @@ async fn next_chunk_is_a_real_lease(store: Arc<dyn StateStore>) {
         .submit_planned("lease-next".into(), spec(), Plan::synthetic(3))
         .await
         .expect("submit");
-    let w = s
-        .register_worker(
-            "w1".into(),
-            "test".into(),
-            1,
-            ferry_common::plan::WORKER_PROTOCOL,
-        )
-        .await
-        .expect("register")
-        .worker_id;
+    let w = synthetic::register(&s, "w1", 1).await;
 
     let first = s.acquire(&w, 1).await.expect("acquire");
     assert_eq!(first.len(), 1);

@@ -22,15 +22,7 @@ fn spec() -> JobSpec {
 }
 
 async fn register(s: &Arc<Scheduler>, id: &str) -> String {
-    s.register_worker(
-        id.into(),
-        "test".into(),
-        2,
-        ferry_common::plan::WORKER_PROTOCOL,
-    )
-    .await
-    .expect("register")
-    .worker_id
+    synthetic::register(s, id, 2).await
 }
 
 async fn a_lease_never_received_comes_back_when_its_worker_leaves(store: Arc<dyn StateStore>) {

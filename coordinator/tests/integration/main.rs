@@ -1,6 +1,7 @@
 //! The coordinator's integration tests, one binary: the scheduler over synthetic
 //! plans and real etcd, the stores, leader roles and the planner against PostgreSQL.
 
+mod replica;
 mod synthetic;
 
 mod bulk_writes;

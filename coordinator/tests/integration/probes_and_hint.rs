@@ -4,93 +4,23 @@
 //! a follower's refusal names the leader in the `x-ferry-leader` metadata,
 //! and a client given only the follower's address reaches the leader by it.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use crate::replica::{start, status, wait_for};
 
 use ferry_common::client::{leader_hint, Coordinators};
-use ferry_common::config::JobDefaults;
-use ferry_common::connections::ConnectionRegistry;
 use ferry_common::proto::ListJobsRequest;
-use ferry_common::timing::Timings;
-use ferry_coordinator::leader::{self, EtcdOptions};
-use ferry_coordinator::scheduler::SchedulerConfig;
-use ferry_coordinator::server::{self, LIVENESS_SERVICE};
+use ferry_coordinator::server::LIVENESS_SERVICE;
 use ferry_tests::etcd::EtcdCluster;
-use tokio_util::sync::CancellationToken;
 use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::HealthCheckRequest;
-
-struct Replica {
-    url: String,
-    stop: CancellationToken,
-}
-
-async fn start(etcd: &EtcdCluster) -> Replica {
-    let (listener, addr) = server::bind("127.0.0.1:0".parse().expect("addr"))
-        .await
-        .expect("bind");
-    let url = format!("http://{addr}");
-    let (gate, health) = server::gate().await;
-    let stop = CancellationToken::new();
-    let config = SchedulerConfig {
-        defaults: JobDefaults::default(),
-        connections: ConnectionRegistry::default(),
-        timings: Timings::default(),
-        ledger_schema: "ferry".into(),
-        lifecycle: Default::default(),
-    };
-    let opts = EtcdOptions {
-        endpoints: etcd.endpoints(),
-        prefix: "/probes".into(),
-        advertise: url.clone(),
-        security: Default::default(),
-        max_txn_ops: ferry_coordinator::store::DEFAULT_MAX_TXN_OPS,
-    };
-    tokio::spawn(leader::run(Arc::clone(&gate), config, opts, stop.clone()));
-    let s = stop.clone();
-    tokio::spawn(server::serve(listener, gate, health, async move {
-        s.cancelled().await
-    }));
-    Replica { url, stop }
-}
-
-async fn status(url: &str, service: &str) -> ServingStatus {
-    let Ok(endpoint) = tonic::transport::Endpoint::from_shared(url.to_string()) else {
-        return ServingStatus::Unknown;
-    };
-    let Ok(channel) = endpoint.connect().await else {
-        return ServingStatus::Unknown;
-    };
-    let mut client = HealthClient::new(channel);
-    match client
-        .check(HealthCheckRequest {
-            service: service.to_string(),
-        })
-        .await
-    {
-        Ok(r) => ServingStatus::try_from(r.into_inner().status).unwrap_or(ServingStatus::Unknown),
-        Err(_) => ServingStatus::Unknown,
-    }
-}
-
-async fn wait_for(what: &str, mut f: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !f().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn liveness_serves_on_followers_and_the_leader_hint_is_typed() {
     let etcd = EtcdCluster::start(1);
-    let a = start(&etcd).await;
+    let a = start(&etcd, "/probes").await;
     wait_for("the first replica to lead", async || {
         status(&a.url, "").await == ServingStatus::Serving
     })
     .await;
-    let b = start(&etcd).await;
+    let b = start(&etcd, "/probes").await;
     let follower = Coordinators::new(&b.url, None).expect("follower address");
     wait_for(
         "the follower to refuse, naming the leader",

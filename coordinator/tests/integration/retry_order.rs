@@ -35,16 +35,7 @@ async fn a_retried_chunk_goes_ahead_of_the_chunks_not_yet_run() {
         .submit_planned("retry-order".into(), spec, Plan::synthetic(6))
         .await
         .expect("submit");
-    let w = s
-        .register_worker(
-            "w".into(),
-            "test".into(),
-            1,
-            ferry_common::plan::WORKER_PROTOCOL,
-        )
-        .await
-        .expect("register")
-        .worker_id;
+    let w = synthetic::register(&s, "w", 1).await;
 
     let first = s.acquire(&w, 1).await.expect("acquire");
     let failed = chunk_of(&first[0]);

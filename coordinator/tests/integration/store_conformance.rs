@@ -1,6 +1,7 @@
 //! One conformance suite, the same test functions, run against `MemoryStore`
 //! and against `EtcdStore` on a real etcd member.
 
+use crate::synthetic::leased;
 use std::time::Duration;
 
 use ferry_common::proto::{
@@ -32,13 +33,6 @@ fn chunk(job: &str, n: u32) -> ChunkRecord {
         state: ChunkState::Pending as i32,
         ..Default::default()
     }
-}
-
-fn leased(mut c: ChunkRecord, worker: &str) -> ChunkRecord {
-    c.state = ChunkState::Leased as i32;
-    c.attempt += 1;
-    c.worker_id = worker.into();
-    c
 }
 
 /// The same request id gives the same job; another gives a new one.

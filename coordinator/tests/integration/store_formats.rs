@@ -112,16 +112,7 @@ async fn a_format_2_job_is_continued_where_it_is() {
     );
 
     // the format-2 job runs to its end, its chunks written where they were
-    let w = s
-        .register_worker(
-            String::new(),
-            "test".into(),
-            1,
-            ferry_common::plan::WORKER_PROTOCOL,
-        )
-        .await
-        .expect("register")
-        .worker_id;
+    let w = synthetic::register(&s, "", 1).await;
     let old = s.get_job("jold").await.expect("format-2 job");
     assert_eq!(old.chunks[0].range, "chunk 1", "the stored range is shown");
     for _ in 0..3 {

@@ -4,6 +4,7 @@
 //! a load sees the new plan whole, a chunk written meanwhile makes it fail
 //! with nothing written, and a lease racing it: exactly one of them lands.
 
+use crate::synthetic::leased;
 use ferry_common::proto::{
     ChunkBounds, ChunkRecord, ChunkState, JobRecord, JobState, KeyTuple, KeyValue,
 };
@@ -35,13 +36,6 @@ fn chunk(job: &str, n: u32, lo: i64, hi: i64) -> ChunkRecord {
         state: ChunkState::Pending as i32,
         ..Default::default()
     }
-}
-
-fn leased(mut c: ChunkRecord, worker: &str) -> ChunkRecord {
-    c.state = ChunkState::Leased as i32;
-    c.attempt += 1;
-    c.worker_id = worker.into();
-    c
 }
 
 async fn load(store: &dyn StateStore, id: &str) -> (JobRecord, Vec<StoredChunk>) {

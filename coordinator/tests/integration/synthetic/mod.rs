@@ -97,3 +97,32 @@ pub async fn stored_chunks(
         .map(|(_, chunks)| chunks)
         .expect("job stored")
 }
+
+/// Registers worker `id` with `concurrency` slots (an empty id: the scheduler
+/// names it); the id it was registered under.
+pub async fn register(
+    s: &ferry_coordinator::scheduler::Scheduler,
+    id: &str,
+    concurrency: u32,
+) -> String {
+    s.register_worker(
+        id.into(),
+        "test".into(),
+        concurrency,
+        ferry_common::plan::WORKER_PROTOCOL,
+    )
+    .await
+    .expect("register")
+    .worker_id
+}
+
+/// `c` as the store holds it once `worker` leased it.
+pub fn leased(
+    mut c: ferry_common::proto::ChunkRecord,
+    worker: &str,
+) -> ferry_common::proto::ChunkRecord {
+    c.state = ferry_common::proto::ChunkState::Leased as i32;
+    c.attempt += 1;
+    c.worker_id = worker.into();
+    c
+}
