@@ -4,7 +4,9 @@
 //! MySQL `attempts` rows; a job with one recent row, a job the caller holds
 //! and a recent job stay; rejected rows stay; a database without a ledger
 //! table answers None and gets none; and a job whose chunk commits while it
-//! is collected keeps every row.
+//! is collected keeps every row. On MySQL the attempts of a job that never
+//! committed a chunk leave by their own age, and an `attempts` table of an
+//! older Ferry is given the column that dates them.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -211,7 +213,8 @@ async fn mysql_ledger_in_a_database_whose_name_needs_quoting() {
         "",
         "INSERT INTO `gc-db``x`.ledger (job_id, chunk_no, attempt, fencing_token, worker, committed_at)
            VALUES ('old-job', 1, 1, 1, 'w', NOW(6) - INTERVAL 40 DAY);
-         INSERT INTO `gc-db``x`.attempts VALUES ('old-job', 1, 1, 7)",
+         INSERT INTO `gc-db``x`.attempts (job_id, chunk_no, attempt, connection_id)
+           VALUES ('old-job', 1, 1, 7)",
     )
     .await;
     assert_eq!(
@@ -221,6 +224,92 @@ async fn mysql_ledger_in_a_database_whose_name_needs_quoting() {
     );
     assert_eq!(collect_held(&mut conn, ODD).await, removed(&["old-job"], 1));
     assert_eq!(my_count(&my, "`gc-db``x`.attempts", "old-job").await, 0);
+}
+
+/// Inserts an attempts row of `job`'s chunk `chunk`, recorded `days` ago.
+async fn my_attempt(my: &MariaDb, job: &str, chunk: u32, days: u32) {
+    my.exec(
+        "",
+        &format!(
+            "INSERT INTO ferry.attempts (job_id, chunk_no, attempt, connection_id, recorded_at)
+               VALUES ('{job}', {chunk}, 1, 7, NOW(6) - INTERVAL {days} DAY)"
+        ),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_attempts_of_jobs_that_never_committed_leave_by_their_age() {
+    let my = MariaDb::start();
+    my.create_db("dst").await;
+    // an attempts table as Ferry made it before it had `recorded_at`
+    my.exec(
+        "",
+        "CREATE DATABASE ferry;
+         CREATE TABLE ferry.ledger (job_id varchar(64) NOT NULL, chunk_no int NOT NULL,
+           attempt int NOT NULL, fencing_token bigint NOT NULL, worker varchar(128) NOT NULL,
+           rows_written bigint NOT NULL DEFAULT 0, rows_rejected bigint NOT NULL DEFAULT 0,
+           committed_at datetime(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+           PRIMARY KEY (job_id, chunk_no)) ENGINE=InnoDB;
+         CREATE TABLE ferry.attempts (job_id varchar(64) NOT NULL, chunk_no int NOT NULL,
+           attempt int NOT NULL, connection_id bigint unsigned NOT NULL,
+           PRIMARY KEY (job_id, chunk_no, attempt)) ENGINE=InnoDB;
+         INSERT INTO ferry.attempts VALUES ('undated-job', 1, 1, 7)",
+    )
+    .await;
+    let mut conn = my_open(&my).await;
+    assert_eq!(
+        collect_held(&mut conn, SCHEMA).await,
+        removed(&[], 0),
+        "an undated attempts table is left as it is"
+    );
+    assert_eq!(my_count(&my, "ferry.attempts", "undated-job").await, 1);
+    my_ensure(&mut conn, SCHEMA).await;
+    assert_eq!(
+        my.query_i64(
+            "",
+            "SELECT count(*) FROM ferry.attempts
+              WHERE job_id = 'undated-job' AND recorded_at > NOW(6) - INTERVAL 1 HOUR"
+        )
+        .await,
+        1,
+        "the older table's row is kept and dated now"
+    );
+
+    // never committed, every attempt past the retention: leaves
+    my_attempt(&my, "failed-job", 1, 40).await;
+    my_attempt(&my, "failed-job", 2, 35).await;
+    // never committed, one attempt recent: stays whole
+    my_attempt(&my, "young-job", 1, 40).await;
+    my_attempt(&my, "young-job", 2, 1).await;
+    // held by the caller: stays
+    my_attempt(&my, HELD, 1, 40).await;
+    // has a recent ledger row: its old attempts stay with it
+    my_attempt(&my, "ledgered-job", 1, 40).await;
+    my.exec(
+        "",
+        "INSERT INTO ferry.ledger (job_id, chunk_no, attempt, fencing_token, worker)
+           VALUES ('ledgered-job', 1, 1, 1, 'w')",
+    )
+    .await;
+    assert_eq!(
+        collect_held(&mut conn, SCHEMA).await,
+        removed(&[], 0),
+        "no ledger row was old enough"
+    );
+    for (job, attempts) in [
+        ("failed-job", 0),
+        ("young-job", 2),
+        (HELD, 1),
+        ("ledgered-job", 1),
+        ("undated-job", 1),
+    ] {
+        assert_eq!(
+            my_count(&my, "ferry.attempts", job).await,
+            attempts,
+            "{job}"
+        );
+    }
 }
 
 async fn lite_open(lite: &SqliteFile) -> Conn {

@@ -10,7 +10,7 @@ use sqlx::mysql::MySqlConnection;
 use sqlx::{AssertSqlSafe, Row};
 
 use super::errors::classify;
-use super::session::{exec, exec_each};
+use super::session::{exec, exec_each, has_column};
 use super::sql::quote_ident;
 use crate::isolate::Rejected;
 
@@ -58,16 +58,42 @@ pub async fn ensure(conn: &mut MySqlConnection, schema: &str) -> Result<(), DbFa
             "CREATE TABLE IF NOT EXISTS {s}.attempts (
              job_id varchar(64) NOT NULL, chunk_no int NOT NULL, attempt int NOT NULL,
              connection_id bigint unsigned NOT NULL,
+             {RECORDED_AT},
              PRIMARY KEY (job_id, chunk_no, attempt)) ENGINE=InnoDB"
         ),
     ];
     let ddl: Vec<&str> = ddl.iter().map(String::as_str).collect();
-    let made = exec_each(conn, &ddl).await;
+    let mut made = exec_each(conn, &ddl).await;
+    if made.is_ok() {
+        made = add_recorded_at(conn, schema).await;
+    }
     let _ = sqlx::query("SELECT RELEASE_LOCK(?)")
         .bind(format!("ferry:ledger:{schema}"))
         .execute(&mut *conn)
         .await;
     made.map_err(|f| f.context(format!("cannot create Ferry's tables in database {s}")))
+}
+
+/// The `attempts` column that dates a row, so `ferry gc` can remove the rows
+/// of jobs that never committed a chunk (they have no ledger row to date them).
+const RECORDED_AT: &str = "recorded_at datetime(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)";
+
+/// Adds `recorded_at` to an `attempts` table made before it existed (its
+/// rows are dated now). MySQL 8 has no `ADD COLUMN IF NOT EXISTS`, so the
+/// catalog is asked first; the caller holds the ledger's named lock.
+async fn add_recorded_at(conn: &mut MySqlConnection, schema: &str) -> Result<(), DbFailure> {
+    let what = "the attempts table's recorded_at column";
+    if has_column(conn, schema, "attempts", "recorded_at", what).await? {
+        return Ok(());
+    }
+    exec(
+        conn,
+        &format!(
+            "ALTER TABLE {}.attempts ADD COLUMN {RECORDED_AT}",
+            quote_ident(schema)
+        ),
+    )
+    .await
 }
 
 /// One attempt of one chunk.

@@ -2,9 +2,11 @@
 //! Ferry database (`ferry gc`, and the leader on a schedule): a job's
 //! `ledger` rows leave once its newest row is older than the retention,
 //! unless the caller still holds the job, and its `attempts` rows with them
-//! (they only name connections to end while a chunk may run again). The
-//! job's `rejects` rows stay. Ages are computed by the server, in the
-//! session's UTC.
+//! (they only name connections to end while a chunk may run again). A job
+//! that never committed a chunk has `attempts` rows and no ledger row: those
+//! leave once their newest is older than the retention (dated by
+//! `recorded_at`). The job's `rejects` rows stay. Ages are computed by the
+//! server, in the session's UTC.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -14,7 +16,7 @@ use sqlx::mysql::MySqlConnection;
 use sqlx::AssertSqlSafe;
 
 use super::errors::classify;
-use super::session::{exec, has_table};
+use super::session::{exec, has_column, has_table};
 use super::sql::quote_ident;
 use crate::db::ledger_gc::Collected;
 
@@ -52,7 +54,51 @@ pub async fn collect(
             .map_err(|f| f.context(format!("cannot remove job {job}'s ledger rows")))?;
         out.add(job, removed);
     }
+    if attempts {
+        remove_unledgered_attempts(conn, schema, micros, keep).await?;
+    }
     Ok(Some(out))
+}
+
+/// Removes the `attempts` rows older than `micros` of jobs that have no
+/// ledger row, whose newest attempt is that old and that `keep` does not
+/// name; skipped on an `attempts` table without `recorded_at` (made by an
+/// older Ferry and not yet given the column by a new job's planning).
+async fn remove_unledgered_attempts(
+    conn: &mut MySqlConnection,
+    schema: &str,
+    micros: i64,
+    keep: &HashSet<String>,
+) -> Result<(), DbFailure> {
+    let what = "the attempts table's recorded_at column";
+    if !has_column(conn, schema, "attempts", "recorded_at", what).await? {
+        return Ok(());
+    }
+    let (attempts, ledger) = (table(schema, "attempts"), table(schema, "ledger"));
+    let jobs: Vec<String> = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT a.job_id FROM {attempts} a
+          WHERE NOT EXISTS (SELECT 1 FROM {ledger} l WHERE l.job_id = a.job_id)
+          GROUP BY a.job_id
+         HAVING MAX(a.recorded_at) < NOW(6) - INTERVAL ? MICROSECOND ORDER BY a.job_id"
+    )))
+    .bind(micros)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(|e| classify(&e).context("cannot list the attempts of jobs without ledger rows"))?;
+    for job in jobs.iter().filter(|j| !keep.contains(*j)) {
+        // only rows that old: an attempt recorded since the listing stays
+        let gone = sqlx::query(AssertSqlSafe(format!(
+            "DELETE FROM {attempts} WHERE job_id = ? AND recorded_at < NOW(6) - INTERVAL ? MICROSECOND"
+        )))
+        .bind(job)
+        .bind(micros)
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| classify(&e).context(format!("cannot remove job {job}'s attempts rows")))?
+        .rows_affected();
+        tracing::info!(job = %job, rows = gone, "removed the attempts rows of a job that never committed a chunk");
+    }
+    Ok(())
 }
 
 /// `` `schema`.`name` ``.

@@ -106,3 +106,25 @@ pub async fn has_table(
     .map_err(|e| classify(&e).context(format!("cannot look up {what}")))?;
     Ok(n > 0)
 }
+
+/// Whether table `table` of database `schema` has column `column` (`what`
+/// names them in an error).
+pub async fn has_column(
+    conn: &mut MySqlConnection,
+    schema: &str,
+    table: &str,
+    column: &str,
+    what: &str,
+) -> Result<bool, DbFailure> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM information_schema.columns
+          WHERE BINARY table_schema = ? AND table_name = ? AND column_name = ?",
+    )
+    .bind(schema)
+    .bind(table)
+    .bind(column)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(|e| classify(&e).context(format!("cannot look up {what}")))?;
+    Ok(n > 0)
+}
