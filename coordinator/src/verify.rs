@@ -104,7 +104,7 @@ async fn open_both<'a>(
     Ok(Sessions {
         source: open(conns, "spec.source", &spec.source, &job.job_id).await?,
         target: open(conns, "spec.target", &spec.target, &job.job_id).await?,
-        query: spec.query.trim().trim_end_matches(';').trim(),
+        query: crate::planner::bare_query(&spec.query),
         table: job.load.as_ref().unwrap_or(target_table),
     })
 }

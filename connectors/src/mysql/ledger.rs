@@ -63,10 +63,10 @@ pub async fn ensure(conn: &mut MySqlConnection, schema: &str) -> Result<(), DbFa
         ),
     ];
     let ddl: Vec<&str> = ddl.iter().map(String::as_str).collect();
-    let mut made = exec_each(conn, &ddl).await;
-    if made.is_ok() {
-        made = add_recorded_at(conn, schema).await;
-    }
+    let made = match exec_each(conn, &ddl).await {
+        Ok(()) => add_recorded_at(conn, schema).await,
+        failed => failed,
+    };
     let _ = sqlx::query("SELECT RELEASE_LOCK(?)")
         .bind(format!("ferry:ledger:{schema}"))
         .execute(&mut *conn)
@@ -82,8 +82,7 @@ const RECORDED_AT: &str = "recorded_at datetime(6) NOT NULL DEFAULT CURRENT_TIME
 /// rows are dated now). MySQL 8 has no `ADD COLUMN IF NOT EXISTS`, so the
 /// catalog is asked first; the caller holds the ledger's named lock.
 async fn add_recorded_at(conn: &mut MySqlConnection, schema: &str) -> Result<(), DbFailure> {
-    let what = "the attempts table's recorded_at column";
-    if has_column(conn, schema, "attempts", "recorded_at", what).await? {
+    if attempts_dated(conn, schema).await? {
         return Ok(());
     }
     exec(
@@ -94,6 +93,16 @@ async fn add_recorded_at(conn: &mut MySqlConnection, schema: &str) -> Result<(),
         ),
     )
     .await
+}
+
+/// Whether Ferry's `attempts` table in `schema` has `recorded_at` (one made
+/// by an older Ferry lacks it until a job is next planned there).
+pub(super) async fn attempts_dated(
+    conn: &mut MySqlConnection,
+    schema: &str,
+) -> Result<bool, DbFailure> {
+    let what = "the attempts table's recorded_at column";
+    has_column(conn, schema, "attempts", "recorded_at", what).await
 }
 
 /// One attempt of one chunk.

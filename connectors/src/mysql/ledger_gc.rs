@@ -16,7 +16,7 @@ use sqlx::mysql::MySqlConnection;
 use sqlx::AssertSqlSafe;
 
 use super::errors::classify;
-use super::session::{exec, has_column, has_table};
+use super::session::{exec, has_table};
 use super::sql::quote_ident;
 use crate::db::ledger_gc::Collected;
 
@@ -70,8 +70,7 @@ async fn remove_unledgered_attempts(
     micros: i64,
     keep: &HashSet<String>,
 ) -> Result<(), DbFailure> {
-    let what = "the attempts table's recorded_at column";
-    if !has_column(conn, schema, "attempts", "recorded_at", what).await? {
+    if !super::ledger::attempts_dated(conn, schema).await? {
         return Ok(());
     }
     let (attempts, ledger) = (table(schema, "attempts"), table(schema, "ledger"));

@@ -110,7 +110,7 @@ async fn sorted_otherwise(
     }
     let source = typed::open(conns, &spec.source, DRY_RUN_ID).await.ok()?;
     let target = typed::open(conns, &spec.target, DRY_RUN_ID).await.ok()?;
-    let query = spec.query.trim().trim_end_matches(';').trim();
+    let query = super::bare_query(&spec.query);
     let order = key_order(
         &source,
         &target,

@@ -41,7 +41,7 @@ pub(super) async fn estimate(
     let (source, _) = open_reporting(conns, &spec.source, job_id).await?;
     // chunks run the planner's query when it added the split column (keyless plans)
     let query = if plan.source_query.is_empty() {
-        spec.query.trim().trim_end_matches(';').trim()
+        super::bare_query(&spec.query)
     } else {
         plan.source_query.as_str()
     };

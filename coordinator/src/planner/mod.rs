@@ -187,6 +187,12 @@ pub async fn plan_job(
     plan_job_in(spec, job_id, conns, None).await
 }
 
+/// A job's query as the planner and the chunks run it: without surrounding
+/// white space and trailing semicolons.
+pub fn bare_query(query: &str) -> &str {
+    query.trim().trim_end_matches(';').trim()
+}
+
 /// Like `plan_job`, sampling (PostgreSQL to PostgreSQL) in the job's
 /// exported source `snapshot`, so the split sees the rows the chunks read.
 pub async fn plan_job_in(
@@ -195,7 +201,7 @@ pub async fn plan_job_in(
     conns: &ConnectionRegistry,
     snapshot: Option<&SnapshotId>,
 ) -> Result<Plan, PlanError> {
-    let query = spec.query.trim().trim_end_matches(';').trim();
+    let query = bare_query(&spec.query);
     if query.is_empty() {
         return Err(PlanError::invalid(
             "the query is empty: pass --query 'SELECT …'",

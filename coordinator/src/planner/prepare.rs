@@ -21,7 +21,7 @@ pub async fn plan_for_run(
     snapshot: Option<&SnapshotId>,
 ) -> Result<Plan, PlanError> {
     if spec.create_table {
-        let query = spec.query.trim().trim_end_matches(';').trim();
+        let query = super::bare_query(&spec.query);
         typed::create_if_missing(spec, job_id, conns, query).await?;
     }
     let plan = plan_job_in(spec, job_id, conns, snapshot).await?;

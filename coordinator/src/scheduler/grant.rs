@@ -253,7 +253,7 @@ impl Scheduler {
             target: spec.target,
             // the planner's query (with its split column) when it wrote one
             query: if job.record.source_query.is_empty() {
-                spec.query.trim().trim_end_matches(';').trim().to_string()
+                crate::planner::bare_query(&spec.query).to_string()
             } else {
                 job.record.source_query.clone()
             },

@@ -30,7 +30,7 @@ pub fn resolve_spec(
             "the job names no target connection: pass --target NAME",
         ));
     }
-    if spec.query.trim().trim_end_matches(';').trim().is_empty() {
+    if crate::planner::bare_query(&spec.query).is_empty() {
         return Err(FieldError::new(
             "spec.query",
             Reason::MissingField,
